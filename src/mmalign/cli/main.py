@@ -1,0 +1,54 @@
+"""Entry point of the ``mmalign`` command.
+
+Each command group lives in its own module and keeps its heavy imports (torch, transformers) inside the
+command functions, so ``mmalign --help`` stays fast. Errors raised on purpose (:class:`MMAlignError`) are
+printed as one line with no traceback; ``--debug`` (or ``MMALIGN_DEBUG=1``) shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from mmalign.cli import data, demo, eval, model, train, world
+from mmalign.errors import MMAlignError
+
+app = typer.Typer(
+    name="mmalign",
+    help="Align vision-language models with human preferences: data, training, evaluation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data.app, name="data")
+app.add_typer(model.app, name="model")
+app.add_typer(train.app, name="train")
+app.add_typer(eval.app, name="eval")
+app.command("world")(world.world)
+app.command("demo")(demo.demo)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    """Global options (``--debug`` is read by :func:`main`)."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; exits with 2 and a one-line message on an :class:`MMAlignError`."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="mmalign")
+    except MMAlignError as err:
+        if "--debug" in args or os.environ.get("MMALIGN_DEBUG") == "1":
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""``mmalign model``: command group (filled by its stage)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="model commands.", no_args_is_help=True)
