@@ -10,9 +10,23 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mmalign.data.columnar import from_columns, iter_dicts, write_columnar
+from mmalign.data.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageChecker,
+    blob_target,
+    content_path,
+    encode_png,
+    resolve_image,
+    write_image_file,
+)
+from mmalign.data.records import ImageBlob, ImageRef, Record, record_from_dict
+from mmalign.errors import DataError
 
 
 @contextlib.contextmanager
@@ -52,3 +66,218 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
             f.write("\n")
             n += 1
     return n
+
+
+# ---------------------------------------------------------------------------------------------- formats
+
+FORMATS = ("jsonl", "parquet", "datasets")
+"""On-disk formats: JSON lines (images as files under a root), Parquet, a ``datasets`` ``save_to_disk`` directory."""
+
+
+def detect_format(path: str | Path, *, writing: bool = False) -> str:
+    """``jsonl`` for ``*.jsonl``, ``parquet`` for ``*.parquet``, else ``datasets`` (a directory)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return "jsonl"
+    if suffix == ".parquet":
+        return "parquet"
+    if writing or path.is_dir():
+        return "datasets"
+    if not path.exists():
+        raise DataError("no such file or directory", file=path)
+    raise DataError(
+        f"unknown data format {suffix or '(no suffix)'!r}: expected a .jsonl or .parquet file "
+        "or a directory written by datasets' save_to_disk",
+        file=path,
+    )
+
+
+def default_root(path: str | Path) -> Path:
+    """The data root used when none is given: the folder holding the data file."""
+    return Path(path).resolve().parent
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Row:
+    """One raw row of a data file, before parsing: where it is, and its dict or why it could not be read."""
+
+    line: int | None
+    """1-based line number (JSONL); None for columnar formats."""
+    index: int
+    """0-based record index among the file's records (blank lines not counted)."""
+    data: Any = None
+    error: DataError | None = None
+
+
+def iter_rows(path: str | Path) -> Iterator[Row]:
+    """Stream the raw rows of a file (one line or one Arrow batch in memory at a time)."""
+    fmt = detect_format(path)
+    if fmt != "datasets" and not Path(path).is_file():
+        raise DataError("no such file", file=path)
+    if fmt == "jsonl":
+        return _iter_jsonl(Path(path))
+    return (Row(None, i, data=data) for i, data in enumerate(iter_dicts(Path(path), fmt)))
+
+
+def parse_row(row: Row, *, file: str | Path, kind: str | None = None, checker: ImageChecker | None = None) -> Record:
+    """Turn a raw row into a checked record (schema, then images); errors are located at file/line/id."""
+    where: dict[str, Any] = {"file": str(file), "line": row.line, "index": row.index}
+    if row.error is not None:
+        raise row.error.located(**where)
+    try:
+        data = from_columns(row.data) if row.line is None else row.data
+        record = record_from_dict(data, kind)
+        if checker is not None:
+            for key, refs in record.image_lists().items():
+                for i, ref in enumerate(refs):
+                    checker.check(ref, f"{key}[{i}]")
+    except DataError as err:
+        rid = row.data.get("id") if isinstance(row.data, dict) else None
+        rid = str(rid) if isinstance(rid, str | int) and not isinstance(rid, bool) else None
+        raise err.located(**where, record_id=rid).with_traceback(err.__traceback__) from None
+    return record
+
+
+def read_records(
+    path: str | Path,
+    *,
+    kind: str | None = None,
+    root: str | Path | None = None,
+    check_images: str = "exists",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Iterator[Record]:
+    """Stream the records of a JSONL file, a Parquet file or a ``datasets`` directory, checking each.
+
+    ``root`` is the data root image paths are relative to (default: the file's folder). ``check_images`` is
+    ``none``, ``exists`` (present, inside the root, non-empty) or ``decode`` (fully decoded, at most
+    ``max_pixels``). The first bad record raises :class:`DataError`; :func:`mmalign.data.validate.validate`
+    collects them all instead. Images from Parquet and ``datasets`` arrive as :class:`ImageBlob`.
+    """
+    checker = ImageChecker(default_root(path) if root is None else root, check_images, max_pixels)
+    rows = iter_rows(path)  # opens (and fails on a missing file) now, not at the first next()
+    return (parse_row(row, file=path, kind=kind, checker=checker) for row in rows)
+
+
+def _iter_jsonl(path: Path) -> Iterator[Row]:
+    index = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if not raw.strip():
+                continue
+            yield _jsonl_row(raw, lineno, index)
+            index += 1
+
+
+def _jsonl_row(raw: bytes, lineno: int, index: int) -> Row:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return Row(lineno, index, error=DataError(f"not valid UTF-8 (byte {err.start + 1} of the line)"))
+    try:
+        return Row(lineno, index, data=json.loads(text))
+    except json.JSONDecodeError as err:
+        if err.pos >= len(text.rstrip()) or err.msg.startswith("Unterminated string"):
+            message = "truncated line: the JSON ends before the record is complete"
+            if not raw.endswith(b"\n"):
+                message += " (the file may have been cut off while writing)"
+        else:
+            message = f"not valid JSON: {err.msg} at column {err.colno}"
+        return Row(lineno, index, error=DataError(message))
+    except RecursionError:
+        return Row(lineno, index, error=DataError("not valid JSON: nested too deeply"))
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def write_records(
+    path: str | Path,
+    records: Iterable[Record],
+    *,
+    root: str | Path | None = None,
+    src_root: str | Path | None = None,
+    kind: str | None = None,
+) -> int:
+    """Write records atomically; the format comes from ``path`` (see :func:`detect_format`). Returns the count.
+
+    JSONL stores image paths relative to ``root`` (default: the file's folder): in-memory images are saved
+    there as PNG files named by content, blobs at their own relative path, and path images are copied from
+    ``src_root`` (default: ``root``) when it differs. Parquet and ``datasets`` embed the image bytes as
+    ``datasets.Image`` values (``load_from_disk`` gives PIL images, ready for TRL) with their relative paths in
+    ``image_paths`` / ``rejected_image_paths``, and ``meta`` as a JSON string. ``kind`` fixes the columnar
+    schema when there may be no records.
+    """
+    fmt = detect_format(path, writing=True)
+    root = default_root(path) if root is None else Path(root)
+    src_root = root if src_root is None else Path(src_root)
+    if fmt == "jsonl":
+        same_root = root.resolve() == src_root.resolve()
+        rows = (_located(i, r, _jsonl_dict, root, src_root, same_root) for i, r in enumerate(records))
+        return write_jsonl(path, rows)
+    with atomic_path(path) as tmp:
+        return write_columnar(tmp, fmt, records, src_root, kind)
+
+
+def convert(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    root: str | Path | None = None,
+    out_root: str | Path | None = None,
+    kind: str | None = None,
+    check_images: str = "exists",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Convert between formats losslessly (same records, byte-identical image files at the same paths).
+
+    ``root`` is the source's data root, ``out_root`` where a JSONL target's image files go (defaults: each
+    file's folder). Streams; the target appears only when complete. ``on_progress(n)`` is called every
+    1000 records.
+    """
+    src_root = default_root(src) if root is None else Path(root)
+    records = read_records(src, kind=kind, root=src_root, check_images=check_images, max_pixels=max_pixels)
+    if on_progress is not None:
+        records = _counted(records, on_progress)
+    return write_records(dst, records, root=out_root, src_root=src_root, kind=kind)
+
+
+def _counted(records: Iterator[Record], on_progress: Callable[[int], None]) -> Iterator[Record]:
+    for n, record in enumerate(records, 1):
+        if n % 1000 == 0:
+            on_progress(n)
+        yield record
+
+
+def _located(index: int, record: Record, fn: Any, *args: Any) -> Any:
+    try:
+        return fn(record, *args)
+    except DataError as err:
+        raise err.located(index=index, record_id=record.id) from None
+
+
+def _jsonl_dict(record: Record, root: Path, src_root: Path, same_root: bool) -> dict[str, Any]:
+    row = record.to_dict()
+    for key, refs in record.image_lists().items():
+        row[key] = [_image_to_file(ref, root, src_root, same_root, f"{key}[{i}]") for i, ref in enumerate(refs)]
+    return row
+
+
+def _image_to_file(ref: ImageRef, root: Path, src_root: Path, same_root: bool, field: str) -> str:
+    if isinstance(ref, str):
+        if not same_root:
+            write_image_file(root, ref, resolve_image(src_root, ref, field).read_bytes(), field)
+        return ref
+    if isinstance(ref, ImageBlob):
+        target, data = blob_target(ref), ref.data
+    else:
+        data = encode_png(ref)
+        target = content_path(data)
+    write_image_file(root, target, data, field)
+    return target

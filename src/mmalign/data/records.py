@@ -33,8 +33,27 @@ from PIL import Image
 
 from mmalign.errors import DataError
 
-ImageRef = str | Image.Image
-"""An image: a path relative to the data root (files on disk) or a PIL image (in memory)."""
+
+@dataclass(frozen=True, eq=True)
+class ImageBlob:
+    """An encoded image file carried in a record (read from Parquet or a ``datasets`` directory).
+
+    ``data`` holds the file's bytes exactly as they were on disk, and ``path`` the relative path the file had
+    (or will have) under a data root, so converting back to JSONL writes the same file at the same place.
+    """
+
+    path: str | None
+    data: bytes = field(repr=False)
+
+    def open(self, max_pixels: int | None = None) -> Image.Image:
+        """Decode to an RGB PIL image (header checked against ``max_pixels`` before decoding)."""
+        from mmalign.data.images import DEFAULT_MAX_PIXELS, decode_image
+
+        return decode_image(self.data, max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+
+
+ImageRef = str | Image.Image | ImageBlob
+"""An image: a path relative to the data root (files on disk), a PIL image (in memory) or an encoded blob."""
 
 Message = dict[str, Any]
 """A chat message: ``{"role": "user" | "assistant" | "system", "content": [part, ...]}``."""
@@ -368,13 +387,13 @@ def parse_images(value: Any, field_name: str) -> list[ImageRef]:
     out: list[ImageRef] = []
     for i, image in enumerate(value):
         where = f"{field_name}[{i}]"
-        if isinstance(image, Image.Image):
+        if isinstance(image, Image.Image | ImageBlob):
             out.append(image)
         elif isinstance(image, str):
             check_image_path(image, where)
             out.append(image)
         else:
-            raise DataError(f"must be a path string or a PIL image, got {type(image).__name__}", field=where)
+            raise DataError(f"must be a path string or an image, got {type(image).__name__}", field=where)
     return out
 
 
