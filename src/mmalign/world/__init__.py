@@ -1,1 +1,42 @@
-"""world"""
+"""The shapes world: procedural scenes with exact ground truth, the project's embedded default data.
+
+In memory: :func:`sample_scene`, :func:`render`, the text builders in :mod:`mmalign.world.text`.
+On disk: :func:`generate_world` (layout documented in :mod:`mmalign.world.generate`), :func:`read_world`.
+Names are imported lazily (PEP 562), so ``import mmalign.world.config`` stays light for the CLI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "WorldConfig": "config",
+    "WorldSummary": "generate",
+    "generate_world": "generate",
+    "read_world": "generate",
+    "sample_world": "generate",
+    "EVAL_TASKS": "items",
+    "image_path": "items",
+    "scene_from_row": "items",
+    "scene_row": "items",
+    "render": "draw",
+    "Scene": "scene",
+    "SceneObject": "scene",
+    "absent_partners": "scene",
+    "object_types": "scene",
+    "partner_of": "scene",
+    "partner_pairs": "scene",
+    "sample_scene": "scene",
+    "sample_split": "scene",
+    "CooccurrenceStats": "stats",
+    "compute_stats": "stats",
+    "reference_caption": "text",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mmalign.world' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"mmalign.world.{_EXPORTS[name]}"), name)

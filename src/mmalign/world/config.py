@@ -1,0 +1,155 @@
+"""``WorldConfig``: every knob of the shapes world, documented beside its definition and checked at start.
+
+The defaults are the demo's world: 48 px images on a 3×3 grid (one 16 px patch per cell), 5 colours × 4
+shapes = 20 object types, 10 fixed partner pairs added with probability 0.8, 40 000 training scenes and
+caption noise 0.5.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from mmalign.config import option
+from mmalign.errors import ConfigError
+from mmalign.world.vocab import COLOURS, NUMBER_WORDS, SHAPES
+
+EVAL_FRACTION = 0.1
+"""Default size of val and test, as a fraction of ``train_scenes``..."""
+EVAL_CAP = 2000
+"""...capped at this many scenes each."""
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """The shapes world: scenes, co-occurrence structure, caption noise, splits."""
+
+    n_colours: int = option(5, f"Number of colours used, from the start of {', '.join(COLOURS)}.")
+    n_shapes: int = option(4, f"Number of shapes used, from the start of {', '.join(SHAPES)}.")
+    grid_rows: int = option(3, "Rows of the grid objects are placed on (one object per cell).")
+    grid_cols: int = option(3, "Columns of the grid objects are placed on.")
+    image_size: int = option(48, "Image side in pixels (small, e.g. 48-64, for CPU; 224-448 for real models).")
+    min_objects: int = option(1, "Fewest objects drawn for a scene.")
+    max_objects: int = option(
+        4, "Most objects in a scene. A scene draws a count from min to max; a partner may add one more, up to max."
+    )
+    object_sizes: bool = option(True, "Draw objects small or large (named in captions); off: all large, no size word.")
+    frequency_skew: float = option(
+        0.5,
+        "Zipf exponent of how often each object type is drawn (over a seeded ranking): 0 = uniform. "
+        "Makes some objects popular, as in real data (POPE's 'popular' negatives).",
+    )
+    n_partner_pairs: int = option(
+        10, "Fixed partner pairs of object types (disjoint, chosen by seed); at most n_colours*n_shapes/2."
+    )
+    partner_prob: float = option(
+        0.8, "Probability that placing an object also places its partner (if absent and there is room)."
+    )
+    caption_noise: float = option(
+        0.5,
+        "Fraction of training captions of scenes with an absent partner that name that partner anyway "
+        "(noisy web captions teach hallucination). Evaluation splits are always clean.",
+    )
+    jitter: float = option(0.5, "How far (0-1) an object may move inside its cell's free margin.")
+    seed: int = option(0, "Seed of everything: partner pairs, popularity ranking, scenes, questions.")
+    train_scenes: int = option(40_000, "Scenes in the train split.")
+    val_scenes: int | None = option(
+        None, f"Scenes in the val split (default: {EVAL_FRACTION:.0%} of train_scenes, at most {EVAL_CAP})."
+    )
+    test_scenes: int | None = option(
+        None, f"Scenes in the test split (default: {EVAL_FRACTION:.0%} of train_scenes, at most {EVAL_CAP})."
+    )
+    pope_k: int = option(3, "POPE: present objects asked per image (as many absent ones per strategy), as in POPE.")
+    qa_per_scene: int = option(2, "Question-answer SFT examples per training scene (besides its caption).")
+
+    def __post_init__(self) -> None:
+        self._check_ints()
+        n_types = self.n_colours * self.n_shapes
+        cells = self.grid_rows * self.grid_cols
+        if not 1 <= self.n_colours <= len(COLOURS):
+            raise ConfigError(f"n_colours must be between 1 and {len(COLOURS)}, got {self.n_colours}")
+        if not 1 <= self.n_shapes <= len(SHAPES):
+            raise ConfigError(f"n_shapes must be between 1 and {len(SHAPES)}, got {self.n_shapes}")
+        if self.grid_rows < 1 or self.grid_cols < 1:
+            raise ConfigError(f"the grid needs at least one cell, got {self.grid_rows}x{self.grid_cols}")
+        if self.min_objects < 1:
+            raise ConfigError(f"min_objects must be at least 1, got {self.min_objects}")
+        if self.max_objects < self.min_objects:
+            raise ConfigError(f"max_objects ({self.max_objects}) is below min_objects ({self.min_objects})")
+        if self.max_objects > cells:
+            raise ConfigError(f"max_objects ({self.max_objects}) exceeds the {cells} grid cells (one object a cell)")
+        if self.max_objects >= n_types:
+            raise ConfigError(
+                f"max_objects ({self.max_objects}) must be below the {n_types} object types, "
+                "so every scene has absent objects to ask about"
+            )
+        if self.max_objects > len(NUMBER_WORDS) - 1:
+            raise ConfigError(f"max_objects must be at most {len(NUMBER_WORDS) - 1} (counts are said in words)")
+        if self.image_size < 4 * max(self.grid_rows, self.grid_cols):
+            raise ConfigError(
+                f"image_size {self.image_size} is too small for a {self.grid_rows}x{self.grid_cols} grid "
+                f"(at least 4 px a cell: {4 * max(self.grid_rows, self.grid_cols)})"
+            )
+        if self.image_size > 4096:
+            raise ConfigError(f"image_size must be at most 4096, got {self.image_size}")
+        if not 0 <= self.n_partner_pairs <= n_types // 2:
+            raise ConfigError(
+                f"n_partner_pairs must be between 0 and {n_types // 2} (pairs are disjoint among "
+                f"{n_types} object types), got {self.n_partner_pairs}"
+            )
+        for name in ("partner_prob", "caption_noise", "jitter"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1, got {value}")
+        if self.frequency_skew < 0:
+            raise ConfigError(f"frequency_skew must be >= 0, got {self.frequency_skew}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.train_scenes < 1:
+            raise ConfigError(f"train_scenes must be at least 1 (statistics come from train), got {self.train_scenes}")
+        for name in ("val_scenes", "test_scenes"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name} must be >= 0, got {value}")
+        if self.pope_k < 1:
+            raise ConfigError(f"pope_k must be at least 1, got {self.pope_k}")
+        if self.qa_per_scene < 0:
+            raise ConfigError(f"qa_per_scene must be >= 0, got {self.qa_per_scene}")
+
+    def _check_ints(self) -> None:
+        """Types, for configs built in code (YAML input is already type-checked by mmalign.config)."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.name in ("val_scenes", "test_scenes"):
+                continue
+            expected: Any = {"bool": bool, "float": (int, float)}.get(str(f.type), int)
+            if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
+                raise ConfigError(f"{f.name} must be {f.type}, got {value!r}")
+
+    @property
+    def colours(self) -> tuple[str, ...]:
+        return COLOURS[: self.n_colours]
+
+    @property
+    def shapes(self) -> tuple[str, ...]:
+        return SHAPES[: self.n_shapes]
+
+    @property
+    def n_types(self) -> int:
+        return self.n_colours * self.n_shapes
+
+    def split_sizes(self) -> dict[str, int]:
+        """Scenes per split, defaults filled in: ``{"train": ..., "val": ..., "test": ...}``."""
+        default = min(EVAL_CAP, max(1, round(EVAL_FRACTION * self.train_scenes)))
+        return {
+            "train": self.train_scenes,
+            "val": default if self.val_scenes is None else self.val_scenes,
+            "test": default if self.test_scenes is None else self.test_scenes,
+        }
+
+    def replace(self, **changes: Any) -> WorldConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
