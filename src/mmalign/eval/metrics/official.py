@@ -1,0 +1,314 @@
+"""Readers and writers of benchmarks' official file formats, with errors that name file, line and field.
+
+* POPE questions (RUCAIBox/POPE ``output/coco/coco_pope_{random,popular,adversarial}.json``): JSON lines
+  ``{"question_id", "image", "text", "label"}``; LLaVA's merged file adds ``"category"`` (the split).
+* Answers (POPE, and any per-question task): JSON lines with the answer in ``"text"`` (LLaVA's
+  ``model_vqa_loader``) or ``"answer"`` (POPE's own); matched to questions by ``"question_id"`` when every
+  answer has one, else by order, as the official script does (``zip`` of the two files).
+* MME (``eval_tool`` results): one ``<subtask>.txt`` a subtask, lines ``image<TAB>question<TAB>answer<TAB>
+  prediction``, the two questions of an image on consecutive lines.
+* MMMU (``eval/example_outputs/<model>/<Category>/output.json``): a JSON list of ``{"id", "question_type",
+  "answer", "all_choices", "index2ans", "response"}``; a directory is read recursively.
+
+COCO files for CHAIR are in :mod:`.coco`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmalign.data.io import write_jsonl
+from mmalign.errors import DataError
+
+POPE_SPLITS = ("random", "popular", "adversarial")
+
+
+# ---------------------------------------------------------------------------------------------- generic
+
+
+def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; bad JSON or a non-object is a :class:`DataError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", file=path)
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"not valid JSON ({err.msg})", file=path, line=number) from None
+            if not isinstance(obj, dict):
+                raise DataError(f"expected a JSON object, got {type(obj).__name__}", file=path, line=number)
+            rows.append((number, obj))
+    return rows
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", file=path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataError(f"not valid JSON ({err.msg} at line {err.lineno})", file=path, line=err.lineno) from None
+
+
+def read_records(path: str | Path) -> list[tuple[int | None, int | None, dict[str, Any]]]:
+    """Objects from a ``.jsonl`` file (line numbers) or a ``.json`` list (indices): (line, index, object)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        data = read_json(path)
+        if not isinstance(data, list):
+            raise DataError(f"expected a JSON list of objects, got {type(data).__name__}", file=path)
+        for i, obj in enumerate(data):
+            if not isinstance(obj, dict):
+                raise DataError(f"expected an object, got {type(obj).__name__}", file=path, index=i)
+        return [(None, i, obj) for i, obj in enumerate(data)]
+    return [(line, None, obj) for line, obj in read_jsonl(path)]
+
+
+def field_value(obj: dict[str, Any], keys: Sequence[str], kind: type | tuple[type, ...], where: dict[str, Any]) -> Any:
+    """The first of ``keys`` present in ``obj``, checked against ``kind``; missing or mistyped → DataError."""
+    for key in keys:
+        if key in obj:
+            value = obj[key]
+            if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+                names = "/".join(t.__name__ for t in _as_tuple(kind))
+                raise DataError(f"must be {names}, got {type(value).__name__}", field=key, **where)
+            return value
+    raise DataError(f"missing (expected {' or '.join(repr(k) for k in keys)})", field=keys[0], **where)
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def record_id(obj: dict[str, Any], keys: Sequence[str], where: dict[str, Any]) -> str:
+    """An id given as a string or an integer, returned as a string."""
+    value = field_value(obj, keys, (str, int), where)
+    return str(value)
+
+
+# ------------------------------------------------------------------------------------------------- POPE
+
+
+@dataclass(frozen=True)
+class PopeQuestion:
+    question_id: str
+    image: str
+    text: str
+    label: str
+    """``"yes"`` or ``"no"``."""
+    split: str | None
+    """random / popular / adversarial, from the ``category`` field or the file name; None if unknown."""
+
+
+def pope_split_of(path: str | Path) -> str | None:
+    name = Path(path).name.lower()
+    found = [split for split in POPE_SPLITS if split in name]
+    return found[0] if len(found) == 1 else None
+
+
+def read_pope_questions(path: str | Path) -> list[PopeQuestion]:
+    """POPE's official question file (see the module docstring); labels must be yes or no."""
+    default_split = pope_split_of(path)
+    questions, seen = [], set()
+    for line, obj in read_jsonl(path):
+        where = {"file": path, "line": line}
+        qid = record_id(obj, ("question_id",), where)
+        if qid in seen:
+            raise DataError("duplicate question_id", record_id=qid, field="question_id", **where)
+        seen.add(qid)
+        label = field_value(obj, ("label",), str, where).strip().lower()
+        if label not in ("yes", "no"):
+            raise DataError(f"label must be 'yes' or 'no', got {obj['label']!r}", record_id=qid, field="label", **where)
+        category = obj.get("category")
+        if category is not None and category not in POPE_SPLITS:
+            raise DataError(f"unknown POPE split {category!r}", record_id=qid, field="category", **where)
+        questions.append(
+            PopeQuestion(
+                question_id=qid,
+                image=field_value(obj, ("image",), str, where),
+                text=field_value(obj, ("text",), str, where),
+                label=label,
+                split=category or default_split,
+            )
+        )
+    if not questions:
+        raise DataError("no questions", file=path)
+    return questions
+
+
+@dataclass(frozen=True)
+class Answer:
+    question_id: str | None
+    text: str
+    line: int
+
+
+def read_answers(path: str | Path, text_keys: Sequence[str] = ("text", "answer")) -> list[Answer]:
+    """Answer lines: the text under the first of ``text_keys``; ``question_id`` (or ``id``) if present."""
+    answers = []
+    for line, obj in read_jsonl(path):
+        where = {"file": path, "line": line}
+        qid = record_id(obj, ("question_id", "id"), where) if ("question_id" in obj or "id" in obj) else None
+        answers.append(Answer(qid, field_value(obj, text_keys, str, where), line))
+    return answers
+
+
+def match_answers(question_ids: Sequence[str], answers: Sequence[Answer], answers_path: str | Path) -> list[str]:
+    """The answer text of each question, in question order (by ``question_id`` if all answers have one)."""
+    with_id = [a for a in answers if a.question_id is not None]
+    if with_id and len(with_id) != len(answers):
+        first = next(a for a in answers if a.question_id is None)
+        raise DataError(
+            "some answers have a question_id and this one has none",
+            file=answers_path,
+            line=first.line,
+            field="question_id",
+        )
+    if not with_id:
+        if len(answers) != len(question_ids):
+            raise DataError(
+                f"{len(answers)} answers for {len(question_ids)} questions (answers without question_id are "
+                "matched by order, so the counts must agree)",
+                file=answers_path,
+            )
+        return [a.text for a in answers]
+    known = set(question_ids)
+    by_id: dict[str, Answer] = {}
+    for a in answers:
+        where = {"file": answers_path, "line": a.line, "record_id": a.question_id, "field": "question_id"}
+        if a.question_id not in known:
+            raise DataError("answer to a question that is not in the questions file", **where)
+        if a.question_id in by_id:
+            raise DataError(f"second answer to this question (first on line {by_id[a.question_id].line})", **where)
+        by_id[a.question_id] = a  # type: ignore[index]
+    missing = [q for q in question_ids if q not in by_id]
+    if missing:
+        raise DataError(
+            f"{len(missing)} question(s) have no answer, e.g. question_id {missing[0]!r}", file=answers_path
+        )
+    return [by_id[q].text for q in question_ids]
+
+
+def write_pope_answers(path: str | Path, rows: Iterable[tuple[str, str]]) -> int:
+    """Write (question_id, answer text) pairs as POPE/LLaVA answer lines (``question_id``, ``text``, ``answer``)."""
+    return write_jsonl(path, ({"question_id": qid, "text": text, "answer": text} for qid, text in rows))
+
+
+# -------------------------------------------------------------------------------------------------- MME
+
+
+@dataclass(frozen=True)
+class MMELine:
+    image: str
+    question: str
+    answer: str
+    prediction: str
+    line: int
+
+
+def read_mme_file(path: str | Path) -> list[list[MMELine]]:
+    """One subtask file → its images, each the two consecutive lines about it."""
+    path = Path(path)
+    lines: list[MMELine] = []
+    with open(path, encoding="utf-8") as f:
+        for number, raw in enumerate(f, start=1):
+            raw = raw.rstrip("\r\n")
+            if not raw.strip():
+                continue
+            parts = raw.split("\t")
+            if len(parts) != 4:
+                raise DataError(
+                    f"expected 4 tab-separated fields (image, question, answer, prediction), got {len(parts)}",
+                    file=path,
+                    line=number,
+                )
+            if parts[2].strip().lower() not in ("yes", "no"):
+                raise DataError(f"answer must be Yes or No, got {parts[2]!r}", file=path, line=number, field="answer")
+            lines.append(MMELine(parts[0], parts[1], parts[2].strip(), parts[3], number))
+    if not lines:
+        raise DataError("no lines", file=path)
+    if len(lines) % 2:
+        raise DataError(f"{len(lines)} lines: MME has two questions an image, so the count must be even", file=path)
+    images = [lines[i : i + 2] for i in range(0, len(lines), 2)]
+    for first, second in images:
+        if first.image != second.image:
+            raise DataError(
+                f"lines {first.line} and {second.line} should be the two questions of one image but name "
+                f"{first.image!r} and {second.image!r}",
+                file=path,
+                line=second.line,
+                field="image",
+            )
+    return images
+
+
+def read_mme(path: str | Path) -> dict[str, list[list[MMELine]]]:
+    """A results directory (``<subtask>.txt`` files) or a single subtask file → subtask → images."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.txt"))
+        if not files:
+            raise DataError("no <subtask>.txt files in this directory", file=path)
+        return {f.stem: read_mme_file(f) for f in files}
+    if not path.is_file():
+        raise DataError("file or directory not found", file=path)
+    return {path.stem: read_mme_file(path)}
+
+
+def write_mme_file(path: str | Path, lines: Iterable[tuple[str, str, str, str]]) -> int:
+    """Write (image, question, answer, prediction) rows in the eval tool's format, atomically."""
+    from mmalign.data.io import atomic_path
+
+    n = 0
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for row in lines:
+            if any("\t" in part or "\n" in part for part in row):
+                raise DataError("MME fields cannot contain tabs or newlines", file=path, index=n)
+            f.write("\t".join(row) + "\n")
+            n += 1
+    return n
+
+
+# ------------------------------------------------------------------------------------------------- MMMU
+
+
+def read_mmmu_outputs(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
+    """MMMU ``output.json`` files (a file, or a directory searched recursively) → (file, record) pairs.
+
+    Only ``question_type == "multiple-choice"`` records are kept (open questions are another metric).
+    """
+    path = Path(path)
+    files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
+    if not files:
+        raise DataError("no .json files in this directory", file=path)
+    out = []
+    for file in files:
+        for _, index, obj in read_records(file):
+            where = {"file": file, "index": index}
+            if obj.get("question_type", "multiple-choice") != "multiple-choice":
+                continue
+            rid = record_id(obj, ("id",), where)
+            field_value(obj, ("response",), str, {**where, "record_id": rid})
+            choices = field_value(obj, ("index2ans",), dict, {**where, "record_id": rid})
+            if len(choices) < 2 or not all(isinstance(v, str) for v in choices.values()):
+                raise DataError(
+                    "must map at least two letters to option texts", field="index2ans", record_id=rid, **where
+                )
+            answer = field_value(obj, ("answer",), (str, list), {**where, "record_id": rid})
+            accepted = [answer] if isinstance(answer, str) else answer
+            if not all(a in choices for a in accepted):
+                raise DataError(
+                    f"answer {answer!r} is not one of {sorted(choices)}", field="answer", record_id=rid, **where
+                )
+            out.append((str(file), obj))
+    return out

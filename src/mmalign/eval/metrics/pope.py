@@ -1,0 +1,148 @@
+"""POPE: polling-based object probing (Li et al., 2023, "Evaluating Object Hallucination in LVLMs").
+
+Two answer parsers:
+
+* :func:`official_yes_no` is the official ``evaluate.py`` (RUCAIBox/POPE) rule, byte for byte in effect:
+  keep the text before the first ``"."`` (the first sentence, so "3.5" cuts at "3"), delete commas,
+  split on single spaces, and answer *no* when one of the words is exactly ``No``, ``not`` or ``no``;
+  anything else, the empty answer included, is *yes*. Case and punctuation matter: ``"NO"``, ``"No!"``,
+  ``"Not"`` and ``"Nobody"`` are all *yes*; ``"I don't think so"`` is *yes*; ``"There is no dog."`` is *no*.
+* :func:`strict_yes_no` (``--strict``) only accepts an answer whose first word is yes or no (any case,
+  surrounding punctuation ignored): ``"Yes, there is."`` → yes, ``"No."`` → no, ``"There is a dog."`` →
+  unparsed. An unparsed answer is wrong: it is neither a positive nor a negative prediction, so it lowers
+  accuracy and recall (a *yes* label missed) but not precision.
+
+Metrics take *yes* as the positive class: precision = TP / (TP + FP), recall = TP / (number of *yes*
+labels), F1 their harmonic mean, accuracy = correct / all, and yes-ratio = predicted *yes* / all questions,
+from the *predictions* (the official script's definition; a harness that computes it from the labels
+always prints 0.5 on POPE's balanced splits). A rate whose denominator is 0 is 0.0.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+
+def official_yes_no(text: str) -> str:
+    """The official POPE mapping of a free-form answer to ``"yes"`` / ``"no"`` (see module docstring)."""
+    if "." in text:
+        text = text.split(".")[0]
+    words = text.replace(",", "").split(" ")
+    return "no" if ("No" in words or "not" in words or "no" in words) else "yes"
+
+
+_FIRST_WORD = re.compile(r"^[\W_]*([A-Za-z]+)")
+
+
+def strict_yes_no(text: str) -> str | None:
+    """``"yes"`` / ``"no"`` when the answer's first word is yes or no (case-insensitive), else None."""
+    match = _FIRST_WORD.match(text)
+    if not match:
+        return None
+    word = match.group(1).lower()
+    return word if word in ("yes", "no") else None
+
+
+def parse_yes_no(text: str, strict: bool = False) -> str | None:
+    """:func:`strict_yes_no` when ``strict``, else :func:`official_yes_no`."""
+    return strict_yes_no(text) if strict else official_yes_no(text)
+
+
+@dataclass
+class BinaryResult:
+    """Yes/no classification counts and rates (yes is the positive class)."""
+
+    n: int
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+    unparsed: int
+    """Answers neither yes nor no (strict parser only); they count as wrong."""
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    yes_ratio: float
+    """Share of questions answered *yes* (predictions, not labels)."""
+
+    def metrics(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else 0.0
+
+
+def binary_metrics(predictions: Sequence[str | None], labels: Sequence[str]) -> BinaryResult:
+    """Counts and rates for yes/no ``predictions`` (None = unparsed) against ``"yes"``/``"no"`` labels."""
+    if len(predictions) != len(labels):
+        raise ValueError(f"{len(predictions)} predictions but {len(labels)} labels")
+    tp = fp = tn = fn = unparsed = 0
+    for pred, label in zip(predictions, labels, strict=True):
+        if label not in ("yes", "no"):
+            raise ValueError(f"label must be 'yes' or 'no', got {label!r}")
+        if pred is None:
+            unparsed += 1
+        elif pred == "yes":
+            tp, fp = (tp + 1, fp) if label == "yes" else (tp, fp + 1)
+        elif pred == "no":
+            tn, fn = (tn + 1, fn) if label == "no" else (tn, fn + 1)
+        else:
+            raise ValueError(f"prediction must be 'yes', 'no' or None, got {pred!r}")
+    n = len(labels)
+    positives = sum(1 for label in labels if label == "yes")
+    precision = _ratio(tp, tp + fp)
+    recall = _ratio(tp, positives)
+    return BinaryResult(
+        n=n, tp=tp, fp=fp, tn=tn, fn=fn, unparsed=unparsed,
+        accuracy=_ratio(tp + tn, n),
+        precision=precision,
+        recall=recall,
+        f1=_ratio(2 * precision * recall, precision + recall),
+        yes_ratio=_ratio(tp + fp, n),
+    )  # fmt: skip
+
+
+@dataclass
+class PopeResult:
+    """POPE metrics with the chosen parser, and how often the other parser reads the answers differently."""
+
+    result: BinaryResult
+    parser: str
+    """``"official"`` or ``"strict"``."""
+    other: BinaryResult
+    """The same metrics with the other parser, for comparison."""
+    disagreements: int
+    """Answers the two parsers map differently (an unparsed strict answer differs from any official one)."""
+    disagreement_ids: list[str]
+
+    def metrics(self) -> dict[str, object]:
+        other_name = "official" if self.parser == "strict" else "strict"
+        return {
+            "parser": self.parser,
+            **self.result.metrics(),
+            "parser_disagreements": self.disagreements,
+            "parser_disagreement_rate": _ratio(self.disagreements, self.result.n),
+            f"{other_name}_parser": {k: v for k, v in self.other.metrics().items()},
+        }
+
+
+def pope_metrics(
+    answers: Sequence[str], labels: Sequence[str], strict: bool = False, ids: Sequence[str] | None = None
+) -> PopeResult:
+    """Score free-form ``answers`` to POPE questions with the official (default) or the strict parser."""
+    official = [official_yes_no(a) for a in answers]
+    strict_preds = [strict_yes_no(a) for a in answers]
+    ids = [str(i) for i in range(len(answers))] if ids is None else list(ids)
+    differ = [i for i, (a, b) in enumerate(zip(official, strict_preds, strict=True)) if a != b]
+    chosen, other = (strict_preds, official) if strict else (official, strict_preds)
+    return PopeResult(
+        result=binary_metrics(chosen, labels),
+        parser="strict" if strict else "official",
+        other=binary_metrics(other, labels),
+        disagreements=len(differ),
+        disagreement_ids=[ids[i] for i in differ],
+    )
