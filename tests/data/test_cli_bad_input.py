@@ -212,7 +212,7 @@ def test_convert_stops_at_bad_record_with_one_line(tmp_path: Path, data_dir: Pat
 
 
 def test_missing_file_is_one_line(tmp_path: Path, capsys: Any) -> None:
-    code, out, err = run(["data", "validate", str(tmp_path / "nope.jsonl")], capsys)
+    code, _, err = run(["data", "validate", str(tmp_path / "nope.jsonl")], capsys)
     assert code == 2
     assert err.strip() == f"error: {tmp_path / 'nope.jsonl'}: no such file"
 

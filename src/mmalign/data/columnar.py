@@ -193,7 +193,8 @@ def _save_to_disk(arrow_file: Path, target: Path) -> None:
     datasets.disable_progress_bars()
     try:
         dataset = datasets.Dataset.from_file(str(arrow_file))
-        dataset.save_to_disk(str(target))
+        # an empty dataset needs one explicit shard, or load_from_disk fails on it later
+        dataset.save_to_disk(str(target), num_shards=None if len(dataset) else 1)
         del dataset
     finally:
         if not quiet:
