@@ -370,6 +370,8 @@ def check_image_path(path: str, field_name: str) -> None:
         raise DataError("empty image path", field=field_name)
     if "\x00" in path:
         raise DataError("image path contains a NUL byte", field=field_name)
+    if ".." not in path and ":" not in path and not path.startswith(("/", "\\")):
+        return  # no root, drive or parent step is possible: the common case, checked without pathlib
     if PurePosixPath(path).is_absolute() or PureWindowsPath(path).is_absolute() or PureWindowsPath(path).drive:
         raise DataError(f"image path {path!r} is absolute; paths must be relative to the data root", field=field_name)
     depth = 0
