@@ -233,3 +233,26 @@ def test_bad_blob_in_parquet_is_located_by_record(tmp_path: Path, data_dir: Path
     assert code == 1
     assert f"{parquet}, record 1 (id 'p-1'), field 'images[0]': embedded image 'images/red.png'" in out
     assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--kind", "pairs"], "error: unknown record kind 'pairs'; expected one of ['eval', 'preference', 'sft']"),
+        (["--check-images", "all"], "error: unknown image check 'all'; expected one of ['none', 'exists', 'decode']"),
+    ],
+)
+def test_bad_options_fail_at_start(options: list[str], message: str, data_dir: Path, helpers: Any, capsys: Any) -> None:
+    path = helpers.lines(data_dir / "pairs.jsonl", [helpers.pref(0)])
+    for command in ("validate", "convert"):
+        argv = ["data", command, str(path), *([str(data_dir / "out.parquet")] if command == "convert" else [])]
+        code, _, err = run([*argv, *options], capsys)
+        assert code == 2 and err.strip() == message
+    assert not (data_dir / "out.parquet").exists()
+
+
+def test_cli_pixel_default_matches_the_library() -> None:
+    from mmalign.cli import data as cli_data
+    from mmalign.data import images
+
+    assert cli_data.DEFAULT_MAX_PIXELS == images.DEFAULT_MAX_PIXELS

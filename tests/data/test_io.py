@@ -306,3 +306,17 @@ write_jsonl({str(target)!r}, rows())
     assert not target.exists()
     temps = [p for p in tmp_path.iterdir() if p.name.startswith(".out.jsonl.")]
     assert all(p.is_dir() for p in temps)  # what a kill leaves is a hidden temp folder, never the target
+
+
+def test_jsonl_to_jsonl_with_another_root_copies_images(tmp_path: Path, data_dir: Path, helpers: Any) -> None:
+    src = helpers.lines(data_dir / "pairs.jsonl", [helpers.pref(0), helpers.pref(1, images=["images/blue.png"])])
+    out_root = tmp_path / "elsewhere"
+    assert convert(src, tmp_path / "copy.jsonl", out_root=out_root) == 2
+    assert _files(out_root) == {
+        "images/red.png": (data_dir / "images/red.png").read_bytes(),
+        "images/blue.png": (data_dir / "images/blue.png").read_bytes(),
+    }
+    assert [r.images for r in read_records(tmp_path / "copy.jsonl", root=out_root, check_images="decode")] == [
+        ["images/red.png"],
+        ["images/blue.png"],
+    ]

@@ -25,8 +25,8 @@ from mmalign.data.images import (
     resolve_image,
     write_image_file,
 )
-from mmalign.data.records import ImageBlob, ImageRef, Record, record_from_dict
-from mmalign.errors import DataError
+from mmalign.data.records import RECORD_TYPES, ImageBlob, ImageRef, Record, record_from_dict
+from mmalign.errors import ConfigError, DataError
 
 
 @contextlib.contextmanager
@@ -93,6 +93,12 @@ def detect_format(path: str | Path, *, writing: bool = False) -> str:
     )
 
 
+def check_kind(kind: str | None) -> None:
+    """Fail at start on an unknown record kind (rather than once per record)."""
+    if kind is not None and kind not in RECORD_TYPES:
+        raise ConfigError(f"unknown record kind {kind!r}; expected one of {sorted(RECORD_TYPES)}")
+
+
 def default_root(path: str | Path) -> Path:
     """The data root used when none is given: the folder holding the data file."""
     return Path(path).resolve().parent
@@ -157,6 +163,7 @@ def read_records(
     ``max_pixels``). The first bad record raises :class:`DataError`; :func:`mmalign.data.validate.validate`
     collects them all instead. Images from Parquet and ``datasets`` arrive as :class:`ImageBlob`.
     """
+    check_kind(kind)
     checker = ImageChecker(default_root(path) if root is None else root, check_images, max_pixels)
     rows = iter_rows(path)  # opens (and fails on a missing file) now, not at the first next()
     return (parse_row(row, file=path, kind=kind, checker=checker) for row in rows)
@@ -213,6 +220,7 @@ def write_records(
     ``image_paths`` / ``rejected_image_paths``, and ``meta`` as a JSON string. ``kind`` fixes the columnar
     schema when there may be no records.
     """
+    check_kind(kind)
     fmt = detect_format(path, writing=True)
     root = default_root(path) if root is None else Path(root)
     src_root = root if src_root is None else Path(src_root)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from mmalign.data.images import DEFAULT_MAX_PIXELS, ImageChecker
-from mmalign.data.io import Row, default_root, iter_rows, parse_row
+from mmalign.data.io import Row, check_kind, default_root, iter_rows, parse_row
 from mmalign.data.records import EvalItem, PreferenceRecord, Record, SFTRecord, response_text
-from mmalign.errors import DataError
+from mmalign.errors import ConfigError, DataError
 
 PROGRESS_EVERY = 1000
 """Records between two progress callbacks."""
@@ -85,7 +85,8 @@ def validate(
     A file that cannot be opened at all raises :class:`DataError`; bad records are collected instead.
     """
     if max_errors < 1:
-        raise DataError(f"max_errors must be at least 1, got {max_errors}")
+        raise ConfigError(f"max_errors must be at least 1, got {max_errors}")
+    check_kind(kind)
     start = time.perf_counter()
     report = ValidationReport(str(path))
     checker = ImageChecker(default_root(path) if root is None else root, check_images, max_pixels)
@@ -277,6 +278,7 @@ def stats(
 
     Bad records are counted in ``n_bad`` (the first ``max_errors`` listed) and left out of the statistics.
     """
+    check_kind(kind)
     out = DataStats(str(path))
     for row in iter_rows(path):
         out.n_records += 1
