@@ -17,7 +17,6 @@ import typing
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-import torch
 from torch import Tensor
 
 from mmalign.errors import ConfigError
@@ -142,7 +141,9 @@ class PreferenceLoss:
     """Where the formula comes from (shown in listings)."""
     needs_reference: ClassVar[bool] = True
     """The loss reads a :class:`ReferenceLogps` (so the trainer must run or cache a reference model)."""
-    length_normalized: ClassVar[bool] = False
+    # Not annotated as a ClassVar on purpose: IPO and dense DPO make it an option field, which then keeps
+    # its place after beta in the option listing.
+    length_normalized = False
     """The loss compares mean per-token log-probs rather than sums."""
     needs_corrupted_image: ClassVar[bool] = False
     """The loss reads ``corrupted_chosen``: the chosen response scored given a corrupted image."""
@@ -165,7 +166,12 @@ class PreferenceLoss:
         raise NotImplementedError
 
     def check_inputs(self, policy: PolicyLogps, reference: ReferenceLogps | None) -> None:
-        """Fail clearly when the forward pass did not fill what this loss declares it needs."""
+        """Fail clearly when the forward pass did not fill what this loss declares it needs.
+
+        Missing inputs are a configuration problem (ConfigError); inconsistent shapes are a bug in the caller
+        (ValueError), caught here because broadcasting (B,) against (B, 1) would silently give (B, B).
+        """
+        _check_shapes(policy, reference)
         if self.needs_reference and reference is None:
             raise ConfigError(f"loss {self.name!r} needs reference log-probs (a reference model or a cache)")
         missing_corrupted = policy.corrupted_chosen is None or (
@@ -191,6 +197,31 @@ class PreferenceLoss:
     def options(cls) -> list[dataclasses.Field]:  # type: ignore[type-arg]
         """The option fields, in order (their ``metadata['help']`` is the documentation)."""
         return [f for f in dataclasses.fields(cls) if f.init]
+
+
+def _check_shapes(policy: PolicyLogps, reference: ReferenceLogps | None) -> None:
+    batch = tuple(policy.chosen.shape)
+    if len(batch) != 1:
+        raise ValueError(f"PolicyLogps.chosen must have shape (B,), got {batch}")
+    sources: list[tuple[str, object]] = [("PolicyLogps", policy)]
+    if reference is not None:
+        sources.append(("ReferenceLogps", reference))
+    token_shapes: dict[str, tuple[int, ...]] = {}
+    for owner, container in sources:
+        for f in dataclasses.fields(container):  # type: ignore[arg-type]
+            value = getattr(container, f.name)
+            if value is None:
+                continue
+            shape = tuple(value.shape)
+            if "token_" in f.name or f.name.endswith("span_mask"):  # (B, T), the same T on a side
+                side = "chosen" if f.name.startswith("chosen") else "rejected"
+                expected = token_shapes.setdefault(side, shape)
+                ok = len(shape) == 2 and shape[0] == batch[0] and shape == expected
+                wanted = f"({batch[0]}, T) like the other {side} token tensors {expected}"
+            else:
+                ok, wanted = shape == batch, f"({batch[0]},)"
+            if not ok:
+                raise ValueError(f"{owner}.{f.name} has shape {shape}; expected {wanted}")
 
 
 # ----------------------------------------------------------------------------------------- shared maths
@@ -262,7 +293,3 @@ def check_choice(loss: PreferenceLoss, name: str) -> None:
 
 def _finite(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def as_tensor(value: float, like: Tensor) -> Tensor:
-    return torch.as_tensor(value, dtype=like.dtype, device=like.device)
