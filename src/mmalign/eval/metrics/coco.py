@@ -28,8 +28,11 @@ CAPTION_KEYS = ("caption", "answer", "text")
 class GeneratedCaption:
     image_id: int
     caption: str
-    where: str
-    """Where it was read (``file line 3`` / ``file record 2``), for messages."""
+    file: str
+    line: int | None
+    """Line in a JSON-lines file (None for a JSON file)."""
+    index: int | None
+    """Index in a JSON file's list (None for JSON lines)."""
 
 
 def _image_id(obj: dict[str, Any], key: str, where: dict[str, Any]) -> int:
@@ -63,7 +66,7 @@ def read_generated_captions(
         where = {"file": path, "line": line, "index": index}
         image_id = _image_id(obj, image_id_key, where)
         caption = field_value(obj, keys, str, where)
-        out.append(GeneratedCaption(image_id, caption, f"{path} line {line}" if line else f"{path} record {index}"))
+        out.append(GeneratedCaption(image_id, caption, str(path), line, index))
     if not out:
         raise DataError("no captions", file=path)
     return out
