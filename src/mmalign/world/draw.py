@@ -95,6 +95,7 @@ def render(scene: Scene, size: int, supersample: int | None = None) -> Image.Ima
     draw = ImageDraw.Draw(image)
     for obj in scene.objects:
         cx, cy, r = object_geometry(scene, obj, canvas)
+        r -= 0.5  # PIL fills boundary pixels inclusively: one extra canvas pixel across
         fill = RGB[obj.colour]
         if obj.shape == "circle":
             draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
