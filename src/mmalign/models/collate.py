@@ -1,0 +1,277 @@
+"""One collator for every family: records -> padded model inputs with response labels.
+
+The prompt (chat template with the generation prompt) goes through the model's own processor, which
+expands each image placeholder into the family's image tokens and makes the pixel inputs
+(``pixel_values``, ``image_grid_thw``, ``pixel_attention_mask``, ``mm_token_type_ids``...). The response is the
+rest of the templated conversation (``template(prompt + response)`` minus ``template(prompt)``, end-of-turn
+token included), tokenized alone and appended, so prompt tokens are exactly what generation sees and
+response tokens carry labels; prompt, image and padding positions are -100.
+
+Training pads on the right (each response starts at its row's prompt length); generation pads on the left.
+Truncation never cuts the prompt (images and template stay whole): the response is cut at its end, and a
+record whose prompt alone does not fit raises a :class:`DataError` or, with ``on_overflow="skip"``, is
+dropped and counted. A preference pair is kept or dropped as a unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from mmalign.data.images import DEFAULT_MAX_PIXELS
+from mmalign.data.records import PreferenceRecord, response_text
+from mmalign.errors import ConfigError, DataError
+from mmalign.models.examples import Example, Input, as_record, check_placeholders, examples_from, open_images
+
+IGNORE = -100
+PER_TOKEN = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
+"""Processor outputs laid out per token: extended over the response and padded like ``input_ids``."""
+
+
+@dataclass
+class Batch:
+    """Model inputs for B sequences of T tokens. In a preference batch (``n_pairs`` > 0) rows ``[0, n)`` are the
+    chosen responses and rows ``[n, 2n)`` the rejected ones, pair i in rows i and n + i."""
+
+    input_ids: Tensor
+    """(B, T) token ids."""
+    attention_mask: Tensor
+    """(B, T) 1 on tokens, 0 on padding."""
+    labels: Tensor | None
+    """(B, T) response token ids, -100 on prompt, image and padding positions; None when generating."""
+    prompt_lengths: Tensor
+    """(B,) tokens before the response (image tokens included). With right padding, where the response starts."""
+    extras: dict[str, Tensor] = field(default_factory=dict)
+    """Other model inputs (pixel_values, image_grid_thw, pixel_attention_mask, mm_token_type_ids...)."""
+    ids: list[str] = field(default_factory=list)
+    """Record id of each row."""
+    n_pairs: int = 0
+    """Number of preference pairs (0 for a batch of single sequences)."""
+    padding_side: str = "right"
+    response_offsets: list[list[tuple[int, int]]] = field(default_factory=list)
+    """Per row, the character range of each response token in the response's templated text."""
+    response_text_start: list[int] = field(default_factory=list)
+    """Per row, where the record's response text starts in that templated text (-1 if the template changed it)."""
+    skipped: list[str] = field(default_factory=list)
+    """Ids of records left out because they did not fit ``max_length`` (``on_overflow="skip"``)."""
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def model_inputs(self) -> dict[str, Tensor]:
+        """Keyword arguments for the model's forward (labels excluded: losses are computed outside)."""
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, **self.extras}
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Batch:
+        """A copy on ``device``; floating-point extras (pixels) are cast to ``dtype`` when given."""
+
+        def move(t: Tensor) -> Tensor:
+            if dtype is not None and t.is_floating_point():
+                return t.to(device=device, dtype=dtype)
+            return t.to(device)
+
+        return replace(
+            self,
+            input_ids=move(self.input_ids),
+            attention_mask=move(self.attention_mask),
+            labels=None if self.labels is None else move(self.labels),
+            prompt_lengths=move(self.prompt_lengths),
+            extras={k: move(v) for k, v in self.extras.items()},
+        )
+
+
+@dataclass
+class Collator:
+    """Turns a list of records (or :class:`Example` objects, or record dicts) into a :class:`Batch`."""
+
+    processor: Any
+    """The model's processor (or tokenizer, for a text-only model)."""
+    mode: Literal["train", "generate"] = "train"
+    """train: prompt + response, right padding, labels. generate: prompt + generation prompt, left padding."""
+    max_length: int | None = None
+    """Longest sequence in tokens (image tokens included); None: no limit."""
+    on_overflow: Literal["error", "skip"] = "error"
+    """What to do with a record whose prompt (with its image tokens) leaves no room for a response token."""
+    image_root: str | Path | None = None
+    """Data root that relative image paths are opened under."""
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    """Images with more pixels are refused (decompression bombs)."""
+    pad_to_multiple_of: int | None = None
+    """Pad T up to a multiple of this (helps some kernels)."""
+    n_skipped: int = 0
+    """Records skipped so far by this collator (``on_overflow="skip"``)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("train", "generate"):
+            raise ConfigError(f"collator mode must be 'train' or 'generate', got {self.mode!r}")
+        if self.on_overflow not in ("error", "skip"):
+            raise ConfigError(f"on_overflow must be 'error' or 'skip', got {self.on_overflow!r}")
+        if self.max_length is not None and self.max_length < 2:
+            raise ConfigError(f"max_length must be at least 2, got {self.max_length}")
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    @property
+    def multimodal(self) -> bool:
+        return hasattr(self.processor, "image_processor")
+
+    def __call__(self, items: list[Input]) -> Batch:
+        records = [as_record(item) for item in items]
+        pairs = [isinstance(r, PreferenceRecord) for r in records]
+        if self.mode == "train" and any(pairs) and not all(pairs):
+            raise ConfigError("a batch mixes preference pairs with other records; collate them separately")
+        units = [examples_from(r)[: 1 if self.mode == "generate" else 2] for r in records]
+        for unit in units:
+            for example in unit:
+                self._check(example)
+        is_pair = self.mode == "train" and bool(units) and all(pairs)
+        rows, texts, prompts, pixels = self._encode(units)
+        fits = [self._fits(unit, [len(prompts[i]["input_ids"]) for i, (u, _) in enumerate(rows) if u == k])
+                for k, unit in enumerate(units)]  # fmt: skip
+        skipped = [unit[0].id for unit, ok in zip(units, fits, strict=True) if not ok]
+        if skipped:
+            self.n_skipped += len(skipped)
+            units = [unit for unit, ok in zip(units, fits, strict=True) if ok]
+            rows, texts, prompts, pixels = self._encode(units)
+        if not units:
+            empty = torch.zeros(0, 0, dtype=torch.long)
+            return Batch(empty, empty, None, torch.zeros(0, dtype=torch.long), skipped=skipped)
+        examples = [units[u][s] for u, s in rows]
+        batch = self._assemble(examples, [t[1] for t in texts], prompts)
+        batch.extras.update(pixels)
+        batch.n_pairs = len(units) if is_pair else 0
+        batch.skipped = skipped
+        return batch
+
+    def _encode(self, units: list[list[Example]]):
+        """Rows in batch order (all first sequences, then all second ones: chosen..., rejected...), their
+        texts, their prompts' per-token inputs and the batch's pixel inputs."""
+        width = max((len(unit) for unit in units), default=0)
+        rows = [(u, s) for s in range(width) for u in range(len(units))]
+        examples = [units[u][s] for u, s in rows]
+        texts = [self._texts(e) for e in examples]
+        prompts, pixels = self._encode_prompts(examples, [t[0] for t in texts]) if examples else ([], {})
+        return rows, texts, prompts, pixels
+
+    # ---------------------------------------------------------------------------------------------- steps
+
+    def _check(self, example: Example) -> None:
+        check_placeholders(example)
+        if example.images and not self.multimodal:
+            raise DataError(
+                f"the model is text-only but the record has {len(example.images)} image(s)",
+                record_id=example.id,
+                field=example.images_field,
+            )
+        if self.mode == "train" and example.response is None:
+            raise DataError("nothing to train on: the record has no response", record_id=example.id)
+
+    def _template(self, messages: list[dict[str, Any]], generation_prompt: bool) -> str:
+        if not self.multimodal:  # text-only chat templates expect string content
+            messages = [{"role": m["role"], "content": response_text([m])} for m in messages]
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+    def _texts(self, example: Example) -> tuple[str, str | None]:
+        """(prompt text with the generation prompt, response text with its end-of-turn token)."""
+        prompt = self._template(example.prompt, True)
+        if self.mode == "generate":
+            return prompt, None
+        assert example.response is not None
+        full = self._template(example.prompt + example.response, False)
+        if not full.startswith(prompt) or len(full) == len(prompt):
+            raise ConfigError(
+                "the chat template does not render prompt + response as the prompt (with the generation "
+                f"prompt) followed by the response; cannot tell where the response starts (record {example.id!r})"
+            )
+        return prompt, full[len(prompt) :]
+
+    def _encode_prompts(
+        self, examples: list[Example], texts: list[str]
+    ) -> tuple[list[dict[str, list[int]]], dict[str, Tensor]]:
+        """Per example, its prompt's per-token inputs (unpadded lists); and the batch's pixel inputs."""
+        images = [img for e in examples for img in open_images(e, self.image_root, self.max_image_pixels)]
+        kwargs: dict[str, Any] = {"padding": True, "return_tensors": "pt", "add_special_tokens": False}
+        try:
+            if self.multimodal:
+                encoded = self.processor(text=texts, images=images or None, padding_side="right", **kwargs)
+            else:
+                encoded = self.processor(texts, padding_side="right", **kwargs)
+        except ValueError as err:
+            ids = ", ".join(repr(e.id) for e in examples)
+            raise DataError(f"the processor refused the batch of records {ids}: {err}") from None
+        n = encoded["attention_mask"].sum(-1).tolist()
+        out = [{k: encoded[k][i, : n[i]].tolist() for k in PER_TOKEN if k in encoded} for i in range(len(texts))]
+        return out, {k: v for k, v in encoded.items() if k not in PER_TOKEN and isinstance(v, Tensor)}
+
+    def _fits(self, unit: list[Example], prompt_lengths: list[int]) -> bool:
+        need = 1 if self.mode == "train" else 0
+        if self.max_length is None or all(n + need <= self.max_length for n in prompt_lengths):
+            return True
+        if self.on_overflow == "skip":
+            return False
+        raise DataError(
+            f"the prompt is {max(prompt_lengths)} tokens with its image tokens, which leaves no room for a response "
+            f"within max_length {self.max_length}; raise max_length or use on_overflow='skip'",
+            record_id=unit[0].id,
+        )
+
+    def _assemble(self, examples: list[Example], responses: list[str | None], prompts: list[dict[str, list[int]]]):
+        rows, offsets, starts = [], [], []
+        for example, response, prompt in zip(examples, responses, prompts, strict=True):
+            row = {key: list(values) for key, values in prompt.items()}
+            n_prompt = len(row["input_ids"])
+            row["labels"] = [IGNORE] * n_prompt
+            token_offsets: list[tuple[int, int]] = []
+            if response is not None:
+                enc = self.tokenizer(response, add_special_tokens=False, return_offsets_mapping=True)
+                room = None if self.max_length is None else self.max_length - n_prompt
+                tokens = enc["input_ids"][:room]
+                token_offsets = [(int(a), int(b)) for a, b in enc["offset_mapping"][:room]]
+                extend = {"input_ids": tokens, "labels": tokens, "attention_mask": [1] * len(tokens)}
+                for key in row:  # other per-token inputs (token types) mark the response as text: 0
+                    row[key] += extend.get(key, [0] * len(tokens))
+                record_text = response_text(example.response or [])
+                starts.append(response.find(record_text))
+            else:
+                starts.append(-1)
+            rows.append(row)
+            offsets.append(token_offsets)
+        padded = self._pad(rows)
+        labels = padded.pop("labels")
+        return Batch(
+            input_ids=padded.pop("input_ids"),
+            attention_mask=padded.pop("attention_mask"),
+            labels=labels if self.mode == "train" else None,
+            prompt_lengths=torch.tensor([len(p["input_ids"]) for p in prompts], dtype=torch.long),
+            extras=padded,
+            ids=[e.id for e in examples],
+            padding_side="right" if self.mode == "train" else "left",
+            response_offsets=offsets,
+            response_text_start=starts,
+        )
+
+    def _pad(self, rows: list[dict[str, list[int]]]) -> dict[str, Tensor]:
+        width = max(len(r["input_ids"]) for r in rows)
+        if self.pad_to_multiple_of:
+            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        values = {"input_ids": self.tokenizer.pad_token_id, "labels": IGNORE}
+        out = {}
+        for key in rows[0]:
+            fill = values.get(key, 0)
+            padded = []
+            for row in rows:
+                pad = [fill] * (width - len(row[key]))
+                padded.append(row[key] + pad if self.mode == "train" else pad + row[key])
+            out[key] = torch.tensor(padded, dtype=torch.long)
+        return out
+
+
+def collate(items: list[Input], processor: Any, mode: Literal["train", "generate"] = "train", **options: Any) -> Batch:
+    """Encode ``items`` for ``processor``'s model: see :class:`Collator` for the options."""
+    return Collator(processor, mode=mode, **options)(items)

@@ -1,0 +1,235 @@
+"""``load(path)``: a local Hugging Face model directory -> model + processor + family, ready for a stage.
+
+Only local directories, only ``safetensors`` weights (pickle checkpoints can run code when loaded), and
+no custom code unless ``trust_remote_code`` is asked for. Any model that ``AutoModelForImageTextToText``
+handles loads as a vision-language model; any ``AutoModelForCausalLM`` model as a text-only one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmalign.errors import ConfigError
+from mmalign.models.families import TEXT, Family, family_for, find_modules, lora_target_regex
+from mmalign.models.processors import load_processor
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.ckpt", "tf_model.h5")
+
+
+@dataclass
+class LoraOptions:
+    """LoRA adapters (Hu et al., 2021) through ``peft``: W + (alpha / r) * B A on the chosen linear layers."""
+
+    r: int = 8
+    """Rank of the update."""
+    alpha: int = 16
+    """Scaling numerator: the update is multiplied by alpha / r."""
+    dropout: float = 0.05
+    """Dropout on the adapter's input."""
+    target_modules: list[str] | str | None = None
+    """Module names or a regex; None means the language model's attention and MLP projections."""
+
+
+@dataclass
+class LoadOptions:
+    """How to load a model. Every field is a keyword of :func:`load`."""
+
+    dtype: str = "float32"
+    """Weights dtype: float32, bfloat16, float16, or auto (as saved)."""
+    device: str | None = None
+    """Move the model to this device (cpu, cuda, cuda:1...). Exclusive with device_map."""
+    device_map: str | dict[str, Any] | None = None
+    """Let accelerate place the model (e.g. "auto"). Exclusive with device."""
+    attn_implementation: str | None = None
+    """Attention kernel: eager, sdpa, flash_attention_2...; None lets transformers choose."""
+    freeze_vision: bool = False
+    """Freeze the vision tower."""
+    freeze_projector: bool = False
+    """Freeze the projector between vision tower and language model."""
+    lora: LoraOptions | None = None
+    """Wrap the model with LoRA adapters (only adapters train; vision and projector stay frozen)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, about a third more compute)."""
+    trust_remote_code: bool = False
+    """Allow a model directory's own Python code to run. Off unless asked for."""
+
+
+@dataclass
+class LoadedModel:
+    """A loaded model and what the stages need beside it."""
+
+    model: Any
+    """The ``transformers`` model, or a ``peft`` model wrapping it when LoRA is on."""
+    processor: Any
+    """The processor (a tokenizer for text-only models)."""
+    family: Family
+    path: Path
+    options: LoadOptions = field(default_factory=LoadOptions)
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    @property
+    def multimodal(self) -> bool:
+        return self.family.multimodal
+
+    def collator(self, **options: Any) -> Any:
+        """A :class:`~mmalign.models.collate.Collator` for this model (options as its fields)."""
+        from mmalign.models.collate import Collator
+
+        return Collator(self.processor, **options)
+
+    def n_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad or not trainable_only)
+
+
+def _options(options: LoadOptions | None, overrides: dict[str, Any]) -> LoadOptions:
+    names = {f.name for f in dataclasses.fields(LoadOptions)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise ConfigError(f"unknown load option(s): {', '.join(sorted(unknown))} (known: {', '.join(sorted(names))})")
+    opts = dataclasses.replace(options or LoadOptions(), **overrides)
+    if isinstance(opts.lora, dict):
+        lora_names = {f.name for f in dataclasses.fields(LoraOptions)}
+        if set(opts.lora) - lora_names:
+            raise ConfigError(f"unknown LoRA option(s): {', '.join(sorted(set(opts.lora) - lora_names))}")
+        opts.lora = LoraOptions(**opts.lora)
+    if opts.dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {opts.dtype!r}")
+    if opts.device is not None and opts.device_map is not None:
+        raise ConfigError("give device or device_map, not both")
+    if opts.lora is not None and (opts.lora.r < 1 or opts.lora.alpha <= 0 or not 0 <= opts.lora.dropout < 1):
+        raise ConfigError("LoRA needs r >= 1, alpha > 0 and 0 <= dropout < 1")
+    return opts
+
+
+def check_model_dir(path: Path, trust_remote_code: bool = False) -> dict[str, Any]:
+    """Check a model directory before ``transformers`` sees it; returns its ``config.json``."""
+    if not path.exists():
+        raise ConfigError(f"model directory {path} does not exist")
+    if not path.is_dir():
+        raise ConfigError(f"{path} is not a model directory (expected a folder with config.json and weights)")
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise ConfigError(f"{path} has no config.json: not a Hugging Face model directory")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{config_path}: unreadable ({err})") from None
+    if not isinstance(config, dict) or "model_type" not in config:
+        raise ConfigError(f"{config_path}: no model_type")
+    if "auto_map" in config and not trust_remote_code:
+        raise ConfigError(
+            f"{path} needs its own Python code (auto_map in config.json); pass trust_remote_code to run it"
+        )
+    if not any(path.glob("*.safetensors")):
+        pickles = sorted(p.name for p in path.iterdir() if p.name in PICKLE_WEIGHTS or p.suffix in (".bin", ".pt"))
+        if pickles:
+            raise ConfigError(
+                f"{path} has only pickle weights ({', '.join(pickles)}); mmalign loads safetensors only "
+                "(convert with: model.save_pretrained(dir, safe_serialization=True))"
+            )
+        raise ConfigError(f"{path} has no weights (no *.safetensors file)")
+    return config
+
+
+def _auto_class(path: Path, trust_remote_code: bool) -> tuple[Any, bool]:
+    """The Auto class that builds this model and whether it is multimodal."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+    )
+
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{path}: cannot read the model config ({err})") from None
+    if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES or (
+        trust_remote_code and "AutoModelForImageTextToText" in (getattr(config, "auto_map", None) or {})
+    ):
+        return AutoModelForImageTextToText, True
+    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or trust_remote_code:
+        return AutoModelForCausalLM, False
+    raise ConfigError(
+        f"{path}: model type {config.model_type!r} is neither an image-text-to-text nor a causal language model"
+    )
+
+
+def _dtype(name: str) -> Any:
+    import torch
+
+    return "auto" if name == "auto" else getattr(torch, name)
+
+
+def _freeze(model: Any, family: Family, part: str) -> None:
+    paths = family.vision if part == "vision" else family.projector
+    modules = find_modules(model, paths)
+    if not modules:
+        raise ConfigError(f"cannot freeze the {part} part: no {' / '.join(paths)} module in this {family.name} model")
+    for module in modules.values():
+        module.requires_grad_(False)
+
+
+def _apply_lora(model: Any, family: Family, lora: LoraOptions) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    targets = lora.target_modules if lora.target_modules is not None else lora_target_regex(model, family)
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as err:
+        raise ConfigError(f"LoRA: {err}") from None
+
+
+def load(path: str | Path, options: LoadOptions | None = None, **overrides: Any) -> LoadedModel:
+    """Load a local model directory. ``overrides`` are :class:`LoadOptions` fields (unknown ones are errors).
+
+    Example: ``load("out/tiny-llava", dtype="bfloat16", lora={"r": 16}, freeze_vision=True)``.
+    """
+    opts = _options(options, overrides)
+    path = Path(path)
+    check_model_dir(path, opts.trust_remote_code)
+    auto_class, multimodal = _auto_class(path, opts.trust_remote_code)
+    processor = load_processor(path, multimodal, opts.trust_remote_code)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    if getattr(tokenizer, "chat_template", None) is None and getattr(processor, "chat_template", None) is None:
+        raise ConfigError(f"{path} has no chat template (chat_template.jinja or tokenizer_config.json)")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    kwargs: dict[str, Any] = {"dtype": _dtype(opts.dtype), "use_safetensors": True}
+    kwargs["trust_remote_code"] = opts.trust_remote_code
+    if opts.attn_implementation is not None:
+        kwargs["attn_implementation"] = opts.attn_implementation
+    if opts.device_map is not None:
+        kwargs["device_map"] = opts.device_map
+    try:
+        model = auto_class.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path}: cannot load the model ({err})") from None
+    if opts.device is not None:
+        model = model.to(opts.device)
+    model.eval()
+    family = family_for(model.config.model_type, multimodal) if multimodal else TEXT
+    if opts.freeze_vision:
+        _freeze(model, family, "vision")
+    if opts.freeze_projector:
+        _freeze(model, family, "projector")
+    if opts.gradient_checkpointing:
+        model.activation_checkpointing_enable({"use_reentrant": False})
+        model.config.use_cache = False
+    if opts.lora is not None:
+        model = _apply_lora(model, family, opts.lora)
+    return LoadedModel(model=model, processor=processor, family=family, path=path, options=opts)
