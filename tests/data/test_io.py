@@ -185,10 +185,10 @@ def test_empty_columnar_file_round_trips(tmp_path: Path) -> None:
 def test_unreadable_containers(tmp_path: Path) -> None:
     (tmp_path / "x.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(DataError, match=r"x\.parquet: not a readable Parquet file"):
-        list(read_records(tmp_path / "x.parquet"))
+        read_records(tmp_path / "x.parquet")  # fails when opened, before the first record is asked for
     (tmp_path / "folder").mkdir()
     with pytest.raises(DataError, match=r"folder: not a datasets directory"):
-        list(read_records(tmp_path / "folder"))
+        read_records(tmp_path / "folder")
     (tmp_path / "x.csv").write_text("a,b\n")
     with pytest.raises(DataError, match=r"unknown data format '\.csv'"):
         read_records(tmp_path / "x.csv")

@@ -93,7 +93,8 @@ def validate(
         if report.truncated:
             typer.echo(f"... and {report.n_bad - len(report.errors)} more bad records (raise --max-errors)")
         rate = report.n_records / report.seconds if report.seconds > 0 else 0.0
-        kinds = ", ".join(f"{n} {k}" for k, n in sorted(report.kinds.items())) or "none valid"
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(report.kinds.items()) if n)
+        kinds = kinds or ("empty file" if report.n_records == 0 else "none valid")
         typer.echo(
             f"{file}: {report.n_records} records, {report.n_ok} ok, {report.n_bad} bad ({kinds}); "
             f"{report.images_checked} images checked; {report.seconds:.1f} s, {rate:,.0f} records/s"
@@ -129,7 +130,7 @@ def _print_tables(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
-    kinds = ", ".join(f"{n} {k}" for k, n in summary["kinds"].items())
+    kinds = ", ".join(f"{n} {k}" for k, n in summary["kinds"].items()) or "none valid"
     console.print(f"{summary['path']}: {summary['records']} records ({kinds}), {summary['bad']} bad", highlight=False)
     for error in summary["errors"]:
         console.print(f"  bad: {error}", highlight=False, soft_wrap=True)

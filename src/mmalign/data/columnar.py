@@ -22,15 +22,15 @@ BATCH_ROWS = 256
 PATH_COLUMNS = {"images": "image_paths", "rejected_images": "rejected_image_paths"}
 """Each image's relative path is kept beside it: ``save_to_disk`` cuts the path inside an ``Image`` value down
 to its base name, so these columns are what makes a round trip lossless."""
-"""Columnar formats keep each image's relative path beside it: ``save_to_disk`` cuts the path inside an
-``Image`` value down to its base name, so these columns are what makes a round trip lossless."""
 
 
 def iter_dicts(path: Path, fmt: str) -> Iterator[dict[str, Any]]:
-    """Stream the rows of a Parquet file or ``datasets`` directory as plain dicts (one batch in memory)."""
+    """Stream the rows of a Parquet file or ``datasets`` directory as plain dicts (one batch in memory).
+
+    The file is opened now (a damaged one fails here), the rows are read as the iterator is consumed.
+    """
     batches = parquet_batches(path) if fmt == "parquet" else datasets_batches(path)
-    for batch in batches:
-        yield from batch.to_pylist()
+    return (row for batch in batches for row in batch.to_pylist())
 
 
 def parquet_batches(path: Path) -> Iterator[Any]:
