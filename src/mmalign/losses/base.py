@@ -138,7 +138,7 @@ class PreferenceLoss:
 
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
-    """Where the formula comes from (shown in listings)."""
+    """Where the formula comes from (for listings and reports)."""
     needs_reference: ClassVar[bool] = True
     """The loss reads a :class:`ReferenceLogps` (so the trainer must run or cache a reference model)."""
     # Not annotated as a ClassVar on purpose: IPO and dense DPO make it an option field, which then keeps
@@ -192,11 +192,6 @@ class PreferenceLoss:
                         missing.append(f"ReferenceLogps.{f}")
             if missing:
                 raise ConfigError(f"loss {self.name!r} needs token-level log-probs; missing: {', '.join(missing)}")
-
-    @classmethod
-    def options(cls) -> list[dataclasses.Field]:  # type: ignore[type-arg]
-        """The option fields, in order (their ``metadata['help']`` is the documentation)."""
-        return [f for f in dataclasses.fields(cls) if f.init]
 
 
 def _check_shapes(policy: PolicyLogps, reference: ReferenceLogps | None) -> None:

@@ -10,8 +10,8 @@ and plugs it into DPO for policy and reference alike. The authors' training code
 the total weight Σ w_t (``dpo_use_average``), a weighted mean per token that keeps β on the same scale for long
 and short responses. What is implemented here: weights w_t = γ inside a span and 1 elsewhere, for both
 responses; ``length_normalized=true`` (default) uses Σ w·log p / Σ w, ``false`` the paper's weighted sum.
-Then −log σ(β·Δ) on these scores; rewards are β·(score − reference score). Defaults β = 0.5, γ = 5 follow the
-paper's settings.
+Then −log σ(β·Δ) on these scores; rewards are β·(score − reference score). Defaults: γ = 5 (the paper) and
+β = 0.5 (the default of the authors' training code).
 
 The character spans of a record become token masks with :func:`span_token_mask`, given the tokenizer's
 ``offset_mapping`` for the response.
@@ -66,7 +66,7 @@ class DenseDPOLoss(PreferenceLoss):
     paper: ClassVar[str] = "RLHF-V, Yu et al. 2024, Sec. 3.2 (DDPO)"
     needs_token_weights: ClassVar[bool] = True
 
-    beta: float = option(0.5, help="β of the DPO term (RLHF-V uses 0.5).")
+    beta: float = option(0.5, help="β of the DPO term (the RLHF-V code defaults to 0.5).")
     gamma: float = option(5.0, help="γ: weight of tokens inside annotated (corrected/hallucinated) segments.")
     length_normalized: bool = option(  # type: ignore[misc]
         True,

@@ -4,7 +4,8 @@
 
 The reward is the mean per-token log-prob scaled by β; γ is a target margin between the two rewards.
 Equal to TRL 1.16's ``CPOTrainer`` with ``loss_type="simpo"``, ``cpo_alpha=0`` and ``simpo_gamma=γ``
-(TRL writes it as β·(Δ − γ/β)). The defaults are the paper's Llama-3-Base setting (β = 2, γ = 1).
+(TRL writes it as β·(Δ − γ/β)). Defaults β = 2, γ = 1 (γ/β = 0.5) lie in the ranges the paper tunes over;
+TRL's CPOConfig defaults (β = 0.1, γ = 0.5) are CPO's, so set both when comparing.
 """
 
 from __future__ import annotations
