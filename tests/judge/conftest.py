@@ -1,9 +1,10 @@
 """A fake OpenAI-compatible judge on 127.0.0.1, run in a thread by each test that needs it.
 
-Tests reach the helpers through the fixture (``server.Reply``, ``server.api_key``), since a test module
-cannot import from a conftest under ``--import-mode=importlib``. It answers ``POST /v1/chat/completions`` with scripted replies (queued :class:`Reply` objects first, then
+It answers ``POST /v1/chat/completions`` with scripted replies (queued :class:`Reply` objects first, then
 ``server.respond(request_json)``), can return any status with any headers, can be slow, checks the
-``Authorization`` header, records every request, and counts how many were in flight at once.
+``Authorization`` header, records every request, and counts how many were in flight at once. Tests reach
+the helpers through the fixture (``server.Reply``, ``server.api_key``): under ``--import-mode=importlib`` a
+test module cannot import from a conftest.
 """
 
 from __future__ import annotations
@@ -136,16 +137,18 @@ class FakeJudgeServer:
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
                     time.sleep(reply.delay)
-                    if reply.body is not None:
-                        body = reply.body
-                    elif reply.status == 200:
-                        body = completion(reply.text, request.get("model", "fake-judge"))
-                    else:
-                        body = {"error": {"message": f"scripted error {reply.status}", "type": "test"}}
-                    self._send(reply.status, body, reply.headers)
                 finally:
+                    # Counted down before answering: the client still holds its slot until it has read the
+                    # answer, so a count taken here can never exceed the client's real concurrency.
                     with server._lock:
                         server.in_flight -= 1
+                if reply.body is not None:
+                    body = reply.body
+                elif reply.status == 200:
+                    body = completion(reply.text, request.get("model", "fake-judge"))
+                else:
+                    body = {"error": {"message": f"scripted error {reply.status}", "type": "test"}}
+                self._send(reply.status, body, reply.headers)
 
         return Handler
 

@@ -311,3 +311,17 @@ def test_errors_are_mmalign_errors():
     from mmalign.errors import MMAlignError
 
     assert issubclass(JudgeError, MMAlignError)
+
+
+def test_every_option_is_documented_and_import_is_light():
+    import subprocess
+    import sys
+
+    from mmalign.config import describe
+
+    undocumented = [key for key, _, _, helptext in describe(JudgeConfig) if not helptext]
+    assert undocumented == []
+    # A fresh interpreter (the point of the subprocess): the judge must not pull in torch or transformers.
+    code = "import sys, mmalign.judge; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
