@@ -99,6 +99,7 @@ def test_mme_pairs_are_one_true_and_one_false_statement():
         category = yes.meta["category"]
         seen.add(category)
         assert (yes.short, no.short) == ("yes", "no") and no.meta["category"] == category
+        assert yes.meta["subtask"] == {"colour": "color"}.get(category, category)
         for qa in (yes, no):
             assert qa.question.endswith(" Please answer yes or no.")
             assert _true(qa.question.removesuffix(" Please answer yes or no.")) == (qa.short == "yes"), qa.question

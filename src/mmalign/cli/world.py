@@ -55,10 +55,10 @@ def print_summary(summary: WorldSummary, console: Console) -> None:
     """Scenes per split, objects per scene, co-occurrence, caption noise and files, as tables."""
     cfg = summary.config
     splits = Table(title="Scenes", title_justify="left")
-    for col in ("split", "scenes", "objects / scene"):
+    for col in ("split", "scenes", "objects / scene", "with an absent partner"):
         splits.add_column(col, justify="right" if col != "split" else "left")
     for split, n in summary.scenes.items():
-        splits.add_row(split, str(n), f"{summary.mean_objects[split]:.2f}")
+        splits.add_row(split, str(n), f"{summary.mean_objects[split]:.2f}", str(summary.with_absent_partner[split]))
     console.print(splits)
 
     pairs = Table(title="Most co-occurring pairs (train)", title_justify="left")

@@ -63,6 +63,8 @@ class WorldSummary:
     config: WorldConfig
     scenes: dict[str, int]
     mean_objects: dict[str, float]
+    with_absent_partner: dict[str, int]
+    """Scenes per split where a present object's partner is absent."""
     top_pairs: list[tuple[str, str, int, bool]]
     """Most co-occurring pairs in train: (a, b, scenes with both, a and b are partners)."""
     p_partner_given_object: float
@@ -222,6 +224,7 @@ def generate_world(
         config=cfg,
         scenes=sizes,
         mean_objects={split: info["statistics"][split]["mean_objects"] for split in SPLITS},
+        with_absent_partner={split: info["statistics"][split]["scenes_with_absent_partner"] for split in SPLITS},
         top_pairs=[(p["a"], p["b"], p["count"], p["partners"]) for p in train["pair_cooccurrence"][:5]],
         p_partner_given_object=sum(ratios) / len(ratios) if ratios else 0.0,
         p_other_given_object=train["p_other_given_object_mean"],

@@ -14,7 +14,7 @@ from itertools import combinations
 from typing import Any
 
 from mmalign.world.config import WorldConfig
-from mmalign.world.scene import Scene, object_types, partner_of
+from mmalign.world.scene import Scene, absent_partners, object_types, partner_of
 
 
 @dataclass
@@ -30,6 +30,8 @@ class CooccurrenceStats:
     objects_per_scene: Counter[int] = field(default_factory=Counter)
     partner_trials: int = 0
     partner_added: int = 0
+    with_absent_partner: int = 0
+    """Scenes where a present object's partner is absent (where co-occurrence invites hallucination)."""
 
     def __post_init__(self) -> None:
         self._order = {t: i for i, t in enumerate(self.types)}
@@ -82,6 +84,7 @@ class CooccurrenceStats:
             ],
             "p_partner_given_object": {t: round(self.p_given(partners[t], t), 4) for t in self.types if t in partners},
             "p_other_given_object_mean": round(sum(others) / len(others), 4) if others else 0.0,
+            "scenes_with_absent_partner": self.with_absent_partner,
             "partner_trials": self.partner_trials,
             "partner_added": self.partner_added,
             "partner_rate": round(self.partner_added / self.partner_trials, 4) if self.partner_trials else None,
@@ -92,4 +95,5 @@ def compute_stats(scenes: list[Scene], cfg: WorldConfig) -> CooccurrenceStats:
     stats = CooccurrenceStats(object_types(cfg))
     for scene in scenes:
         stats.add(scene)
+        stats.with_absent_partner += bool(absent_partners(scene, cfg))
     return stats

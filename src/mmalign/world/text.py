@@ -21,6 +21,9 @@ MC_OPTIONS = 4
 QA_MIX: dict[str, float] = {"existence": 0.4, "count": 0.15, "colour": 0.15, "position": 0.15, "mc": 0.15}
 """Kinds of training questions and their shares (existence is half yes, half no)."""
 
+MME_SUBTASKS = {"existence": "existence", "count": "count", "position": "position", "colour": "color"}
+"""MME's perception subtasks these categories match (MME's own names, in ``meta.subtask``)."""
+
 
 @dataclass
 class QA:
@@ -142,9 +145,9 @@ def mme_pair(scene: Scene, cfg: WorldConfig, rng: random.Random) -> list[QA]:
         names = sorted(cell_names - {where})
         pairs = [(vocab.mme_position_question(obj.name, where), True),
                  (vocab.mme_position_question(obj.name, pick(rng, names)), False)]  # fmt: skip
+    meta = {"category": category, "subtask": MME_SUBTASKS[category]}
     return [
-        QA("mme", q + vocab.MME_SUFFIX, vocab.sentence(vocab.yes_no(y)), vocab.yes_no(y), meta={"category": category})
-        for q, y in pairs
+        QA("mme", q + vocab.MME_SUFFIX, vocab.sentence(vocab.yes_no(y)), vocab.yes_no(y), meta=meta) for q, y in pairs
     ]
 
 
