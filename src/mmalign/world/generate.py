@@ -23,7 +23,6 @@ written atomically: built beside DIR and renamed into place when complete.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mmalign.data.io import atomic_path, write_jsonl
-from mmalign.errors import ConfigError
+from mmalign.errors import ConfigError, DataError
 from mmalign.world.config import WorldConfig
 from mmalign.world.draw import render_to_files
 from mmalign.world.items import (
@@ -76,6 +75,7 @@ class WorldSummary:
     noise_eligible: int
     noise_applied: int
     files: dict[str, int] = field(default_factory=dict)
+    """Every file written (relative path → rows; ``images/<split>`` → images), as in ``world.json``."""
     seconds: float = 0.0
 
     @property
@@ -238,8 +238,6 @@ def generate_world(
 
 def read_world(world_dir: str | Path) -> dict[str, Any]:
     """``world.json`` of a generated world, checked for the format this code writes."""
-    from mmalign.errors import DataError
-
     path = Path(world_dir) / "world.json"
     if not path.is_file():
         raise DataError("not a shapes world: world.json is missing (generate one with `mmalign world`)", file=path)
@@ -250,8 +248,3 @@ def read_world(world_dir: str | Path) -> dict[str, Any]:
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise DataError(f"unknown world format (expected {FORMAT!r})", file=path, field="format")
     return info
-
-
-def default_workers() -> int:
-    """Half the CPUs (at least one): rendering is CPU-bound and other work shares the machine."""
-    return max(1, (os.cpu_count() or 2) // 2)

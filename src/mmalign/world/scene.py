@@ -18,6 +18,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from mmalign.errors import ConfigError
 from mmalign.world.config import WorldConfig
 from mmalign.world.vocab import object_name, position_name
 
@@ -25,7 +26,8 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 SPLIT_REGIONS: dict[str, tuple[float, float]] = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
 """Each canonical scene key hashes to [0, 1); a split only keeps scenes whose key lands in its region, so no
 scene (same objects in the same cells) is in two splits, whatever the split sizes."""
-MAX_TRIES = 100_000
+MAX_TRIES = 20_000
+"""Draws per scene before a split is declared impossible (a split's region holds 10-80% of all scenes)."""
 
 
 @dataclass(frozen=True)
@@ -187,8 +189,6 @@ def sample_split(cfg: WorldConfig, split: str, n: int) -> list[Scene]:
     Repeats inside a split are allowed (a small world has few one-object scenes); repeats across splits
     are impossible by construction.
     """
-    from mmalign.errors import ConfigError
-
     lo, hi = SPLIT_REGIONS[split]
     rng = split_rng(cfg, split)
     scenes: list[Scene] = []

@@ -145,10 +145,11 @@ def mme_pair(scene: Scene, cfg: WorldConfig, rng: random.Random) -> list[QA]:
         names = sorted(cell_names - {where})
         pairs = [(vocab.mme_position_question(obj.name, where), True),
                  (vocab.mme_position_question(obj.name, pick(rng, names)), False)]  # fmt: skip
-    meta = {"category": category, "subtask": MME_SUBTASKS[category]}
     return [
-        QA("mme", q + vocab.MME_SUFFIX, vocab.sentence(vocab.yes_no(y)), vocab.yes_no(y), meta=meta) for q, y in pairs
-    ]
+        QA("mme", q + vocab.MME_SUFFIX, vocab.sentence(vocab.yes_no(y)), vocab.yes_no(y),
+           meta={"category": category, "subtask": MME_SUBTASKS[category]})
+        for q, y in pairs
+    ]  # fmt: skip
 
 
 def training_qa(scene: Scene, cfg: WorldConfig, rng: random.Random, n: int) -> list[QA]:
