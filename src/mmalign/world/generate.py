@@ -16,6 +16,12 @@ Output layout (stable: other stages read it; image paths in records are relative
     DIR/<split>/<task>.jsonl        for val and test, evaluation items (EvalItem), task in pope_random,
                                     pope_popular, pope_adversarial, caption, count, colour, position, mc, mme
 
+Record ids: ``<scene id>-caption`` / ``-qa<j>`` (SFT), ``<scene id>-<task>-<j>`` (eval); scene ids are
+``<split>-<n>``. Eval answers are normalised (``yes``/``no``, ``two``, ``red``, ``top left``, an option letter,
+the reference caption); ``objects`` is the ground truth; ``meta`` holds ``scene_id`` and, by task, ``object``,
+``strategy`` and ``absent_partner`` (POPE: the asked object is an absent partner of a present one),
+``absent_partners`` (caption), ``group`` and ``subtask`` (MME), ``shape`` and ``count`` (count).
+
 Same config (seed included) → byte-identical files, with any number of render workers. The directory is
 written atomically: built beside DIR and renamed into place when complete.
 """
