@@ -41,7 +41,10 @@ def test_embedded_synonyms_equal_the_shared_file():
         ("Wine glasses and a glass.", [("wine glass", "wine glass")]),  # "glas" fix-up; "glass" is no object
         ("A man on a motor bike.", [("man", "person")]),  # the original's " motor bike" never matches
         ("Two buses and a bus.", [("bus", "bus")]),  # singular "bus" → "bu" is missed, as in the original
-        ("People with puppies, kittens and a bow tie.", [("person", "person"), ("puppy", "dog"), ("kitten", "cat"), ("tie", "tie")]),
+        (
+            "People with puppies, kittens and a bow tie.",
+            [("person", "person"), ("puppy", "dog"), ("kitten", "cat"), ("tie", "tie")],
+        ),
         ("The dog's bowl.", [("dog", "dog"), ("bowl", "bowl")]),
     ],
 )

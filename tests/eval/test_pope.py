@@ -121,7 +121,10 @@ def test_baseline_delta(tmp_path):
 @pytest.mark.parametrize(
     ("answers", "message"),
     [
-        ('{"question_id": 1, "text": "yes"}\n{"question_id": 1, "text": "no"}\n', "line 2 (id '1'), field 'question_id': second answer"),
+        (
+            '{"question_id": 1, "text": "yes"}\n{"question_id": 1, "text": "no"}\n',
+            "line 2 (id '1'), field 'question_id': second answer",
+        ),
         ('{"question_id": 99, "text": "yes"}\n', "not in the questions file"),
         ('{"question_id": 1, "text": "yes"\n', "line 1: not valid JSON"),
         ('{"question_id": 1, "reply": "yes"}\n', "field 'text': missing"),
