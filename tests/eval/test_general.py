@@ -95,3 +95,15 @@ def test_mc_metrics_and_mmmu_files():
     m = score("mc", FIXTURES / "mmmu_output.json", options=ScoreOptions(n_resamples=50))["metrics"]
     assert (m["n"], m["n_correct"], m["n_unparsed"]) == (4, 3, 1)
     assert parse_choice("I think the sky in this painting is clearly green colored", OPTIONS) == "A"
+
+
+def test_mme_writer_round_trip(tmp_path):
+    from mmalign.eval.metrics.official import write_mme_file
+
+    path = tmp_path / "results" / "color.txt"
+    rows = [("x.jpg", "Is it red?", "Yes", "Yes"), ("x.jpg", "Is it blue?", "No", "Yes")]
+    assert write_mme_file(path, rows) == 2
+    m = score("mme", path.parent, options=ScoreOptions(n_resamples=20))["metrics"]
+    assert m["subtasks"]["color"]["score"] == pytest.approx(50.0)  # acc 1/2, acc+ 0
+    with pytest.raises(DataError, match="cannot contain tabs"):
+        write_mme_file(tmp_path / "bad.txt", [("x.jpg", "a\tb", "Yes", "Yes")])

@@ -149,3 +149,12 @@ def test_bad_question_file(tmp_path):
         score("popee", a, questions=q)
     with pytest.raises(ConfigError, match="needs --questions"):
         score("pope", a)
+
+
+def test_answer_writer_round_trip(tmp_path):
+    from mmalign.eval.metrics.official import write_pope_answers
+
+    path = tmp_path / "out" / "answers.jsonl"
+    assert write_pope_answers(path, [(str(q), "No") for q in range(20, 0, -1)]) == 20
+    m = score("pope", path, questions=ADVERSARIAL)["metrics"]
+    assert (m["tn"], m["fn"], m["yes_ratio"]) == (10, 10, 0.0)
