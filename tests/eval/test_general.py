@@ -107,3 +107,17 @@ def test_mme_writer_round_trip(tmp_path):
     assert m["subtasks"]["color"]["score"] == pytest.approx(50.0)  # acc 1/2, acc+ 0
     with pytest.raises(DataError, match="cannot contain tabs"):
         write_mme_file(tmp_path / "bad.txt", [("x.jpg", "a\tb", "Yes", "Yes")])
+
+
+def test_mme_delta_pairs_images_not_lines(tmp_path):
+    before = tmp_path / "before"
+    before.mkdir()
+    # same images as fixtures/mme/existence.txt, other order, everything answered "yes": acc 3/6, acc+ 0 -> 50
+    lines = ["c.jpg\tQ\tYes\tyes", "c.jpg\tQ\tNo\tyes", "a.jpg\tQ\tYes\tyes", "a.jpg\tQ\tNo\tyes",
+             "b.jpg\tQ\tYes\tyes", "b.jpg\tQ\tNo\tyes"]  # fmt: skip
+    (before / "existence.txt").write_text("\n".join(lines) + "\n")
+    after = tmp_path / "after"
+    after.mkdir()
+    (after / "existence.txt").write_text((FIXTURES / "mme" / "existence.txt").read_text())
+    d = score("mme", after, baseline=before, options=ScoreOptions(n_resamples=50))["deltas"]
+    assert d["total"]["before"] == pytest.approx(50.0) and d["total"]["delta"] == pytest.approx(250 / 3 - 50)

@@ -27,7 +27,12 @@ def score_mme(questions: str | Path | None, answers: str | Path) -> TaskScore:
     if questions is None:
         for subtask, lines in read_mme(answers).items():
             images[subtask] = [[(q.answer, q.prediction) for q in pair] for pair in lines]
-            ids[subtask] = [f"{subtask}/{pair[0].image}@{pair[0].line}" for pair in lines]
+            seen: dict[str, int] = defaultdict(int)
+            ids[subtask] = []
+            for pair in lines:  # ids pair runs, so they must not depend on line numbers
+                seen[pair[0].image] += 1
+                n = seen[pair[0].image]
+                ids[subtask].append(f"{subtask}/{pair[0].image}" + (f"#{n}" if n > 1 else ""))
             details += [
                 {"subtask": subtask, "image": q.image, "question": q.question, "answer": q.answer,
                  "prediction": q.prediction, "parsed": mme_parse(q.prediction)}
