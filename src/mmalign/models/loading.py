@@ -169,12 +169,17 @@ def _dtype(name: str) -> Any:
 
 
 def _freeze(model: Any, family: Family, part: str) -> None:
+    """Freeze the vision tower or the projector. A projector inside the tower (Qwen2-VL's merger) counts as the
+    projector only, so the tower can be frozen while the projector trains."""
     paths = family.vision if part == "vision" else family.projector
     modules = find_modules(model, paths)
     if not modules:
         raise ConfigError(f"cannot freeze the {part} part: no {' / '.join(paths)} module in this {family.name} model")
-    for module in modules.values():
-        module.requires_grad_(False)
+    keep = tuple(p + "." for p in find_modules(model, family.projector)) if part == "vision" else ()
+    prefixes = tuple(p + "." for p in modules)
+    for name, parameter in model.named_parameters():
+        if name.startswith(prefixes) and not name.startswith(keep):
+            parameter.requires_grad_(False)
 
 
 def _apply_lora(model: Any, family: Family, lora: LoraOptions) -> Any:

@@ -1,0 +1,126 @@
+"""Response log-probs against a token-by-token reference, for every family; preference pairs in one forward."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mmalign.errors import ConfigError
+from mmalign.models import load, preference_logps, sequence_logps
+from mmalign.models.reference import reference_logps
+
+FAMILIES = ("tiny-llava", "tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-idefics3", "tiny-llama")
+TOL = {"atol": 1e-5, "rtol": 0}
+
+
+def records_for(loaded, mk):
+    """SFT records with different prompt and response lengths (and image sizes, for dynamic resolution)."""
+    n = 1 if loaded.multimodal else 0
+    return [
+        mk.sft(0, "Yes.", question="Is there a red circle in the image?", images=[mk.image()][:n]),
+        mk.sft(1, "There is a small blue star and a large red circle.", images=[mk.image(size=(64, 32))][:n]),
+        mk.sft(2, "Red.", question="What colour is the circle?", images=[mk.image((40, 80, 220))][:n]),
+    ]
+
+
+@pytest.mark.parametrize("preset", FAMILIES)
+def test_sequence_logps_equal_the_token_by_token_reference(tiny_dir, preset, mk):
+    loaded = load(tiny_dir(preset))
+    records = records_for(loaded, mk)
+    collator = loaded.collator()
+    batch = collator(records)
+    with torch.no_grad():
+        out = sequence_logps(loaded.model, batch, token_level=True)
+    ref = reference_logps(loaded.model, collator, records)
+    assert out.n_tokens.tolist() == ref.n_tokens.tolist() == [3, 13, 3]  # words + "." + <|end|>
+    assert out.sum.dtype == torch.float32
+    torch.testing.assert_close(out.token_logps.double(), ref.token_logps, **TOL)
+    torch.testing.assert_close(out.sum.double(), ref.sum, **TOL)
+    torch.testing.assert_close(out.mean.double(), ref.mean, **TOL)
+    assert torch.equal(out.token_mask, ref.token_mask)
+
+
+@pytest.mark.parametrize("preset", FAMILIES)
+def test_preference_logps_one_forward_equal_the_reference(tiny_dir, preset, mk):
+    loaded = load(tiny_dir(preset))
+    n = 1 if loaded.multimodal else 0
+    other = {"rejected_images": [mk.image((40, 170, 60), (32, 64))]} if n else {}
+    pairs = [
+        mk.pref(0, images=[mk.image()][:n], **other),
+        mk.pref(1, "Red.", "Green and blue.", question="What colour is it?", images=[mk.image()][:n]),
+    ]
+    collator = loaded.collator()
+    batch = collator(pairs)
+    calls = []
+    hook = loaded.model.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        out = preference_logps(loaded.model, batch, token_level=True)
+    hook.remove()
+    assert len(calls) == 1  # chosen and rejected (with its own images) in one forward
+    ref = reference_logps(loaded.model, collator, pairs)  # rows: chosen 0, chosen 1, rejected 0, rejected 1
+    torch.testing.assert_close(out.chosen.sum.double(), ref.sum[:2], **TOL)
+    torch.testing.assert_close(out.rejected.sum.double(), ref.sum[2:], **TOL)
+    torch.testing.assert_close(out.rejected.mean.double(), ref.mean[2:], **TOL)
+    assert out.chosen.n_tokens.tolist() == [7, 3] and out.rejected.n_tokens.tolist() == [10, 5]
+    torch.testing.assert_close(out.rejected.token_logps.double(), ref.token_logps[2:, :10], **TOL)
+
+
+def test_rejected_images_change_only_the_rejected_side(tiny_dir, mk):
+    loaded = load(tiny_dir("tiny-llava"))
+    red, green = mk.image((220, 40, 40)), mk.image((40, 170, 60))
+    same = loaded.collator()([mk.pref(0, images=[red])])
+    other = loaded.collator()([mk.pref(0, images=[red], rejected_images=[green])])
+    with torch.no_grad():
+        a, b = preference_logps(loaded.model, same), preference_logps(loaded.model, other)
+    torch.testing.assert_close(a.chosen.sum, b.chosen.sum, atol=1e-5, rtol=0)
+    assert abs(float(a.rejected.sum - b.rejected.sum)) > 1e-4
+
+
+def test_uniform_model_gives_minus_log_vocab_per_token(tiny_dir, mk):
+    # With a zero LM head every next-token distribution is uniform over V tokens, so each response token has
+    # log p = -log V: "Yes." + <|end|> is 3 tokens -> sum = -3 log V, mean = -log V.
+    loaded = load(tiny_dir("tiny-llava"))
+    torch.nn.init.zeros_(loaded.model.lm_head.weight)
+    vocab = loaded.model.lm_head.weight.shape[0]
+    batch = loaded.collator()([mk.sft(0, "Yes."), mk.sft(1, "There is a red circle.")])
+    with torch.no_grad():
+        out = sequence_logps(loaded.model, batch)
+    assert out.n_tokens.tolist() == [3, 7]
+    expected = torch.tensor([-3 * math.log(vocab), -7 * math.log(vocab)])
+    torch.testing.assert_close(out.sum, expected, atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.mean, torch.full((2,), -math.log(vocab)), atol=1e-6, rtol=0)
+
+
+def test_a_row_scores_the_same_alone_and_in_a_padded_batch(tiny_dir, mk):
+    loaded = load(tiny_dir("tiny-qwen2-vl"))
+    records = records_for(loaded, mk)
+    with torch.no_grad():
+        together = sequence_logps(loaded.model, loaded.collator()(records))
+        alone = [sequence_logps(loaded.model, loaded.collator()([r])).sum for r in records]
+    torch.testing.assert_close(together.sum, torch.cat(alone), atol=1e-5, rtol=0)
+
+
+def test_gradients_reach_lora_adapters_and_logps_stay_fp32_in_bf16(tiny_dir, mk):
+    loaded = load(tiny_dir("tiny-idefics3"), lora={"r": 4, "alpha": 8, "dropout": 0.0}, gradient_checkpointing=True)
+    loaded.model.train()
+    out = preference_logps(loaded.model, loaded.collator()([mk.pref(0)]))
+    (out.chosen.sum - out.rejected.sum).backward()
+    grads = {n: p.grad for n, p in loaded.model.named_parameters() if p.requires_grad}
+    assert grads and all(".lora_" in n for n in grads)
+    # LoRA starts with B = 0: the update B A is zero, so dL/dA = B^T (...) = 0 while dL/dB = (...) A^T is not
+    assert all(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "lora_B" in n)
+    assert all(g is None or g.abs().sum() == 0 for n, g in grads.items() if "lora_A" in n)
+    bf16 = load(tiny_dir("tiny-llava"), dtype="bfloat16")
+    with torch.no_grad():
+        low = sequence_logps(bf16.model, bf16.collator()([mk.sft(0)]))
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16 and low.sum.dtype == torch.float32
+
+
+def test_logps_refuse_batches_they_cannot_score(tiny_dir, mk):
+    loaded = load(tiny_dir("tiny-llava"))
+    with pytest.raises(ConfigError, match="training batch"):
+        sequence_logps(loaded.model, loaded.collator(mode="generate")([mk.item(0)]))
+    with pytest.raises(ConfigError, match="not a preference batch"):
+        preference_logps(loaded.model, loaded.collator()([mk.sft(0)]))
