@@ -118,6 +118,25 @@ def test_gradients_reach_lora_adapters_and_logps_stay_fp32_in_bf16(tiny_dir, mk)
     assert next(bf16.model.parameters()).dtype == torch.bfloat16 and low.sum.dtype == torch.float32
 
 
+def test_models_without_logits_to_keep_score_the_same(tiny_dir, mk):
+    loaded = load(tiny_dir("tiny-llava"))
+
+    class FullLogits(torch.nn.Module):
+        """The same model behind a forward that has no ``logits_to_keep`` (computes every position's logits)."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, use_cache=False, **pixels):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache, **pixels)
+
+    batch = loaded.collator()([mk.sft(0), mk.sft(1, "Yes.")])
+    with torch.no_grad():
+        kept, full = sequence_logps(loaded.model, batch), sequence_logps(FullLogits(loaded.model), batch)
+    torch.testing.assert_close(kept.sum, full.sum, atol=1e-5, rtol=0)
+
+
 def test_logps_refuse_batches_they_cannot_score(tiny_dir, mk):
     loaded = load(tiny_dir("tiny-llava"))
     with pytest.raises(ConfigError, match="training batch"):

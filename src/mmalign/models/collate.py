@@ -132,10 +132,12 @@ class Collator:
                 self._check(example)
         is_pair = self.mode == "train" and bool(units) and all(pairs)
         rows, texts, prompts, pixels = self._encode(units)
-        fits = [self._fits(unit, [len(prompts[i]["input_ids"]) for i, (u, _) in enumerate(rows) if u == k])
-                for k, unit in enumerate(units)]  # fmt: skip
+        lengths: list[list[int]] = [[] for _ in units]
+        for (u, _), prompt in zip(rows, prompts, strict=True):
+            lengths[u].append(len(prompt["input_ids"]))
+        fits = [self._fits(unit, n) for unit, n in zip(units, lengths, strict=True)]
         skipped = [unit[0].id for unit, ok in zip(units, fits, strict=True) if not ok]
-        if skipped:
+        if skipped:  # rare: encode the rest again, so the pixel inputs hold only the kept records' images
             self.n_skipped += len(skipped)
             units = [unit for unit, ok in zip(units, fits, strict=True) if ok]
             rows, texts, prompts, pixels = self._encode(units)
@@ -149,7 +151,9 @@ class Collator:
         batch.skipped = skipped
         return batch
 
-    def _encode(self, units: list[list[Example]]):
+    def _encode(
+        self, units: list[list[Example]]
+    ) -> tuple[list[tuple[int, int]], list[tuple[str, str | None]], list[dict[str, list[int]]], dict[str, Tensor]]:
         """Rows in batch order (all first sequences, then all second ones: chosen..., rejected...), their
         texts, their prompts' per-token inputs and the batch's pixel inputs."""
         width = max((len(unit) for unit in units), default=0)
@@ -221,7 +225,9 @@ class Collator:
             record_id=unit[0].id,
         )
 
-    def _assemble(self, examples: list[Example], responses: list[str | None], prompts: list[dict[str, list[int]]]):
+    def _assemble(
+        self, examples: list[Example], responses: list[str | None], prompts: list[dict[str, list[int]]]
+    ) -> Batch:
         rows, offsets, starts = [], [], []
         for example, response, prompt in zip(examples, responses, prompts, strict=True):
             row = {key: list(values) for key, values in prompt.items()}
