@@ -181,3 +181,16 @@ def test_pairs_with_identical_sides_are_allowed_only_via_images(llava, mk):
     batch = llava.collator()([pair])
     assert torch.equal(batch.input_ids[0], batch.input_ids[1])
     assert not torch.equal(batch.extras["pixel_values"][0], batch.extras["pixel_values"][1])
+
+
+def test_a_template_that_is_not_prefix_stable_is_a_config_error(tiny_dir, mk):
+    loaded = load(tiny_dir("tiny-llava"))
+    # the generation prompt says "ASSISTANT>" but a rendered assistant turn says "assistant:": no common prefix
+    loaded.processor.chat_template = (
+        "{% for m in messages %}{{ m['role'] }}:{% for p in m['content'] %}"
+        "{% if p['type'] == 'image' %}<image>{% else %}{{ p['text'] }}{% endif %}{% endfor %}\n{% endfor %}"
+        "{% if add_generation_prompt %}ASSISTANT>{% endif %}"
+    )
+    with pytest.raises(ConfigError, match=r"cannot tell where the response starts \(record 's-0'\)"):
+        loaded.collator()([mk.sft(0)])
+    assert len(loaded.collator(mode="generate")([mk.sft(0)])) == 1  # generation needs only the prompt

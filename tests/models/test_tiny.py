@@ -134,3 +134,18 @@ def test_chat_template_string_or_parts_placeholder_generation_prompt_and_eos():
     prompt = tokenizer.apply_chat_template(parts[:1], tokenize=False, add_generation_prompt=True)
     assert prompt == "<|user|><image>What colour?<|end|><|assistant|>"
     assert rendered.startswith(prompt)  # prompt + response renders as prompt followed by the response
+
+
+def test_ensure_preset_builds_once_and_rebuilds_a_stale_directory(tmp_path):
+    from mmalign.models.tiny import ensure_preset
+
+    path = ensure_preset("tiny-llama", tmp_path)
+    assert path == tmp_path / "tiny-llama" and (path / "model.safetensors").is_file()
+    stamp = (path / "model.safetensors").stat().st_mtime_ns
+    assert ensure_preset("tiny-llama", tmp_path) == path
+    assert (path / "model.safetensors").stat().st_mtime_ns == stamp  # built once
+    record = json.loads((path / "mmalign.json").read_text())
+    record["spec"]["text_layers"] = 9  # a directory built from another spec is rebuilt
+    (path / "mmalign.json").write_text(json.dumps(record))
+    ensure_preset("tiny-llama", tmp_path)
+    assert json.loads((path / "mmalign.json").read_text())["spec"]["text_layers"] == 3
