@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mmalign.errors import ConfigError
-from mmalign.models.families import TEXT, Family, family_for, find_modules, lora_target_regex
+from mmalign.models.families import Family, family_for, find_modules, lora_target_regex
 from mmalign.models.processors import load_processor
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -227,7 +227,7 @@ def load(path: str | Path, options: LoadOptions | None = None, **overrides: Any)
     if opts.device is not None:
         model = model.to(opts.device)
     model.eval()
-    family = family_for(model.config.model_type, multimodal) if multimodal else TEXT
+    family = family_for(model.config.model_type, multimodal)
     if opts.freeze_vision:
         _freeze(model, family, "vision")
     if opts.freeze_projector:
