@@ -1,0 +1,169 @@
+"""Config sections every trainer shares: which model, which data, how to optimise.
+
+A trainer's config is a dataclass made of these sections plus its own (e.g. the loss of preference training),
+read from YAML with :func:`mmalign.config.load_config`. Every option's help text is beside its definition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from mmalign.config import option, section
+from mmalign.errors import ConfigError
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapters on the language model (peft)."""
+
+    enabled: bool = option(False, "Train LoRA adapters instead of the full model.")
+    r: int = option(16, "LoRA rank.")
+    alpha: int = option(32, "LoRA alpha (the update is scaled by alpha / r).")
+    dropout: float = option(0.05, "Dropout on the LoRA input.")
+    target_modules: list[str] | None = option(
+        None, "Module names to adapt; null = the language model's attention and MLP projections."
+    )
+
+    def __post_init__(self) -> None:
+        if self.r <= 0:
+            raise ConfigError("lora.r must be positive")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError("lora.dropout must be in [0, 1)")
+
+
+@dataclass
+class ModelConfig:
+    """The model to train: a local Hugging Face directory or a tiny preset name."""
+
+    path: str = option(
+        "tiny-llava", "Model directory, or a tiny preset (tiny-llava, tiny-qwen2-vl, ...) built on first use."
+    )
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = option("float32", "Weights dtype.")
+    attn_implementation: str | None = option(None, "Attention kernel (eager, sdpa, flash_attention_2); null = default.")
+    freeze_vision: bool = option(False, "Freeze the vision tower.")
+    freeze_projector: bool = option(False, "Freeze the projector between vision tower and language model.")
+    gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (less memory).")
+    trust_remote_code: bool = option(False, "Allow the model directory's own Python code to run.")
+    lora: LoraConfig = section(LoraConfig, "LoRA adapters.")
+
+    def load_options(self) -> dict[str, Any]:
+        """Keyword options for :func:`mmalign.models.load`."""
+        opts: dict[str, Any] = {
+            "dtype": self.dtype,
+            "attn_implementation": self.attn_implementation,
+            "freeze_vision": self.freeze_vision,
+            "freeze_projector": self.freeze_projector,
+            "gradient_checkpointing": self.gradient_checkpointing,
+            "trust_remote_code": self.trust_remote_code,
+        }
+        if self.lora.enabled:
+            opts["lora"] = {
+                "r": self.lora.r,
+                "alpha": self.lora.alpha,
+                "dropout": self.lora.dropout,
+                "target_modules": self.lora.target_modules,
+            }
+        return opts
+
+
+@dataclass
+class DataConfig:
+    """Training data: record files in any format mmalign reads (JSONL, Parquet, a datasets directory)."""
+
+    train: str = option("", "Training records (required).")
+    eval: str | None = option(None, "Held-out records evaluated every train.eval_steps (optional).")
+    root: str | None = option(None, "Directory image paths are relative to (default: the data file's directory).")
+    max_length: int | None = option(None, "Longest tokenized sequence; longer responses are truncated.")
+    on_overflow: Literal["error", "skip"] = option(
+        "error", "A record whose prompt and images cannot fit max_length: fail, or skip and count it."
+    )
+    limit: int | None = option(None, "Use only the first N training records (quick runs).")
+    max_image_pixels: int = option(89_478_485, "Refuse images larger than this many pixels (decompression bombs).")
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit <= 0:
+            raise ConfigError("data.limit must be positive")
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation and bookkeeping; mapped onto ``transformers.TrainingArguments``."""
+
+    output_dir: str = option("runs/out", "Where checkpoints, logs and the final model go.")
+    seed: int = option(0, "Seed of initialisation-free randomness: data order, dropout, sampling.")
+    max_steps: int = option(-1, "Optimiser steps to run; -1 = use epochs.")
+    epochs: float = option(1.0, "Passes over the training data (when max_steps is -1).")
+    batch_size: int = option(8, "Examples per device per forward pass.")
+    grad_accum: int = option(1, "Forward passes per optimiser step.")
+    learning_rate: float = option(1e-5, "Peak learning rate.")
+    weight_decay: float = option(0.0, "AdamW weight decay.")
+    adam_beta1: float = option(0.9, "AdamW beta1.")
+    adam_beta2: float = option(0.999, "AdamW beta2.")
+    max_grad_norm: float = option(1.0, "Clip gradients to this global norm (0 = no clipping).")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = option(
+        "linear", "Learning-rate schedule after warmup."
+    )
+    warmup_ratio: float | None = option(None, "Fraction of steps used for warmup (exclusive with warmup_steps).")
+    warmup_steps: int | None = option(None, "Warmup steps (exclusive with warmup_ratio).")
+    logging_steps: int = option(10, "Log metrics every N optimiser steps.")
+    eval_steps: int | None = option(None, "Evaluate on data.eval every N steps (null = only at the end).")
+    save_steps: int | None = option(None, "Save a checkpoint every N steps (null = only the final model).")
+    save_total_limit: int | None = option(2, "Keep at most this many checkpoints.")
+    dataloader_workers: int = option(0, "Worker processes loading and collating data.")
+    bf16: bool = option(False, "Mixed precision with bfloat16 (GPU).")
+    fp16: bool = option(False, "Mixed precision with float16 (GPU).")
+    resume: bool = option(False, "Resume from the latest checkpoint in output_dir if there is one.")
+    report_to: list[str] = option([], "Experiment trackers for transformers (e.g. [tensorboard]); [] = none.")
+
+    def __post_init__(self) -> None:
+        if self.warmup_ratio is not None and self.warmup_steps is not None:
+            raise ConfigError("can't set both train.warmup_ratio and train.warmup_steps")
+        if self.warmup_ratio is not None and not 0 <= self.warmup_ratio < 1:
+            raise ConfigError("train.warmup_ratio must be in [0, 1)")
+        if self.bf16 and self.fp16:
+            raise ConfigError("can't set both train.bf16 and train.fp16")
+        if self.batch_size <= 0 or self.grad_accum <= 0:
+            raise ConfigError("train.batch_size and train.grad_accum must be positive")
+        if self.learning_rate < 0:
+            raise ConfigError("train.learning_rate must not be negative")
+        if self.max_steps == 0 or (self.max_steps < 0 and self.epochs <= 0):
+            raise ConfigError("set train.max_steps > 0 or train.epochs > 0")
+
+    def training_arguments(self, **overrides: Any) -> Any:
+        """The equivalent ``transformers.TrainingArguments`` (our options win over transformers' defaults)."""
+        from transformers import TrainingArguments
+
+        kwargs: dict[str, Any] = {
+            "output_dir": self.output_dir,
+            "seed": self.seed,
+            "data_seed": self.seed,
+            "max_steps": self.max_steps,
+            "num_train_epochs": self.epochs,
+            "per_device_train_batch_size": self.batch_size,
+            "per_device_eval_batch_size": self.batch_size,
+            "gradient_accumulation_steps": self.grad_accum,
+            "learning_rate": self.learning_rate,
+            "weight_decay": self.weight_decay,
+            "adam_beta1": self.adam_beta1,
+            "adam_beta2": self.adam_beta2,
+            "max_grad_norm": self.max_grad_norm,
+            "lr_scheduler_type": self.lr_scheduler,
+            # transformers 5 reads a float in [0, 1) as a ratio of the total steps.
+            "warmup_steps": self.warmup_steps if self.warmup_steps is not None else float(self.warmup_ratio or 0.0),
+            "logging_steps": self.logging_steps,
+            "eval_strategy": "steps" if self.eval_steps else "no",
+            "eval_steps": self.eval_steps,
+            "save_strategy": "steps" if self.save_steps else "no",
+            "save_steps": self.save_steps or 500,
+            "save_total_limit": self.save_total_limit,
+            "dataloader_num_workers": self.dataloader_workers,
+            "bf16": self.bf16,
+            "fp16": self.fp16,
+            "report_to": list(self.report_to) or "none",
+            "remove_unused_columns": False,
+            "disable_tqdm": False,
+            "use_cpu": False,
+        }
+        kwargs.update(overrides)
+        return TrainingArguments(**kwargs)
