@@ -1,0 +1,359 @@
+"""Prompt and image computed once per pair: the shared-prefix forward behind ``share_prefix: true``.
+
+In a preference batch the chosen and the rejected response of a pair follow the same prompt and image(s). The
+concatenated forward (:func:`mmalign.models.preference_logps`, like TRL's ``concatenated_forward``) pushes both
+full sequences through the model, so the vision tower and the prompt + image tokens (576 of them for LLaVA-1.5)
+run twice. Here they run once:
+
+1. rows whose prompt tokens and images are identical are grouped: a pair, normally; an Image-DPO / mDPO pair whose
+   rejected side has its own images (``rejected_images``) makes two groups; pairs repeating a prompt share too;
+2. one forward over the distinct prefixes (each prompt minus its last token, right-padded) fills a KV cache and
+   keeps its graph, so the vision tower gets its gradient once, summed over every response that read it;
+3. each row's cache is gathered along the batch and one forward runs every row's continuation (last prompt token
+   + response) on it, with position ids that continue the prefix (for M-RoPE, the text position plus the row's
+   rope delta, exactly as the model numbers the full sequence) and an attention mask over [cache slots, new tokens]
+   that hides the padding inside the cache.
+
+Because the continuation starts at the last prompt token, its first logit predicts the first response token and no
+logits are needed on the prefix. Results equal the concatenated forward (about 1e-5 in fp32, values and gradients);
+what is saved is the second pass over prompt and image (about 2.5x less work with 576 image tokens and 48-token
+responses) and the activations it would keep for the backward pass.
+
+mDPO's conditional term (Wang et al., 2024: the chosen response under a corrupted image m') has a prefix of its
+own: every key after the first image token depends on the image, so nothing of real substance is shared with the
+real-image rows. Collate the three sequences of each pair as one batch of :class:`~mmalign.models.Example` rows
+(chosen | m, rejected | m, chosen | m') and call :func:`shared_prefix_logps`: one prefix forward over the 2n
+distinct prefixes and one continuation forward over the 3n rows. Folding the conditional rows into the same forwards
+saves no arithmetic against a separate call (the work is per token); it saves the fixed costs of extra passes
+(launches, reading the weights again) and keeps one code path.
+
+Where sharing cannot apply (no two rows share a prefix; a model whose inputs cannot be split by row here; a
+continuation that would hold image tokens) the concatenated forward runs instead, with the same results;
+:func:`plan_prefixes` says which path a batch takes and why. Gradient checkpointing drops the KV cache inside the
+decoder layers, so training with it on is refused: turn one of the two off.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mmalign.errors import ConfigError
+from mmalign.models.collate import IGNORE, PER_TOKEN, Batch
+from mmalign.models.families import GENERIC_VLM, family_for
+from mmalign.models.logps import (
+    LogpOutput,
+    PreferenceLogps,
+    _keeps_logits,
+    _response_aligned,
+    model_device_dtype,
+    preference_logps,
+    sequence_logps,
+)
+
+logger = logging.getLogger(__name__)
+
+PIXEL_KEYS = ("pixel_values", "image_grid_thw", "pixel_attention_mask")
+"""Image inputs this module knows how to split by row (LLaVA, Qwen2-VL / Qwen2.5-VL, Idefics3 / SmolVLM)."""
+IMAGE_TOKEN_ATTRS = ("image_token_id", "image_token_index", "video_token_id")
+_warned: set[str] = set()
+
+
+@dataclass
+class PrefixPlan:
+    """How the rows of a training batch share prompt prefixes."""
+
+    row_prefix: list[int] = field(default_factory=list)
+    """(B,) index of each row's prefix among the distinct ones."""
+    representatives: list[int] = field(default_factory=list)
+    """(U,) for each distinct prefix, the first batch row that has it."""
+    row_images: list[dict[str, Tensor]] = field(default_factory=list)
+    """Per row, its slice of the image inputs."""
+    reason: str | None = None
+    """Why the concatenated forward runs instead (None: the shared path runs)."""
+
+    @property
+    def n_prefixes(self) -> int:
+        return len(self.representatives)
+
+
+class _Unshareable(Exception):
+    """The batch or the model does not allow the shared path; the message says why."""
+
+
+def _unwrap(model: Any) -> Any:
+    """The ``transformers`` model under DDP / PEFT wrappers (for reading its config and signature)."""
+    while hasattr(model, "module") and isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _gradient_checkpointing(model: Any) -> bool:
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
+
+
+def check_shareable_model(model: Any) -> None:
+    """Raise ConfigError when the shared-prefix forward cannot train ``model`` (call it at start)."""
+    if model.training and _gradient_checkpointing(model):
+        raise ConfigError(
+            "share_prefix cannot run with gradient checkpointing: checkpointed decoder layers drop the KV cache "
+            "that carries the prompt to the responses; turn off gradient_checkpointing or share_prefix"
+        )
+
+
+# ------------------------------------------------------------------------------------------------ planning
+
+
+def _model_problem(base: Any) -> str | None:
+    config = base.config
+    multimodal = hasattr(config, "vision_config")
+    if family_for(config.model_type, multimodal) is GENERIC_VLM:
+        return f"model type {config.model_type!r} is not one whose image inputs can be split by row here"
+    if not multimodal:
+        params = inspect.signature(base.forward).parameters
+        if "position_ids" not in params or "past_key_values" not in params:
+            return f"model type {config.model_type!r} takes no position_ids / past_key_values"
+    text = config.get_text_config(decoder=True)
+    kinds = set(getattr(text, "layer_types", None) or ["full_attention"])
+    if kinds != {"full_attention"}:
+        return f"layers of type {', '.join(sorted(kinds - {'full_attention'}))} (only full attention is shared)"
+    return None
+
+
+def _image_token_ids(config: Any) -> list[int]:
+    ids = {getattr(config, name, None) for name in IMAGE_TOKEN_ATTRS}
+    return sorted(i for i in ids if isinstance(i, int))
+
+
+def _split_images(batch: Batch, config: Any) -> list[dict[str, Tensor]]:
+    """Each row's slice of the image inputs. Images come in row order (the collator encodes rows in order)."""
+    n = len(batch)
+    extras = {k: v for k, v in batch.extras.items() if k not in PER_TOKEN}
+    if not extras:
+        return [{} for _ in range(n)]
+    unknown = sorted(set(extras) - set(PIXEL_KEYS))
+    if unknown or "pixel_values" not in extras:
+        raise _Unshareable(f"model inputs {unknown or sorted(extras)} cannot be split by row")
+    pixels = extras["pixel_values"]
+    if pixels.dim() == 5:  # Idefics3: one entry per row (its images' tiles, padded with blank images)
+        if pixels.shape[0] != n:
+            raise _Unshareable("pixel_values has a row count different from the batch")
+        return [{k: v[i : i + 1] for k, v in extras.items()} for i in range(n)]
+    ids = torch.tensor(_image_token_ids(config), dtype=torch.long, device=batch.input_ids.device)
+    row_tokens = torch.isin(batch.input_ids, ids).sum(-1).tolist()
+    grid = extras.get("image_grid_thw")
+    if grid is not None:  # Qwen2-VL: t*h*w patch rows per image, merged 2x2 (spatial_merge_size) into tokens
+        merge = int(config.vision_config.spatial_merge_size) ** 2
+        image_rows = grid.prod(-1).tolist()
+        image_tokens = [r // merge for r in image_rows]
+    elif pixels.dim() == 4 and pixels.shape[0] > 0 and sum(row_tokens) % pixels.shape[0] == 0:  # LLaVA
+        image_rows = [1] * pixels.shape[0]
+        image_tokens = [sum(row_tokens) // pixels.shape[0]] * pixels.shape[0]
+    else:
+        raise _Unshareable(f"pixel_values of shape {tuple(pixels.shape)} cannot be matched to rows")
+    out, image, offset = [], 0, 0
+    for need in row_tokens:
+        first_image, first_offset = image, offset
+        while need > 0 and image < len(image_tokens):
+            need -= image_tokens[image]
+            offset += image_rows[image]
+            image += 1
+        if need != 0:
+            raise _Unshareable("image tokens of a row do not match its images")
+        row = {"pixel_values": pixels[first_offset:offset]}
+        if grid is not None:
+            row["image_grid_thw"] = grid[first_image:image]
+        out.append(row)
+    if image != len(image_tokens):
+        raise _Unshareable("more images than image tokens")
+    return out
+
+
+def _same_images(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
+
+
+def plan_prefixes(model: Any, batch: Batch) -> PrefixPlan:
+    """Group the rows of ``batch`` by identical prompt tokens and images (exact comparison, no hashing)."""
+    if len(batch) == 0:
+        raise ConfigError("empty batch: every record was skipped (see batch.skipped)")
+    if batch.labels is None or batch.padding_side != "right":
+        raise ConfigError("log-probs need a right-padded training batch (labels); collate with mode='train'")
+    base = _unwrap(model)
+    try:
+        problem = _model_problem(base)
+        if problem:
+            raise _Unshareable(problem)
+        lengths = batch.prompt_lengths.tolist()
+        if min(lengths) < 2:
+            raise _Unshareable("a prompt of fewer than 2 tokens")
+        ids = torch.tensor(_image_token_ids(base.config), dtype=torch.long, device=batch.input_ids.device)
+        columns = torch.arange(batch.input_ids.shape[1], device=ids.device).unsqueeze(0)
+        after = columns >= batch.prompt_lengths.to(ids.device).unsqueeze(-1) - 1
+        if bool((torch.isin(batch.input_ids, ids) & after).any()):
+            raise _Unshareable("an image token at the last prompt position or in a response")
+        row_images = _split_images(batch, base.config)
+    except _Unshareable as why:
+        return PrefixPlan(reason=str(why))
+    plan = PrefixPlan(row_images=row_images)
+    seen: dict[tuple[int, ...], list[int]] = {}  # prompt tokens -> prefixes with those tokens
+    for row, length in enumerate(lengths):
+        key = tuple(batch.input_ids[row, :length].tolist())
+        found = next((u for u in seen.get(key, []) if _same_images(row_images[plan.representatives[u]],
+                                                                    row_images[row])), None)  # fmt: skip
+        if found is None:
+            found = len(plan.representatives)
+            plan.representatives.append(row)
+            seen.setdefault(key, []).append(found)
+        plan.row_prefix.append(found)
+    if plan.n_prefixes == len(batch):
+        plan.reason = "no two rows share a prompt and its images"
+    return plan
+
+
+# ------------------------------------------------------------------------------------------------ forward
+
+
+def _gather_images(rows: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    keys = rows[0].keys() if rows else ()
+    out = {k: torch.cat([r[k] for r in rows]) for k in keys}
+    return out if out and out["pixel_values"].shape[0] > 0 else {}
+
+
+def _rope_index_owner(model: Any) -> Any:
+    """The submodule that numbers M-RoPE positions (Qwen2-VL family), or None for 1-D positions."""
+    return next((m for m in model.modules() if callable(getattr(m, "get_rope_index", None))), None)
+
+
+def _prefix_forward(model: Any, batch: Batch, plan: PrefixPlan) -> tuple[Any, Tensor, Tensor]:
+    """Run the distinct prefixes; returns their KV cache, (U, P) attention mask and (U,) rope deltas."""
+    reps = torch.tensor(plan.representatives, device=batch.input_ids.device)
+    lengths = batch.prompt_lengths[reps] - 1  # the last prompt token goes with the response
+    width = int(lengths.max())
+    mask = (torch.arange(width, device=reps.device).unsqueeze(0) < lengths.unsqueeze(-1)).long()
+    inputs: dict[str, Any] = {
+        "input_ids": batch.input_ids[reps, :width],
+        "attention_mask": mask,
+        **{k: v[reps, :width] * mask for k, v in batch.extras.items() if k in PER_TOKEN},
+        **_gather_images([plan.row_images[r] for r in plan.representatives]),
+    }
+    owner = _rope_index_owner(model)
+    if owner is not None:
+        if "mm_token_type_ids" not in inputs:
+            raise ConfigError("M-RoPE positions need mm_token_type_ids from the processor")
+        positions, deltas = owner.get_rope_index(
+            inputs["input_ids"], inputs["mm_token_type_ids"], image_grid_thw=inputs.get("image_grid_thw"),
+            attention_mask=mask,
+        )  # fmt: skip
+        deltas = deltas.reshape(-1)
+    else:
+        positions = torch.arange(width, device=reps.device).unsqueeze(0).expand(len(reps), -1)
+        deltas = torch.zeros(len(reps), dtype=torch.long, device=reps.device)
+    if _keeps_logits(_unwrap(model)):
+        inputs["logits_to_keep"] = 1  # nothing is scored on the prefix
+    out = model(**inputs, position_ids=positions, use_cache=True)
+    return out.past_key_values, mask, deltas
+
+
+def _repeat_cache(cache: Any, rows: Tensor) -> Any:
+    """A new cache whose row i is the prefix cache's row ``rows[i]`` (differentiable: gradients sum back)."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    if layers is None or any(type(layer) is not DynamicLayer for layer in layers):
+        raise ConfigError(f"share_prefix needs a DynamicCache of full-attention layers, got {type(cache).__name__}")
+    return DynamicCache(ddp_cache_data=[(la.keys.index_select(0, rows), la.values.index_select(0, rows))
+                                        for la in layers])  # fmt: skip
+
+
+def _shared_logps(model: Any, batch: Batch, plan: PrefixPlan, token_level: bool) -> LogpOutput:
+    device, dtype = model_device_dtype(model)
+    batch = batch.to(device, dtype)
+    plan.row_images = [{k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in r.items()}
+                       for r in plan.row_images]  # fmt: skip
+    cache, prefix_mask, deltas = _prefix_forward(model, batch, plan)
+    rows = torch.tensor(plan.row_prefix, device=device)
+    starts = batch.prompt_lengths - 1
+    ends = batch.attention_mask.sum(-1)  # right padding: tokens are [0, end)
+    width = int((ends - starts).max())
+    columns = torch.arange(width, device=device).unsqueeze(0)
+    index = starts.unsqueeze(-1) + columns
+    valid = index < ends.unsqueeze(-1)
+    index = index.clamp(max=batch.input_ids.shape[1] - 1)
+    positions = index + deltas[rows].unsqueeze(-1)  # 1-D: the index itself; M-RoPE: text index + the row's delta
+    if _rope_index_owner(model) is not None:
+        positions = positions.unsqueeze(0).expand(3, -1, -1)
+    out = model(
+        input_ids=batch.input_ids.gather(1, index),
+        attention_mask=torch.cat([prefix_mask[rows], valid.long()], dim=1),
+        position_ids=positions,
+        past_key_values=_repeat_cache(cache, rows),
+        use_cache=True,
+    )
+    # column j predicts the token at index + 1, a response token where its label is set
+    labels = batch.labels.gather(1, (index + 1).clamp(max=batch.input_ids.shape[1] - 1))  # type: ignore[union-attr]
+    next_valid = torch.cat([valid[:, 1:], torch.zeros_like(valid[:, :1])], dim=1)
+    targets = labels.masked_fill(~next_valid, IGNORE)
+    mask = targets != IGNORE
+    picked = out.logits[mask].float().log_softmax(-1).gather(-1, targets[mask].unsqueeze(-1)).squeeze(-1)
+    token_logps = torch.zeros(targets.shape, dtype=torch.float32, device=device).masked_scatter(mask, picked)
+    n_tokens = mask.sum(-1)
+    total = token_logps.sum(-1)
+    result = LogpOutput(sum=total, mean=total / n_tokens.clamp(min=1), n_tokens=n_tokens)
+    if token_level:
+        result.token_logps, result.token_mask = _response_aligned(token_logps, mask, n_tokens)
+    return result
+
+
+def _plan(model: Any, batch: Batch) -> PrefixPlan:
+    check_shareable_model(model)
+    plan = plan_prefixes(model, batch)
+    if plan.reason is not None and plan.n_prefixes == 0 and plan.reason not in _warned:  # cannot share: say once
+        _warned.add(plan.reason)
+        logger.warning("share_prefix: %s; using the concatenated forward", plan.reason)
+    return plan
+
+
+def shared_prefix_logps(model: Any, batch: Batch, token_level: bool = False) -> LogpOutput:
+    """Response log-probs of every row of a training batch, each distinct prompt + images computed once.
+
+    Same inputs and outputs as :func:`mmalign.models.sequence_logps`, equal to it (fp32: ~1e-5, values and
+    gradients). Falls back to it when nothing is shared or sharing does not apply (see :func:`plan_prefixes`).
+    """
+    plan = _plan(model, batch)
+    if plan.reason is not None:
+        return sequence_logps(model, batch, token_level=token_level)
+    return _shared_logps(model, batch, plan, token_level)
+
+
+def shared_prefix_preference_logps(model: Any, batch: Batch, token_level: bool = False) -> PreferenceLogps:
+    """Chosen and rejected response log-probs with each pair's prompt and images computed once.
+
+    A drop-in for :func:`mmalign.models.preference_logps` (same batch: rows ``[0, n)`` chosen, ``[n, 2n)``
+    rejected; same outputs, equal to 1e-4 in fp32 for values and gradients). Pairs whose rejected side has its own
+    images get a prefix per side.
+    """
+    if batch.n_pairs == 0:
+        raise ConfigError("not a preference batch: collate preference records (chosen/rejected) in train mode")
+    plan = _plan(model, batch)
+    if plan.reason is not None:
+        return preference_logps(model, batch, token_level=token_level)
+    out = _shared_logps(model, batch, plan, token_level)
+    n = batch.n_pairs
+
+    def side(rows: slice) -> LogpOutput:
+        return LogpOutput(
+            sum=out.sum[rows],
+            mean=out.mean[rows],
+            n_tokens=out.n_tokens[rows],
+            token_logps=None if out.token_logps is None else out.token_logps[rows],
+            token_mask=None if out.token_mask is None else out.token_mask[rows],
+        )
+
+    return PreferenceLogps(chosen=side(slice(0, n)), rejected=side(slice(n, 2 * n)))
