@@ -1,7 +1,8 @@
-"""``mmalign data``: convert between formats, validate a file, describe it.
+"""``mmalign data``: convert, validate and describe files; build, import, filter, mix and split preference data.
 
-Thin: parses options, calls :mod:`mmalign.data.io` / :mod:`mmalign.data.validate`, prints. Heavy imports stay
-inside the commands so ``mmalign --help`` stays fast.
+Thin: parses options, calls :mod:`mmalign.data.io`, :mod:`mmalign.data.validate`, :mod:`mmalign.data.build`
+and :mod:`mmalign.data.importers`, prints. Heavy imports stay inside the commands so ``mmalign --help``
+stays fast.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 
 import typer
 
-app = typer.Typer(help="Preference data: convert, validate, describe.", no_args_is_help=True)
+app = typer.Typer(
+    help="Preference data: build, import, clean, mix, split, convert, validate, describe.", no_args_is_help=True
+)
 
 DEFAULT_MAX_PIXELS = 89_478_485  # mmalign.data.images.DEFAULT_MAX_PIXELS (not imported: PIL is slow to load)
 
@@ -175,3 +178,227 @@ def _progress(label: str) -> Iterator[Callable[[int], None]]:
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(label, total=None)
         yield lambda n: progress.update(task, completed=n)
+
+
+# ----------------------------------------------------------------------------------- building and importing
+
+OPTION_HELP = "Strategy or format option KEY=VALUE (value read as YAML, e.g. kinds=[add,swap]); repeatable."
+SEED_HELP = "Seed of every random choice (same seed, same inputs: byte-identical output)."
+
+
+def _options(config: Path | None, pairs: list[str]) -> dict[str, Any]:
+    from mmalign.config import apply_overrides, read_yaml
+
+    return apply_overrides(read_yaml(config) if config is not None else {}, pairs)
+
+
+def _print_options(rows: list[tuple[str, str, str, str]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in ("option", "type", "default", "meaning"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+@app.command()
+def build(
+    out: Path | None = typer.Argument(
+        None, help="Output .jsonl of preference pairs (image files go under --out-root)."
+    ),
+    strategy: str = typer.Option(
+        ..., "--strategy", "-s", help="hallucinate, corrupt-image or multi-image (--show-options lists its options)."
+    ),
+    world: Path | None = typer.Option(None, "--world", help="A shapes world directory (from `mmalign world`)."),
+    split: str = typer.Option("train", "--split", help="Split of the world: train, val or test."),
+    input_path: Path | None = typer.Option(
+        None, "--input", help="Input file: records (corrupt-image) or a COCO-style annotation directory (hallucinate)."
+    ),
+    root: Path | None = typer.Option(None, "--root", help="Data root of --input's image paths (default: its folder)."),
+    out_root: Path | None = typer.Option(
+        None,
+        "--out-root",
+        help="Where image paths of the output are relative to: default the input's data root when OUT is inside "
+        "it (nothing copied), else OUT's folder.",
+    ),
+    option: list[str] = typer.Option([], "--option", "-o", help=OPTION_HELP),
+    config: Path | None = typer.Option(None, "--config", help="YAML file of strategy options (--option wins)."),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+    num_proc: int = typer.Option(1, "--num-proc", min=1, help="Worker processes (datasets.map) for each shard."),
+    shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Units per shard (the unit of resume)."),
+    restart: bool = typer.Option(False, "--restart", help="Discard an unfinished build of OUT instead of resuming."),
+    keep_shards: bool = typer.Option(False, "--keep-shards", help="Keep OUT.shards/ after assembling OUT."),
+    show_options: bool = typer.Option(False, "--show-options", help="List the strategy's options and exit."),
+) -> None:
+    """Build preference pairs without a model, in resumable shards (rerun the same command to resume)."""
+    from mmalign.data.build.registry import BuildInputs, get_builder_class, make_builder, options_help
+    from mmalign.data.build.shards import run_build
+    from mmalign.errors import ConfigError
+
+    if show_options:
+        _print_options(options_help(strategy), f"{strategy} options")
+        return
+    if out is None:
+        raise ConfigError("missing OUT: the .jsonl file to write")
+    builder = make_builder(strategy, _options(config, option))
+    inputs = BuildInputs(world=world, split=split, input=input_path, root=root)
+    with _build_progress(f"{strategy}: {get_builder_class(strategy).unit_name}") as report:
+        result = run_build(
+            builder, inputs, out, seed=seed, out_root=out_root, num_proc=num_proc, shard_size=shard_size,
+            restart=restart, keep_shards=keep_shards, progress=report,
+        )  # fmt: skip
+    resumed = f"; resumed {result.resumed_shards} of {result.shards} shards" if result.resumed_shards else ""
+    typer.echo(
+        f"wrote {result.pairs} pairs from {result.description} to {out} in {result.seconds:.1f} s "
+        f"({result.pairs_per_second:,.0f} pairs/s, {num_proc} process(es)){resumed}; "
+        f"image paths are relative to {result.out_root}"
+    )
+
+
+@contextlib.contextmanager
+def _build_progress(label: str) -> Iterator[Callable[[Any], None]]:
+    """A progress bar of units done, pairs and pairs/s on stderr (refreshed by hand: no thread runs while
+    worker processes are forked); silent when stderr is not a terminal."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda p: None
+        return
+    pairs = TextColumn("{task.fields[pairs]:,} pairs, {task.fields[rate]:,.0f} pairs/s")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), pairs, TimeRemainingColumn())
+    with Progress(*columns, console=console, auto_refresh=False, transient=True) as bar:
+        task = bar.add_task(label, total=None, pairs=0, rate=0.0)
+
+        def report(p: Any) -> None:
+            rate = p.new_pairs / p.seconds if p.seconds > 0 else 0.0
+            bar.update(task, total=p.units_total, completed=p.units_done, pairs=p.pairs, rate=rate)
+            bar.refresh()
+
+        yield report
+
+
+@app.command("import")
+def import_data(
+    fmt: str = typer.Argument(..., help="Source format: rlhf-v, rlaif-v, llava-rlhf, vlfeedback, povid or trl."),
+    src: Path = typer.Argument(
+        ..., help="The source as published: .json, .jsonl, .parquet, a folder of .parquet, or a datasets directory."
+    ),
+    out: Path = typer.Argument(..., help="Output: .jsonl, .parquet, or another name for a datasets directory."),
+    image_root: Path | None = typer.Option(
+        None, "--image-root", help="Folder holding the images the source names by path (checked, and copied if needed)."
+    ),
+    image_prefix: str = typer.Option("", "--image-prefix", help="Prefix joined to image paths of the source."),
+    out_root: Path | None = typer.Option(None, "--out-root", help="Data root of the output's image paths."),
+    option: list[str] = typer.Option([], "--option", "-o", help=OPTION_HELP),
+    ignore_field: list[str] = typer.Option([], "--ignore-field", help="A source field to drop instead of failing."),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Read at most this many source rows."),
+) -> None:
+    """Import a public preference dataset into mmalign records (unknown or malformed fields are errors)."""
+    from mmalign.data.importers.registry import import_file
+
+    report = import_file(
+        fmt, src, out, image_root=image_root, out_root=out_root, image_prefix=image_prefix,
+        ignore_fields=tuple(ignore_field), options=_options(None, option), seed=seed, limit=limit,
+    )  # fmt: skip
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(report.skipped.items()))
+    typer.echo(
+        f"wrote {report.records} records from {report.rows} {fmt} rows to {out}"
+        f"{f' (skipped: {skipped})' if skipped else ''}; image paths are relative to {report.out_root}"
+    )
+
+
+# ------------------------------------------------------------------------------------- cleaning, mixing
+
+
+@app.command("filter")
+def filter_data(
+    src: Path = typer.Argument(..., help="Preference records: .jsonl, .parquet or a datasets directory."),
+    dst: Path = typer.Argument(..., help="Where the kept records go (any format)."),
+    root: Path | None = typer.Option(None, "--root", help=ROOT_HELP),
+    out_root: Path | None = typer.Option(None, "--out-root", help="Data root of a JSONL output's image paths."),
+    dedup: bool = typer.Option(True, "--dedup/--no-dedup", help="Drop repeats (same images, prompt and pair)."),
+    dedup_images: str = typer.Option("path", "--dedup-images", help="Images are the same by 'path' or 'content'."),
+    drop_identical: bool = typer.Option(
+        True, "--drop-identical/--keep-identical", help="Drop pairs whose chosen and rejected say the same."
+    ),
+    drop_empty: bool = typer.Option(True, "--drop-empty/--keep-empty", help="Drop pairs with a wordless answer."),
+    max_length_ratio: float | None = typer.Option(
+        None, "--max-length-ratio", help="Drop pairs whose longer answer has more than this many times the words."
+    ),
+    dropped: Path | None = typer.Option(None, "--dropped", help="Also write each dropped id and reason (JSONL)."),
+) -> None:
+    """Deduplicate and filter preference pairs; print how many each rule dropped."""
+    from mmalign.data.build.filters import FilterConfig, filter_file
+
+    cfg = FilterConfig(dedup, dedup_images, drop_identical, drop_empty, max_length_ratio)
+    _report_filter(filter_file(src, dst, cfg, root=root, out_root=out_root, dropped=dropped), dst)
+
+
+@app.command()
+def dedup(
+    src: Path = typer.Argument(..., help="Preference records: .jsonl, .parquet or a datasets directory."),
+    dst: Path = typer.Argument(..., help="Where the first of each group of duplicates goes."),
+    root: Path | None = typer.Option(None, "--root", help=ROOT_HELP),
+    out_root: Path | None = typer.Option(None, "--out-root", help="Data root of a JSONL output's image paths."),
+    images: str = typer.Option("path", "--images", help="Images are the same by 'path' or 'content' (file bytes)."),
+) -> None:
+    """Drop records with the same images, prompt and pair as an earlier one."""
+    from mmalign.data.build.filters import FilterConfig, filter_file
+
+    cfg = FilterConfig(dedup=True, image_key=images, drop_identical=False, drop_empty=False)
+    _report_filter(filter_file(src, dst, cfg, root=root, out_root=out_root), dst)
+
+
+def _report_filter(report: Any, dst: Path) -> None:
+    reasons = ", ".join(f"{n} {reason}" for reason, n in report.dropped.items() if n) or "none"
+    typer.echo(f"kept {report.kept} of {report.read} records in {dst}; dropped: {reasons}")
+
+
+@app.command()
+def mix(
+    out: Path = typer.Argument(..., help="The mixed file (any format)."),
+    inputs: list[str] = typer.Option(
+        ..., "--input", "-i", help="PATH, PATH:n=COUNT or PATH:w=WEIGHT (add ,root=DIR for its data root); repeatable."
+    ),
+    total: int | None = typer.Option(None, "--total", min=0, help="Records in all, shared by the weighted inputs."),
+    root: Path | None = typer.Option(None, "--root", help="Data root of inputs without root= (default: each file's)."),
+    out_root: Path | None = typer.Option(None, "--out-root", help="Data root of a JSONL output's image paths."),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+    shuffle: bool = typer.Option(True, "--shuffle/--no-shuffle", help="Shuffle the mix (else inputs in order)."),
+    prefix_ids: bool = typer.Option(False, "--prefix-ids", help="Prefix ids with their file's stem (unique ids)."),
+) -> None:
+    """Mix record files by counts or weights into one file."""
+    from mmalign.data.build.mix import mix as mix_files
+    from mmalign.data.build.mix import parse_source
+
+    sources = [parse_source(spec, root) for spec in inputs]
+    taken = mix_files(sources, out, total=total, seed=seed, shuffle=shuffle, prefix_ids=prefix_ids, out_root=out_root)
+    typer.echo(f"wrote {sum(taken.values())} records to {out} ({', '.join(f'{n} from {p}' for p, n in taken.items())})")
+
+
+@app.command("split")
+def split_data(
+    src: Path = typer.Argument(..., help="Records: .jsonl, .parquet or a datasets directory."),
+    out_dir: Path = typer.Argument(..., help="Folder for NAME.jsonl (or .parquet, like SRC) per split."),
+    ratio: list[str] = typer.Option(["train=0.9", "val=0.1"], "--ratio", help="NAME=FRACTION; repeatable, sum 1."),
+    group_by: str = typer.Option(
+        "image", "--group-by", help="Keep together records with the same image, prompt, id, or none."
+    ),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+    root: Path | None = typer.Option(None, "--root", help=ROOT_HELP),
+    out_root: Path | None = typer.Option(None, "--out-root", help="Data root of JSONL outputs' image paths."),
+) -> None:
+    """Split a file into train/val/test (by ratio, seeded), never splitting a group across two."""
+    from mmalign.data.build.mix import parse_ratios
+    from mmalign.data.build.mix import split as split_file
+
+    counts = split_file(src, out_dir, parse_ratios(ratio), group_by=group_by, seed=seed, root=root, out_root=out_root)
+    typer.echo(
+        f"split {sum(counts.values())} records into {out_dir}: " + ", ".join(f"{k} {n}" for k, n in counts.items())
+    )

@@ -5,6 +5,12 @@ corrupted one; the authors' code keeps a random 1–20 % of the image area (any 
 4:3) and resizes it back to full size. :func:`random_mask` is the other corruption offered: it keeps a random
 fraction of the cells of a grid and fills the rest.
 
+Image DPO and the rejected images of mDPO / POVID are also made offline with the degradations
+:func:`gaussian_blur`, :func:`pixelate` and :func:`gaussian_noise`; :func:`degrade` applies any of the five by
+one ``severity`` in [0, 1] (0 = the image unchanged, 1 = as strong as that degradation goes here), so
+severities are comparable and monotone: more severity is always more blur, bigger blocks, more noise, a
+smaller kept area.
+
 Every function is pure: it takes a PIL image or a tensor whose last two dimensions are height and width
 (e.g. ``(C, H, W)``), returns a new one of the same kind and size, and draws its randomness only from the
 generator it is given (``torch.Generator``, ``numpy.random.Generator`` or an int seed), so a seed gives the
@@ -20,7 +26,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from mmalign.errors import ConfigError
 
@@ -174,3 +180,138 @@ def _size(image: Image.Image | torch.Tensor) -> tuple[int, int]:
     if isinstance(image, torch.Tensor) and image.dim() >= 2:
         return int(image.shape[-2]), int(image.shape[-1])
     raise TypeError(f"expected a PIL image or a tensor of shape (..., H, W), got {type(image).__name__}")
+
+
+# ------------------------------------------------------------------------------- blur, pixelate, noise
+
+
+def gaussian_blur(image: ImageLike, sigma: float) -> ImageLike:
+    """Gaussian blur with standard deviation ``sigma`` pixels (0 = unchanged).
+
+    PIL images use ``ImageFilter.GaussianBlur`` (whose radius is the standard deviation); tensors are
+    convolved with a separable kernel of half-width ``ceil(3 sigma)``, edges replicated.
+    """
+    if not isinstance(sigma, int | float) or isinstance(sigma, bool) or sigma < 0:
+        raise ConfigError(f"blur sigma must be a number >= 0, got {sigma!r}")
+    if sigma == 0:
+        return image.copy() if isinstance(image, Image.Image) else image.clone()
+    if isinstance(image, Image.Image):
+        return image.filter(ImageFilter.GaussianBlur(radius=sigma))
+    half = max(1, math.ceil(3 * sigma))
+    taps = torch.arange(-half, half + 1, dtype=torch.float64)
+    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).float()
+    height, width = _size(image)
+    flat = image.reshape(-1, 1, height, width)
+    work = flat if flat.is_floating_point() else flat.float()
+    work = F.pad(work, (half, half, 0, 0), mode="replicate")
+    work = F.conv2d(work, kernel.view(1, 1, 1, -1).to(work))
+    work = F.pad(work, (0, 0, half, half), mode="replicate")
+    work = F.conv2d(work, kernel.view(1, 1, -1, 1).to(work))
+    return _back_to(work, image)
+
+
+def pixelate(image: ImageLike, block: int) -> ImageLike:
+    """Replace each ``block`` × ``block`` cell (aligned to the top left; the last row and column of cells are
+    narrower when ``block`` does not divide the side) by its mean colour. ``block=1`` leaves the image as it is."""
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise ConfigError(f"pixelate block must be a positive integer, got {block!r}")
+    if isinstance(image, Image.Image):
+        pixels = np.asarray(image, dtype=np.float64)
+        means = _block_means(np.moveaxis(pixels, -1, 0) if pixels.ndim == 3 else pixels, block)
+        out = np.moveaxis(means, 0, -1) if pixels.ndim == 3 else means
+        return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), image.mode)
+    means = torch.from_numpy(_block_means(image.detach().cpu().double().numpy(), block)).to(image.device)
+    return _back_to(means, image)
+
+
+def _block_means(pixels: np.ndarray, block: int) -> np.ndarray:
+    """Each aligned ``block`` × ``block`` cell of the last two axes replaced by its mean."""
+    height, width = pixels.shape[-2:]
+    rows, cols = np.arange(0, height, block), np.arange(0, width, block)
+    sums = np.add.reduceat(np.add.reduceat(pixels, rows, axis=-2), cols, axis=-1)
+    counts = np.outer(np.diff(np.append(rows, height)), np.diff(np.append(cols, width)))
+    means = sums / counts
+    return np.repeat(
+        np.repeat(means, np.diff(np.append(rows, height)), axis=-2), np.diff(np.append(cols, width)), axis=-1
+    )
+
+
+def gaussian_noise(image: ImageLike, rng: Rng, sigma: float) -> ImageLike:
+    """Add zero-mean Gaussian noise of standard deviation ``sigma`` (in pixel units: 0-255 for PIL and
+    integer tensors, the tensor's own scale for float tensors), clipped to the valid range for PIL/integers."""
+    if not isinstance(sigma, int | float) or isinstance(sigma, bool) or sigma < 0:
+        raise ConfigError(f"noise sigma must be a number >= 0, got {sigma!r}")
+    gen = _generator(rng)
+    if isinstance(image, Image.Image):
+        pixels = np.asarray(image, dtype=np.float64)
+        noise = _normal(gen, pixels.shape)
+        return Image.fromarray(np.clip(np.rint(pixels + sigma * noise), 0, 255).astype(np.uint8), image.mode)
+    noise = torch.from_numpy(_normal(gen, tuple(image.shape))).to(image.device)
+    if image.is_floating_point():
+        return image + (sigma * noise).to(image.dtype)
+    info = torch.iinfo(image.dtype)
+    return (image.double() + sigma * noise).round().clamp(info.min, info.max).to(image.dtype)
+
+
+def _normal(rng: torch.Generator | np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    if isinstance(rng, torch.Generator):
+        return torch.randn(shape, generator=rng, dtype=torch.float64).numpy()
+    return rng.standard_normal(shape)
+
+
+def _back_to(work: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    out = work.reshape(like.shape)
+    if not like.is_floating_point():
+        info = torch.iinfo(like.dtype)
+        out = out.round().clamp(info.min, info.max)
+    return out.to(like.dtype)
+
+
+# ---------------------------------------------------------------------------------------------- severity
+
+MAX_BLUR = 1 / 8
+"""Blur sigma at severity 1, as a fraction of the shorter side (6 px on a 48 px image)."""
+MAX_BLOCK = 1 / 4
+"""Pixelate block at severity 1, as a fraction of the shorter side (a 4 × 4 mosaic)."""
+MAX_NOISE = 128.0
+"""Noise sigma at severity 1, in 0-255 pixel units."""
+MIN_KEEP = 0.05
+"""Kept area fraction at severity 1 for crop and mask (severity s keeps 1 - s·(1 - MIN_KEEP))."""
+
+DEGRADATIONS: tuple[str, ...] = ("blur", "pixelate", "noise", "mask", "crop")
+"""What :func:`degrade` can do."""
+
+
+def degradation_params(mode: str, severity: float, height: int, width: int) -> dict[str, float | int]:
+    """The parameters ``severity`` maps to for ``mode`` on an image of this size (what :func:`degrade` uses)."""
+    if mode not in DEGRADATIONS:
+        raise ConfigError(f"unknown image degradation {mode!r}; choose one of {', '.join(DEGRADATIONS)}")
+    if not isinstance(severity, int | float) or isinstance(severity, bool) or not 0 <= severity <= 1:
+        raise ConfigError(f"severity must be a number between 0 and 1, got {severity!r}")
+    side = min(height, width)
+    if mode == "blur":
+        return {"sigma": round(severity * MAX_BLUR * side, 4)}
+    if mode == "pixelate":
+        return {"block": max(1, round(1 + severity * (MAX_BLOCK * side - 1)))}
+    if mode == "noise":
+        return {"sigma": round(severity * MAX_NOISE, 4)}
+    return {"keep": round(1 - severity * (1 - MIN_KEEP), 6)}
+
+
+def degrade(image: ImageLike, mode: str, severity: float, rng: Rng) -> tuple[ImageLike, dict[str, float | int]]:
+    """Degrade ``image`` by ``mode`` (one of :data:`DEGRADATIONS`) at ``severity`` in [0, 1].
+
+    Returns the new image and the parameters used (:func:`degradation_params`). Crop and mask keep a fixed
+    fraction of the area (``keep_min = keep_max``), so for one seed a higher severity keeps a subset.
+    """
+    height, width = _size(image)
+    params = degradation_params(mode, severity, height, width)
+    if mode == "blur":
+        return gaussian_blur(image, float(params["sigma"])), params
+    if mode == "pixelate":
+        return pixelate(image, int(params["block"])), params
+    if mode == "noise":
+        return gaussian_noise(image, rng, float(params["sigma"])), params
+    keep = float(params["keep"])
+    return CORRUPTIONS[mode](image, rng, keep, keep), params  # type: ignore[return-value]
