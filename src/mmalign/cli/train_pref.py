@@ -1,8 +1,107 @@
-"""``mmalign train pref`` (being written)."""
+"""``mmalign train pref --config FILE [--loss NAME] [key.sub=value ...]``: preference training
+(:mod:`mmalign.train.preference`)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Any
 
-def pref() -> None:
-    """Not yet available."""
-    raise SystemExit("mmalign train pref: not yet available")
+import typer
+
+
+def pref(
+    overrides: list[str] | None = typer.Argument(
+        None, help="Config overrides such as train.max_steps=100 loss.options.beta=0.2 (applied after --config)."
+    ),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (see --show-options for the keys)."),
+    loss: str | None = typer.Option(
+        None, "--loss", help="The loss (see --list-losses); a loss other than the config's starts from its defaults."
+    ),
+    show_options: bool = typer.Option(
+        False, "--show-options", help="List every config key, and the options of the loss, with defaults; then exit."
+    ),
+    list_losses: bool = typer.Option(False, "--list-losses", help="List the losses, their papers and needs; exit."),
+    progress: bool | None = typer.Option(
+        None, "--progress/--no-progress", help="Show a progress bar (default: when stderr is a terminal)."
+    ),
+) -> None:
+    """Train a model on preference pairs (DPO family, mDPO, dense DPO, SimPO, ORPO); the model goes to
+    train.output_dir."""
+    from mmalign.config import config_from_dict, describe
+
+    if list_losses:
+        _list_losses()
+        return
+    data = _config_data(config, loss, list(overrides or []))
+    if show_options:
+        from mmalign.train.preference import PreferenceConfig
+
+        _table("mmalign train pref: config keys", describe(PreferenceConfig))
+        _show_loss(str(data.get("loss", {}).get("name", "sigmoid")))
+        return
+    if config is None and not overrides and loss is None:
+        raise typer.BadParameter("give --config FILE and/or key=value overrides (see --show-options)")
+    from mmalign.train.preference import PreferenceConfig
+
+    where = (str(config) if config is not None else "config") + (" (with overrides)" if overrides or loss else "")
+    cfg = config_from_dict(PreferenceConfig, data, where)
+
+    from transformers.utils import logging
+
+    from mmalign.train.preference import train_preference
+
+    logging.disable_progress_bar()  # no per-shard bars when loading and saving weights
+    result = train_preference(cfg, progress=sys.stderr.isatty() if progress is None else progress)
+    last = result.last_logged
+    summary = f"trained {result.global_step} steps (mean loss {result.train_loss:.4f})"
+    if "rewards/margins" in last:
+        summary += f", last margin {last['rewards/margins']:.4f} accuracy {last['rewards/accuracies']:.2f}"
+    typer.echo(f"{summary} in {result.runtime_s:.0f} s; metrics in {result.output_dir / 'metrics.jsonl'}")
+    if result.guard_stop:
+        typer.echo(result.guard_stop)
+
+
+def _config_data(config: Path | None, loss: str | None, overrides: list[str]) -> dict[str, Any]:
+    """The YAML mapping with ``--loss`` applied (its options dropped when the loss changes), then the overrides."""
+    from mmalign.config import apply_overrides, read_yaml
+
+    data = read_yaml(config) if config is not None else {}
+    if loss is not None:
+        section = data.get("loss") if isinstance(data.get("loss"), dict) else {}
+        if section.get("name") != loss and section.get("options"):
+            typer.echo(f"--loss {loss}: dropping the options the config gives loss {section.get('name')!r}", err=True)
+            section = {}
+        data["loss"] = {**section, "name": loss}
+    return apply_overrides(data, overrides) if overrides else data
+
+
+def _list_losses() -> None:
+    from mmalign.losses import LOSSES
+
+    rows = []
+    for name, cls in LOSSES.items():
+        needs = [label for flag, label in (("needs_reference", "reference"), ("needs_corrupted_image", "corrupted image"),
+                                           ("needs_token_weights", "span masks"), ("needs_chosen_nll", "chosen NLL"))
+                 if getattr(cls, flag)]  # fmt: skip
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        rows.append((name, cls.paper, ", ".join(needs) or "-", summary))
+    _table("losses (mmalign train pref --loss NAME)", rows, ("loss", "paper", "needs", "what it is"))
+
+
+def _show_loss(name: str) -> None:
+    from mmalign.losses import loss_help
+
+    _table(f"options of loss {name!r} (loss.options.KEY=VALUE)", loss_help(name))
+
+
+def _table(title: str, rows: list[tuple[str, ...]], columns: tuple[str, ...] = ("key", "type", "default", "meaning")):
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)

@@ -1,0 +1,272 @@
+"""A preference batch and what a loss needs beyond its chosen and rejected rows; the forward that scores it.
+
+:class:`PreferenceCollator` turns n preference records into a :class:`PreferenceBatch`: one model-layer
+:class:`~mmalign.models.collate.Batch` whose rows are every chosen response, then every rejected one, and,
+when the loss declares it needs them,
+
+* mDPO's conditional rows (Wang et al., 2024, L_CoPO), appended as rows [2n, 3n): each pair's *chosen*
+  response given a corrupted image m'. m' is the record's ``rejected_images`` when it has them (and the loss
+  prefers record images), otherwise each image corrupted on the fly with the loss's own options
+  (:meth:`MDPOLoss.corrupt`), seeded by (seed, record id): a record gets the same m' in every epoch and every
+  pass, so the policy and the reference (live or precomputed) always score the same corrupted image;
+* dense DPO's annotated segments (RLHF-V, Yu et al., 2024) as response-aligned token masks, from the record's
+  character spans and the tokenizer's offsets.
+
+:func:`score` runs one model over all rows in one call (the shared-prefix forward computes each distinct
+prompt + images once; the plain one runs every row whole); :func:`policy_logps` and :func:`reference_logps`
+turn the result into the loss's containers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mmalign.data.records import PreferenceRecord
+from mmalign.errors import DataError
+from mmalign.losses import PolicyLogps, PreferenceLoss, ReferenceLogps, span_token_mask
+from mmalign.models.collate import IGNORE, Batch, Collator
+from mmalign.models.examples import Example, examples_from, open_images
+from mmalign.models.logps import LogpOutput, sequence_logps
+
+RowScorer = Callable[..., LogpOutput]
+"""``fn(model, batch, token_level=False) -> LogpOutput``: response log-probs of every row of a batch."""
+
+
+@dataclass
+class PreferenceBatch:
+    """n preference pairs ready for the model, with the extra rows and masks the loss needs."""
+
+    rows: Batch
+    """Chosen responses in rows [0, n), rejected in [n, 2n), mDPO's conditional rows (if any) in [2n, 3n)."""
+    ids: list[str]
+    """Record id of each pair, in order."""
+    chosen_span_mask: Tensor | None = None
+    """(n, R) response-aligned: True on chosen tokens inside an annotated span (dense DPO)."""
+    rejected_span_mask: Tensor | None = None
+    """(n, R) the same for the rejected responses."""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def has_corrupted(self) -> bool:
+        return len(self.rows) == 3 * len(self.ids) > 0
+
+    @property
+    def chosen_tokens(self) -> int:
+        """Labelled chosen-response tokens (the denominator of a token-averaged NLL)."""
+        if self.rows.labels is None or not self.ids:
+            return 0
+        return int((self.rows.labels[: len(self.ids)] != IGNORE).sum())
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> PreferenceBatch:
+        """A copy on ``device`` (``non_blocking`` is accepted for accelerate's ``send_to_device``)."""
+        del non_blocking
+        chosen = None if self.chosen_span_mask is None else self.chosen_span_mask.to(device)
+        rejected = None if self.rejected_span_mask is None else self.rejected_span_mask.to(device)
+        return replace(self, rows=self.rows.to(device), chosen_span_mask=chosen, rejected_span_mask=rejected)
+
+
+@dataclass
+class PreferenceCollator:
+    """Records -> :class:`PreferenceBatch`, with the rows and masks ``loss`` declares it needs."""
+
+    collator: Collator
+    """The model layer's collator in train mode (tokenization, images, truncation)."""
+    loss: PreferenceLoss
+    """The loss being trained: ``needs_corrupted_image`` and ``needs_token_weights`` decide the extras."""
+    seed: int = 0
+    """Seed of the on-the-fly image corruption (mixed with each record's id)."""
+
+    def __call__(self, records: list[PreferenceRecord]) -> PreferenceBatch:
+        for record in records:
+            if not isinstance(record, PreferenceRecord):
+                message = "preference training needs preference records (prompt, chosen, rejected)"
+                raise DataError(message, record_id=getattr(record, "id", None))
+        if self.loss.needs_corrupted_image:
+            rows, records = self._with_corrupted(records)
+        else:
+            rows = self.collator(records)
+            skipped = set(rows.skipped)
+            records = [r for r in records if r.id not in skipped]
+        batch = PreferenceBatch(rows=rows, ids=[r.id for r in records])
+        if records and self.loss.needs_token_weights:
+            batch.chosen_span_mask, batch.rejected_span_mask = span_masks(rows, records)
+        return batch
+
+    def _with_corrupted(self, records: list[PreferenceRecord]) -> tuple[Batch, list[PreferenceRecord]]:
+        """Rows chosen | rejected | chosen-under-m', pairs kept or dropped as a unit (``on_overflow: skip``)."""
+        while True:
+            units = [examples_from(r) for r in records]
+            corrupted = [corrupted_example(r, self.loss, self.seed, self.collator) for r in records]
+            rows = self.collator([u[0] for u in units] + [u[1] for u in units] + corrupted)
+            if not rows.skipped:
+                rows.n_pairs = len(records)
+                return rows, records
+            skipped = set(rows.skipped)
+            self.collator.n_skipped -= len(rows.skipped) - len([r for r in records if r.id in skipped])
+            records = [r for r in records if r.id not in skipped]
+
+    def settings(self) -> dict[str, Any]:
+        """What decides the rows this collator makes (part of the precomputed reference's cache key)."""
+        c = self.collator
+        out: dict[str, Any] = {
+            "max_length": c.max_length,
+            "on_overflow": c.on_overflow,
+            "pad_to_multiple_of": c.pad_to_multiple_of,
+            "image_root": None if c.image_root is None else str(c.image_root),
+            "token_level": self.loss.needs_token_weights,
+        }
+        if self.loss.needs_corrupted_image:
+            out["corruption"] = {**corruption_options(self.loss), "seed": self.seed}
+        return out
+
+
+class TrainerCollate:
+    """Records -> the dict ``Trainer`` passes around: the batch, and the token tensors it counts tokens/s by."""
+
+    def __init__(self, collator: PreferenceCollator) -> None:
+        self.collator = collator
+
+    def __call__(self, records: list[Any]) -> dict[str, Any]:
+        batch = self.collator(records)
+        return {"batch": batch, "input_ids": batch.rows.input_ids, "attention_mask": batch.rows.attention_mask}
+
+
+def corruption_options(loss: PreferenceLoss) -> dict[str, Any]:
+    """The options of an image-conditional loss (mDPO) that decide the corrupted image."""
+    names = ("corruption", "keep_min", "keep_max", "prefer_record_images")
+    return {name: getattr(loss, name) for name in names if hasattr(loss, name)}
+
+
+def record_rng(seed: int, record_id: str) -> np.random.Generator:
+    """A generator fixed by (seed, record id): the same corruption for a record in every epoch and process."""
+    digest = hashlib.sha256(record_id.encode("utf-8")).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
+
+
+def corrupted_example(record: PreferenceRecord, loss: PreferenceLoss, seed: int, collator: Collator) -> Example:
+    """The chosen response under the corrupted image(s) m' of mDPO (Wang et al., 2024, L_CoPO)."""
+    if record.rejected_images is not None and getattr(loss, "prefer_record_images", True):
+        return Example(record.id, record.prompt, list(record.rejected_images), record.chosen, "rejected_images")
+    source = Example(record.id, record.prompt, list(record.images), record.chosen)
+    images = open_images(source, collator.image_root, collator.max_image_pixels)
+    rng = record_rng(seed, record.id)
+    corrupted = [loss.corrupt(image, rng) for image in images]  # type: ignore[attr-defined]
+    return Example(record.id, record.prompt, corrupted, record.chosen)
+
+
+def span_masks(rows: Batch, records: list[PreferenceRecord]) -> tuple[Tensor, Tensor]:
+    """(n, R) chosen and rejected span masks, response-aligned like token-level log-probs."""
+    n = len(records)
+    masks: list[list[bool]] = []
+    for side, attr in ((0, "chosen_spans"), (1, "rejected_spans")):
+        for i, record in enumerate(records):
+            row = side * n + i
+            spans = getattr(record, attr)
+            start = rows.response_text_start[row]
+            if spans and start < 0:
+                raise DataError(
+                    "the chat template changed the response text, so its spans cannot be placed on tokens",
+                    record_id=record.id,
+                    field=attr,
+                )
+            masks.append(span_token_mask(rows.response_offsets[row], spans, offset=max(start, 0)))
+    out = torch.zeros(len(masks), max([len(m) for m in masks] + [1]), dtype=torch.bool)
+    for i, mask in enumerate(masks):
+        out[i, : len(mask)] = torch.tensor(mask, dtype=torch.bool)
+    return out[:n], out[n:]
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+
+
+@dataclass
+class Scores:
+    """One model's log-probs on a :class:`PreferenceBatch`."""
+
+    chosen: LogpOutput
+    rejected: LogpOutput
+    corrupted: LogpOutput | None = None
+    """Chosen responses given the corrupted images (mDPO)."""
+
+
+def row_scorer(share_prefix: bool) -> tuple[RowScorer, bool]:
+    """The forward over a batch's rows: the shared-prefix one (:mod:`mmalign.models.prefix`) when asked for and
+    installed, else the plain one. Returns the function and whether it shares prefixes."""
+    if share_prefix:
+        try:
+            from mmalign.models.prefix import shared_prefix_logps
+        except ImportError as err:
+            if err.name != "mmalign.models.prefix":
+                raise
+        else:
+            return shared_prefix_logps, True
+    return sequence_logps, False
+
+
+def score(model: Any, batch: PreferenceBatch, token_level: bool, scorer: RowScorer = sequence_logps) -> Scores:
+    """Response log-probs of ``model`` on every row of ``batch``, in one call of ``scorer``."""
+    out = scorer(model, batch.rows, token_level=token_level)
+    n = len(batch)
+
+    def take(start: int) -> LogpOutput:
+        rows = slice(start, start + n)
+        return LogpOutput(
+            sum=out.sum[rows],
+            mean=out.mean[rows],
+            n_tokens=out.n_tokens[rows],
+            token_logps=None if out.token_logps is None else out.token_logps[rows],
+            token_mask=None if out.token_mask is None else out.token_mask[rows],
+        )
+
+    return Scores(take(0), take(n), take(2 * n) if batch.has_corrupted else None)
+
+
+def _fit(mask: Tensor, width: int, dtype: torch.dtype) -> Tensor:
+    """``mask`` cut or zero-padded to ``width`` columns (to line up with the token log-probs)."""
+    mask = mask[:, :width] if mask.shape[1] >= width else torch.nn.functional.pad(mask, (0, width - mask.shape[1]))
+    return mask.to(dtype)
+
+
+def policy_logps(scores: Scores, batch: PreferenceBatch, chosen_nll: Tensor | None = None) -> PolicyLogps:
+    """The loss's :class:`PolicyLogps` from the policy's scores (token-level fields when they were computed)."""
+    c, r = scores.chosen, scores.rejected
+    corrupted = None if scores.corrupted is None else scores.corrupted.sum
+    if c.token_logps is not None and r.token_logps is not None:
+        assert c.token_mask is not None and r.token_mask is not None
+        extra: dict[str, Tensor | None] = {"corrupted_chosen": corrupted, "chosen_nll": chosen_nll}
+        if batch.chosen_span_mask is not None and batch.rejected_span_mask is not None:
+            extra["chosen_span_mask"] = _fit(batch.chosen_span_mask, c.token_logps.shape[1], c.token_logps.dtype)
+            extra["rejected_span_mask"] = _fit(batch.rejected_span_mask, r.token_logps.shape[1], r.token_logps.dtype)
+        return PolicyLogps.from_token_logps(c.token_logps, c.token_mask, r.token_logps, r.token_mask, **extra)
+    return PolicyLogps(
+        chosen=c.sum,
+        rejected=r.sum,
+        chosen_tokens=c.n_tokens.to(c.sum.dtype),
+        rejected_tokens=r.n_tokens.to(r.sum.dtype),
+        chosen_nll=chosen_nll,
+        corrupted_chosen=corrupted,
+    )
+
+
+def reference_logps(scores: Scores) -> ReferenceLogps:
+    """The loss's :class:`ReferenceLogps` from the reference model's scores (detached)."""
+
+    def detach(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.detach()
+
+    return ReferenceLogps(
+        chosen=scores.chosen.sum.detach(),
+        rejected=scores.rejected.sum.detach(),
+        chosen_token_logps=detach(scores.chosen.token_logps),
+        rejected_token_logps=detach(scores.rejected.token_logps),
+        corrupted_chosen=None if scores.corrupted is None else scores.corrupted.sum.detach(),
+    )
