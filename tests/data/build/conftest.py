@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,6 +21,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("build-world") / "w"
     generate_world(out, TINY)
     return out
+
+
+@pytest.fixture(scope="session")
+def h() -> SimpleNamespace:
+    """The helpers below, for the test modules (conftest cannot be imported under importlib mode)."""
+    return SimpleNamespace(read_lines=read_lines, texts=texts, scenes=scenes)
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:

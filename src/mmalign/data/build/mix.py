@@ -119,20 +119,20 @@ def mix(
     counts = _counts(sources, [len(records) for records in loaded], total)
     picked: list[Record] = []
     taken: dict[str, int] = {}
+    stems = [s.path.stem for s in sources]
+    prefixes = stems if len(set(stems)) == len(stems) else [f"{i}-{stem}" for i, stem in enumerate(stems)]
     for i, (source, records, count) in enumerate(zip(sources, loaded, counts, strict=True)):
         rng = random.Random(f"{seed}:mix:{i}")
         chosen = sorted(rng.sample(range(len(records)), count)) if count < len(records) else range(len(records))
         for j in chosen:
             record = _rebased(records[j], source.data_root, root)
-            picked.append(replace(record, id=f"{source.path.stem}-{record.id}") if prefix_ids else record)
+            picked.append(replace(record, id=f"{prefixes[i]}-{record.id}") if prefix_ids else record)
         taken[str(source.path)] = count
     seen: dict[str, str] = {}
-    for record, path in zip(
-        picked, (str(s.path) for s, c in zip(sources, counts, strict=True) for _ in range(c)), strict=True
-    ):
+    paths = [str(s.path) for s, c in zip(sources, counts, strict=True) for _ in range(c)]
+    for record, path in zip(picked, paths, strict=True):
         if record.id in seen:
-            raise DataError(f"id {record.id!r} is in both {seen[record.id]} and {path}: pass --prefix-ids",
-                            record_id=record.id)  # fmt: skip
+            raise DataError(f"id {record.id!r} is in both {seen[record.id]} and {path}: pass --prefix-ids")
         seen[record.id] = path
     if shuffle:
         random.Random(f"{seed}:mix:shuffle").shuffle(picked)

@@ -112,10 +112,11 @@ def blob(fmt: str, data: bytes) -> ImageBlob:
     return ImageBlob(f"images/{fmt}/{hashlib.sha256(data).hexdigest()[:20]}{suffix}", data)
 
 
-def string(row: dict[str, Any], key: str, *, allow_empty: bool = False) -> str:
+def string(row: dict[str, Any], key: str, *, allow_empty: bool = False, prefix: str = "") -> str:
+    """``row[key]`` as a string (DataError on ``prefix + key`` otherwise); SkipRow when empty, unless allowed."""
     value = row.get(key)
     if not isinstance(value, str):
-        raise DataError(f"must be a string, got {type(value).__name__}", field=key)
+        raise DataError(f"must be a string, got {type(value).__name__}", field=prefix + key)
     if not allow_empty and not value.strip():
         raise SkipRow(f"empty {key}")
     return value

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mmalign.config import config_from_dict, describe
+from mmalign.data.images import resolve_image
 from mmalign.data.importers.base import Importer, SkipRow, iter_source
 from mmalign.data.io import write_records
 from mmalign.data.records import PreferenceRecord, record_from_dict
@@ -68,9 +69,14 @@ class ImportReport:
 
 
 def import_records(
-    importer: Importer, src: str | Path, report: ImportReport, limit: int | None = None
+    importer: Importer,
+    src: str | Path,
+    report: ImportReport,
+    limit: int | None = None,
+    image_root: Path | None = None,
 ) -> Iterator[PreferenceRecord]:
-    """Checked preference records of ``src``, ids made unique; ``report`` counts rows, records and skips."""
+    """Checked preference records of ``src``, ids made unique; ``report`` counts rows, records and skips.
+    With ``image_root``, every image path must name a file there (errors name the source row)."""
     seen: Counter[str] = Counter()
     for row in iter_source(src):
         if limit is not None and report.rows >= limit:
@@ -94,6 +100,11 @@ def import_records(
                 item["id"] = f"{item['id']}-{seen[item['id']]}"
             try:
                 record = record_from_dict(item, "preference")
+                if image_root is not None:
+                    for key, refs in record.image_lists().items():
+                        for i, ref in enumerate(refs):
+                            if isinstance(ref, str):
+                                resolve_image(image_root, ref, f"{key}[{i}]")
             except DataError as err:
                 raise err.located(**where, record_id=item["id"]) from None
             assert isinstance(record, PreferenceRecord)
@@ -132,5 +143,6 @@ def import_file(
         root = out.resolve().parent
     src_root = Path(image_root) if image_root is not None else root
     report = ImportReport(out=out, out_root=root)
-    write_records(out, import_records(importer, src, report, limit), root=root, src_root=src_root, kind="preference")
+    records = import_records(importer, src, report, limit, Path(image_root) if image_root is not None else None)
+    write_records(out, records, root=root, src_root=src_root, kind="preference")
     return report

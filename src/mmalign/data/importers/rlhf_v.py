@@ -65,8 +65,8 @@ class RLHFVImporter(Importer):
         for key in text:
             if key not in ("question", "chosen", "rejected"):
                 raise DataError("unknown key (expected question, chosen, rejected)", field=f"text.{key}")
-        question = string(text, "question", allow_empty=True)
-        chosen, rejected = string(text, "chosen"), string(text, "rejected")
+        question = string(text, "question", allow_empty=True, prefix="text.")
+        chosen, rejected = string(text, "chosen", prefix="text."), string(text, "rejected", prefix="text.")
         image = self.image(row["image"], "image")
         message, _ = user_message(question, 1, "text.question")
         spans = diff_spans(chosen, rejected) if self.options.spans else (None, None)
