@@ -1,0 +1,146 @@
+"""Running a model over a task's items, in fixed batches, with every completed batch kept in the resume cache.
+
+Items are cut into batches by position (items ``[k·B, (k+1)·B)``), whatever is cached, so a resumed run
+feeds the model exactly the batches an uninterrupted run would (left-padded batches can differ from one
+another in the last float bits) and gives the same outputs. A batch with every item cached is skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from mmalign.data.records import EvalItem, PreferenceRecord
+from mmalign.eval.cache import ItemKeys, PredictionCache, settings_hash
+from mmalign.eval.fastpath import YES_NO, OptionSet, choose_options, letter_options
+from mmalign.models.loading import LoadedModel
+
+CACHE_VERSION = 1
+"""Bumped when what a cached row means changes."""
+
+
+@dataclass
+class RunStats:
+    """What one pass over a task's items cost."""
+
+    seconds: float = 0.0
+    computed: int = 0
+    """Items the model ran on."""
+    cached: int = 0
+    """Items read back from the resume cache."""
+
+    def add(self, other: RunStats) -> None:
+        self.seconds += other.seconds
+        self.computed += other.computed
+        self.cached += other.cached
+
+    def to_dict(self) -> dict[str, float | int]:
+        rate = self.computed / self.seconds if self.seconds > 0 else 0.0
+        return {"seconds": round(self.seconds, 3), "items_computed": self.computed, "items_cached": self.cached,
+                "items_per_s": round(rate, 2)}  # fmt: skip
+
+
+@dataclass
+class Runner:
+    """One loaded model with its resume cache."""
+
+    loaded: LoadedModel
+    fingerprint: str
+    cache_root: Path
+    batch_size: int = 8
+    progress: bool = True
+    stats: dict[str, RunStats] = field(default_factory=dict)
+
+    def _cache(self, task: str, mode: str, settings: dict[str, Any]) -> PredictionCache:
+        name = f"{task}.{mode}.{settings_hash({'version': CACHE_VERSION, 'mode': mode, **settings})}.jsonl"
+        return PredictionCache(self.cache_root / self.fingerprint[:16] / name)
+
+    def _batched(
+        self,
+        task: str,
+        items: list[Any],
+        image_root: Path | None,
+        cache: PredictionCache,
+        compute: Callable[[list[Any]], list[dict[str, Any]]],
+        label: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rows for ``items`` in order: cached ones read back, the others computed batch by batch and cached.
+        Run statistics are kept under ``label`` (default: the task)."""
+        keys = ItemKeys(image_root)
+        item_keys = [keys.key(item) for item in items]
+        stats = RunStats()
+        rows: list[dict[str, Any] | None] = [cache.get(i.id, k) for i, k in zip(items, item_keys, strict=True)]
+        stats.cached = sum(r is not None for r in rows)
+        label = label or task
+        bar = tqdm(total=len(items), desc=label, disable=not self.progress, leave=False, initial=stats.cached)
+        try:
+            for start in range(0, len(items), self.batch_size):
+                todo = [k for k in range(start, min(start + self.batch_size, len(items))) if rows[k] is None]
+                if not todo:
+                    continue
+                began = time.perf_counter()
+                outputs = compute([items[k] for k in todo])
+                new = [{"id": items[k].id, "key": item_keys[k], **out} for k, out in zip(todo, outputs, strict=True)]
+                cache.add(new)
+                for k, row in zip(todo, new, strict=True):
+                    rows[k] = row
+                stats.seconds += time.perf_counter() - began
+                stats.computed += len(todo)
+                bar.update(len(todo))
+        finally:
+            bar.close()
+        self.stats.setdefault(label, RunStats()).add(stats)
+        return rows  # type: ignore[return-value]
+
+    def generate(
+        self, task: str, items: list[EvalItem], image_root: Path | None, max_new_tokens: int, label: str | None = None
+    ) -> list[str]:
+        """Greedy answers (the model layer's batched, left-padded generation)."""
+        from mmalign.models.generation import generate
+
+        def compute(batch: list[EvalItem]) -> list[dict[str, Any]]:
+            texts = generate(self.loaded, batch, max_new_tokens=max_new_tokens, batch_size=len(batch),
+                             image_root=image_root)  # fmt: skip
+            return [{"text": text} for text in texts]
+
+        cache = self._cache(task, "generate", {"max_new_tokens": max_new_tokens})
+        return [row["text"] for row in self._batched(task, items, image_root, cache, compute, label)]
+
+    def choose(self, task: str, items: list[EvalItem], image_root: Path | None) -> list[dict[str, Any]]:
+        """The fast path's option for each item: rows with ``text`` (the option as written), ``label``,
+        ``logps`` (per option), ``margin`` and ``forwards``."""
+
+        def compute(batch: list[EvalItem]) -> list[dict[str, Any]]:
+            choices = choose_options(self.loaded, batch, [options_for(i) for i in batch], batch_size=len(batch),
+                                     image_root=image_root)  # fmt: skip
+            return [{"text": c.text, "label": c.label, "logps": [round(v, 6) for v in c.logps],
+                     "margin": round(c.margin, 6), "forwards": c.forwards} for c in choices]  # fmt: skip
+
+        return self._batched(task, items, image_root, self._cache(task, "fast", {}), compute)
+
+    def pair_logps(self, task: str, pairs: list[PreferenceRecord], image_root: Path | None) -> list[dict[str, Any]]:
+        """Summed response log-probs of chosen and rejected (one forward per batch of pairs)."""
+        import torch
+
+        from mmalign.models.collate import Collator
+        from mmalign.models.logps import preference_logps
+
+        collator = Collator(self.loaded.processor, mode="train", image_root=image_root)
+
+        def compute(batch: list[PreferenceRecord]) -> list[dict[str, Any]]:
+            with torch.no_grad():
+                out = preference_logps(self.loaded.model, collator(batch))
+            return [{"chosen_logp": float(c), "rejected_logp": float(r)}
+                    for c, r in zip(out.chosen.sum.tolist(), out.rejected.sum.tolist(), strict=True)]  # fmt: skip
+
+        return self._batched(task, pairs, image_root, self._cache(task, "logps", {}), compute)
+
+
+def options_for(item: EvalItem) -> OptionSet:
+    """Letters for a multiple-choice item, yes/no otherwise."""
+    return letter_options(len(item.choices)) if item.choices else YES_NO

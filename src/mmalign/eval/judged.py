@@ -1,0 +1,103 @@
+"""The judged tasks: dialogue (rated against a reference answer) and battles between models.
+
+* ``dialogue``, LLaVA-Bench style (Liu et al., 2023): the judge rates the reference answer and the model's
+  answer in one reply (1–10 each); the score is 100 × mean answer score / mean reference score.
+* ``preference``, Arena-Hard style (Li et al., 2024): the evaluated model, each ``--opponent`` model and the
+  reference answers (the anchor, ``reference``) answer the same open questions; every pair of them is judged
+  in both orders (a winner must win as A and as B), and Bradley–Terry ratings with bootstrap intervals are
+  fitted to the battles. The reported win rate is against the reference answers.
+
+The judge's replies are cached in ``OUT/judge.sqlite`` (unless the judge config names another cache), so
+a resumed run pays only for judgments it does not have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from mmalign.data.io import write_jsonl
+from mmalign.data.records import EvalItem
+from mmalign.eval.world_tasks import TaskInput
+
+ANCHOR = "reference"
+WINNER = {"A": "model_a", "B": "model_b", "tie": "tie"}
+
+
+def _client(ev: Any) -> Any:
+    from mmalign.judge import JudgeClient
+
+    if getattr(ev, "judge_client", None) is None:
+        config = ev.cfg.judge
+        if config.cache_path is None:
+            config = dataclasses.replace(config, cache_path=str(ev.cfg.out / "judge.sqlite"))
+        ev.judge_client = JudgeClient(config)
+    return ev.judge_client
+
+
+def _images(inp: TaskInput, item: EvalItem) -> list[Any]:
+    return [str(inp.image_root / ref) if isinstance(ref, str) else ref for ref in item.images]
+
+
+def judge_dialogue(ev: Any, inp: TaskInput, texts: list[str], path: Path) -> None:
+    """Rate each answer against its reference; one row per item in ``path``."""
+    from mmalign.judge import ScoreItem, score_answers
+
+    items: list[EvalItem] = inp.items  # type: ignore[assignment]
+    requests = [
+        ScoreItem(item.question, text, _images(inp, item), reference=item.answer,
+                  context=item.meta.get("context") or None, id=item.id)
+        for item, text in zip(items, texts, strict=True)
+    ]  # fmt: skip
+    judged = score_answers(_client(ev), requests, return_errors=True, desc="judge dialogue")
+    write_jsonl(path, ({"id": j.id, "category": item.meta.get("category", ""), "score": j.score,
+                        "reference_score": j.reference_score, "raw": j.raw, "error": j.error}
+                       for j, item in zip(judged, items, strict=True)))  # fmt: skip
+
+
+def _answers(ev: Any, inp: TaskInput, budget: int) -> dict[str, list[str]]:
+    """Every contestant's answers: the model, each opponent (loaded one at a time), the reference answers."""
+    from mmalign.eval.cache import model_fingerprint
+    from mmalign.eval.execute import Runner
+    from mmalign.models.loading import load
+
+    items: list[EvalItem] = inp.items  # type: ignore[assignment]
+    answers = {ev.model_name: ev.runner.generate("dialogue", items, inp.image_root, budget, label="preference")}
+    for path in ev.cfg.opponents:
+        name = path.name
+        while name in answers or name == ANCHOR:
+            name += "'"
+        loaded = load(path, dtype=ev.cfg.dtype, device=ev.cfg.device)
+        runner = Runner(loaded, model_fingerprint(path), ev.cache_root, ev.cfg.batch_size, ev.cfg.progress)
+        answers[name] = runner.generate("dialogue", items, inp.image_root, budget, label=f"preference ({name})")
+        ev.runner.stats[f"preference ({name})"] = runner.stats[f"preference ({name})"]
+        del loaded, runner
+    answers[ANCHOR] = [item.answer for item in items]
+    return answers
+
+
+def battles(ev: Any, inp: TaskInput, predictions: Path, battles_path: Path, budget: int) -> None:
+    """Answer, judge every pair of contestants on every question, and write the battles."""
+    from mmalign.errors import DataError
+    from mmalign.judge import PairItem, compare_pairs
+
+    items: list[EvalItem] = inp.items  # type: ignore[assignment]
+    answers = _answers(ev, inp, budget)
+    write_jsonl(predictions, ({"question_id": item.id, "model_id": name, "prompt": item.question, "text": texts[k]}
+                              for name, texts in answers.items() if name != ANCHOR
+                              for k, item in enumerate(items)))  # fmt: skip
+    names = list(answers)
+    pairs, labels = [], []
+    for k, item in enumerate(items):
+        for a, b in combinations(names, 2):
+            pairs.append(PairItem(item.question, answers[a][k], answers[b][k], _images(inp, item),
+                                  context=item.meta.get("context") or None, id=f"{item.id}|{a}|{b}"))  # fmt: skip
+            labels.append((item.id, a, b))
+    judged = compare_pairs(_client(ev), pairs, swap=True, return_errors=True, desc="judge battles")
+    rows = [{"question_id": qid, "model_a": a, "model_b": b, "winner": WINNER[j.verdict]}
+            for (qid, a, b), j in zip(labels, judged, strict=True) if j.verdict is not None]  # fmt: skip
+    if not rows:
+        raise DataError("the judge gave no readable verdict on any battle", file=battles_path)
+    write_jsonl(battles_path, rows)

@@ -1,0 +1,340 @@
+"""``mmalign eval run``: evaluate one model on a list of tasks and write results.json, report.md and plots.
+
+    results = evaluate(EvalConfig(model=Path("out/tiny-llava"), out=Path("runs/base"), suite="shapes"))
+
+For each task: build its items (shapes world or ``--source`` benchmark files), check their images, write
+them to ``questions/<task>.jsonl``, run the model (fast path or generation, batched, resumable through the
+cache in ``cache/``), write ``predictions/<task>.jsonl`` in the benchmark's answer format, and score those
+files with the metric core, with percentile-bootstrap 95 % intervals. With ``fast``, a sample of the items
+is also generated and parsed, and the agreement between the two is reported. Layout of results.json:
+:mod:`mmalign.eval.results`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmalign.data.io import write_jsonl
+from mmalign.data.records import EvalItem, PreferenceRecord
+from mmalign.errors import ConfigError, DataError
+from mmalign.eval import results as res
+from mmalign.eval.execute import Runner
+from mmalign.eval.scoring import rescore, write_answers
+from mmalign.eval.suites import get_suite
+from mmalign.eval.tasks import TaskSpec, get_task, parse_task_list
+from mmalign.eval.world_tasks import TaskInput, world_input
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class EvalConfig:
+    """Everything ``mmalign eval run`` takes (its options' help text is in :mod:`mmalign.cli.eval`)."""
+
+    model: Path
+    out: Path
+    tasks: str | None = None
+    """Comma-separated task names (exclusive with ``suite``)."""
+    suite: str | None = None
+    data: Path | None = None
+    """A generated shapes world; None: OUT/world, generated if absent."""
+    split: str = "test"
+    sources: dict[str, Path] = field(default_factory=dict)
+    image_root: Path | None = None
+    limit: int | None = None
+    batch_size: int = 8
+    fast: bool = True
+    agreement_sample: int = 200
+    max_new_tokens: int | None = None
+    reference: Path | None = None
+    beta: float = 0.1
+    opponents: list[Path] = field(default_factory=list)
+    judge: Any = None
+    """A :class:`mmalign.judge.JudgeConfig`, or None: judge tasks are skipped."""
+    n_resamples: int = 1000
+    seed: int = 0
+    cache_dir: Path | None = None
+    device: str | None = None
+    dtype: str = "float32"
+    world_scenes: int = 2000
+    progress: bool = True
+
+    def task_names(self) -> tuple[list[str], int | None]:
+        """The tasks to run and the item limit (a suite may carry one), checked."""
+        if (self.tasks is None) == (self.suite is None):
+            raise ConfigError("give --tasks or --suite (one of them)")
+        names, limit = (parse_task_list(self.tasks), self.limit) if self.tasks is not None else (None, None)
+        if names is None:
+            suite = get_suite(self.suite)  # type: ignore[arg-type]
+            names, limit = list(suite.tasks), self.limit if self.limit is not None else suite.limit
+        for task in self.sources:
+            if task not in names:
+                raise ConfigError(f"--source names task {task!r}, which is not being run")
+        if self.batch_size < 1 or self.agreement_sample < 0 or (limit is not None and limit < 1):
+            raise ConfigError("--batch-size and --limit must be at least 1, --agreement-sample at least 0")
+        if self.split not in ("val", "test"):
+            raise ConfigError(f"--split must be val or test, got {self.split!r}")
+        if self.beta <= 0 or self.n_resamples < 1:
+            raise ConfigError("--beta must be > 0 and --bootstrap at least 1")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ConfigError("--max-new-tokens must be at least 1")
+        return names, limit
+
+
+def _limit(items: list[Any], n: int | None) -> list[Any]:
+    """The first ``n`` items, extended to the end of the group in progress (a scene, an MME image, a question
+    pair), so pair- and image-level metrics never see half a group."""
+    if n is None or n >= len(items):
+        return items
+
+    def group(item: Any) -> Any:
+        meta = item.meta
+        return meta.get("group") or meta.get("scene_id") or meta.get("pair_id")
+
+    end = n
+    while end < len(items) and group(items[end]) is not None and group(items[end]) == group(items[end - 1]):
+        end += 1
+    return items[:end]
+
+
+def _check_images(inp: TaskInput, task: str) -> None:
+    from mmalign.data.images import ImageChecker
+
+    checker = ImageChecker(inp.image_root, "exists")
+    for item in inp.items:
+        for i, ref in enumerate(item.images):
+            try:
+                checker.check(ref, f"images[{i}]")
+            except DataError as err:
+                message = f"{err.message} (task {task}, images under {inp.image_root})"
+                raise DataError(message, file=inp.source, record_id=item.id, field=err.field) from None
+
+
+def _parsed(spec: TaskSpec, item: EvalItem, text: str) -> str | None:
+    """What the task's official parser reads from a generated answer (to compare with the fast path)."""
+    from mmalign.eval.metrics.mme import mme_parse
+    from mmalign.eval.metrics.multiple_choice import parse_choice
+    from mmalign.eval.metrics.pope import official_yes_no
+
+    if spec.name == "mme":
+        return mme_parse(text)
+    if spec.kind == "choice":
+        return parse_choice(text, list(item.choices or []))
+    return official_yes_no(text)
+
+
+class Evaluation:
+    """One ``mmalign eval run``: the model, its runner, and the optional judge, reference and opponents."""
+
+    def __init__(self, cfg: EvalConfig, echo: Echo) -> None:
+        from mmalign.eval.cache import model_fingerprint
+        from mmalign.models.loading import load
+
+        self.cfg, self.echo = cfg, echo
+        self.names, self.limit = cfg.task_names()
+        self.cache_root = cfg.cache_dir or cfg.out / "cache"
+        self.loaded = load(cfg.model, dtype=cfg.dtype, device=cfg.device)
+        self.fingerprint = model_fingerprint(cfg.model)
+        self.runner = Runner(self.loaded, self.fingerprint, self.cache_root, cfg.batch_size, cfg.progress)
+        self.model_name = cfg.model.name if cfg.model.name not in ("reference", "") else "model"
+        self.world: Path | None = None
+        self.reference: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------------------------------ inputs
+
+    def _world(self) -> Path:
+        if self.world is None:
+            from mmalign.world import WorldConfig, generate_world
+
+            world = self.cfg.data or self.cfg.out / "world"
+            if self.cfg.data is not None and not (world / "world.json").is_file():
+                raise DataError("not a shapes world: world.json is missing", file=world / "world.json")
+            if not (world / "world.json").is_file():
+                self.echo(f"generating a shapes world ({self.cfg.world_scenes} training scenes) in {world}")
+                generate_world(world, WorldConfig(train_scenes=self.cfg.world_scenes, seed=self.cfg.seed))
+            self.world = world
+        return self.world
+
+    def _input(self, spec: TaskSpec) -> TaskInput:
+        from mmalign.eval.benchmarks import benchmark_input
+
+        if spec.name in self.cfg.sources:
+            inp = benchmark_input(spec, self.cfg.sources[spec.name], self.cfg.image_root)
+        else:
+            inp = world_input(spec.name, spec.world_file, self._world(), self.cfg.split, self.cfg.out / "inputs")
+        inp.items = _limit(inp.items, self.limit)
+        if not inp.items:
+            raise DataError(f"no items for task {spec.name}", file=inp.source)
+        _check_images(inp, spec.name)
+        return inp
+
+    # ------------------------------------------------------------------------------------------- tasks
+
+    def run_task(self, spec: TaskSpec) -> dict[str, Any]:
+        entry: dict[str, Any] = {"dimension": spec.dimension, "status": "done", "description": spec.description}
+        missing = {"judge": self.cfg.judge is None, "reference": self.cfg.reference is None}
+        if spec.needs and missing[spec.needs]:
+            flag = "--judge-url and --judge-model" if spec.needs == "judge" else "--reference DIR"
+            return {**entry, "status": "skipped", "reason": f"needs {flag}"}
+        inp = self._input(spec)
+        out = self.cfg.out
+        files = {"questions": f"questions/{spec.name}.jsonl", "predictions": f"predictions/{spec.name}.jsonl"}
+        write_jsonl(out / files["questions"], (_question_row(i) for i in inp.items))
+        mode = "fast" if spec.fast and self.cfg.fast else ("logps" if spec.kind == "reward" else "generate")
+        budget = self.cfg.max_new_tokens or spec.max_new_tokens
+        fast_path = None
+        if mode == "fast":
+            rows = self.runner.choose(spec.name, inp.items, inp.image_root)
+            texts = [r["text"] for r in rows]
+            fast_path = self._agreement(spec, inp, rows, budget)
+        elif spec.kind == "reward":
+            self._reward(spec, inp, out / files["predictions"])
+        elif spec.kind == "battle":
+            from mmalign.eval.judged import battles
+
+            files["battles"] = f"battles/{spec.name}.jsonl"
+            battles(self, inp, out / files["predictions"], out / files["battles"], budget)
+        else:
+            texts = self.runner.generate(spec.name, inp.items, inp.image_root, budget)
+        if spec.kind not in ("reward", "battle"):
+            write_answers(spec, inp.items, texts, out / files["predictions"], coco=inp.annotations is not None)
+        if spec.kind == "dialogue":
+            from mmalign.eval.judged import judge_dialogue
+
+            files["judgments"] = f"judgments/{spec.name}.jsonl"
+            judge_dialogue(self, inp, texts, out / files["judgments"])
+        if inp.annotations is not None:
+            files["annotations"] = str(inp.annotations)
+        return {**entry, **self._scored(spec, inp, mode, files), "fast_path": fast_path}
+
+    def _scored(self, spec: TaskSpec, inp: TaskInput, mode: str, files: dict[str, str]) -> dict[str, Any]:
+        from mmalign.eval.score import ScoreOptions, intervals
+
+        result = rescore(spec.name, files, self.cfg.out, n_rounds=self.cfg.n_resamples, seed=self.cfg.seed)
+        options = ScoreOptions(n_resamples=self.cfg.n_resamples, seed=self.cfg.seed)
+        metrics = _plain(result.metrics)
+        return {
+            "source": inp.source, "n_items": len(inp.items), "mode": mode, "files": files,
+            "score_command": _score_command(spec, files, self.cfg.out), "metrics": metrics,
+            "intervals": intervals(result, options), "summary": res.summary(spec.name, metrics, self.model_name),
+        }  # fmt: skip
+
+    def _agreement(self, spec: TaskSpec, inp: TaskInput, rows: list[dict[str, Any]], budget: int) -> dict[str, Any]:
+        """Generate-and-parse on a seeded sample of the items; how often it picks the fast path's option."""
+        n = min(self.cfg.agreement_sample, len(inp.items))
+        if n == 0:
+            return {"n": 0, "agree": 0, "agreement": None, "disagreements": []}
+        picked = sorted(random.Random(f"{self.cfg.seed}:{spec.name}:agreement").sample(range(len(inp.items)), n))
+        items = [inp.items[k] for k in picked]
+        texts = self.runner.generate(spec.name, items, inp.image_root, budget, label=f"{spec.name} (agreement)")
+        agree = [
+            _parsed(spec, item, text) == rows[k]["label"] for k, item, text in zip(picked, items, texts, strict=True)
+        ]
+        margins = [rows[k]["margin"] for k in range(len(rows))]
+        return {
+            "n": n, "agree": sum(agree), "agreement": sum(agree) / n,
+            "disagreements": [items[j].id for j, ok in enumerate(agree) if not ok][:20],
+            "forwards_per_item": sum(r["forwards"] for r in rows) / len(rows),
+            "near_ties": sum(1 for m in margins if m < 1e-3),
+        }  # fmt: skip
+
+    def _reference_runner(self) -> Runner:
+        from mmalign.eval.cache import model_fingerprint
+        from mmalign.models.loading import load
+
+        assert self.cfg.reference is not None
+        loaded = load(self.cfg.reference, dtype=self.cfg.dtype, device=self.cfg.device)
+        fingerprint = model_fingerprint(self.cfg.reference)
+        self.reference = {"path": str(self.cfg.reference), "fingerprint": fingerprint,
+                          "family": loaded.family.name, "parameters": loaded.n_parameters()}  # fmt: skip
+        return Runner(loaded, fingerprint, self.cache_root, self.cfg.batch_size, self.cfg.progress)
+
+    def _reward(self, spec: TaskSpec, inp: TaskInput, path: Path) -> None:
+        """DPO implicit rewards r = β (log π(y|x) − log π_ref(y|x)) of both responses (Rafailov et al., 2023, Eq. 5)."""
+        pairs: list[PreferenceRecord] = inp.items  # type: ignore[assignment]
+        policy = self.runner.pair_logps(spec.name, pairs, inp.image_root)
+        reference = self._reference_runner()
+        ref = reference.pair_logps(spec.name, pairs, inp.image_root)
+        self.runner.stats[f"{spec.name} (reference)"] = reference.stats[spec.name]
+        rows = []
+        for pair, p, r in zip(pairs, policy, ref, strict=True):
+            category = str(pair.meta.get("category") or pair.source or "")
+            rows.append({
+                "id": pair.id, "category": category, "group": pair.meta.get("scene_id"), "beta": self.cfg.beta,
+                "policy_chosen_logp": p["chosen_logp"], "policy_rejected_logp": p["rejected_logp"],
+                "ref_chosen_logp": r["chosen_logp"], "ref_rejected_logp": r["rejected_logp"],
+            })  # fmt: skip
+        write_jsonl(path, rows)
+
+
+def _question_row(item: EvalItem | PreferenceRecord) -> dict[str, Any]:
+    if isinstance(item, PreferenceRecord):
+        return {"id": item.id, "chosen": item.chosen_text, "rejected": item.rejected_text,
+                "category": item.meta.get("category", item.source)}  # fmt: skip
+    return item.to_dict()
+
+
+def _score_command(spec: TaskSpec, files: dict[str, str], out: Path) -> str | None:
+    path = {k: str(out / v) for k, v in files.items()}
+    if spec.scorer == "dialogue":
+        return None
+    if spec.scorer == "preference":
+        return f"mmalign eval score --task preference --answers {path['battles']} --anchor reference"
+    ground = f"--annotations {files['annotations']}" if "annotations" in files else f"--questions {path['questions']}"
+    if spec.scorer in ("safety", "reward"):
+        ground = ""
+    return " ".join(f"mmalign eval score --task {spec.scorer} {ground} --answers {path['predictions']}".split())
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy: numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        return value.item()
+    return value
+
+
+def evaluate(cfg: EvalConfig, echo: Echo = print) -> dict[str, Any]:
+    """Run the evaluation and write OUT/results.json, OUT/report.md and OUT/*.png. Returns the results."""
+    import mmalign
+    from mmalign.eval.report import write_report
+
+    started = time.perf_counter()
+    ev = Evaluation(cfg, echo)
+    tasks: dict[str, dict[str, Any]] = {}
+    for name in ev.names:
+        began = time.perf_counter()
+        tasks[name] = ev.run_task(get_task(name))
+        status = tasks[name].get("reason") or f"{tasks[name]['n_items']} items"
+        echo(f"{name}: {status} ({time.perf_counter() - began:.1f} s)")
+    judge = None if cfg.judge is None else {"base_url": cfg.judge.base_url, "model": cfg.judge.model}
+    results = {
+        "schema": res.SCHEMA,
+        "mmalign_version": mmalign.__version__,
+        "model": {"path": str(cfg.model), "fingerprint": ev.fingerprint, "family": ev.loaded.family.name,
+                  "parameters": ev.loaded.n_parameters()},
+        "reference": ev.reference,
+        "settings": {
+            "tasks": ev.names, "suite": cfg.suite, "data": None if ev.world is None else str(ev.world),
+            "split": cfg.split, "sources": {k: str(v) for k, v in sorted(cfg.sources.items())}, "limit": ev.limit,
+            "batch_size": cfg.batch_size, "mode": "fast" if cfg.fast else "generate",
+            "agreement_sample": cfg.agreement_sample, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
+            "n_resamples": cfg.n_resamples, "beta": cfg.beta, "judge": judge,
+            "opponents": [str(p) for p in cfg.opponents],
+        },
+        "tasks": tasks,
+        "dimensions": res.dimension_scores(tasks),
+        "timings": {"total_s": round(time.perf_counter() - started, 3),
+                    "tasks": {k: v.to_dict() for k, v in ev.runner.stats.items()}},
+    }  # fmt: skip
+    res.write_results(cfg.out / "results.json", results)
+    write_report(results, cfg.out)
+    return results

@@ -1,0 +1,166 @@
+"""Predictions in the benchmarks' answer formats, and their scores, with the metric core's own code.
+
+Each task's predictions are written where ``results.json`` says (``predictions/<task>.jsonl``), in the
+format ``mmalign eval score`` reads, and scored from those files (:func:`rescore`), so that command gives
+the same numbers line by line and ``mmalign eval compare`` can re-pair two runs item by item:
+
+* POPE, MME, multiple choice, consistency: ``{"question_id", "text", "answer"}`` (LLaVA / POPE answer lines);
+  MME also as the eval tool's ``predictions/mme/<subtask>.txt`` (image, question, answer, prediction);
+* CHAIR: ``{"question_id", "image", "caption", "text"}``, or ``{"image_id", "caption"}`` on COCO;
+* safety: ``{"id", "question", "response", "kind", "category"}``;
+* dialogue: ``{"question_id", "prompt", "text", "model_id"}`` plus the judge's scores in ``judgments/``;
+* reward: ``{"id", "policy_chosen_logp", "policy_rejected_logp", "ref_chosen_logp", "ref_rejected_logp",
+  "beta", "category", "group"}``;
+* preference: battles ``{"model_a", "model_b", "winner", "question_id"}``.
+
+CHAIR on the shapes world adds the demo's headline hallucination measure: how often a caption names an
+*absent co-occurring partner* of a present object, against how often it names any other absent object.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmalign.data.io import write_jsonl
+from mmalign.data.records import EvalItem
+from mmalign.eval.metrics.chair import objects_in, shapes_vocabulary
+from mmalign.eval.metrics.official import match_answers, read_answers, read_jsonl, write_mme_file, write_pope_answers
+from mmalign.eval.metrics.taskscore import TaskScore, ratio
+from mmalign.eval.tasks import TaskSpec
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split("\t")).replace("\r", " ").replace("\n", " ")
+
+
+def write_answers(spec: TaskSpec, items: Sequence[EvalItem], texts: Sequence[str], path: Path, coco: bool) -> None:
+    """Write one task's model outputs in its benchmark's answer format (see the module docstring)."""
+    if spec.kind in ("yesno", "choice"):
+        write_pope_answers(path, [(item.id, text) for item, text in zip(items, texts, strict=True)])
+        if spec.name == "mme":
+            by_subtask: dict[str, list[tuple[str, str, str, str]]] = defaultdict(list)
+            for item, text in zip(items, texts, strict=True):
+                image = str(item.images[0]) if item.images else str(item.meta["group"])
+                row = (image, _one_line(item.question), item.answer.capitalize(), _one_line(text))
+                by_subtask[str(item.meta.get("subtask", "mme"))].append(row)
+            for subtask, rows in by_subtask.items():
+                write_mme_file(path.parent / "mme" / f"{subtask}.txt", rows)
+    elif spec.kind == "caption":
+        if coco:
+            rows = [{"image_id": item.meta["image_id"], "caption": t} for item, t in zip(items, texts, strict=True)]
+        else:
+            rows = [{"question_id": item.id, "image": str(item.images[0]) if item.images else "", "caption": t,
+                     "text": t} for item, t in zip(items, texts, strict=True)]  # fmt: skip
+        write_jsonl(path, rows)
+    elif spec.kind == "safety":
+        write_jsonl(path, ({"id": item.id, "question": item.question, "response": text, "kind": item.meta["kind"],
+                            "category": item.meta.get("category", "")}
+                           for item, text in zip(items, texts, strict=True)))  # fmt: skip
+    else:
+        write_jsonl(path, ({"question_id": item.id, "prompt": item.question, "text": text, "model_id": spec.name}
+                           for item, text in zip(items, texts, strict=True)))  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+
+def rescore(task: str, files: dict[str, str], run_dir: Path, *, n_rounds: int = 1000, seed: int = 0) -> TaskScore:
+    """Score a finished task from its files (paths relative to ``run_dir``), as ``mmalign eval score`` does."""
+    from mmalign.eval.metrics import tasks_alignment as al
+    from mmalign.eval.metrics import tasks_general as gen
+    from mmalign.eval.metrics import tasks_hallucination as hal
+
+    path = {k: run_dir / v for k, v in files.items()}
+    questions, answers = path.get("questions"), path["predictions"]
+    if task.startswith("pope_"):
+        return hal.score_pope(questions, answers)
+    if task == "chair":
+        if "annotations" in files:
+            return hal.score_chair(None, answers, annotations=Path(files["annotations"]))
+        return with_absent_partners(hal.score_chair(questions, answers), questions, answers)  # type: ignore[arg-type]
+    if task == "consistency":
+        return hal.score_consistency(questions, answers)
+    if task == "mme":
+        return gen.score_mme(questions, answers)
+    if task == "mc":
+        return gen.score_mc(questions, answers)
+    if task == "safety":
+        return al.score_safety(None, answers)
+    if task == "reward":
+        return al.score_reward(answers)
+    if task == "preference":
+        return al.score_preference(path["battles"], anchor="reference", n_rounds=n_rounds, seed=seed)
+    return dialogue_score(path["judgments"])
+
+
+def with_absent_partners(result: TaskScore, questions: Path, answers: Path) -> TaskScore:
+    """Add the absent-partner measures to a shapes-world CHAIR score (needs ``meta.absent_partners`` and
+    ``meta.absent_objects``, which the shapes world's caption items carry)."""
+    from mmalign.eval.metrics.tasks_hallucination import read_eval_items
+
+    items = read_eval_items(questions)
+    if not all("absent_partners" in i.meta and "absent_objects" in i.meta for i in items):
+        return result
+    texts = match_answers([i.id for i in items], read_answers(answers), answers)
+    vocab = shapes_vocabulary()
+    cols: dict[str, list[int]] = defaultdict(list)
+    for item, text in zip(items, texts, strict=True):
+        named = objects_in(text, vocab)
+        partners = set(item.meta["absent_partners"])
+        others = set(item.meta["absent_objects"]) - partners
+        cols["partner_named"].append(len(named & partners))
+        cols["partner_absent"].append(len(partners))
+        cols["other_named"].append(len(named & others))
+        cols["other_absent"].append(len(others))
+    for key, values in cols.items():
+        result.columns[key] = np.array(values)
+    headline = {
+        "absent_partner_mention_rate": lambda c: ratio(int(c["partner_named"].sum()), int(c["partner_absent"].sum())),
+        "other_absent_mention_rate": lambda c: ratio(int(c["other_named"].sum()), int(c["other_absent"].sum())),
+        "absent_partner_caption_rate": lambda c: ratio(
+            int(((c["partner_named"] > 0) & (c["partner_absent"] > 0)).sum()), int((c["partner_absent"] > 0).sum())
+        ),
+        "other_absent_caption_rate": lambda c: ratio(int((c["other_named"] > 0).sum()), len(c["other_named"])),
+    }
+    result.headline.update(headline)
+    result.metrics["absent_partner"] = {
+        **{name: metric(result.columns) for name, metric in headline.items()},
+        "captions": len(items),
+        "captions_with_absent_partner": int((result.columns["partner_absent"] > 0).sum()),
+        "absent_partners": int(result.columns["partner_absent"].sum()),
+        "absent_partners_named": int(result.columns["partner_named"].sum()),
+        "other_absent": int(result.columns["other_absent"].sum()),
+        "other_absent_named": int(result.columns["other_named"].sum()),
+    }
+    return result
+
+
+def dialogue_score(judgments: Path) -> TaskScore:
+    """LLaVA-Bench's relative score (100 × mean answer score / mean reference score) from the judge's ratings."""
+    from mmalign.judge import ScoreJudgment, relative_score
+
+    rows = [obj for _, obj in read_jsonl(judgments)]
+    judged = [ScoreJudgment(r["id"], r["score"], r["reference_score"]) for r in rows]
+    both = [r for r in rows if r["score"] is not None and r["reference_score"] is not None]
+    metrics: dict[str, Any] = {
+        "relative_score": relative_score(judged) or 0.0,
+        "mean_score": float(np.mean([r["score"] for r in both])) if both else 0.0,
+        "mean_reference_score": float(np.mean([r["reference_score"] for r in both])) if both else 0.0,
+        "n": len(rows),
+        "n_unreadable": len(rows) - len(both),
+    }
+    categories = sorted({r.get("category", "") for r in rows} - {""})
+    if categories:
+        metrics["categories"] = {
+            c: relative_score([j for j, r in zip(judged, rows, strict=True) if r.get("category") == c]) or 0.0
+            for c in categories
+        }
+    columns = {"score": np.array([r["score"] for r in both], dtype=float),
+               "reference": np.array([r["reference_score"] for r in both], dtype=float)}  # fmt: skip
+    headline = {"relative_score": lambda c: 100 * ratio(float(c["score"].sum()), float(c["reference"].sum()))}
+    return TaskScore("dialogue", metrics, [r["id"] for r in both], columns, headline, rows)

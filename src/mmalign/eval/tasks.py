@@ -1,0 +1,99 @@
+"""The task registry of ``mmalign eval run``: what each task asks, how the model answers it, what scores it.
+
+Every task has a shapes-world version with exact ground truth (built from a generated world, so the suite
+runs offline) and reads the public benchmark's own files when given ``--source TASK=PATH``
+(:mod:`mmalign.eval.benchmarks`). Predictions are written in the benchmark's answer format and scored by the
+same code as ``mmalign eval score`` (:mod:`mmalign.eval.metrics`), so that command reproduces every number.
+
+Dimensions follow the survey's six: hallucination, general knowledge, safety, dialogue, reward model and
+human preference. How a task's model outputs are made (``kind``):
+
+* ``yesno`` / ``choice``: closed answers; the scoring fast path (:mod:`.fastpath`) or generate-and-parse;
+* ``caption``, ``safety``, ``dialogue``: generated text (greedy, batched with left padding);
+* ``reward``: DPO implicit rewards from policy and reference log-probs of preference pairs;
+* ``battle``: answers of several models compared pairwise by the judge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mmalign.errors import ConfigError
+
+DIMENSIONS: dict[str, str] = {
+    "hallucination": "Hallucination",
+    "general": "General knowledge",
+    "safety": "Safety",
+    "dialogue": "Dialogue",
+    "reward": "Reward model",
+    "preference": "Human preference",
+}
+"""Dimension key → title, in report order."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    dimension: str
+    kind: str
+    """yesno, choice, caption, safety, dialogue, reward or battle (see the module docstring)."""
+    scorer: str
+    """The ``mmalign eval score --task`` that scores the predictions (``dialogue``: scored here, by the judge)."""
+    description: str
+    max_new_tokens: int = 8
+    """Generation budget (a yes/no answer is "Yes." plus the end of the turn; captions need more)."""
+    needs: str | None = None
+    """``judge`` or ``reference``: the task is skipped (and says why) without it."""
+    world_file: str | None = None
+    """The shapes world's item file for this task (``<split>/<world_file>``); None: built from scenes."""
+
+    @property
+    def fast(self) -> bool:
+        """Whether the scoring fast path applies (closed answer sets)."""
+        return self.kind in ("yesno", "choice")
+
+
+_SPECS = (
+    *(
+        TaskSpec(f"pope_{s}", "hallucination", "yesno", "pope", f"POPE object probing, {s} negatives",
+                 world_file=f"pope_{s}.jsonl")
+        for s in ("random", "popular", "adversarial")
+    ),
+    TaskSpec("chair", "hallucination", "caption", "chair",
+             "CHAIR on generated captions; absent co-occurring partner named rate",
+             max_new_tokens=48, world_file="caption.jsonl"),
+    TaskSpec("consistency", "hallucination", "yesno", "consistency",
+             "HallusionBench-style paired questions over an image and its edited twin"),
+    TaskSpec("mme", "general", "yesno", "mme", "MME-style yes/no pairs per image (acc + acc+)",
+             world_file="mme.jsonl"),
+    TaskSpec("mc", "general", "choice", "mc", "multiple choice, MMMU answer parsing", world_file="mc.jsonl"),
+    TaskSpec("safety", "safety", "safety", "safety",
+             "refusal of harmful image-text prompts, attack success on perturbed images, over-refusal",
+             max_new_tokens=24),
+    TaskSpec("dialogue", "dialogue", "dialogue", "dialogue",
+             "open answers rated by the judge against a reference answer (LLaVA-Bench style)",
+             max_new_tokens=48, needs="judge"),
+    TaskSpec("reward", "reward", "reward", "reward",
+             "DPO implicit-reward accuracy (policy vs reference) on held-out preference pairs",
+             needs="reference"),
+    TaskSpec("preference", "preference", "battle", "preference",
+             "pairwise battles judged by the judge, Bradley-Terry ratings with bootstrap intervals (Arena-Hard)",
+             max_new_tokens=48, needs="judge"),
+)  # fmt: skip
+TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def get_task(name: str) -> TaskSpec:
+    if name not in TASKS:
+        raise ConfigError(f"unknown task {name!r}; choose from: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def parse_task_list(text: str) -> list[str]:
+    """``"pope_adversarial, chair"`` → checked task names in the given order, without repeats."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ConfigError("--tasks names no task")
+    for name in names:
+        get_task(name)
+    return list(dict.fromkeys(names))
