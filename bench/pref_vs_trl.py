@@ -1,0 +1,315 @@
+"""DPO training throughput and peak memory: TRL 1.16 ``DPOTrainer`` against mmalign, same model, data and batch.
+
+    python bench/pref_vs_trl.py [--steps 8] [--batch-size 4] [--image-size 336 --patch-size 14] [--device cpu]
+
+The model is a tiny LLaVA (CLIP tower + Llama, ``spec_for("tiny-llava")`` widths) at a realistic image-token count:
+336 px images in 14 px patches = 576 image tokens, as LLaVA-1.5. The data are shapes-world preference pairs: a
+7-object scene, chosen = its caption and the position of one object (48 tokens), rejected = the same with an absent
+object named (a hallucination). Prompts alternate between two questions, so prompt lengths differ inside a batch.
+
+Each run is a separate subprocess (so peak memory is its own), trained for ``--steps`` steps of ``--batch-size``
+pairs, fp32, sigmoid DPO loss (beta 0.1), AdamW with TRL's Trainer defaults (linear decay, no warm-up, gradient
+norm clipped to 1, no weight decay), the same learning rate on both sides, gradient checkpointing off on both
+sides (TRL's default is on; it changes memory and time, not the loss), records in the same order:
+
+* ``trl``: ``DPOTrainer`` with a reference model in memory (TRL refuses precomputed reference log-probs for vision
+  datasets: the run with ``precompute_ref_log_probs=True`` is tried and its error printed);
+* ``mmalign``: the model layer's collator, the shared-prefix forward (prompt + image once per pair,
+  :mod:`mmalign.models.prefix`) for policy and reference, ``build_loss("sigmoid")``, AdamW; a frozen reference
+  model in memory;
+* ``mmalign-precomputed``: the same, with reference log-probs computed in one pass before training (time shown
+  apart) and no reference model kept;
+* ``mmalign-concat`` (with ``--all``): mmalign with the concatenated forward, to separate the prefix's share.
+
+Until ``mmalign.train.preference.PreferenceTrainer`` lands, mmalign's step is a minimal loop built from the library
+pieces above (collate, log-probs, loss, AdamW, clip, schedule), not the trainer.
+
+Throughput is pairs per second from the median step time over steps 2..N (the first step is warm-up; the median
+keeps a busy shared machine's spikes out), data collation included on both sides.
+Peak memory on CPU is the process's peak RSS (``ru_maxrss``) above its RSS after imports (every run imports the
+same libraries); on CUDA, ``torch.cuda.max_memory_allocated``. Losses are compared step by step with TRL's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RUNS = ("trl", "mmalign", "mmalign-precomputed", "mmalign-concat")
+QUESTIONS = ("Describe the image.", "What is in the image? Describe it.")
+
+
+def pref_records(n: int, image_size: int, seed: int = 0) -> list[Any]:
+    """``n`` shapes-world preference pairs (deterministic given the seed)."""
+    from mmalign.data.records import PreferenceRecord, assistant, user_prompt
+    from mmalign.world import WorldConfig, object_types, render, sample_scene, vocab
+    from mmalign.world.text import phrase
+
+    cfg = WorldConfig(image_size=image_size, min_objects=7, max_objects=7)
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        scene = sample_scene(rng, cfg, f"bench-{i}")
+        phrases = [phrase(o, cfg) for o in scene.objects]
+        where = f"The {scene.objects[0].name} is at the {scene.position(scene.objects[0])}."
+        absent = rng.choice([t for t in object_types(cfg) if t not in scene.names]).split(" ", 1)
+        wrong = [*phrases]
+        wrong.insert(rng.randrange(len(wrong) + 1), vocab.object_phrase(absent[0], absent[1], "small"))
+        prompt = user_prompt(QUESTIONS[i % len(QUESTIONS)], 1)
+        chosen, rejected = f"{vocab.caption(phrases)} {where}", f"{vocab.caption(wrong)} {where}"
+        image = render(scene, cfg.image_size)
+        records.append(PreferenceRecord(f"p{i}", prompt, assistant(chosen), assistant(rejected), [image]))
+    return records
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+# ------------------------------------------------------------------------------------------------ TRL
+
+
+def run_trl(args: argparse.Namespace, records: list[Any]) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    from mmalign.models import load
+
+    def trl_config(precompute: bool) -> DPOConfig:
+        return DPOConfig(
+            output_dir=str(Path(args.work) / "trl-out"), max_steps=args.steps,
+            per_device_train_batch_size=args.batch_size, learning_rate=args.lr, beta=args.beta,
+            loss_type=["sigmoid"], gradient_checkpointing=False, bf16=False, fp16=False, optim="adamw_torch",
+            lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, max_length=None,
+            train_sampling_strategy="sequential", logging_steps=1, save_strategy="no", report_to=[],
+            use_cpu=args.device == "cpu", seed=args.seed, dataloader_num_workers=0,
+            precompute_ref_log_probs=precompute, disable_tqdm=True,
+        )  # fmt: skip
+
+    rows = [{"images": r.images, "prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in records]
+    dataset = Dataset.from_list(rows)
+    policy, reference = load(args.model_dir), load(args.model_dir)
+    refusal = None
+    try:
+        DPOTrainer(policy.model, ref_model=reference.model, args=trl_config(True), train_dataset=dataset,
+                   processing_class=policy.processor)  # fmt: skip
+    except ValueError as err:
+        refusal = str(err).split(". ")[0]
+    policy, reference = load(args.model_dir), load(args.model_dir)  # fresh weights after the refused attempt
+    times: list[float] = []
+    losses: list[float] = []
+
+    class Record(TrainerCallback):
+        def on_step_end(self, *a: Any, **kw: Any) -> None:
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter())
+
+        def on_log(self, _args: Any, _state: Any, _control: Any, logs: dict[str, float] | None = None, **kw: Any):
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+
+    trainer = DPOTrainer(policy.model, ref_model=reference.model, args=trl_config(False), train_dataset=dataset,
+                         processing_class=policy.processor, callbacks=[Record()])  # fmt: skip
+    same = same_tokens(trainer.data_collator([dataset[i] for i in range(args.batch_size)]), policy, records)
+    trainer.train()
+    return {"losses": losses, "times": times, "same_tokens": same, "refusal": refusal}
+
+
+def same_tokens(trl_batch: dict[str, Any], loaded: Any, records: list[Any]) -> bool:
+    """Whether TRL's collator gives each row the prompt and response tokens mmalign's collator gives it."""
+    ours = loaded.collator()(records[: len(trl_batch["input_ids"]) // 2])
+    for row in range(len(ours)):
+        keep = trl_batch["attention_mask"][row].bool()
+        completion = trl_batch["completion_mask"][row].bool()
+        trl_prompt = trl_batch["input_ids"][row][keep & ~completion].tolist()
+        trl_response = trl_batch["input_ids"][row][keep & completion].tolist()
+        n = int(ours.prompt_lengths[row])
+        response = ours.labels[row][ours.labels[row] != -100].tolist()
+        if trl_prompt != ours.input_ids[row, :n].tolist() or trl_response != response:
+            return False
+    return True
+
+
+# ------------------------------------------------------------------------------------------------ mmalign
+
+
+def run_mmalign(args: argparse.Namespace, records: list[Any]) -> dict[str, Any]:
+    import torch
+
+    from mmalign.losses import build_loss
+    from mmalign.losses.base import PolicyLogps, ReferenceLogps
+    from mmalign.models import load, preference_logps
+    from mmalign.models.prefix import shared_prefix_preference_logps
+
+    torch.manual_seed(args.seed)
+    logps = preference_logps if args.run == "mmalign-concat" else shared_prefix_preference_logps
+    policy = load(args.model_dir, device=args.device)
+    model, collator = policy.model.train(), policy.collator()
+    batches = [records[i * args.batch_size : (i + 1) * args.batch_size] for i in range(args.steps)]
+    cached: dict[str, tuple[float, float]] = {}
+    precompute_s = 0.0
+    reference = None
+    if args.run == "mmalign-precomputed":  # one pass of the initial weights, before training; no second copy
+        start = time.perf_counter()
+        model.eval()
+        with torch.no_grad():
+            for chunk in batches:
+                out = logps(model, collator(chunk))
+                for record, c, r in zip(chunk, out.chosen.sum.tolist(), out.rejected.sum.tolist(), strict=True):
+                    cached[record.id] = (c, r)
+        model.train()
+        precompute_s = time.perf_counter() - start
+    else:
+        reference = load(args.model_dir, device=args.device).model.eval().requires_grad_(False)
+    loss_fn = build_loss("sigmoid", beta=args.beta)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, (args.steps - s) / args.steps))
+    times: list[float] = []
+    losses: list[float] = []
+    for chunk in batches:
+        batch = collator(chunk)
+        out = logps(model, batch)
+        if reference is not None:
+            with torch.no_grad():
+                ref_out = logps(reference, batch)
+            ref = ReferenceLogps(ref_out.chosen.sum, ref_out.rejected.sum)
+        else:
+            values = torch.tensor([cached[r.id] for r in chunk], device=out.chosen.sum.device)
+            ref = ReferenceLogps(values[:, 0], values[:, 1])
+        policy_logps = PolicyLogps(out.chosen.sum, out.rejected.sum, out.chosen.n_tokens, out.rejected.n_tokens)
+        loss = loss_fn(policy_logps, ref).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())  # synchronises on CUDA
+        times.append(time.perf_counter())
+    tokens = {
+        "prompt": batch.prompt_lengths.float().mean().item(),
+        "response": out.chosen.n_tokens.float().mean().item(),
+    }
+    return {"losses": losses, "times": times, "precompute_s": precompute_s, "tokens": tokens}
+
+
+def worker(args: argparse.Namespace) -> None:
+    import datasets  # noqa: F401  every run imports the same libraries, so the RSS baselines compare
+    import torch
+    import transformers  # noqa: F401
+    import trl  # noqa: F401
+
+    import mmalign.models.prefix  # noqa: F401
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    baseline = current_rss_mb()
+    records = pref_records(args.steps * args.batch_size, args.image_size, args.seed)
+    result = run_trl(args, records) if args.run == "trl" else run_mmalign(args, records)
+    steps = [b - a for a, b in zip(result["times"], result["times"][1:], strict=False)]  # steps 2..N
+    result["pairs_per_s"] = args.batch_size / statistics.median(steps) if steps else float("nan")
+    if args.device == "cuda":
+        result["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        result["peak_mb"] = peak_rss_mb() - baseline
+    result["threads"] = torch.get_num_threads()
+    Path(args.out).write_text(json.dumps(result), encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------------ driver
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=8, help="Training steps per run (the first is warm-up).")
+    parser.add_argument("--batch-size", type=int, default=4, help="Preference pairs per step.")
+    parser.add_argument("--image-size", type=int, default=336, help="Image side in pixels.")
+    parser.add_argument("--patch-size", type=int, default=14, help="Vision patch side: (image/patch)^2 image tokens.")
+    parser.add_argument("--lr", type=float, default=1e-4, help="Learning rate on both sides (large enough to move).")
+    parser.add_argument("--beta", type=float, default=0.1, help="DPO beta on both sides.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the data (the weights come from the spec).")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default).")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="Where the runs train.")
+    parser.add_argument("--all", action="store_true", help="Also run mmalign with the concatenated forward.")
+    parser.add_argument("--repeats", type=int, default=1, help="Run every configuration this often; keep the fastest.")
+    parser.add_argument("--run", choices=RUNS, help=argparse.SUPPRESS)  # worker mode
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        worker(args)
+        return
+
+    import torch
+
+    from mmalign.models import save_tiny, spec_for
+
+    runs = RUNS if args.all else RUNS[:3]
+    results: dict[str, dict[str, Any]] = {}
+    forwarded = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                 if k not in ("run", "model_dir", "work", "out", "all", "repeats") and v is not None]  # fmt: skip
+    with tempfile.TemporaryDirectory() as work:
+        model_dir = save_tiny(spec_for("tiny-llava", image_size=args.image_size, patch_size=args.patch_size),
+                              Path(work) / "model")  # fmt: skip
+        for _ in range(args.repeats):  # interleaved, so a busy spell on a shared machine hits every run alike
+            for run in runs:
+                out = Path(work) / f"{run}.json"
+                command = [sys.executable, __file__, *forwarded, f"--run={run}", f"--model-dir={model_dir}",
+                           f"--work={work}", f"--out={out}"]  # fmt: skip
+                subprocess.run(command, check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+                result = json.loads(out.read_text(encoding="utf-8"))
+                if run not in results or result["pairs_per_s"] > results[run]["pairs_per_s"]:
+                    results[run] = result  # the fastest repeat (its losses are checked like every repeat's)
+                if result["losses"] != results[run]["losses"]:
+                    raise SystemExit(f"{run}: losses changed between repeats")
+    report(args, results, torch.__version__)
+
+
+def report(args: argparse.Namespace, results: dict[str, dict[str, Any]], torch_version: str) -> None:
+    trl, ours = results["trl"], results["mmalign"]
+    n_image = (args.image_size // args.patch_size) ** 2
+    print(f"\nDPO, tiny LLaVA ({n_image} image tokens, prompt {ours['tokens']['prompt']:.0f} tokens with them, "
+          f"chosen response {ours['tokens']['response']:.0f} tokens), {args.steps} steps x {args.batch_size} pairs, "
+          f"fp32, {args.device}, torch {torch_version}, {trl['threads']} threads")  # fmt: skip
+    print(f"same prompt and response tokens on both sides: {trl['same_tokens']}")
+    print(f"TRL with precompute_ref_log_probs=True: {trl['refusal'] or 'accepted'}")
+    print(f"{'run':<22} {'pairs/s':>8} {'x TRL':>6} {'peak MB':>8} {'x TRL':>6} {'max |loss - TRL|':>17}  losses")
+    for name, r in results.items():
+        diff = max(abs(a - b) for a, b in zip(r["losses"], trl["losses"], strict=True))
+        extra = f" (+ precompute {r['precompute_s']:.1f} s)" if r.get("precompute_s") else ""
+        print(f"{name:<22} {r['pairs_per_s']:>8.2f} {r['pairs_per_s'] / trl['pairs_per_s']:>6.2f} "
+              f"{r['peak_mb']:>8.0f} {r['peak_mb'] / trl['peak_mb']:>6.2f} {diff:>17.1e}  "
+              f"{' '.join(f'{x:.4f}' for x in r['losses'])}{extra}")  # fmt: skip
+    pre = results["mmalign-precomputed"]
+    print(
+        f"precomputed reference: throughput ratio mmalign/TRL {pre['pairs_per_s'] / trl['pairs_per_s']:.2f}, "
+        f"peak memory ratio {pre['peak_mb'] / trl['peak_mb']:.2f}"
+    )
+    print("reference model in memory on both sides (the like-for-like comparison):")
+    worst = max(abs(a - b) for r in results.values() for a, b in zip(r["losses"], trl["losses"], strict=True))
+    print(f"throughput ratio mmalign/TRL: {ours['pairs_per_s'] / trl['pairs_per_s']:.2f}")
+    print(f"peak memory ratio mmalign/TRL: {ours['peak_mb'] / trl['peak_mb']:.2f}")
+    print(f"loss max abs diff: {worst:.1e}")
+
+
+if __name__ == "__main__":
+    main()
