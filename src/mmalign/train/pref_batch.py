@@ -51,6 +51,8 @@ class PreferenceBatch:
     """(n, R) response-aligned: True on chosen tokens inside an annotated span (dense DPO)."""
     rejected_span_mask: Tensor | None = None
     """(n, R) the same for the rejected responses."""
+    split: str = "train"
+    """Which data split the pairs come from (precomputed reference log-probs are looked up by split and id)."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -84,6 +86,8 @@ class PreferenceCollator:
     """The loss being trained: ``needs_corrupted_image`` and ``needs_token_weights`` decide the extras."""
     seed: int = 0
     """Seed of the on-the-fly image corruption (mixed with each record's id)."""
+    split: str = "train"
+    """Name of the data split this collator serves (stamped on its batches)."""
 
     def __call__(self, records: list[PreferenceRecord]) -> PreferenceBatch:
         for record in records:
@@ -96,7 +100,7 @@ class PreferenceCollator:
             rows = self.collator(records)
             skipped = set(rows.skipped)
             records = [r for r in records if r.id not in skipped]
-        batch = PreferenceBatch(rows=rows, ids=[r.id for r in records])
+        batch = PreferenceBatch(rows=rows, ids=[r.id for r in records], split=self.split)
         if records and self.loss.needs_token_weights:
             batch.chosen_span_mask, batch.rejected_span_mask = span_masks(rows, records)
         return batch

@@ -324,7 +324,7 @@ def build_trainer(
     collators = {
         name: PreferenceCollator(loaded.collator(mode="train", max_length=data.max_length, image_root=dataset.root,
                                                  on_overflow=data.on_overflow, max_image_pixels=data.max_image_pixels),
-                                 loss, seed=config.train.seed)
+                                 loss, seed=config.train.seed, split=name)
         for name, dataset in sets.items()
     }  # fmt: skip
     scorer, _ = row_scorer(config.share_prefix)

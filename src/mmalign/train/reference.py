@@ -121,17 +121,18 @@ class CachedReference:
     """Precomputed log-probs looked up by record id (see :func:`precompute_reference`)."""
 
     tensors: dict[str, Tensor]
-    index: dict[str, int]
-    """Record id -> row of the tensors."""
+    index: dict[tuple[str, str], int]
+    """(split, record id) -> row of the tensors."""
     description: str = "precomputed log-probs"
     files: list[Path] = field(default_factory=list)
 
     def logps(self, policy: Any, batch: PreferenceBatch) -> ReferenceLogps:
         device = batch.rows.input_ids.device
         try:
-            rows = [self.index[i] for i in batch.ids]
+            rows = [self.index[batch.split, i] for i in batch.ids]
         except KeyError as err:
-            raise DataError("no precomputed reference log-probs for this record", record_id=str(err.args[0])) from None
+            message = f"no precomputed reference log-probs for this {batch.split} record"
+            raise DataError(message, record_id=str(err.args[0][1])) from None
         pick = torch.tensor(rows, dtype=torch.long)
 
         def column(name: str) -> Tensor | None:
@@ -139,33 +140,27 @@ class CachedReference:
 
         out = ReferenceLogps(chosen=column("chosen"), rejected=column("rejected"))  # type: ignore[arg-type]
         out.corrupted_chosen = column("corrupted_chosen")
-        if "chosen_token_logps" in self.tensors:
-            out.chosen_token_logps = self._tokens("chosen", rows).to(device)
-            out.rejected_token_logps = self._tokens("rejected", rows).to(device)
+        if "chosen_token_logps" in self.tensors:  # one width for both sides, as a forward over all rows gives
+            pieces = {side: self._pieces(side, rows) for side in ("chosen", "rejected")}
+            width = max([len(p) for side in pieces.values() for p in side] + [1])
+            out.chosen_token_logps = _stack(pieces["chosen"], width).to(device)
+            out.rejected_token_logps = _stack(pieces["rejected"], width).to(device)
         return out
 
-    def _tokens(self, side: str, rows: list[int]) -> Tensor:
+    def _pieces(self, side: str, rows: list[int]) -> list[Tensor]:
         flat, offsets = self.tensors[f"{side}_token_logps"], self.tensors[f"{side}_token_offsets"]
-        pieces = [flat[int(offsets[r]) : int(offsets[r + 1])] for r in rows]
-        out = torch.zeros(len(rows), max([len(p) for p in pieces] + [1]), dtype=flat.dtype)
-        for i, piece in enumerate(pieces):
-            out[i, : len(piece)] = piece
-        return out
+        return [flat[int(offsets[r]) : int(offsets[r + 1])] for r in rows]
 
     @classmethod
     def merge(cls, parts: Sequence[CachedReference]) -> CachedReference:
-        """One lookup over several caches (train and eval); a record id may appear only once."""
+        """One lookup over the caches of several splits (train, eval)."""
         if len(parts) == 1:
             return parts[0]
         tensors: dict[str, Tensor] = {}
-        index: dict[str, int] = {}
+        index: dict[tuple[str, str], int] = {}
         base = 0
         for part in parts:
-            for record_id, row in part.index.items():
-                if record_id in index:
-                    message = "record id in both the training and the evaluation data; ids must be unique"
-                    raise DataError(message, record_id=record_id)
-                index[record_id] = base + row
+            index.update({key: base + row for key, row in part.index.items()})
             base += len(part.index)
         for name in parts[0].tensors:
             if name.endswith("_token_offsets"):
@@ -179,6 +174,13 @@ class CachedReference:
                     base += int(part.tensors[f"{side}_token_offsets"][-1])
                 tensors[f"{side}_token_offsets"] = torch.cat(offsets)
         return cls(tensors, index, parts[0].description, [f for p in parts for f in p.files])
+
+
+def _stack(pieces: list[Tensor], width: int) -> Tensor:
+    out = torch.zeros(len(pieces), width)
+    for i, piece in enumerate(pieces):
+        out[i, : len(piece)] = piece
+    return out
 
 
 def align_tokens(reference: ReferenceLogps, chosen_width: int | None, rejected_width: int | None) -> ReferenceLogps:
@@ -259,7 +261,7 @@ def dataset_fingerprint(records: Sequence[PreferenceRecord], settings: dict[str,
 # ------------------------------------------------------------------------------------------ the cache
 
 
-def _load_cache(path: Path, fingerprint: str, weights: str) -> CachedReference | None:
+def _load_cache(path: Path, fingerprint: str, weights: str, split: str) -> CachedReference | None:
     """The cache at ``path`` if it is complete and made for this fingerprint and these weights; else None."""
     from safetensors import safe_open
 
@@ -284,7 +286,7 @@ def _load_cache(path: Path, fingerprint: str, weights: str) -> CachedReference |
     if not ok:
         logger.warning("reference cache %s is inconsistent; recomputing", path)
         return None
-    return CachedReference(tensors, {i: row for row, i in enumerate(ids)}, files=[path])
+    return CachedReference(tensors, {(split, i): row for row, i in enumerate(ids)}, files=[path])
 
 
 def _save_cache(path: Path, tensors: dict[str, Tensor], ids: list[str], fingerprint: str, weights: str) -> None:
@@ -355,7 +357,7 @@ def precompute_reference(
     key = hashlib.sha256(f"{CACHE_FORMAT}|{fingerprint}|{weights}".encode()).hexdigest()[:24]
     path = Path(cache_dir) / f"reference-{name}-{key}.safetensors"
     if path.is_file():
-        cached = _load_cache(path, fingerprint, weights)
+        cached = _load_cache(path, fingerprint, weights, name)
         if cached is not None:
             logger.info("reference log-probs (%s): %d pairs read from %s", name, len(cached.index), path)
             cached.description = f"precomputed log-probs read from {path}"
@@ -365,8 +367,8 @@ def precompute_reference(
     _save_cache(path, tensors, ids, fingerprint, weights)
     logger.info("reference log-probs (%s): %d pairs in %.1f s, saved to %s", name, len(ids),
                 time.perf_counter() - start, path)  # fmt: skip
-    return CachedReference(tensors, {i: row for row, i in enumerate(ids)}, f"precomputed log-probs saved to {path}",
-                           [path])  # fmt: skip
+    index = {(name, i): row for row, i in enumerate(ids)}
+    return CachedReference(tensors, index, f"precomputed log-probs saved to {path}", [path])
 
 
 def frozen_copy(model: Any) -> Any:
