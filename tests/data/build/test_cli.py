@@ -47,6 +47,8 @@ def test_build_takes_options_from_yaml_and_lists_them(world, tmp_path, capsys):
     (["-s", "hallucinate"], "hallucinate needs --world DIR or --input"),
     (["-s", "multi-image", "--world", "{world}", "--split", "dev"], "unknown split 'dev'"),
     (["-s", "hallucinate", "--world", "{tmp}"], "world.json is missing"),
+    (["-s", "corrupt-image", "--world", "{world}", "--input", "{tmp}/x.jsonl"], "--input or --world"),
+    (["-s", "multi-image", "--world", "{world}", "--input", "{tmp}/x.jsonl"], "would be ignored"),
 ])  # fmt: skip
 def test_build_errors_are_one_line(world, tmp_path, capsys, args, message):
     argv = ["data", "build", str(tmp_path / "o.jsonl")] + [a.format(world=world, tmp=tmp_path) for a in args]

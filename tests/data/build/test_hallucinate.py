@@ -42,7 +42,7 @@ def test_every_record_is_valid_and_spans_slice_the_changed_words(pairs, world, h
     kinds = {row["meta"]["kind"] for row in pairs}
     assert kinds == set(ALL_KINDS)
     for row in pairs:
-        record_from_dict(row)  # raises on any schema problem
+        assert record_from_dict(row).source == "hallucinate"  # and raises on any schema problem
         chosen, rejected = h.texts(row)
         meta, scene = row["meta"], truth[row["meta"]["scene_id"]]
         said = [rejected[a:b] for a, b in row["rejected_spans"]]

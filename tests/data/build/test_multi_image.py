@@ -27,6 +27,7 @@ def test_prompts_hold_two_to_four_images_in_order(groups, world, h):
         sizes.add(len(ids))
         assert record.images == [truth[i]["image"] for i in ids]
         assert count_image_placeholders(record.prompt) == len(ids) == len(set(ids))
+        assert record.source == "multi-image"
     assert sizes == {2, 3, 4}
 
 

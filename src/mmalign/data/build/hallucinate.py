@@ -122,7 +122,9 @@ def anchor(present: list[str], target: str, stats: Cooccurrence) -> int:
 def pair(
     record_id: str, images: list[str], question: str, chosen: str, rejected: str,
     chosen_spans: list[tuple[int, int]] | None, rejected_spans: list[tuple[int, int]] | None, meta: dict[str, Any],
+    source: str = "hallucinate",
 ) -> PreferenceRecord:  # fmt: skip
+    """A text pair for one prompt over ``images`` (placeholders first), made by ``source``."""
     return PreferenceRecord(
         id=record_id,
         prompt=user_prompt(question, len(images)),
@@ -131,7 +133,7 @@ def pair(
         images=list(images),
         chosen_spans=chosen_spans,
         rejected_spans=rejected_spans,
-        source="hallucinate",
+        source=source,
         meta=meta,
     )
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mmalign.config import option
-from mmalign.data.build.hallucinate import answer_span, caption_with_spans, pair
+from mmalign.data.build.hallucinate import answer_span, caption_with_spans
+from mmalign.data.build.hallucinate import pair as text_pair
 from mmalign.data.build.registry import Builder, BuildInputs, Plan, check_choices
 from mmalign.data.build.sources import Cooccurrence, read_world_split
 from mmalign.data.records import PreferenceRecord
@@ -48,6 +49,10 @@ class MultiImageOptions:
                               f"{self.max_images}")  # fmt: skip
         if self.groups is not None and self.groups < 1:
             raise ConfigError(f"option 'groups' must be at least 1, got {self.groups}")
+
+
+def _pair(*args: Any) -> PreferenceRecord:
+    return text_pair(*args, source=MultiImageBuilder.name)
 
 
 def image_name(k: int) -> str:
@@ -104,14 +109,14 @@ class MultiImageBuilder(Builder):
             if kind == "which":
                 question = f"In which image is there {vocab.object_phrase(colour, shape)}?"
                 good, bad = vocab.sentence(image_name(holder)), vocab.sentence(image_name(wrong))
-                out.append(pair(rid, images, question, good, bad, answer_span(good), answer_span(bad), info))
+                out.append(_pair(rid, images, question, good, bad, answer_span(good), answer_span(bad), info))
             else:
                 yes, no = vocab.sentence("yes"), vocab.sentence("no")
                 ask_wrong = f"Is there {vocab.object_phrase(colour, shape)} in {image_name(wrong)}?"
                 ask_right = f"Is there {vocab.object_phrase(colour, shape)} in {image_name(holder)}?"
-                out.append(pair(f"{rid}-no", images, ask_wrong, no, yes, answer_span(no), answer_span(yes),
+                out.append(_pair(f"{rid}-no", images, ask_wrong, no, yes, answer_span(no), answer_span(yes),
                                 {**info, "asked_image": wrong, "present": False}))  # fmt: skip
-                out.append(pair(f"{rid}-yes", images, ask_right, yes, no, answer_span(yes), answer_span(no),
+                out.append(_pair(f"{rid}-yes", images, ask_right, yes, no, answer_span(yes), answer_span(no),
                                 {**info, "asked_image": holder, "present": True}))  # fmt: skip
         return out
 
@@ -143,7 +148,7 @@ def _describe(
         (s.start, s.end) for s, o in zip(chosen_spans, scenes[k]["objects"], strict=True) if o["name"] not in names[j]
     ]
     info = {**base, "kind": "describe", "image": k, "confused_with": j}
-    return [pair(rid, images, f"Describe {image_name(k)}.", chosen, rejected, missed, wrong, info)]
+    return [_pair(rid, images, f"Describe {image_name(k)}.", chosen, rejected, missed, wrong, info)]
 
 
 def _caption(scene: dict[str, Any], sizes: bool) -> tuple[str, list[Any]]:

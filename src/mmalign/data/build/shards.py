@@ -19,6 +19,7 @@ time, so progress and resume keep shard granularity); with 1 they run in this pr
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import shutil
@@ -131,6 +132,7 @@ def run_build(
         "out_root": str(root.resolve()),
     }
     directory = _open_shards(shards_dir(out), manifest, restart)
+    _WRITTEN.clear()  # image files are checked again by each build (they may have been removed since)
     job = ShardJob(builder.name, manifest["options"], seed, plan.shared, str(plan.in_root), str(root))
     n_shards = math.ceil(len(plan.units) / shard_size)
     done = {i for i in range(n_shards) if _shard_path(directory, i).is_file()}
@@ -253,7 +255,7 @@ def unit_lines(unit: dict[str, Any], job: ShardJob) -> list[str]:
         raise err.located(record_id=unit_id) from None
     check_records(records)
     in_root, out_root = Path(job.in_root), Path(job.out_root)
-    same_root = in_root.resolve() == out_root.resolve()
+    same_root = _same_dir(job.in_root, job.out_root)
     lines = []
     for record in records:
         row = record.to_dict()
@@ -267,18 +269,31 @@ def unit_lines(unit: dict[str, Any], job: ShardJob) -> list[str]:
     return lines
 
 
+@functools.lru_cache(maxsize=16)
+def _same_dir(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+_WRITTEN: set[tuple[str, str]] = set()
+"""(output root, path) of image files this process has written or found in place: many records share an
+image (every pair of a scene names its image), and each needs checking or copying once."""
+
+
 def _image_file(ref: ImageRef, in_root: Path, out_root: Path, same_root: bool, field: str) -> str:
     """The relative path of ``ref`` under the output root, writing the file there if it is not yet."""
     if isinstance(ref, str):
-        if not same_root:
+        if not same_root and (str(out_root), ref) not in _WRITTEN:
             write_image_file(out_root, ref, resolve_image(in_root, ref, field).read_bytes(), field)
+            _WRITTEN.add((str(out_root), ref))
         return ref
     if isinstance(ref, ImageBlob):
         target, data = blob_target(ref), ref.data
     else:
         data = encode_png(ref)
         target = content_path(data)
-    write_image_file(out_root, target, data, field)
+    if (str(out_root), target) not in _WRITTEN:  # content-named: the same path always holds the same bytes
+        write_image_file(out_root, target, data, field)
+        _WRITTEN.add((str(out_root), target))
     return target
 
 

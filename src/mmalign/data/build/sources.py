@@ -105,6 +105,8 @@ def read_world_split(inputs: BuildInputs, strategy: str) -> WorldSplit:
 
     if inputs.world is None:
         raise ConfigError(f"{strategy} builds from a shapes world: pass --world DIR (and --split)")
+    if inputs.input is not None:
+        raise ConfigError(f"{strategy} builds from --world; --input {inputs.input} would be ignored: drop one")
     if inputs.split not in SPLITS:
         raise ConfigError(f"unknown split {inputs.split!r}; choose one of {', '.join(SPLITS)}")
     root = Path(inputs.world)
@@ -135,6 +137,8 @@ def read_record_units(inputs: BuildInputs, strategy: str) -> tuple[list[dict[str
     With ``--world`` and no ``--input``, the world's clean caption records (``train/captions_clean.jsonl``)
     are used, with the world directory as data root.
     """
+    if inputs.input is not None and inputs.world is not None:
+        raise ConfigError(f"{strategy} reads --input or --world (its clean captions), not both")
     if inputs.input is not None:
         path = Path(inputs.input)
         root = Path(inputs.root) if inputs.root is not None else path.resolve().parent
