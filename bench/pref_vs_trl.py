@@ -7,22 +7,21 @@ The model is a tiny LLaVA (CLIP tower + Llama, ``spec_for("tiny-llava")`` widths
 7-object scene, chosen = its caption and the position of one object (48 tokens), rejected = the same with an absent
 object named (a hallucination). Prompts alternate between two questions, so prompt lengths differ inside a batch.
 
-Each run is a separate subprocess (so peak memory is its own), trained for ``--steps`` steps of ``--batch-size``
-pairs, fp32, sigmoid DPO loss (beta 0.1), AdamW with TRL's Trainer defaults (linear decay, no warm-up, gradient
-norm clipped to 1, no weight decay), the same learning rate on both sides, gradient checkpointing off on both
-sides (TRL's default is on; it changes memory and time, not the loss), records in the same order:
+The pairs are written once (JSONL + lossless PNGs) and read by every run. Each run is a separate subprocess (so
+peak memory is its own), trained for ``--steps`` steps of ``--batch-size`` pairs in file order, fp32, sigmoid DPO
+loss (beta 0.1), AdamW as TRL's Trainer sets it up (linear decay, no warm-up, gradient norm clipped to 1, no weight
+decay), the same learning rate on both sides, gradient checkpointing off on both sides (TRL's default is on; it
+changes memory and time, not the loss). The first TRL batch is checked to hold the same prompt and response tokens
+as mmalign's collator makes.
 
 * ``trl``: ``DPOTrainer`` with a reference model in memory (TRL refuses precomputed reference log-probs for vision
   datasets: the run with ``precompute_ref_log_probs=True`` is tried and its error printed);
-* ``mmalign``: the model layer's collator, the shared-prefix forward (prompt + image once per pair,
-  :mod:`mmalign.models.prefix`) for policy and reference, ``build_loss("sigmoid")``, AdamW; a frozen reference
-  model in memory;
-* ``mmalign-precomputed``: the same, with reference log-probs computed in one pass before training (time shown
-  apart) and no reference model kept;
-* ``mmalign-concat`` (with ``--all``): mmalign with the concatenated forward, to separate the prefix's share.
-
-Until ``mmalign.train.preference.PreferenceTrainer`` lands, mmalign's step is a minimal loop built from the library
-pieces above (collate, log-probs, loss, AdamW, clip, schedule), not the trainer.
+* ``mmalign``: ``mmalign.train.preference.PreferenceTrainer`` (``build_trainer``, a ``transformers.Trainer`` like
+  TRL's) with ``share_prefix: true`` (prompt + image once per pair, :mod:`mmalign.models.prefix`, for policy and
+  reference) and a frozen reference copy in memory;
+* ``mmalign-precomputed``: the same with ``reference.mode: precomputed``: one reference pass before training
+  (its setup time is shown), no reference model kept;
+* ``mmalign-concat`` (with ``--all``): mmalign with ``share_prefix: false``, to separate the prefix's share.
 
 Throughput is pairs per second from the median step time over steps 2..N (the first step is warm-up; the median
 keeps a busy shared machine's spikes out), data collation included on both sides.
@@ -82,16 +81,47 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-# ------------------------------------------------------------------------------------------------ TRL
+# ------------------------------------------------------------------------------------------------ runs
 
 
-def run_trl(args: argparse.Namespace, records: list[Any]) -> dict[str, Any]:
+def write_data(out: Path, n: int, image_size: int, seed: int) -> Path:
+    """The pairs as a JSONL file with PNG images beside it (lossless: both sides read the same pixels)."""
+    from mmalign.data.io import write_jsonl
+
+    (out / "images").mkdir(parents=True)
+    rows = []
+    for record in pref_records(n, image_size, seed):
+        record.images[0].save(out / "images" / f"{record.id}.png")
+        rows.append({**record.to_dict(), "images": [f"images/{record.id}.png"]})
+    write_jsonl(out / "train.jsonl", rows)
+    return out / "train.jsonl"
+
+
+def recorder(args: argparse.Namespace, times: list[float], losses: list[float]) -> Any:
+    """A ``TrainerCallback`` noting when each step ends and each step's logged loss (logging_steps=1)."""
     import torch
-    from datasets import Dataset
     from transformers import TrainerCallback
+
+    class Record(TrainerCallback):
+        def on_step_end(self, *a: Any, **kw: Any) -> None:
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter())
+
+        def on_log(self, _args: Any, _state: Any, _control: Any, logs: dict[str, float] | None = None, **kw: Any):
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+
+    return Record()
+
+
+def run_trl(args: argparse.Namespace, data_file: Path) -> dict[str, Any]:
+    from datasets import Dataset
+    from PIL import Image
     from trl import DPOConfig, DPOTrainer
 
     from mmalign.models import load
+    from mmalign.train.dataset import RecordDataset
 
     def trl_config(precompute: bool) -> DPOConfig:
         return DPOConfig(
@@ -104,7 +134,9 @@ def run_trl(args: argparse.Namespace, records: list[Any]) -> dict[str, Any]:
             precompute_ref_log_probs=precompute, disable_tqdm=True,
         )  # fmt: skip
 
-    rows = [{"images": r.images, "prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in records]
+    records = RecordDataset.from_file(data_file, kinds=("preference",)).records
+    rows = [{"images": [Image.open(data_file.parent / path).convert("RGB") for path in r.images],
+             "prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in records]  # fmt: skip
     dataset = Dataset.from_list(rows)
     policy, reference = load(args.model_dir), load(args.model_dir)
     refusal = None
@@ -116,27 +148,16 @@ def run_trl(args: argparse.Namespace, records: list[Any]) -> dict[str, Any]:
     policy, reference = load(args.model_dir), load(args.model_dir)  # fresh weights after the refused attempt
     times: list[float] = []
     losses: list[float] = []
-
-    class Record(TrainerCallback):
-        def on_step_end(self, *a: Any, **kw: Any) -> None:
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter())
-
-        def on_log(self, _args: Any, _state: Any, _control: Any, logs: dict[str, float] | None = None, **kw: Any):
-            if logs and "loss" in logs:
-                losses.append(float(logs["loss"]))
-
     trainer = DPOTrainer(policy.model, ref_model=reference.model, args=trl_config(False), train_dataset=dataset,
-                         processing_class=policy.processor, callbacks=[Record()])  # fmt: skip
-    same = same_tokens(trainer.data_collator([dataset[i] for i in range(args.batch_size)]), policy, records)
+                         processing_class=policy.processor, callbacks=[recorder(args, times, losses)])  # fmt: skip
+    trl_batch = trainer.data_collator([dataset[i] for i in range(args.batch_size)])
+    same = same_tokens(trl_batch, policy.collator(image_root=data_file.parent)(records[: args.batch_size]))
     trainer.train()
     return {"losses": losses, "times": times, "same_tokens": same, "refusal": refusal}
 
 
-def same_tokens(trl_batch: dict[str, Any], loaded: Any, records: list[Any]) -> bool:
+def same_tokens(trl_batch: dict[str, Any], ours: Any) -> bool:
     """Whether TRL's collator gives each row the prompt and response tokens mmalign's collator gives it."""
-    ours = loaded.collator()(records[: len(trl_batch["input_ids"]) // 2])
     for row in range(len(ours)):
         keep = trl_batch["attention_mask"][row].bool()
         completion = trl_batch["completion_mask"][row].bool()
@@ -149,66 +170,33 @@ def same_tokens(trl_batch: dict[str, Any], loaded: Any, records: list[Any]) -> b
     return True
 
 
-# ------------------------------------------------------------------------------------------------ mmalign
+def run_mmalign(args: argparse.Namespace, data_file: Path) -> dict[str, Any]:
+    """mmalign's ``PreferenceTrainer`` (``build_trainer``), configured like the TRL run."""
+    from mmalign.config import config_from_dict
+    from mmalign.models import load
+    from mmalign.train.preference import PreferenceConfig, build_trainer
 
-
-def run_mmalign(args: argparse.Namespace, records: list[Any]) -> dict[str, Any]:
-    import torch
-
-    from mmalign.losses import build_loss
-    from mmalign.losses.base import PolicyLogps, ReferenceLogps
-    from mmalign.models import load, preference_logps
-    from mmalign.models.prefix import shared_prefix_preference_logps
-
-    torch.manual_seed(args.seed)
-    logps = preference_logps if args.run == "mmalign-concat" else shared_prefix_preference_logps
-    policy = load(args.model_dir, device=args.device)
-    model, collator = policy.model.train(), policy.collator()
-    batches = [records[i * args.batch_size : (i + 1) * args.batch_size] for i in range(args.steps)]
-    cached: dict[str, tuple[float, float]] = {}
-    precompute_s = 0.0
-    reference = None
-    if args.run == "mmalign-precomputed":  # one pass of the initial weights, before training; no second copy
-        start = time.perf_counter()
-        model.eval()
-        with torch.no_grad():
-            for chunk in batches:
-                out = logps(model, collator(chunk))
-                for record, c, r in zip(chunk, out.chosen.sum.tolist(), out.rejected.sum.tolist(), strict=True):
-                    cached[record.id] = (c, r)
-        model.train()
-        precompute_s = time.perf_counter() - start
-    else:
-        reference = load(args.model_dir, device=args.device).model.eval().requires_grad_(False)
-    loss_fn = build_loss("sigmoid", beta=args.beta)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, (args.steps - s) / args.steps))
+    out = Path(args.work) / f"{args.run}-{os.getpid()}"
+    precomputed = args.run == "mmalign-precomputed"
+    reference = {"mode": "precomputed", "cache_dir": str(out / "reference-cache")} if precomputed else {"mode": "model"}
+    config = config_from_dict(PreferenceConfig, {
+        "model": {"path": args.model_dir}, "data": {"train": str(data_file)},
+        "train": {"output_dir": str(out), "max_steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+                  "learning_rate": args.lr, "lr_scheduler": "linear", "max_grad_norm": 1.0, "logging_steps": 1},
+        "loss": {"name": "sigmoid", "options": {"beta": args.beta}}, "reference": reference,
+        "share_prefix": args.run != "mmalign-concat",
+    })  # fmt: skip
     times: list[float] = []
     losses: list[float] = []
-    for chunk in batches:
-        batch = collator(chunk)
-        out = logps(model, batch)
-        if reference is not None:
-            with torch.no_grad():
-                ref_out = logps(reference, batch)
-            ref = ReferenceLogps(ref_out.chosen.sum, ref_out.rejected.sum)
-        else:
-            values = torch.tensor([cached[r.id] for r in chunk], device=out.chosen.sum.device)
-            ref = ReferenceLogps(values[:, 0], values[:, 1])
-        policy_logps = PolicyLogps(out.chosen.sum, out.rejected.sum, out.chosen.n_tokens, out.rejected.n_tokens)
-        loss = loss_fn(policy_logps, ref).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())  # synchronises on CUDA
-        times.append(time.perf_counter())
-    tokens = {
-        "prompt": batch.prompt_lengths.float().mean().item(),
-        "response": out.chosen.n_tokens.float().mean().item(),
-    }
-    return {"losses": losses, "times": times, "precompute_s": precompute_s, "tokens": tokens}
+    start = time.perf_counter()
+    trainer = build_trainer(config, load(args.model_dir), [recorder(args, times, losses)], optim="adamw_torch",
+                            train_sampling_strategy="sequential", use_cpu=args.device == "cpu")  # fmt: skip
+    setup_s = time.perf_counter() - start
+    trainer.train()
+    batch = trainer.collators["train"]([trainer.train_dataset[i] for i in range(args.batch_size)]).rows
+    prompt, response = batch.prompt_lengths.float().mean().item(), (batch.labels[: args.batch_size] != -100).sum()
+    return {"losses": losses, "times": times, "setup_s": setup_s, "shared_prefix": trainer.shares_prefix,
+            "tokens": {"prompt": prompt, "response": response.item() / args.batch_size}}  # fmt: skip
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -217,13 +205,13 @@ def worker(args: argparse.Namespace) -> None:
     import transformers  # noqa: F401
     import trl  # noqa: F401
 
-    import mmalign.models.prefix  # noqa: F401
+    import mmalign.train.preference  # noqa: F401
 
     if args.threads:
         torch.set_num_threads(args.threads)
     baseline = current_rss_mb()
-    records = pref_records(args.steps * args.batch_size, args.image_size, args.seed)
-    result = run_trl(args, records) if args.run == "trl" else run_mmalign(args, records)
+    data_file = Path(args.work) / "data" / "train.jsonl"
+    result = run_trl(args, data_file) if args.run == "trl" else run_mmalign(args, data_file)
     steps = [b - a for a, b in zip(result["times"], result["times"][1:], strict=False)]  # steps 2..N
     result["pairs_per_s"] = args.batch_size / statistics.median(steps) if steps else float("nan")
     if args.device == "cuda":
@@ -270,6 +258,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         model_dir = save_tiny(spec_for("tiny-llava", image_size=args.image_size, patch_size=args.patch_size),
                               Path(work) / "model")  # fmt: skip
+        write_data(Path(work) / "data", args.steps * args.batch_size, args.image_size, args.seed)
         for _ in range(args.repeats):  # interleaved, so a busy spell on a shared machine hits every run alike
             for run in runs:
                 out = Path(work) / f"{run}.json"
@@ -295,7 +284,7 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Any]], torch_v
     print(f"{'run':<22} {'pairs/s':>8} {'x TRL':>6} {'peak MB':>8} {'x TRL':>6} {'max |loss - TRL|':>17}  losses")
     for name, r in results.items():
         diff = max(abs(a - b) for a, b in zip(r["losses"], trl["losses"], strict=True))
-        extra = f" (+ precompute {r['precompute_s']:.1f} s)" if r.get("precompute_s") else ""
+        extra = f" (setup with the reference pass {r['setup_s']:.1f} s)" if name == "mmalign-precomputed" else ""
         print(f"{name:<22} {r['pairs_per_s']:>8.2f} {r['pairs_per_s'] / trl['pairs_per_s']:>6.2f} "
               f"{r['peak_mb']:>8.0f} {r['peak_mb'] / trl['peak_mb']:>6.2f} {diff:>17.1e}  "
               f"{' '.join(f'{x:.4f}' for x in r['losses'])}{extra}")  # fmt: skip
