@@ -182,7 +182,9 @@ def _progress(label: str) -> Iterator[Callable[[int], None]]:
 
 # ----------------------------------------------------------------------------------- building and importing
 
-OPTION_HELP = "Strategy or format option KEY=VALUE (value read as YAML, e.g. kinds=[add,swap]); repeatable."
+OPTION_HELP = (
+    "Strategy or format option KEY=VALUE, the value read as YAML (cooccur_prob=0.9; a list in brackets); repeatable."
+)
 SEED_HELP = "Seed of every random choice (same seed, same inputs: byte-identical output)."
 
 
@@ -285,10 +287,10 @@ def _build_progress(label: str) -> Iterator[Callable[[Any], None]]:
 @app.command("import")
 def import_data(
     fmt: str = typer.Argument(..., help="Source format: rlhf-v, rlaif-v, llava-rlhf, vlfeedback, povid or trl."),
-    src: Path = typer.Argument(
-        ..., help="The source as published: .json, .jsonl, .parquet, a folder of .parquet, or a datasets directory."
+    src: Path | None = typer.Argument(
+        None, help="The source as published: .json, .jsonl, .parquet, a folder of .parquet, or a datasets directory."
     ),
-    out: Path = typer.Argument(..., help="Output: .jsonl, .parquet, or another name for a datasets directory."),
+    out: Path | None = typer.Argument(None, help="Output: .jsonl, .parquet, or another name for a datasets directory."),
     image_root: Path | None = typer.Option(
         None, "--image-root", help="Folder holding the images the source names by path (checked, and copied if needed)."
     ),
@@ -298,9 +300,17 @@ def import_data(
     ignore_field: list[str] = typer.Option([], "--ignore-field", help="A source field to drop instead of failing."),
     seed: int = typer.Option(0, "--seed", help=SEED_HELP),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Read at most this many source rows."),
+    show_options: bool = typer.Option(False, "--show-options", help="List the format's options and exit."),
 ) -> None:
     """Import a public preference dataset into mmalign records (unknown or malformed fields are errors)."""
-    from mmalign.data.importers.registry import import_file
+    from mmalign.data.importers.registry import import_file, options_help
+    from mmalign.errors import ConfigError
+
+    if show_options:
+        _print_options(options_help(fmt), f"{fmt} options")
+        return
+    if src is None or out is None:
+        raise ConfigError("missing SRC and OUT: the source to read and the file to write")
 
     report = import_file(
         fmt, src, out, image_root=image_root, out_root=out_root, image_prefix=image_prefix,

@@ -133,3 +133,6 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["data", "import", "llava-rlhf", str(FIXTURES / "llava_7b_v1_preference.json"), str(tmp_path / "o.jsonl")])
     assert stop.value.code == 0 and "wrote 2 records from 2 llava-rlhf rows" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        main(["data", "import", "vlfeedback", "--show-options"])
+    assert stop.value.code == 0 and "best-vs-random" in capsys.readouterr().out
