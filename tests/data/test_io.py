@@ -305,7 +305,8 @@ write_jsonl({str(target)!r}, rows())
             proc.kill()
     assert not target.exists()
     temps = [p for p in tmp_path.iterdir() if p.name.startswith(".out.jsonl.")]
-    assert all(p.is_dir() for p in temps)  # what a kill leaves is a hidden temp folder, never the target
+    # What a kill leaves is a hidden temporary name, never the target.
+    assert all(p.name.endswith(".tmp") for p in temps)
 
 
 def test_jsonl_to_jsonl_with_another_root_copies_images(tmp_path: Path, data_dir: Path, helpers: Any) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
+import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,28 +34,33 @@ from mmalign.errors import ConfigError, DataError
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it is renamed to ``target``, on error removed.
 
-    Works for files and for directories (the caller creates what it wants at the yielded path).
+    Works for files and for directories (the caller creates what it wants at the yielded path). The temporary
+    name is unique (random suffix) and hidden; nothing is created until the caller writes, so a single file
+    costs one rename.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    tmp_target = tmp / target.name
+    token = secrets.token_hex(6)
+    tmp = target.parent / f".{target.name}.{token}.tmp"
     try:
-        yield tmp_target
+        yield tmp
         if target.is_dir() and not target.is_symlink():
-            old = tmp / ".old"
+            old = target.parent / f".{target.name}.{token}.old"
             os.replace(target, old)
-            os.replace(tmp_target, target)
+            os.replace(tmp, target)
+            _remove(old)
         else:
-            os.replace(tmp_target, target)
+            os.replace(tmp, target)
     finally:
-        _rmtree(tmp)
+        if tmp.exists() or tmp.is_symlink():
+            _remove(tmp)
 
 
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
