@@ -168,6 +168,10 @@ def tokenizer_corpus(n_colours: int = len(COLOURS), n_shapes: int = len(SHAPES))
     yield DESCRIBE_PROMPT + " " + caption([]) + MME_SUFFIX
     yield count_question() + " " + " ".join(mme_count_question(n) + MME_SUFFIX for n in range(len(NUMBER_WORDS)))
     other = object_phrase(colours[0], shapes[0])
+    # multi-image prompts (MIA-DPO style pairs): "In which image is there a red circle? Image2."
+    images = [f"image{k}" for k in range(1, 5)]
+    yield f"In which image is there {other}? " + " ".join(sentence(w) for w in images)
+    yield " ".join(f"Is there {other} in {w}?" for w in images)
     for colour in colours:
         yield sentence(colour)
         for shape in shapes:
