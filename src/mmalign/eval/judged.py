@@ -29,7 +29,7 @@ WINNER = {"A": "model_a", "B": "model_b", "tie": "tie"}
 def _client(ev: Any) -> Any:
     from mmalign.judge import JudgeClient
 
-    if getattr(ev, "judge_client", None) is None:
+    if ev.judge_client is None:
         config = ev.cfg.judge
         if config.cache_path is None:
             config = dataclasses.replace(config, cache_path=str(ev.cfg.out / "judge.sqlite"))

@@ -129,21 +129,53 @@ def _parsed(spec: TaskSpec, item: EvalItem, text: str) -> str | None:
 
 
 class Evaluation:
-    """One ``mmalign eval run``: the model, its runner, and the optional judge, reference and opponents."""
+    """One ``mmalign eval run``: the model, its runner, and the optional judge, reference and opponents.
+
+    Every task's items are built and checked (files parse, images exist) before any model is loaded, so bad
+    input fails at start, not after an hour of evaluation."""
 
     def __init__(self, cfg: EvalConfig, echo: Echo) -> None:
-        from mmalign.eval.cache import model_fingerprint
-        from mmalign.models.loading import load
+        from mmalign.models.loading import check_model_dir
 
         self.cfg, self.echo = cfg, echo
         self.names, self.limit = cfg.task_names()
+        for path in (cfg.model, cfg.reference, *cfg.opponents):
+            if path is not None:
+                check_model_dir(Path(path))
         self.cache_root = cfg.cache_dir or cfg.out / "cache"
-        self.loaded = load(cfg.model, dtype=cfg.dtype, device=cfg.device)
-        self.fingerprint = model_fingerprint(cfg.model)
-        self.runner = Runner(self.loaded, self.fingerprint, self.cache_root, cfg.batch_size, cfg.progress)
         self.model_name = cfg.model.name if cfg.model.name not in ("reference", "") else "model"
         self.world: Path | None = None
         self.reference: dict[str, Any] | None = None
+        self.judge_client: Any = None
+        self.inputs: dict[str, TaskInput] = {}
+        for name in self.names:
+            spec = get_task(name)
+            if self._skip_reason(spec) is None:
+                self.inputs[name] = self._input(spec)
+        self.load()
+
+    def load(self) -> None:
+        from mmalign.eval.cache import model_fingerprint
+        from mmalign.models.loading import load
+
+        if not self.cfg.progress:
+            from transformers.utils import logging
+
+            logging.disable_progress_bar()
+        self.loaded = load(self.cfg.model, dtype=self.cfg.dtype, device=self.cfg.device)
+        self.fingerprint = model_fingerprint(self.cfg.model)
+        self.runner = Runner(self.loaded, self.fingerprint, self.cache_root, self.cfg.batch_size, self.cfg.progress)
+
+    def _skip_reason(self, spec: TaskSpec) -> str | None:
+        if spec.needs == "judge" and self.cfg.judge is None:
+            return "needs --judge-url and --judge-model"
+        if spec.needs == "reference" and self.cfg.reference is None:
+            return "needs --reference DIR"
+        return None
+
+    def close(self) -> None:
+        if self.judge_client is not None:
+            self.judge_client.close()
 
     # ------------------------------------------------------------------------------------------ inputs
 
@@ -177,11 +209,10 @@ class Evaluation:
 
     def run_task(self, spec: TaskSpec) -> dict[str, Any]:
         entry: dict[str, Any] = {"dimension": spec.dimension, "status": "done", "description": spec.description}
-        missing = {"judge": self.cfg.judge is None, "reference": self.cfg.reference is None}
-        if spec.needs and missing[spec.needs]:
-            flag = "--judge-url and --judge-model" if spec.needs == "judge" else "--reference DIR"
-            return {**entry, "status": "skipped", "reason": f"needs {flag}"}
-        inp = self._input(spec)
+        reason = self._skip_reason(spec)
+        if reason is not None:
+            return {**entry, "status": "skipped", "reason": reason}
+        inp = self.inputs[spec.name]
         out = self.cfg.out
         files = {"questions": f"questions/{spec.name}.jsonl", "predictions": f"predictions/{spec.name}.jsonl"}
         write_jsonl(out / files["questions"], (_question_row(i) for i in inp.items))
@@ -310,11 +341,14 @@ def evaluate(cfg: EvalConfig, echo: Echo = print) -> dict[str, Any]:
     started = time.perf_counter()
     ev = Evaluation(cfg, echo)
     tasks: dict[str, dict[str, Any]] = {}
-    for name in ev.names:
-        began = time.perf_counter()
-        tasks[name] = ev.run_task(get_task(name))
-        status = tasks[name].get("reason") or f"{tasks[name]['n_items']} items"
-        echo(f"{name}: {status} ({time.perf_counter() - began:.1f} s)")
+    try:
+        for name in ev.names:
+            began = time.perf_counter()
+            tasks[name] = ev.run_task(get_task(name))
+            status = tasks[name].get("reason") or f"{tasks[name]['n_items']} items"
+            echo(f"{name}: {status} ({time.perf_counter() - began:.1f} s)")
+    finally:
+        ev.close()
     judge = None if cfg.judge is None else {"base_url": cfg.judge.base_url, "model": cfg.judge.model}
     results = {
         "schema": res.SCHEMA,

@@ -9,6 +9,7 @@ with the fast path on every yes/no item). The fake OpenAI-compatible judge is th
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 from collections.abc import Callable, Iterator
@@ -28,6 +29,32 @@ def run_cli(args: list[str]) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     return 0
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine two threads per test
+    process oversubscribe the cores (4x slower here). The setting is restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def single_thread() -> Callable[[], Any]:
+    """``with single_thread():`` for module- and session-scoped fixtures that run models."""
+    return one_thread
 
 
 @pytest.fixture(scope="session")

@@ -54,8 +54,9 @@ def test_run_writes_results_report_and_official_predictions(cli, models, world_d
     # MME also in the eval tool's own layout, which scores to the same total
     assert cli(["eval", "score", "--task", "mme", "--answers", str(out / "predictions/mme"), "--json",
                 str(tmp_path / "mme-tool.json")]) == 0  # fmt: skip
-    assert json.loads((tmp_path / "mme-tool.json").read_text())["metrics"]["total"] == (
-        results["tasks"]["mme"]["metrics"]["total"]
+    assert (
+        json.loads((tmp_path / "mme-tool.json").read_text())["metrics"]["total"]
+        == (results["tasks"]["mme"]["metrics"]["total"])
     )
     report_md = (out / "report.md").read_text()
     for heading in ("## Summary", "## Hallucination", "## General knowledge", "## Safety", "## Fast path agreement"):
@@ -140,11 +141,12 @@ def test_reward_accuracy_from_dpo_implicit_rewards(cli, models, world_dir, tmp_p
     with torch.no_grad():
         logps = preference_logps(loaded.model, loaded.collator(image_root=world_dir)(pairs[:2]))
     assert [r["policy_chosen_logp"] for r in rows[:2]] == pytest.approx(logps.chosen.sum.tolist(), abs=1e-4)
+
     # accuracy by hand: β (log π − log π_ref) of chosen strictly above that of rejected
-    wins = [
-        0.5 * (r["policy_chosen_logp"] - r["ref_chosen_logp"]) > 0.5 * (r["policy_rejected_logp"] - r["ref_rejected_logp"])
-        for r in rows
-    ]
+    def reward(r: dict, side: str) -> float:
+        return 0.5 * (r[f"policy_{side}_logp"] - r[f"ref_{side}_logp"])
+
+    wins = [reward(r, "chosen") > reward(r, "rejected") for r in rows]
     metrics = results["tasks"]["reward"]["metrics"]
     assert metrics["accuracy"] == sum(wins) / len(rows) and metrics["n"] == len(rows)
     assert set(metrics["categories"]) <= {"absent_partner", "absent_object", "attribute"}
