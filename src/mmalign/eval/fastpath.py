@@ -7,8 +7,9 @@ options' first tokens. This is lmms-eval's ``loglikelihood`` idea, restricted to
 do, so the two agree whenever generation starts with an option (the runner measures the agreement).
 
 Each option has *forms*, the ways a model may start it: its text as written (``Yes``, ``B``), lower- and
-capitalised, each with and without a leading space (templates that end with ``ASSISTANT:`` make models
-answer with a space first). The choice follows the greedy decoder through the forms' tokens:
+capitalised, for letters also opened by a parenthesis (``(B``), each with and without a leading space
+(templates that end with ``ASSISTANT:`` make models answer with a space first). The choice follows the
+greedy decoder through the forms' tokens:
 
 1. the form first token with the highest log-prob wins; if the forms starting with that token all belong to
    one option, that option is the answer (one forward pass: yes/no, option letters);
@@ -46,11 +47,15 @@ class OptionSet:
     """What the task's parser returns for each option (``yes``/``no``, ``A``...)."""
     texts: tuple[str, ...]
     """What is written as the answer when the option is picked (``Yes``, ``No``, ``A``)."""
+    templates: tuple[str, ...] = ("{}",)
+    """How an answer may wrap the option: ``("{}", "({})")`` also accepts ``(B)`` for ``B``."""
 
     def forms(self, index: int) -> list[str]:
-        """Surface forms of option ``index``: as written, lower-case, capitalised; each with a leading space too."""
+        """Surface forms of option ``index``: as written, lower-case, capitalised, in each template; each with a
+        leading space too."""
         text = self.texts[index]
-        bare = list(dict.fromkeys((text, text.lower(), text[:1].upper() + text[1:])))
+        cases = dict.fromkeys((text, text.lower(), text[:1].upper() + text[1:]))
+        bare = list(dict.fromkeys(t.format(c) for t in self.templates for c in cases))
         return bare + [" " + form for form in bare]
 
 
@@ -58,11 +63,12 @@ YES_NO = OptionSet(("yes", "no"), ("Yes", "No"))
 
 
 def letter_options(n: int) -> OptionSet:
-    """Option letters A, B, ... for ``n`` choices (MMMU style: the answer is the letter)."""
+    """Option letters A, B, ... for ``n`` choices (MMMU style: the answer is the letter, ``B`` or ``(B)``; a model
+    that opens with ``(`` costs a second forward pass to read the letter after it)."""
     if not 2 <= n <= 26:
         raise ConfigError(f"a multiple-choice question needs 2 to 26 options, got {n}")
     letters = tuple(chr(ord("A") + i) for i in range(n))
-    return OptionSet(letters, letters)
+    return OptionSet(letters, letters, ("{}", "({}"))
 
 
 @dataclass
