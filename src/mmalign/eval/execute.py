@@ -121,7 +121,8 @@ class Runner:
             return [{"text": c.text, "label": c.label, "logps": [round(v, 6) for v in c.logps],
                      "margin": round(c.margin, 6), "forwards": c.forwards} for c in choices]  # fmt: skip
 
-        return self._batched(task, items, image_root, self._cache(task, "fast", {}), compute)
+        forms = {"yes_no": [YES_NO.forms(0), YES_NO.forms(1)], "letters": letter_options(2).forms(0)}
+        return self._batched(task, items, image_root, self._cache(task, "fast", {"forms": forms}), compute)
 
     def pair_logps(self, task: str, pairs: list[PreferenceRecord], image_root: Path | None) -> list[dict[str, Any]]:
         """Summed response log-probs of chosen and rejected (one forward per batch of pairs)."""

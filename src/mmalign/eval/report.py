@@ -100,9 +100,10 @@ def _bars(groups: list[str], metrics: list[str], values: dict[tuple[str, str], d
         ax.bar(xs, heights, width, yerr=[low, high], capsize=3, label=metric.replace("_", " "))
     ax.set_xticks([k + width * (len(metrics) - 1) / 2 for k in range(len(groups))])
     ax.set_xticklabels(groups)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.25)  # room for the legend above the bars
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.set_title(title)
-    ax.legend(fontsize=8, ncol=min(len(metrics), 3))
+    ax.legend(fontsize=8, ncol=len(metrics), loc="upper center")
     _save(fig, path)
 
 
@@ -212,7 +213,7 @@ def _dimension_extras(dimension: str, done: list[tuple[str, dict[str, Any]]], ou
               out / "partners.png")  # fmt: skip
         lines += ["", "![absent partners](partners.png)"]
         written.append(out / "partners.png")
-    if dimension == "safety":
+    if dimension == "safety" and entries["safety"]["source"].startswith("shapes world"):
         lines += ["", "Harmful prompts are synthetic; the tiny models are never trained to refuse, so these rates "
                   "are measured, not claimed (refusals detected with VLGuard's keyword list)."]  # fmt: skip
     return lines

@@ -17,59 +17,84 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmalign.data.io import write_jsonl
 from mmalign.data.records import EvalItem, PreferenceRecord
 from mmalign.errors import ConfigError, DataError
 from mmalign.eval import results as res
 from mmalign.eval.execute import Runner
-from mmalign.eval.scoring import rescore, write_answers
+from mmalign.eval.scoring import question_row, rescore, score_command, write_answers
 from mmalign.eval.suites import get_suite
 from mmalign.eval.tasks import TaskSpec, get_task, parse_task_list
 from mmalign.eval.world_tasks import TaskInput, world_input
+
+if TYPE_CHECKING:
+    from mmalign.judge import JudgeConfig
 
 Echo = Callable[[str], None]
 
 
 @dataclass
 class EvalConfig:
-    """Everything ``mmalign eval run`` takes (its options' help text is in :mod:`mmalign.cli.eval`)."""
+    """Everything ``mmalign eval run`` takes; each field is the CLI option of the same name."""
 
     model: Path
+    """The model directory to evaluate."""
     out: Path
+    """Run directory: results.json, report.md, PNGs, questions/, predictions/, cache/."""
     tasks: str | None = None
     """Comma-separated task names (exclusive with ``suite``)."""
     suite: str | None = None
+    """A named suite (:mod:`mmalign.eval.suites`)."""
     data: Path | None = None
     """A generated shapes world; None: OUT/world, generated if absent."""
     split: str = "test"
+    """World split: test or val."""
     sources: dict[str, Path] = field(default_factory=dict)
+    """Task → public benchmark file or directory read instead of the world (:mod:`mmalign.eval.benchmarks`)."""
     image_root: Path | None = None
+    """Where benchmark images are (default: beside the benchmark file)."""
     limit: int | None = None
+    """Items per task: the first N, completed to the end of the group in progress; None: all (or the suite's)."""
     batch_size: int = 8
+    """Items per forward pass or generation batch."""
     fast: bool = True
+    """Yes/no and multiple choice through the log-prob fast path (False: generate and parse)."""
     agreement_sample: int = 200
+    """With ``fast``: items per task also generated and parsed, to measure agreement (0: none)."""
     max_new_tokens: int | None = None
+    """Generation budget for every task; None: each task's own (8 for short answers, 48 for captions)."""
     reference: Path | None = None
+    """Reference model of the reward task's DPO implicit rewards."""
     beta: float = 0.1
+    """β of the implicit reward β·(log π − log π_ref)."""
     opponents: list[Path] = field(default_factory=list)
-    judge: Any = None
-    """A :class:`mmalign.judge.JudgeConfig`, or None: judge tasks are skipped."""
+    """More models answering the preference task's questions."""
+    judge: JudgeConfig | None = None
+    """Where the judge is; None: the judged tasks (dialogue, preference) are skipped."""
     n_resamples: int = 1000
+    """Bootstrap resamples of the 95 % intervals (preference: rounds)."""
     seed: int = 0
+    """Seed of the agreement sample, the bootstrap and a generated world."""
     cache_dir: Path | None = None
+    """Resume cache; None: OUT/cache."""
     device: str | None = None
+    """Device the models run on; None: where they load (CPU)."""
     dtype: str = "float32"
+    """Weights dtype: float32, bfloat16, float16 or auto."""
     world_scenes: int = 2000
+    """Training scenes of a world generated into OUT/world."""
     progress: bool = True
+    """Progress bars."""
 
     def task_names(self) -> tuple[list[str], int | None]:
         """The tasks to run and the item limit (a suite may carry one), checked."""
         if (self.tasks is None) == (self.suite is None):
             raise ConfigError("give --tasks or --suite (one of them)")
-        names, limit = (parse_task_list(self.tasks), self.limit) if self.tasks is not None else (None, None)
-        if names is None:
+        if self.tasks is not None:
+            names, limit = parse_task_list(self.tasks), self.limit
+        else:
             suite = get_suite(self.suite)  # type: ignore[arg-type]
             names, limit = list(suite.tasks), self.limit if self.limit is not None else suite.limit
         for task in self.sources:
@@ -215,7 +240,7 @@ class Evaluation:
         inp = self.inputs[spec.name]
         out = self.cfg.out
         files = {"questions": f"questions/{spec.name}.jsonl", "predictions": f"predictions/{spec.name}.jsonl"}
-        write_jsonl(out / files["questions"], (_question_row(i) for i in inp.items))
+        write_jsonl(out / files["questions"], (question_row(i) for i in inp.items))
         mode = "fast" if spec.fast and self.cfg.fast else ("logps" if spec.kind == "reward" else "generate")
         budget = self.cfg.max_new_tokens or spec.max_new_tokens
         fast_path = None
@@ -251,7 +276,7 @@ class Evaluation:
         metrics = _plain(result.metrics)
         return {
             "source": inp.source, "n_items": len(inp.items), "mode": mode, "files": files,
-            "score_command": _score_command(spec, files, self.cfg.out), "metrics": metrics,
+            "score_command": score_command(spec, files, self.cfg.out), "metrics": metrics,
             "intervals": intervals(result, options), "summary": res.summary(spec.name, metrics, self.model_name),
         }  # fmt: skip
 
@@ -301,25 +326,6 @@ class Evaluation:
                 "ref_chosen_logp": r["chosen_logp"], "ref_rejected_logp": r["rejected_logp"],
             })  # fmt: skip
         write_jsonl(path, rows)
-
-
-def _question_row(item: EvalItem | PreferenceRecord) -> dict[str, Any]:
-    if isinstance(item, PreferenceRecord):
-        return {"id": item.id, "chosen": item.chosen_text, "rejected": item.rejected_text,
-                "category": item.meta.get("category", item.source)}  # fmt: skip
-    return item.to_dict()
-
-
-def _score_command(spec: TaskSpec, files: dict[str, str], out: Path) -> str | None:
-    path = {k: str(out / v) for k, v in files.items()}
-    if spec.scorer == "dialogue":
-        return None
-    if spec.scorer == "preference":
-        return f"mmalign eval score --task preference --answers {path['battles']} --anchor reference"
-    ground = f"--annotations {files['annotations']}" if "annotations" in files else f"--questions {path['questions']}"
-    if spec.scorer in ("safety", "reward"):
-        ground = ""
-    return " ".join(f"mmalign eval score --task {spec.scorer} {ground} --answers {path['predictions']}".split())
 
 
 def _plain(value: Any) -> Any:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from mmalign.data.io import write_jsonl
-from mmalign.data.records import EvalItem
+from mmalign.data.records import EvalItem, PreferenceRecord
 from mmalign.eval.metrics.chair import objects_in, shapes_vocabulary
 from mmalign.eval.metrics.official import match_answers, read_answers, read_jsonl, write_mme_file, write_pope_answers
 from mmalign.eval.metrics.taskscore import TaskScore, ratio
@@ -64,6 +64,27 @@ def write_answers(spec: TaskSpec, items: Sequence[EvalItem], texts: Sequence[str
     else:
         write_jsonl(path, ({"question_id": item.id, "prompt": item.question, "text": text, "model_id": spec.name}
                            for item, text in zip(items, texts, strict=True)))  # fmt: skip
+
+
+def question_row(item: EvalItem | PreferenceRecord) -> dict[str, Any]:
+    """What ``questions/<task>.jsonl`` holds: the evaluation item, or a preference pair's texts and category."""
+    if isinstance(item, PreferenceRecord):
+        return {"id": item.id, "chosen": item.chosen_text, "rejected": item.rejected_text,
+                "category": item.meta.get("category", item.source)}  # fmt: skip
+    return item.to_dict()
+
+
+def score_command(spec: TaskSpec, files: dict[str, str], out: Path) -> str | None:
+    """The ``mmalign eval score`` command line that reproduces a task's metrics from its files."""
+    path = {k: str(out / v) for k, v in files.items()}
+    if spec.scorer == "dialogue":
+        return None
+    if spec.scorer == "preference":
+        return f"mmalign eval score --task preference --answers {path['battles']} --anchor reference"
+    ground = f"--annotations {files['annotations']}" if "annotations" in files else f"--questions {path['questions']}"
+    if spec.scorer in ("safety", "reward"):
+        ground = ""
+    return " ".join(f"mmalign eval score --task {spec.scorer} {ground} --answers {path['predictions']}".split())
 
 
 # ---------------------------------------------------------------------------------------------- scoring
