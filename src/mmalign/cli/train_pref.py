@@ -53,6 +53,10 @@ def pref(
 
     logging.disable_progress_bar()  # no per-shard bars when loading and saving weights
     result = train_preference(cfg, progress=sys.stderr.isatty() if progress is None else progress)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # under accelerate launch / torchrun: one summary
+        return
     last = result.last_logged
     summary = f"trained {result.global_step} steps (mean loss {result.train_loss:.4f})"
     if "rewards/margins" in last:
@@ -79,14 +83,14 @@ def _config_data(config: Path | None, loss: str | None, overrides: list[str]) ->
 def _list_losses() -> None:
     from mmalign.losses import LOSSES
 
+    flags = {"needs_reference": "reference", "needs_corrupted_image": "corrupted image",
+             "needs_token_weights": "span masks", "needs_chosen_nll": "chosen NLL"}  # fmt: skip
     rows = []
     for name, cls in LOSSES.items():
-        needs = [label for flag, label in (("needs_reference", "reference"), ("needs_corrupted_image", "corrupted image"),
-                                           ("needs_token_weights", "span masks"), ("needs_chosen_nll", "chosen NLL"))
-                 if getattr(cls, flag)]  # fmt: skip
+        needs = [label for flag, label in flags.items() if getattr(cls, flag)]
         summary = (cls.__doc__ or "").strip().splitlines()[0]
-        rows.append((name, cls.paper, ", ".join(needs) or "-", summary))
-    _table("losses (mmalign train pref --loss NAME)", rows, ("loss", "paper", "needs", "what it is"))
+        rows.append((name, summary, ", ".join(needs) or "-"))
+    _table("losses (mmalign train pref --loss NAME)", rows, ("loss", "what it is", "needs"))
 
 
 def _show_loss(name: str) -> None:

@@ -43,7 +43,7 @@ from mmalign.train.guard import GuardConfig, OverOptimisationGuard
 from mmalign.train.pref_batch import PreferenceCollator, TrainerCollate, policy_logps, row_scorer, score
 from mmalign.train.presets import mmalign_home, resolve_model_path
 from mmalign.train.reference import ReferenceConfig, align_tokens, live_reference, load_separate, precompute_splits
-from mmalign.train.sft import latest_checkpoint, save_model_dir
+from mmalign.train.sft import is_peft, latest_checkpoint, restore_weights, save_model_dir
 
 CONFIG_FILE = "pref_config.yaml"
 RESULT_FILE = "train_result.json"
@@ -241,6 +241,13 @@ class PreferenceTrainer(Trainer):
         finally:
             self.data_collator = train_collator
 
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        target = self.model if model is None else model  # (the reference was made from the starting weights)
+        if is_peft(target) or not (Path(resume_from_checkpoint) / "config.json").is_file():
+            super()._load_from_checkpoint(resume_from_checkpoint, model)  # adapters load by their own keys
+        else:  # Trainer's own loading skips transformers 5's key conversion and would leave every weight as it was
+            restore_weights(target, resume_from_checkpoint)
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict)
         if self.processor is not None and self.args.should_save:
@@ -364,13 +371,19 @@ def train_preference(
     the log lines (default: printed, by the main process only)."""
     from accelerate import PartialState
 
-    main = PartialState().is_main_process
-    say = write or (lambda text: print(text, flush=True) if main else None)
+    def say(text: str) -> None:  # the main process speaks (the state is asked each time: it is set up late)
+        if write is not None:
+            write(text)
+        elif PartialState().is_main_process:
+            print(text, flush=True)
+
     out, data = Path(config.train.output_dir), config.data
     resume_from = _resume_point(config, say)
     loaded = load(resolve_model_path(config.model.path), **config.model.load_options())
-    log = TrainingLog(out, progress=progress, write=write)
-    trainer = build_trainer(config, loaded, [log, *(callbacks or [])], write=say)
+    trainer = build_trainer(config, loaded, callbacks, write=say)
+    main = trainer.is_world_process_zero()
+    if main:  # one progress bar and one metrics.jsonl, from the main process
+        trainer.add_callback(TrainingLog(out, progress=progress, write=write))
     described = "none (reference-free loss)" if trainer.reference is None else trainer.reference.description
     per_step = config.train.batch_size * config.train.grad_accum * trainer.args.world_size
     say(f"pref: loss {trainer.loss.name} ({trainer.loss.paper}) on {len(trainer.train_dataset)} pairs from "
@@ -403,11 +416,15 @@ def train_preference(
 
 
 def _save_final(loaded: LoadedModel, config: PreferenceConfig, trainer: Trainer) -> tuple[Path | None, Path | None]:
-    """Save the trained model (main process); with LoRA the adapter to output_dir/adapter and the merged model."""
+    """Save the trained model; with LoRA the adapter to output_dir/adapter and the merged model to output_dir.
+    Under FSDP / DeepSpeed, ``Trainer.save_model`` gathers the shards (with LoRA: the adapter, in output_dir)."""
     out = Path(config.train.output_dir)
     trainer.accelerator.wait_for_everyone()
-    if not trainer.args.should_save:
+    if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled or trainer.args.should_save):
         return None, None
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:  # sharded weights: Trainer gathers them
+        trainer.save_model(str(out))
+        return (None, out) if config.model.lora.enabled else (out, None)
     model = trainer.accelerator.unwrap_model(trainer.model).eval()
     if not config.model.lora.enabled:
         return save_model_dir(model, loaded.processor, out), None
