@@ -6,9 +6,9 @@ A tiny LLaVA (``tiny-llava``) is optionally fitted for a few seconds on a small 
 SFT records (so it answers "Yes."/"No." and its answers mean something), then answers the world's POPE
 questions four ways: the fast path (one forward pass, option log-probs) and greedy generation parsed with
 POPE's official rule, each at batch 1 (lmms-eval's default for many models) and batched (left padding).
-Item preparation (image decoding, chat template, tokenization) is inside the timed region for both, as in
-a real run. Each rate is the best of ``--repeats`` timed runs after a warm-up. Also printed: how often the
-two ways give the same answer on these items (the report's fast-path agreement).
+Item preparation (opening each image once, as ``mmalign eval run`` does, chat template, tokenization) is
+inside the timed region for both, as in a real run. Each rate is the best of ``--repeats`` timed runs after
+a warm-up. Also printed: how often the two ways give the same answer (the report's fast-path agreement).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from mmalign.data.io import read_records
+from mmalign.eval.execute import OpenedImages
 from mmalign.eval.fastpath import YES_NO, choose_options
 from mmalign.eval.metrics.pope import official_yes_no
 from mmalign.eval.metrics.tasks_hallucination import read_eval_items
@@ -87,15 +88,15 @@ def main() -> None:
 
         def fast(batch: int) -> Callable[[], list[str]]:
             def run() -> list[str]:
-                return [
-                    c.label for c in choose_options(loaded, items, [YES_NO] * n, batch_size=batch, image_root=world)
-                ]
+                opened = OpenedImages().items(items, world)
+                return [c.label for c in choose_options(loaded, opened, [YES_NO] * n, batch_size=batch)]
 
             return run
 
         def generated(batch: int) -> Callable[[], list[str]]:
             def run() -> list[str]:
-                texts = generate(loaded, items, max_new_tokens=args.max_new_tokens, batch_size=batch, image_root=world)
+                opened = OpenedImages().items(items, world)
+                texts = generate(loaded, opened, max_new_tokens=args.max_new_tokens, batch_size=batch)
                 return [official_yes_no(t) for t in texts]
 
             return run

@@ -7,15 +7,20 @@ another in the last float bits) and gives the same outputs. A batch with every i
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from tqdm.auto import tqdm
 
+from mmalign.data.images import load_image
 from mmalign.data.records import EvalItem, PreferenceRecord
+from mmalign.errors import DataError
 from mmalign.eval.cache import ItemKeys, PredictionCache, settings_hash
 from mmalign.eval.fastpath import YES_NO, OptionSet, choose_options, letter_options
 from mmalign.models.loading import LoadedModel
@@ -45,6 +50,41 @@ class RunStats:
                 "items_per_s": round(rate, 2)}  # fmt: skip
 
 
+class OpenedImages:
+    """Items' image files, each opened (checked, decoded) once: POPE and MME ask several questions about every
+    image, and opening a small image costs about as much as a tiny model's forward pass. Least recently used
+    images are dropped beyond ``size``."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._images: OrderedDict[tuple[str, str], Image.Image] = OrderedDict()
+
+    def items(self, items: list[EvalItem], root: Path | None) -> list[EvalItem]:
+        """The items with their image paths replaced by the opened images."""
+        return [
+            dataclasses.replace(item, images=[self._open(ref, root, item.id, k) for k, ref in enumerate(item.images)])
+            if any(isinstance(ref, str) for ref in item.images)
+            else item
+            for item in items
+        ]
+
+    def _open(self, ref: Any, root: Path | None, item_id: str, k: int) -> Any:
+        if not isinstance(ref, str):
+            return ref
+        key = (str(root), ref)
+        if key in self._images:
+            self._images.move_to_end(key)
+            return self._images[key]
+        try:
+            image = load_image(ref, root, field=f"images[{k}]")
+        except DataError as err:
+            raise err.located(record_id=item_id) from None
+        self._images[key] = image
+        if len(self._images) > self.size:
+            self._images.popitem(last=False)
+        return image
+
+
 @dataclass
 class Runner:
     """One loaded model with its resume cache."""
@@ -55,6 +95,7 @@ class Runner:
     batch_size: int = 8
     progress: bool = True
     stats: dict[str, RunStats] = field(default_factory=dict)
+    images: OpenedImages = field(default_factory=OpenedImages)
 
     def _cache(self, task: str, mode: str, settings: dict[str, Any]) -> PredictionCache:
         name = f"{task}.{mode}.{settings_hash({'version': CACHE_VERSION, 'mode': mode, **settings})}.jsonl"
@@ -104,8 +145,8 @@ class Runner:
         from mmalign.models.generation import generate
 
         def compute(batch: list[EvalItem]) -> list[dict[str, Any]]:
-            texts = generate(self.loaded, batch, max_new_tokens=max_new_tokens, batch_size=len(batch),
-                             image_root=image_root)  # fmt: skip
+            opened = self.images.items(batch, image_root)
+            texts = generate(self.loaded, opened, max_new_tokens=max_new_tokens, batch_size=len(batch))
             return [{"text": text} for text in texts]
 
         cache = self._cache(task, "generate", {"max_new_tokens": max_new_tokens})
@@ -116,8 +157,8 @@ class Runner:
         ``logps`` (per option), ``margin`` and ``forwards``."""
 
         def compute(batch: list[EvalItem]) -> list[dict[str, Any]]:
-            choices = choose_options(self.loaded, batch, [options_for(i) for i in batch], batch_size=len(batch),
-                                     image_root=image_root)  # fmt: skip
+            opened = self.images.items(batch, image_root)
+            choices = choose_options(self.loaded, opened, [options_for(i) for i in batch], batch_size=len(batch))
             return [{"text": c.text, "label": c.label, "logps": [round(v, 6) for v in c.logps],
                      "margin": round(c.margin, 6), "forwards": c.forwards} for c in choices]  # fmt: skip
 
