@@ -3,8 +3,10 @@ metrics are the batch's, gradient accumulation is exact, and the over-optimisati
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +17,15 @@ from PIL import Image, ImageDraw
 from mmalign.config import apply_overrides, config_from_dict
 from mmalign.data.io import write_records
 from mmalign.data.records import PreferenceRecord, assistant, user_prompt
+from mmalign.errors import ConfigError
 from mmalign.losses import LOSSES, PolicyLogps, ReferenceLogps, build_loss
 from mmalign.models import load
+from mmalign.models.families import GENERIC_VLM
 from mmalign.models.logps import sequence_logps
 from mmalign.models.tiny import save_tiny, spec_for
 from mmalign.train.callbacks import read_metrics
 from mmalign.train.guard import GuardConfig, OverOptimisationGuard
-from mmalign.train.pref_batch import PreferenceCollator, score
+from mmalign.train.pref_batch import PreferenceCollator, row_scorer, score
 from mmalign.train.preference import PreferenceConfig, build_trainer, train_preference
 from mmalign.train.reference import AdapterReference, ModelReference
 
@@ -53,6 +57,15 @@ def pairs(n: int, prefix: str = "p", swap: bool = False) -> list[PreferenceRecor
             record = PreferenceRecord(record.id, record.prompt, record.rejected, record.chosen, record.images)
         out.append(record)
     return out
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and lose a lot when test workers share 2 cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +244,28 @@ def test_guard_stops_a_run_whose_held_out_margin_collapses(model_dir, data, tmp_
     assert [r["guard"] for r in rows if "guard" in r] == [result.guard_stop]
     margins = [r["eval_rewards/margins"] for r in rows if "eval_rewards/margins" in r]
     assert margins[-1] < max(margins) - 0.05
+
+
+def test_shared_prefix_and_plain_forward_train_alike(model_dir, data, tmp_path, monkeypatch):
+    """mDPO (three rows a pair, the corrupted one with its own image) through both forwards: same losses."""
+    runs = {}
+    for share in (True, False):
+        config = make_config(model_dir, data["train4"], tmp_path / f"run{share}", "loss.name=mdpo",
+                             f"share_prefix={str(share).lower()}")  # fmt: skip
+        trainer = build_trainer(config, load(model_dir))
+        assert trainer.shares_prefix is share
+        trainer.train()
+        runs[share] = [row["loss"] for row in trainer.state.log_history if "loss" in row]
+    assert runs[True] == pytest.approx(runs[False], abs=1e-4)
+    # Without mmalign.models.prefix (an older install), share_prefix falls back to the plain forward.
+    monkeypatch.setitem(sys.modules, "mmalign.models.prefix", None)
+    assert row_scorer(True) == (sequence_logps, False)
+
+
+def test_share_prefix_refuses_a_family_it_cannot_split(model_dir, data, tmp_path):
+    loaded = load(model_dir)
+    config = make_config(model_dir, data["train4"], tmp_path / "run")
+    with pytest.raises(ConfigError, match="cannot be split by row; set share_prefix=false"):
+        build_trainer(config, dataclasses.replace(loaded, family=GENERIC_VLM))
+    plain = make_config(model_dir, data["train4"], tmp_path / "run", "share_prefix=false")
+    assert build_trainer(plain, dataclasses.replace(loaded, family=GENERIC_VLM)).shares_prefix is False

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from PIL import Image, ImageDraw
 
@@ -26,6 +27,15 @@ def record(i: int) -> PreferenceRecord:
     return PreferenceRecord(f"c-{i}", user_prompt("Describe the image."), assistant("There is a blue square."),
                             assistant(f"There is a blue square and {'a red star' if i % 2 else 'a green circle'}."),
                             [img], rejected_spans=[[22, 35]])  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and lose a lot when test workers share 2 cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,15 @@ def record(i: int, text: str = "There is a red circle.") -> PreferenceRecord:
                             [img], rejected_spans=[[9, 20]])  # fmt: skip
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and lose a lot when test workers share 2 cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny(spec_for("tiny-llava"), tmp_path_factory.mktemp("ref") / "tiny-llava", preset="tiny-llava")

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from PIL import Image, ImageDraw
 
@@ -44,8 +45,18 @@ CHILD = textwrap.dedent(
 def record(i: int) -> PreferenceRecord:
     img = Image.new("RGB", (48, 48), (64, 64, 64))
     ImageDraw.Draw(img).ellipse((4 + 5 * i, 6, 26 + 5 * i, 28), fill=(220, 200 - 40 * i, 40))
+    rejected = assistant(f"There is a yellow circle and {'a red star' * (1 + i % 2)}.")
     return PreferenceRecord(f"k-{i}", user_prompt("Describe the image."), assistant("There is a yellow circle."),
-                            assistant(f"There is a yellow circle and {'a red star' * (1 + i % 2)}."), [img])  # fmt: skip
+                            rejected, [img])  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and lose a lot when test workers share 2 cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
