@@ -173,7 +173,7 @@ class CachedReference:
                     offsets.append(part.tensors[f"{side}_token_offsets"][1:] + base)
                     base += int(part.tensors[f"{side}_token_offsets"][-1])
                 tensors[f"{side}_token_offsets"] = torch.cat(offsets)
-        return cls(tensors, index, parts[0].description, [f for p in parts for f in p.files])
+        return cls(tensors, index, files=[f for p in parts for f in p.files])
 
 
 def _stack(pieces: list[Tensor], width: int) -> Tensor:
@@ -341,10 +341,12 @@ def precompute_reference(
     scorer: RowScorer,
     adapter_off: bool = False,
     name: str = "train",
+    weights: str | None = None,
 ) -> CachedReference:
     """Reference log-probs of every pair in ``records`` from ``model`` (its LoRA adapter off when
     ``adapter_off``), read from ``cache_dir`` when a cache for exactly these records, settings and weights is
-    there, otherwise computed in one pass and saved. Record ids must be unique."""
+    there, otherwise computed in one pass and saved. Record ids must be unique. ``weights``: the model's
+    :func:`weights_fingerprint` when already known."""
     seen: set[str] = set()
     for record in records:
         if record.id in seen:
@@ -353,14 +355,14 @@ def precompute_reference(
         seen.add(record.id)
     token_level = collator.loss.needs_token_weights
     fingerprint = dataset_fingerprint(records, collator.settings(), processor_fingerprint(processor))
-    weights = weights_fingerprint(model)
+    weights = weights or weights_fingerprint(model)
     key = hashlib.sha256(f"{CACHE_FORMAT}|{fingerprint}|{weights}".encode()).hexdigest()[:24]
     path = Path(cache_dir) / f"reference-{name}-{key}.safetensors"
     if path.is_file():
         cached = _load_cache(path, fingerprint, weights, name)
         if cached is not None:
             logger.info("reference log-probs (%s): %d pairs read from %s", name, len(cached.index), path)
-            cached.description = f"precomputed log-probs read from {path}"
+            cached.description = f"{name}: read from {path}"
             return cached
     start = time.perf_counter()
     tensors, ids = _compute(model, records, collator, batch_size, token_level, scorer, adapter_off)
@@ -368,7 +370,7 @@ def precompute_reference(
     logger.info("reference log-probs (%s): %d pairs in %.1f s, saved to %s", name, len(ids),
                 time.perf_counter() - start, path)  # fmt: skip
     index = {(name, i): row for row, i in enumerate(ids)}
-    return CachedReference(tensors, index, f"precomputed log-probs saved to {path}", [path])
+    return CachedReference(tensors, index, f"{name}: computed, saved to {path}", [path])
 
 
 def frozen_copy(model: Any) -> Any:
@@ -420,9 +422,12 @@ def precompute_splits(
     Under several processes the main one computes and saves first; the others then read its cache."""
     from accelerate import PartialState
 
+    weights = weights_fingerprint(model)  # once for every split
+    options = {"batch_size": batch_size, "scorer": scorer, "adapter_off": adapter_off, "weights": weights}
     parts = []
     with PartialState().main_process_first():
         for name, records, collator in splits:
-            parts.append(precompute_reference(model, records, collator, processor, cache_dir, batch_size=batch_size,
-                                              scorer=scorer, adapter_off=adapter_off, name=name))  # fmt: skip
-    return CachedReference.merge(parts)
+            parts.append(precompute_reference(model, records, collator, processor, cache_dir, name=name, **options))
+    merged = CachedReference.merge(parts)
+    merged.description = "precomputed log-probs (" + "; ".join(p.description for p in parts) + ")"
+    return merged
