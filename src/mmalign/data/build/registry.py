@@ -37,6 +37,8 @@ STRATEGIES: dict[str, str] = {
     "hallucinate": "mmalign.data.build.hallucinate:HallucinateBuilder",
     "corrupt-image": "mmalign.data.build.corrupt_image:CorruptImageBuilder",
     "multi-image": "mmalign.data.build.multi_image:MultiImageBuilder",
+    "sample-rank": "mmalign.data.build.sample_rank:SampleRankBuilder",
+    "adversarial": "mmalign.data.build.adversarial:AdversarialBuilder",
 }
 """Strategy name → ``module:Class`` of its builder (imported on first use)."""
 
