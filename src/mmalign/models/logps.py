@@ -47,10 +47,16 @@ class PreferenceLogps:
     """Rejected responses (rows ``[n, 2n)``)."""
 
 
+def unwrap_model(model: Any) -> Any:
+    """The ``transformers`` model under DDP / PEFT wrappers (for reading its config and signature)."""
+    while isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def _keeps_logits(model: Any) -> bool:
     """Whether the model's forward takes ``logits_to_keep``."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "logits_to_keep" in inspect.signature(base.forward).parameters
+    return "logits_to_keep" in inspect.signature(unwrap_model(model).forward).parameters
 
 
 def model_device_dtype(model: Any) -> tuple[torch.device, torch.dtype]:

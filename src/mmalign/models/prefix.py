@@ -54,6 +54,7 @@ from mmalign.models.logps import (
     model_device_dtype,
     preference_logps,
     sequence_logps,
+    unwrap_model,
 )
 
 logger = logging.getLogger(__name__)
@@ -84,13 +85,6 @@ class PrefixPlan:
 
 class _Unshareable(Exception):
     """The batch or the model does not allow the shared path; the message says why."""
-
-
-def _unwrap(model: Any) -> Any:
-    """The ``transformers`` model under DDP / PEFT wrappers (for reading its config and signature)."""
-    while hasattr(model, "module") and isinstance(model, torch.nn.parallel.DistributedDataParallel):
-        model = model.module
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def _gradient_checkpointing(model: Any) -> bool:
@@ -184,7 +178,7 @@ def plan_prefixes(model: Any, batch: Batch) -> PrefixPlan:
         raise ConfigError("empty batch: every record was skipped (see batch.skipped)")
     if batch.labels is None or batch.padding_side != "right":
         raise ConfigError("log-probs need a right-padded training batch (labels); collate with mode='train'")
-    base = _unwrap(model)
+    base = unwrap_model(model)
     try:
         problem = _model_problem(base)
         if problem:
@@ -254,7 +248,7 @@ def _prefix_forward(model: Any, batch: Batch, plan: PrefixPlan) -> tuple[Any, Te
     else:
         positions = torch.arange(width, device=reps.device).unsqueeze(0).expand(len(reps), -1)
         deltas = torch.zeros(len(reps), dtype=torch.long, device=reps.device)
-    if _keeps_logits(_unwrap(model)):
+    if _keeps_logits(unwrap_model(model)):
         inputs["logits_to_keep"] = 1  # nothing is scored on the prefix
     out = model(**inputs, position_ids=positions, use_cache=True)
     return out.past_key_values, mask, deltas
