@@ -218,3 +218,25 @@ def test_cli_errors_are_one_line(world, policy, tmp_path, capsys, monkeypatch):
     assert exit_info.value.code == 0
     shown = capsys.readouterr().out
     assert "judge.base_url" in shown and "self_judge.template" in shown and "truth.metric" in shown
+
+
+@pytest.mark.parametrize("scorer", ["self", "clip"])
+def test_cli_builds_with_model_scorers(world, policy, tmp_path, capsys, scorer):
+    from mmalign.models.tiny_clip import save_tiny_clip
+
+    clip = policy.parent / "tiny-clip"
+    if scorer == "clip" and not (clip / "model.safetensors").is_file():
+        save_tiny_clip(clip)
+    out = tmp_path / "sr.jsonl"
+    args = ["-o", f"model={policy}", "-o", f"scorer={scorer}", "-o", f"clip.path={clip}", "-o", "limit=3",
+            "-o", "k=3", "-o", "max_new_tokens=6", "-o", "min_gap=0"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "build", str(out), "--strategy", "sample-rank", "--world", str(world), "--seed", "2", *args])
+    assert exit_info.value.code == 0
+    assert "wrote" in capsys.readouterr().out
+    rows = list(read_records(out, root=out.parent))
+    assert len(rows) == 3  # random answers never repeat, and continuous scores never tie
+    for row in rows:
+        assert row.source == f"sample-rank/{scorer}" and row.meta["chosen_score"] > row.meta["rejected_score"]
+        low, high = (0, 1) if scorer == "self" else (-1, 1)
+        assert all(low <= c["score"] <= high for c in row.meta["candidates"])
