@@ -212,7 +212,10 @@ def build(
         None, help="Output .jsonl of preference pairs (image files go under --out-root)."
     ),
     strategy: str = typer.Option(
-        ..., "--strategy", "-s", help="hallucinate, corrupt-image or multi-image (--show-options lists its options)."
+        ...,
+        "--strategy",
+        "-s",
+        help="hallucinate, corrupt-image, multi-image, sample-rank or adversarial (--show-options lists its options).",
     ),
     world: Path | None = typer.Option(None, "--world", help="A shapes world directory (from `mmalign world`)."),
     split: str = typer.Option("train", "--split", help="Split of the world: train, val or test."),
@@ -235,7 +238,7 @@ def build(
     keep_shards: bool = typer.Option(False, "--keep-shards", help="Keep OUT.shards/ after assembling OUT."),
     show_options: bool = typer.Option(False, "--show-options", help="List the strategy's options and exit."),
 ) -> None:
-    """Build preference pairs without a model, in resumable shards (rerun the same command to resume)."""
+    """Build preference pairs in resumable shards (rerun the same command to resume)."""
     from mmalign.data.build.registry import BuildInputs, get_builder_class, make_builder, options_help
     from mmalign.data.build.shards import run_build
     from mmalign.errors import ConfigError

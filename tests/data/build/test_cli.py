@@ -41,7 +41,7 @@ def test_build_takes_options_from_yaml_and_lists_them(world, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["-s", "sample-rank", "--world", "{world}"], "error: unknown build strategy 'sample-rank'; choose one of"),
+    (["-s", "nosuch", "--world", "{world}"], "error: unknown build strategy 'nosuch'; choose one of"),
     (["-s", "hallucinate", "--world", "{world}", "-o", "cooccur_prob=2"], "must be between 0 and 1, got 2"),
     (["-s", "hallucinate", "--world", "{world}", "-o", "nope=1"], "unknown key 'nope'"),
     (["-s", "hallucinate"], "hallucinate needs --world DIR or --input"),

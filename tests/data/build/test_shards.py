@@ -112,8 +112,8 @@ def test_options_and_output_names_are_checked(world, tmp_path):
         _run(world, tmp_path / "out.parquet")
     with pytest.raises(ConfigError, match="num_proc must be at least 1"):
         _run(world, tmp_path / "x.jsonl", num_proc=0)
-    with pytest.raises(ConfigError, match="unknown build strategy 'sample-rank'"):
-        make_builder("sample-rank")
+    with pytest.raises(ConfigError, match="unknown build strategy 'no-such-strategy'"):
+        make_builder("no-such-strategy")
     stray = shards_dir(tmp_path / "y.jsonl")
     stray.mkdir()
     (stray / "notes.txt").write_text("mine")
