@@ -106,6 +106,21 @@ def load_image(
     raise DataError(f"not an image reference: {type(ref).__name__}", field=field)
 
 
+def load_images(
+    refs: list[ImageRef],
+    root: str | Path | None = None,
+    *,
+    record_id: str | None = None,
+    field: str = "images",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> list[Image.Image]:
+    """:func:`load_image` for each of a record's images; errors name the record and ``field[i]``."""
+    try:
+        return [load_image(ref, root, max_pixels, field=f"{field}[{i}]") for i, ref in enumerate(refs)]
+    except DataError as err:
+        raise err.located(record_id=record_id) from None
+
+
 def check_pixels(image: Image.Image, max_pixels: int, field: str | None = None) -> None:
     width, height = image.size
     if width * height > max_pixels:

@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-from mmalign.data.images import DEFAULT_MAX_PIXELS, load_image
+from mmalign.data.images import DEFAULT_MAX_PIXELS, load_images
 from mmalign.data.records import (
     EvalItem,
     ImageRef,
@@ -89,10 +89,4 @@ def check_placeholders(example: Example) -> None:
 
 def open_images(example: Example, root: str | Path | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Image.Image]:
     """The example's images as RGB PIL images (paths are opened safely under ``root``)."""
-    images = []
-    for i, ref in enumerate(example.images):
-        try:
-            images.append(load_image(ref, root, max_pixels, field=f"{example.images_field}[{i}]"))
-        except DataError as err:
-            raise err.located(record_id=example.id) from None
-    return images
+    return load_images(example.images, root, record_id=example.id, field=example.images_field, max_pixels=max_pixels)

@@ -294,7 +294,7 @@ class AdversarialBuilder(Builder):
         return Plan(units, root, fingerprint, {"root": str(root)}, f"{what}, {len(units)} groups of {size}")
 
     def build(self, unit: dict[str, Any], shared: Any, seed: int) -> list[PreferenceRecord]:
-        from mmalign.data.images import encode_png, load_image
+        from mmalign.data.images import encode_png, load_images
         from mmalign.models.examples import Example
         from mmalign.models.generation import generate
 
@@ -303,10 +303,7 @@ class AdversarialBuilder(Builder):
         items = unit["items"]
         examples = []
         for item in items:
-            try:
-                images = [load_image(ref, shared["root"], field=f"images[{i}]") for i, ref in enumerate(item["images"])]
-            except DataError as err:
-                raise err.located(record_id=item["id"]) from None
+            images = load_images(item["images"], shared["root"], record_id=item["id"])
             examples.append(Example(item["id"], item["prompt"], images, assistant(item["answer"])))
         seeds = [_item_seed(seed, item["id"]) for item in items]
         attack = pgd_attack(loaded, examples, epsilon=opts.epsilon, step_size=opts.step_size, steps=opts.steps,

@@ -71,7 +71,7 @@ class CorruptImageBuilder(Builder):
 
     def build(self, unit: dict[str, Any], shared: Any, seed: int) -> list[PreferenceRecord]:
         from mmalign.data.corrupt import degrade
-        from mmalign.data.images import encode_png, load_image
+        from mmalign.data.images import encode_png, load_images
 
         record = record_from_dict(unit)
         opts = self.options
@@ -85,7 +85,7 @@ class CorruptImageBuilder(Builder):
             assert isinstance(record, PreferenceRecord)
             chosen, rejected = record.chosen, record.rejected
             chosen_spans, rejected_spans = record.chosen_spans, record.rejected_spans
-        images = [load_image(ref, shared["root"], field=f"images[{i}]") for i, ref in enumerate(record.images)]
+        images = load_images(record.images, shared["root"], record_id=record.id)
         out = []
         for mode in chosen_modes:
             severity = round(opts.severity_min + (opts.severity_max - opts.severity_min) * rng.random(), 4)

@@ -272,7 +272,7 @@ class SampleRankBuilder(Builder):
         return opts.judge.described()
 
     def build(self, unit: dict[str, Any], shared: Any, seed: int) -> list[PreferenceRecord]:
-        from mmalign.data.images import load_image
+        from mmalign.data.images import load_images
         from mmalign.models.examples import Example
         from mmalign.models.generation import generate
 
@@ -281,10 +281,7 @@ class SampleRankBuilder(Builder):
         prompts = unit["prompts"]
         contexts = []
         for p in prompts:
-            try:
-                images = [load_image(ref, shared["root"], field=f"images[{i}]") for i, ref in enumerate(p["images"])]
-            except DataError as err:
-                raise err.located(record_id=p["id"]) from None
+            images = load_images(p["images"], shared["root"], record_id=p["id"])
             contexts.append(ScoreContext(p["id"], p["question"], p["prompt"], images, p["objects"]))
         items = [Example(c.id, c.prompt, c.images) for c in contexts for _ in range(opts.k)]
         sampling = {"k": opts.k, "temperature": opts.temperature, "top_p": opts.top_p,
