@@ -1,0 +1,35 @@
+"""``mmalign demo``: the whole pipeline on the embedded shapes world, with a measured result.
+
+    run = run_demo(DemoSettings(out=Path("demo-out"), seed=0))
+    print("\\n".join(run.headline))
+
+* :mod:`.pipeline`: the steps (world, baseline, evaluation, pairs, training, report), each resumable;
+* :mod:`.settings`: the options, the compared methods and the ``--quick`` profile;
+* :mod:`.checkpoint`: the shipped SFT baseline (locate, verify, export);
+* :mod:`.pairs`, :mod:`.training`: the training data and the methods' configs and runs;
+* :mod:`.report`, :mod:`.plots`, :mod:`.headline`: results.json, report.md, the PNGs and what is claimed.
+
+Names are imported lazily (PEP 562), so importing the package does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DemoSettings": "settings",
+    "METHODS": "settings",
+    "DemoRun": "pipeline",
+    "run_demo": "pipeline",
+    "headline_lines": "headline",
+    "verify": "checkpoint",
+    "shipped_dir": "checkpoint",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mmalign.demo' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"mmalign.demo.{_EXPORTS[name]}"), name)

@@ -1,0 +1,82 @@
+"""The demo's training data, made by two builders from the world's training split.
+
+* ``hallucinate.jsonl`` (:mod:`mmalign.data.build.hallucinate`): per scene, in split order, caption pairs
+  (chosen: the clean caption; rejected: an absent object added or swapped in, the most co-occurring one, so
+  usually the absent partner) and existence questions; cut to exactly the budget's pair count;
+* ``corrupt-image.jsonl`` (:mod:`mmalign.data.build.corrupt_image`): the same pairs, same order, each with a
+  corrupted copy of its image as ``rejected_images`` (mDPO's image-conditional term);
+* ``chosen.jsonl``: the chosen side of the same pairs as SFT records (the control trains on these alone).
+
+Every method sees the same pairs in the same order (same count, same seed), so they differ only by objective.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from mmalign.data.build import BuildInputs, make_builder, run_build, unit_seed
+from mmalign.data.io import atomic_path, write_records
+from mmalign.data.records import PreferenceRecord, SFTRecord
+from mmalign.demo.settings import CORRUPT_IMAGE_OPTIONS, HALLUCINATE_OPTIONS
+from mmalign.demo.training import Layout
+from mmalign.errors import ConfigError
+
+SUMMARY = "summary.json"
+
+
+def hallucination_pairs(world: Path, n_pairs: int, seed: int) -> tuple[list[PreferenceRecord], int]:
+    """The first ``n_pairs`` pairs of the hallucinate builder over the training scenes in order, and how many
+    scenes they came from (only those scenes are built)."""
+    builder = make_builder("hallucinate", HALLUCINATE_OPTIONS)
+    plan = builder.plan(BuildInputs(world=world, split="train"), seed)
+    records: list[PreferenceRecord] = []
+    scenes = 0
+    for unit in plan.units:
+        if len(records) >= n_pairs:
+            break
+        records += builder.build(unit, plan.shared, unit_seed(seed, builder.name, str(unit["id"])))
+        scenes += 1
+    if len(records) < n_pairs:
+        raise ConfigError(f"the world's {scenes} training scenes give {len(records)} pairs, fewer than the "
+                          f"{n_pairs} the budget needs: raise --train-scenes")  # fmt: skip
+    return records[:n_pairs], scenes
+
+
+def chosen_records(pairs: list[PreferenceRecord]) -> list[SFTRecord]:
+    """The chosen response of each pair as an SFT example (same id, prompt and images)."""
+    return [SFTRecord(id=p.id, prompt=p.prompt, completion=p.chosen, images=list(p.images), source="chosen",
+                      meta={"from_source": p.source, **p.meta}) for p in pairs]  # fmt: skip
+
+
+def build_pairs(layout: Layout, n_pairs: int, seed: int, say: Any = print) -> dict[str, Any]:
+    """Write the three training files into ``layout.pairs`` and ``summary.json``; returns the summary."""
+    pairs, scenes = hallucination_pairs(layout.world, n_pairs, seed)
+    text_file = layout.pair_file("hallucinate")
+    write_records(text_file, pairs, root=layout.world)
+    write_records(layout.pair_file("chosen"), chosen_records(pairs), root=layout.world)
+    say(f"hallucinate: {len(pairs)} pairs from the first {scenes} training scenes")
+    result = run_build(make_builder("corrupt-image", CORRUPT_IMAGE_OPTIONS),
+                       BuildInputs(input=text_file, root=layout.world), layout.pair_file("corrupt-image"), seed=seed,
+                       out_root=layout.pair_root("corrupt-image"))  # fmt: skip
+    say(f"corrupt-image: {result.pairs} pairs with corrupted rejected images in {result.seconds:.1f} s")
+    kinds = Counter(str(p.meta.get("kind")) for p in pairs)
+    captions = [p for p in pairs if p.meta.get("kind") in ("add", "swap")]
+    summary = {
+        "pairs": len(pairs),
+        "scenes": scenes,
+        "kinds": dict(sorted(kinds.items())),
+        "caption_pairs_with_absent_partner": sum(bool(p.meta.get("absent_partner")) for p in captions),
+        "caption_pairs": len(captions),
+        "builders": {"hallucinate": HALLUCINATE_OPTIONS, "corrupt-image": CORRUPT_IMAGE_OPTIONS},
+        "seed": seed,
+    }
+    with atomic_path(layout.pairs / SUMMARY) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def read_summary(layout: Layout) -> dict[str, Any]:
+    return json.loads((layout.pairs / SUMMARY).read_text(encoding="utf-8"))

@@ -1,0 +1,130 @@
+"""What ``mmalign demo`` runs: its settings, the methods it compares, and the ``--quick`` profile.
+
+The world is the shapes world's default (:class:`mmalign.world.config.WorldConfig`: 48 px, 3×3 grid, 20
+object types, 10 partner pairs added with probability 0.8, caption noise 0.5), with the SFT recipe's 40 000
+training scenes and ``test_scenes`` held-out scenes every model is evaluated on. Each method's optimiser
+settings are its YAML config under ``configs/demo/``; the demo fills in the paths and the seed, and checks
+that every method (the control included) gets the same budget: optimiser steps × pairs per step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mmalign.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Method:
+    """One model trained from the baseline."""
+
+    name: str
+    """Short name: the run's directory and its key in results.json."""
+    label: str
+    """What the report calls it."""
+    config: str
+    """Its config file in the demo's config directory."""
+    trainer: Literal["pref", "sft"]
+    pairs: Literal["hallucinate", "corrupt-image", "chosen"]
+    """Which training file: the text pairs, the same pairs with corrupted rejected images, or their chosen side."""
+
+
+METHODS: tuple[Method, ...] = (
+    Method("dpo", "DPO", "dpo.yaml", "pref", "hallucinate"),
+    Method("dpo_nll", "DPO + NLL", "dpo_nll.yaml", "pref", "hallucinate"),
+    Method("mdpo", "mDPO", "mdpo.yaml", "pref", "corrupt-image"),
+    Method("simpo", "SimPO", "simpo.yaml", "pref", "hallucinate"),
+    Method("control", "SFT on chosen (control)", "control.yaml", "sft", "chosen"),
+)
+"""The compared methods, in report order; ``control`` is the SFT-on-chosen control every method is held against."""
+CONTROL = "control"
+BASELINE = "baseline"
+
+EVAL_TASKS = ("pope_random", "pope_popular", "pope_adversarial", "chair", "mme", "mc")
+"""What every model is evaluated on (the same held-out scenes for all)."""
+
+HALLUCINATE_OPTIONS: dict[str, Any] = {"kinds": ["add", "swap", "existence"], "cooccur_prob": 0.8}
+"""Options of the ``hallucinate`` builder: caption pairs whose rejected side names an absent object (the most
+co-occurring one, usually the absent partner, with probability 0.8) and existence questions about it."""
+CORRUPT_IMAGE_OPTIONS: dict[str, Any] = {"modes": ["mask", "crop"], "severity_min": 0.6, "severity_max": 0.9}
+"""Options of the ``corrupt-image`` builder: the rejected images mDPO's image-conditional term contrasts with."""
+
+
+@dataclass
+class DemoSettings:
+    """Everything ``mmalign demo`` takes; each field is the CLI option of the same name."""
+
+    out: Path = Path("demo-out")
+    """Output directory: the world, the models, every evaluation, report.md, results.json, the plots."""
+    quick: bool = False
+    """A one-minute smoke run: tiny world, a few training steps, few test scenes (the numbers mean nothing)."""
+    from_scratch: bool = False
+    """Train the SFT baseline with configs/demo/sft.yaml instead of using the shipped checkpoint."""
+    seed: int = 0
+    """Seed of what the demo draws: pairs, training order, the bootstrap (and SFT with --from-scratch)."""
+    world_seed: int = 0
+    """Seed of the shapes world (the shipped baseline was trained on world seed 0)."""
+    train_scenes: int = 40_000
+    """Training scenes of the world (the SFT recipe's; the pairs come from the first of them)."""
+    test_scenes: int = 400
+    """Held-out scenes every model is evaluated on."""
+    steps: int | None = None
+    """Optimiser steps of every method (default: the configs'; all must agree)."""
+    batch_size: int | None = None
+    """Pairs per step of every method (default: the configs'; all must agree)."""
+    methods: tuple[str, ...] = tuple(m.name for m in METHODS)
+    """Which methods to train (the control always runs: every claim is made against it)."""
+    configs: Path | None = None
+    """Directory of the demo's configs (default: configs/demo of this checkout)."""
+    bootstrap: int = 1000
+    """Bootstrap resamples of every interval."""
+    eval_batch_size: int = 64
+    """Items per forward pass when evaluating."""
+    export_baseline: Path | None = None
+    """Train the baseline from scratch, export it as the shipped checkpoint to this directory, and stop."""
+    progress: bool = True
+    """Progress bars."""
+    sft_overrides: list[str] = field(default_factory=list)
+    """Extra ``key=value`` overrides of the SFT recipe (the quick profile shortens it)."""
+
+    def __post_init__(self) -> None:
+        if self.export_baseline is not None:
+            self.from_scratch = True
+        known = {m.name for m in METHODS}
+        unknown = [m for m in self.methods if m not in known]
+        if unknown:
+            raise ConfigError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+        self.methods = tuple(m.name for m in METHODS if m.name in self.methods or m.name == CONTROL)
+        for name in ("train_scenes", "test_scenes", "bootstrap", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("steps", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.seed < 0 or self.world_seed < 0:
+            raise ConfigError("--seed and --world-seed must be >= 0")
+
+    def with_quick_profile(self) -> DemoSettings:
+        """The ``--quick`` sizes (explicitly given options are kept only where they are smaller)."""
+        if not self.quick:
+            return self
+        small = {"train_scenes": 300, "test_scenes": 24, "steps": 3, "batch_size": 8,
+                 "bootstrap": 200, "eval_batch_size": 32}  # fmt: skip
+        changes = {k: min(v, getattr(self, k)) if getattr(self, k) is not None else v for k, v in small.items()}
+        sft = ["train.max_steps=12", "train.batch_size=16", "train.warmup_steps=2", "train.logging_steps=4",
+               "train.save_steps=null"]  # fmt: skip
+        return dataclasses.replace(self, **changes, sft_overrides=[*sft, *self.sft_overrides])
+
+    def selected(self) -> list[Method]:
+        return [m for m in METHODS if m.name in self.methods]
+
+    def to_dict(self) -> dict[str, Any]:
+        """What results.json records (paths as strings; the output directory itself left out)."""
+        data = dataclasses.asdict(self)
+        data.pop("out")
+        data.pop("progress")
+        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v for k, v in data.items()}
