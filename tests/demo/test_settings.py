@@ -49,7 +49,7 @@ def test_a_config_of_the_wrong_kind_is_refused(tmp_path):
     directory = tmp_path / "configs"
     shutil.copytree(repo_configs(), directory)
     shutil.copyfile(directory / "dpo.yaml", directory / "control.yaml")
-    with pytest.raises(ConfigError, match="control.yaml: kind must be 'sft'"):
+    with pytest.raises(ConfigError, match=r"control\.yaml: kind must be 'sft'"):
         configs_for(directory, Layout(tmp_path))
 
 
