@@ -1,8 +1,9 @@
 """``mmalign eval``: evaluate a model (``run``), put runs side by side (``compare``) and score predictions in
 benchmarks' official formats (``score``).
 
-``run`` is a subcommand (``mmalign eval run --model DIR ...``) rather than options on ``mmalign eval``
-itself: a typer group whose callback also takes ``--model`` would swallow the subcommands' names.
+``mmalign eval --model DIR ...`` (options straight after ``eval``) is a shorthand for ``mmalign eval run --model
+DIR ...`` (:func:`mmalign.cli.main.main` inserts ``run``): a typer group whose callback also took ``--model``
+would swallow the subcommands' names.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def run(
         None,
         "--tasks",
         help="Comma-separated tasks: pope_random, pope_popular, pope_adversarial, chair, "
-        "consistency, mme, mc, safety, dialogue, reward, preference.",
+        "consistency, mme, mc, safety, dialogue, reward, preference (pope: its three splits).",
     ),
     suite: str | None = typer.Option(
         None, "--suite", help="A named suite: shapes, hallucination, general, alignment, quick."

@@ -38,9 +38,16 @@ def _root(
     """Global options (``--debug`` is read by :func:`main`)."""
 
 
+def _eval_shorthand(args: list[str]) -> list[str]:
+    """``mmalign eval --model DIR ...`` is ``mmalign eval run --model DIR ...`` (options straight after ``eval``)."""
+    if len(args) >= 2 and args[0] == "eval" and args[1].startswith("-") and args[1] not in ("--help", "-h"):
+        return ["eval", "run", *args[1:]]
+    return args
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; exits with 2 and a one-line message on an :class:`MMAlignError`."""
-    args = sys.argv[1:] if argv is None else argv
+    args = _eval_shorthand(list(sys.argv[1:] if argv is None else argv))
     try:
         app(args=args, prog_name="mmalign")
     except MMAlignError as err:

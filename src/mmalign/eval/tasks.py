@@ -85,13 +85,17 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in _SPECS}
 
 def get_task(name: str) -> TaskSpec:
     if name not in TASKS:
-        raise ConfigError(f"unknown task {name!r}; choose from: {', '.join(TASKS)}")
+        raise ConfigError(f"unknown task {name!r}; choose from: {', '.join([*TASKS, *ALIASES])}")
     return TASKS[name]
 
 
+ALIASES: dict[str, tuple[str, ...]] = {"pope": ("pope_random", "pope_popular", "pope_adversarial")}
+"""Names that stand for several tasks in ``--tasks``: ``pope`` is its three negative-sampling splits."""
+
+
 def parse_task_list(text: str) -> list[str]:
-    """``"pope_adversarial, chair"`` → checked task names in the given order, without repeats."""
-    names = [part.strip() for part in text.split(",") if part.strip()]
+    """``"pope, chair"`` → checked task names in the given order (aliases expanded), without repeats."""
+    names = [name for part in text.split(",") if part.strip() for name in ALIASES.get(part.strip(), (part.strip(),))]
     if not names:
         raise ConfigError("--tasks names no task")
     for name in names:

@@ -17,7 +17,7 @@ def run(cli, capsys, *args: str) -> str:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--tasks", "pope,chair"], "unknown task 'pope'; choose from: pope_random"),
+        (["--tasks", "popes,chair"], "unknown task 'popes'; choose from: pope_random"),
         (["--tasks", "mme", "--suite", "quick"], "give --tasks or --suite"),
         ([], "give --tasks or --suite"),
         (["--suite", "everything"], "unknown suite 'everything'"),
@@ -31,6 +31,20 @@ def run(cli, capsys, *args: str) -> str:
 def test_usage_errors(cli, capsys, models, world_dir, tmp_path, extra, message):
     args = ["--model", str(models["base"]), "--data", str(world_dir), "--out", str(tmp_path / "o"), *extra]
     assert message in run(cli, capsys, *args)
+
+
+def test_eval_with_options_is_eval_run(cli, capsys, tmp_path):
+    """``mmalign eval --model DIR ...`` is the shorthand of ``mmalign eval run --model DIR ...``."""
+    assert cli(["eval", "--no-progress", "--model", str(tmp_path / "nope"), "--tasks", "pope,chair",
+                "--out", str(tmp_path / "o")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "No such command" not in err
+
+
+def test_pope_stands_for_its_three_splits():
+    from mmalign.eval.tasks import parse_task_list
+
+    assert parse_task_list("pope, chair, pope_random") == ["pope_random", "pope_popular", "pope_adversarial", "chair"]
 
 
 def test_missing_model_and_world(cli, capsys, models, tmp_path):
