@@ -9,7 +9,6 @@ import pytest
 import torch
 from PIL import Image
 
-from mmalign.cli.main import main
 from mmalign.data.io import read_records
 from mmalign.demo import checkpoint
 from mmalign.demo.settings import METHODS
@@ -30,20 +29,10 @@ def home(tmp_path, monkeypatch) -> Path:
     return tmp_path / "home"
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.mark.slow
-def test_quick_demo_runs_every_step_then_resumes_to_the_same_results(tmp_path, capsys):
+def test_quick_demo_runs_every_step_then_resumes_to_the_same_results(tmp_path, capsys, cli_run):
     out = tmp_path / "demo-out"
-    code, stdout, stderr = run(["demo", "--quick", "--out", str(out), "--no-progress"], capsys)
+    code, stdout, stderr = cli_run(["demo", "--quick", "--out", str(out), "--no-progress"])
     assert code == 0, stderr
     for name in ("report.md", "results.json", "timings.json", "pope.png", "chair.png", "curves.png"):
         assert (out / name).is_file(), name
@@ -87,17 +76,17 @@ def test_quick_demo_runs_every_step_then_resumes_to_the_same_results(tmp_path, c
 
     before = (out / "results.json").read_bytes()
     (out / ".steps" / "train dpo.json").unlink()  # DPO trains again; the same seed gives the same weights
-    code, stdout, stderr = run(["demo", "--quick", "--out", str(out), "--no-progress"], capsys)
+    code, stdout, stderr = cli_run(["demo", "--quick", "--out", str(out), "--no-progress"])
     assert code == 0, stderr
     assert "train dpo: done" in stdout and "eval dpo: up to date, skipped" in stdout
     assert "world: up to date, skipped" in stdout and "train mdpo: up to date, skipped" in stdout
     assert (out / "results.json").read_bytes() == before
 
 
-def test_export_baseline_runs_a_short_recipe_and_writes_a_verified_checkpoint(tmp_path, capsys):
+def test_export_baseline_runs_a_short_recipe_and_writes_a_verified_checkpoint(tmp_path, capsys, cli_run):
     dest = tmp_path / "asset"
     argv = ["demo", "--quick", "--out", str(tmp_path / "demo-out"), "--export-baseline", str(dest), "--no-progress"]
-    code, stdout, stderr = run(argv, capsys)
+    code, stdout, stderr = cli_run(argv)
     assert code == 0, stderr
     manifest = checkpoint.verify(dest)
     assert manifest["recipe"]["as_run"]["train"]["max_steps"] == 12  # the quick profile's short recipe
@@ -116,7 +105,7 @@ def test_export_baseline_runs_a_short_recipe_and_writes_a_verified_checkpoint(tm
         (["--steps", "0"], "--steps must be at least 1"),
     ],
 )
-def test_bad_options_fail_in_one_line(tmp_path, capsys, args, message):
-    code, _, stderr = run(["demo", "--quick", "--out", str(tmp_path / "o"), "--no-progress", *args], capsys)
+def test_bad_options_fail_in_one_line(tmp_path, capsys, args, message, cli_run):
+    code, _, stderr = cli_run(["demo", "--quick", "--out", str(tmp_path / "o"), "--no-progress", *args])
     assert code == 2
     assert message in stderr and "Traceback" not in stderr

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from mmalign.cli.main import main
 from mmalign.data.io import read_records
 from mmalign.models import generate, load
 from mmalign.train.callbacks import read_metrics
@@ -19,16 +18,6 @@ from mmalign.world.config import WorldConfig
 from mmalign.world.generate import generate_world
 
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "demo" / "sft.yaml"
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +34,7 @@ def home(tmp_path, monkeypatch) -> Path:
     return tmp_path / "home"
 
 
-def test_short_demo_recipe_trains_saves_reloads_and_generates(world, home, tmp_path, capsys):
+def test_short_demo_recipe_trains_saves_reloads_and_generates(world, home, tmp_path, capsys, cli_run):
     out = tmp_path / "sft"
     overrides = [
         f"data.train={world / 'train' / 'sft.jsonl'}",
@@ -57,7 +46,7 @@ def test_short_demo_recipe_trains_saves_reloads_and_generates(world, home, tmp_p
         "train.logging_steps=4",
         "train.save_steps=12",
     ]
-    code, stdout, stderr = run(["train", "sft", "--config", str(RECIPE), "--no-progress", *overrides], capsys)
+    code, stdout, stderr = cli_run(["train", "sft", "--config", str(RECIPE), "--no-progress", *overrides])
     assert code == 0, stderr
     assert (home / "presets" / "tiny-llava" / "config.json").is_file()  # the preset was built on first use
     assert "step 24/24" in stdout and "tok/s" in stdout and "ex/s" in stdout
@@ -80,50 +69,50 @@ def test_short_demo_recipe_trains_saves_reloads_and_generates(world, home, tmp_p
     assert load(out / "checkpoint-12").model.config.model_type == "llava"
 
 
-def test_unknown_config_key_is_one_clear_line(world, home, tmp_path, capsys):
-    code, _, stderr = run(["train", "sft", "--config", str(RECIPE), "train.learnign_rate=1e-3"], capsys)
+def test_unknown_config_key_is_one_clear_line(world, home, tmp_path, capsys, cli_run):
+    code, _, stderr = cli_run(["train", "sft", "--config", str(RECIPE), "train.learnign_rate=1e-3"])
     assert code == 2
     assert "unknown key 'train.learnign_rate'" in stderr and "allowed here:" in stderr
     assert "Traceback" not in stderr
 
 
-def test_unknown_key_in_yaml_names_the_file(tmp_path, capsys):
+def test_unknown_key_in_yaml_names_the_file(tmp_path, capsys, cli_run):
     path = tmp_path / "bad.yaml"
     path.write_text("kind: sft\ndata:\n  train: x.jsonl\nmodle:\n  path: tiny-llava\n")
-    code, _, stderr = run(["train", "sft", "--config", str(path)], capsys)
+    code, _, stderr = cli_run(["train", "sft", "--config", str(path)])
     assert code == 2 and str(path) in stderr and "unknown key 'modle'" in stderr
 
 
-def test_bad_records_fail_before_training_with_their_line(world, home, tmp_path, capsys):
+def test_bad_records_fail_before_training_with_their_line(world, home, tmp_path, capsys, cli_run):
     data = tmp_path / "mixed.jsonl"
     lines = (world / "train" / "sft.jsonl").read_text().splitlines()[:2]
     lines.append((world / "test" / "pope_random.jsonl").read_text().splitlines()[0])  # an eval item, not SFT
     data.write_text("\n".join(lines) + "\n")
     argv = ["train", "sft", f"data.train={data}", f"data.root={world}", f"train.output_dir={tmp_path / 'o'}"]
-    code, _, stderr = run(argv, capsys)
+    code, _, stderr = cli_run(argv)
     assert code == 2 and "Traceback" not in stderr
     assert "mixed.jsonl" in stderr and "line 3" in stderr
     assert not (tmp_path / "o" / "checkpoint-1").exists()
 
 
-def test_missing_data_and_missing_model_are_clear(world, home, tmp_path, capsys):
-    code, _, stderr = run(["train", "sft", f"data.train={tmp_path / 'nope.jsonl'}"], capsys)
+def test_missing_data_and_missing_model_are_clear(world, home, tmp_path, capsys, cli_run):
+    code, _, stderr = cli_run(["train", "sft", f"data.train={tmp_path / 'nope.jsonl'}"])
     assert code == 2 and "nope.jsonl" in stderr and "no such file" in stderr
     argv = ["train", "sft", "model.path=no-such-model", f"data.train={world / 'train' / 'sft.jsonl'}"]
-    code, _, stderr = run(argv, capsys)
+    code, _, stderr = cli_run(argv)
     assert code == 2 and "'no-such-model' is neither an existing directory nor a preset" in stderr
 
 
-def test_output_dir_with_a_run_needs_resume(world, home, tmp_path, capsys):
+def test_output_dir_with_a_run_needs_resume(world, home, tmp_path, capsys, cli_run):
     out = tmp_path / "taken"
     (out / "checkpoint-5").mkdir(parents=True)
     argv = ["train", "sft", f"data.train={world / 'train' / 'sft.jsonl'}", f"train.output_dir={out}"]
-    code, _, stderr = run(argv, capsys)
+    code, _, stderr = cli_run(argv)
     assert code == 2 and "already holds a run" in stderr and "train.resume=true" in stderr
 
 
-def test_show_options_lists_every_section(capsys):
-    code, stdout, _ = run(["train", "sft", "--show-options"], capsys)
+def test_show_options_lists_every_section(capsys, cli_run):
+    code, stdout, _ = cli_run(["train", "sft", "--show-options"])
     assert code == 0
     keys = ("model.path", "model.lora.r", "data.max_length", "train.learning_rate", "train.resume", "sft.merge_lora")
     assert all(key in stdout for key in keys)

@@ -14,7 +14,7 @@ from mmalign.eval.report import _figure, _save
 
 CURVES = (
     ("rewards/margins", "reward margin (chosen − rejected)"),
-    ("kl/chosen", "KL to the reference (k1, per token)"),
+    ("kl/chosen", "KL to the reference (k1 on chosen, per token)"),
 )
 
 
