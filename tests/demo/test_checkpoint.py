@@ -80,5 +80,5 @@ def test_copy_model_refuses_a_directory_without_safetensors(tmp_path):
 def test_another_world_is_refused_but_other_split_sizes_are_fine():
     manifest = {"world": WorldConfig().to_dict()}
     checkpoint.check_world(manifest, WorldConfig(train_scenes=300, test_scenes=24, val_scenes=0).to_dict())
-    with pytest.raises(ConfigError, match=r"another world \(caption_noise 0.5 → 0.2, seed 0 → 1\).*--from-scratch"):
+    with pytest.raises(ConfigError, match=r"another world \(caption_noise 0.6 → 0.2, seed 0 → 1\).*--from-scratch"):
         checkpoint.check_world(manifest, WorldConfig(seed=1, caption_noise=0.2).to_dict())

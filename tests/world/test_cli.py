@@ -74,13 +74,3 @@ def test_world_help_shows_documented_options(capsys):
     text = " ".join(capsys.readouterr().out.replace("│", " ").split())  # rich wraps help text inside a box
     for needle in ("--caption-noise", "--partner-prob", "--workers", "noisy web captions", "(default: 0.8)"):
         assert needle in text, needle
-
-
-def test_interim_demo_generates_and_prints_statistics(tmp_path, capsys):
-    assert run(["demo", "--out", str(tmp_path / "demo-out"), "--scenes", "30"]) == 0
-    text = capsys.readouterr().out
-    assert "generating the shapes world and printing its statistics" in text
-    assert "P(partner present | object present)" in text
-    info = json.loads((tmp_path / "demo-out/world/world.json").read_text())
-    assert info["config"]["train_scenes"] == 30 and info["config"]["image_size"] == 48
-    assert run(["demo", "--out", str(tmp_path / "demo-out"), "--scenes", "30"]) == 0  # reruns replace the world

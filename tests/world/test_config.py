@@ -11,7 +11,7 @@ def test_defaults_are_the_demo_world():
     cfg = WorldConfig()
     assert (cfg.n_colours, cfg.n_shapes, cfg.n_types) == (5, 4, 20)
     assert (cfg.grid_rows, cfg.grid_cols, cfg.image_size) == (3, 3, 48)  # 16 px a cell: one patch per cell
-    assert (cfg.n_partner_pairs, cfg.partner_prob, cfg.caption_noise) == (10, 0.8, 0.5)
+    assert (cfg.n_partner_pairs, cfg.partner_prob, cfg.caption_noise) == (10, 0.8, 0.6)
     assert cfg.colours == ("red", "green", "blue", "yellow", "purple")
     assert cfg.shapes == ("circle", "square", "triangle", "star")
 

@@ -1,7 +1,7 @@
 """What ``mmalign demo`` runs: its settings, the methods it compares, and the ``--quick`` profile.
 
 The world is the shapes world's default (:class:`mmalign.world.config.WorldConfig`: 48 px, 3×3 grid, 20
-object types, 10 partner pairs added with probability 0.8, caption noise 0.5), with the SFT recipe's 40 000
+object types, 10 partner pairs added with probability 0.8, caption noise 0.6), with the SFT recipe's 40 000
 training scenes and ``test_scenes`` held-out scenes every model is evaluated on. Each method's optimiser
 settings are its YAML config under ``configs/demo/``; the demo fills in the paths and the seed, and checks
 that every method (the control included) gets the same budget: optimiser steps × pairs per step.
