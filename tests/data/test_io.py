@@ -16,15 +16,8 @@ import pytest
 from PIL import Image
 
 from mmalign.data.io import convert, detect_format, read_records, write_jsonl, write_records
-from mmalign.data.records import (
-    EvalItem,
-    ImageBlob,
-    PreferenceRecord,
-    SFTRecord,
-    assistant,
-    record_from_dict,
-    user_prompt,
-)
+from mmalign.data.parse import record_from_dict
+from mmalign.data.records import EvalItem, ImageBlob, PreferenceRecord, SFTRecord, assistant, user_prompt
 from mmalign.errors import DataError
 
 

@@ -1,7 +1,7 @@
 """Opening, checking and writing image files safely.
 
 Image paths in records are relative to a *data root*. Before a file is read, its path must stay inside the
-root (absolute paths and ``..`` are refused by :func:`mmalign.data.records.check_image_path`; symlinks are
+root (absolute paths and ``..`` are refused by :func:`mmalign.data.parse.check_image_path`; symlinks are
 resolved here and must point inside the root too), it must exist and be non-empty. Decoding reads the header
 first and refuses images with more than ``max_pixels`` pixels before any pixel data is decompressed (a
 decompression bomb is a tiny file that expands to gigabytes); PIL's own ``DecompressionBombError`` is caught
@@ -21,7 +21,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from mmalign.data.records import ImageBlob, ImageRef, check_image_path
+from mmalign.data.parse import check_image_path
+from mmalign.data.records import ImageBlob, ImageRef
 from mmalign.errors import ConfigError, DataError
 
 DEFAULT_MAX_PIXELS = 89_478_485

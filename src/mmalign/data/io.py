@@ -26,7 +26,8 @@ from mmalign.data.images import (
     resolve_image,
     write_image_file,
 )
-from mmalign.data.records import RECORD_TYPES, ImageBlob, ImageRef, Record, record_from_dict
+from mmalign.data.parse import record_from_dict
+from mmalign.data.records import RECORD_TYPES, ImageBlob, ImageRef, Record
 from mmalign.errors import ConfigError, DataError
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from PIL import Image
 
 from mmalign.data.images import DEFAULT_MAX_PIXELS, load_images
+from mmalign.data.parse import record_from_dict
 from mmalign.data.records import (
     EvalItem,
     ImageRef,
@@ -24,7 +25,6 @@ from mmalign.data.records import (
     SFTRecord,
     assistant,
     count_image_placeholders,
-    record_from_dict,
     user_prompt,
 )
 from mmalign.errors import DataError

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mmalign.data.records import record_from_dict
+from mmalign.data.parse import record_from_dict
 from mmalign.world.config import WorldConfig
 from mmalign.world.generate import generate_world
 

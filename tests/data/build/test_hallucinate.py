@@ -12,7 +12,7 @@ from mmalign.data.build.hallucinate import caption_with_spans
 from mmalign.data.build.registry import BuildInputs, make_builder
 from mmalign.data.build.shards import run_build
 from mmalign.data.build.sources import Cooccurrence
-from mmalign.data.records import record_from_dict
+from mmalign.data.parse import record_from_dict
 from mmalign.world import vocab
 from mmalign.world.generate import read_world
 from mmalign.world.text import reference_caption

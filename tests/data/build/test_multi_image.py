@@ -6,7 +6,8 @@ import pytest
 
 from mmalign.data.build.registry import BuildInputs, make_builder
 from mmalign.data.build.shards import run_build
-from mmalign.data.records import count_image_placeholders, prompt_text, record_from_dict
+from mmalign.data.parse import record_from_dict
+from mmalign.data.records import count_image_placeholders, prompt_text
 from mmalign.errors import ConfigError
 from mmalign.world import vocab
 

@@ -21,7 +21,8 @@ import numpy as np
 from mmalign.config import option
 from mmalign.data.build.registry import Builder, BuildInputs, Plan, check_choices, check_fraction
 from mmalign.data.build.sources import read_record_units
-from mmalign.data.records import ImageBlob, PreferenceRecord, SFTRecord, record_from_dict
+from mmalign.data.parse import record_from_dict
+from mmalign.data.records import ImageBlob, PreferenceRecord, SFTRecord
 from mmalign.errors import ConfigError, DataError
 
 IMAGE_DIR = "images/corrupt-image"

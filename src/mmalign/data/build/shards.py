@@ -32,7 +32,8 @@ from typing import Any
 from mmalign.data.build.registry import Builder, BuildInputs, options_dict, unit_seed
 from mmalign.data.images import blob_target, content_path, encode_png, resolve_image, write_image_file
 from mmalign.data.io import atomic_path
-from mmalign.data.records import ImageBlob, ImageRef, PreferenceRecord, record_from_dict
+from mmalign.data.parse import record_from_dict
+from mmalign.data.records import ImageBlob, ImageRef, PreferenceRecord
 from mmalign.errors import ConfigError, DataError, MMAlignError
 
 MANIFEST_FORMAT = "mmalign.build/1"

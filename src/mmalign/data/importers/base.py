@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mmalign.data.images import blob_target
-from mmalign.data.records import ImageBlob, ImageRef, Message, check_image_path, text_message
+from mmalign.data.parse import check_image_path
+from mmalign.data.records import ImageBlob, ImageRef, Message, text_message
 from mmalign.errors import DataError
 
 IMAGE_TOKEN = "<image>"

@@ -17,7 +17,8 @@ from mmalign.config import config_from_dict, describe
 from mmalign.data.images import resolve_image
 from mmalign.data.importers.base import Importer, SkipRow, iter_source
 from mmalign.data.io import write_records
-from mmalign.data.records import PreferenceRecord, record_from_dict
+from mmalign.data.parse import record_from_dict
+from mmalign.data.records import PreferenceRecord
 from mmalign.errors import ConfigError, DataError
 
 FORMATS: dict[str, str] = {

@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 
 from mmalign.data.columnar import from_columns
 from mmalign.data.importers.base import Importer, content_id, user_message
-from mmalign.data.records import Message, count_image_placeholders, parse_messages, text_message
+from mmalign.data.parse import parse_messages
+from mmalign.data.records import Message, count_image_placeholders, text_message
 from mmalign.errors import DataError
 
 OWN = ("rejected_images", "chosen_spans", "rejected_spans", "source", "meta", "image_paths", "rejected_image_paths")

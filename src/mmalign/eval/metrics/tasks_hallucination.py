@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from mmalign.data.records import EvalItem, record_from_dict
+from mmalign.data.parse import record_from_dict
+from mmalign.data.records import EvalItem
 from mmalign.errors import DataError
 from mmalign.eval.metrics.chair import chair_row, coco_ground_truth, coco_vocabulary, shapes_vocabulary, summarize_chair
 from mmalign.eval.metrics.coco import read_coco_annotations, read_generated_captions
