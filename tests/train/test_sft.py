@@ -78,6 +78,13 @@ def test_one_step_changes_every_trainable_parameter(world, model_dir, tmp_path):
     assert len(changed) > 60
 
 
+@pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-idefics3"])
+def test_one_step_changes_every_trainable_parameter_of_the_other_families(world, preset, tmp_path):
+    model_dir = save_tiny(spec_for(preset), tmp_path / preset, preset=preset)
+    changed, trainable, _ = _one_step(make_config(world, model_dir, tmp_path / "run", max_steps=1), model_dir)
+    assert changed == trainable and len(changed) > 60  # these towers feed every layer they have to the model
+
+
 def test_one_lora_step_changes_only_adapters(world, model_dir, tmp_path):
     config = make_config(world, model_dir, tmp_path / "run", lora=True, max_steps=1)
     changed, trainable, _ = _one_step(config, model_dir)
