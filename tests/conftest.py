@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+import torch
 
 from mmalign.cli.main import main
 
@@ -23,3 +25,30 @@ def cli_run(capsys) -> Callable[[list[str]], tuple[int, str, str]]:
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): tiny models gain
+    nothing from threads, and lose a lot when test workers share 2 cores. Restored after the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``tiny_dir(preset)``: the directory of a tiny model, built on first use and shared by the session (tests
+    only read it)."""
+    from mmalign.models.tiny import save_tiny, spec_for
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    built: dict[str, Path] = {}
+
+    def get(preset: str) -> Path:
+        if preset not in built:
+            built[preset] = save_tiny(spec_for(preset), root / preset, preset=preset)
+        return built[preset]
+
+    return get

@@ -6,20 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from mmalign.data.io import read_records
 from mmalign.demo import checkpoint
 from mmalign.demo.settings import METHODS
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)

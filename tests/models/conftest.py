@@ -1,9 +1,7 @@
-"""Fixtures for the model-layer tests: tiny models built once per session, images and records."""
+"""Fixtures for the model-layer tests: images and records (tiny models: ``tiny_dir`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,22 +34,6 @@ def pref(i: int, chosen: str = "There is a red circle.", rejected: str = "There 
 
 def item(i: int, question: str = "Is there a red circle in the image?", answer: str = "Yes.", **kw) -> EvalItem:
     return EvalItem(f"e-{i}", "pope", question, answer, kw.pop("images", [shape_image()]), **kw)
-
-
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """``tiny_dir(preset)``: the directory of a tiny model, built on first use and shared by the session."""
-    from mmalign.models.tiny import save_tiny, spec_for
-
-    root = tmp_path_factory.mktemp("tiny-models")
-    built: dict[str, Path] = {}
-
-    def get(preset: str) -> Path:
-        if preset not in built:
-            built[preset] = save_tiny(spec_for(preset), root / preset, preset=preset)
-        return built[preset]
-
-    return get
 
 
 @pytest.fixture

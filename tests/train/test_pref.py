@@ -22,7 +22,6 @@ from mmalign.losses import LOSSES, PolicyLogps, ReferenceLogps, build_loss
 from mmalign.models import load
 from mmalign.models.families import GENERIC_VLM
 from mmalign.models.logps import sequence_logps
-from mmalign.models.tiny import save_tiny, spec_for
 from mmalign.train.callbacks import read_metrics
 from mmalign.train.guard import GuardConfig, OverOptimisationGuard
 from mmalign.train.pref_batch import PreferenceCollator, row_scorer, score
@@ -59,18 +58,12 @@ def pairs(n: int, prefix: str = "p", swap: bool = False) -> list[PreferenceRecor
     return out
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and lose a lot when test workers share 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny(spec_for("tiny-llava"), tmp_path_factory.mktemp("pref") / "tiny-llava", preset="tiny-llava")
+def model_dir(tiny_dir) -> Path:
+    return tiny_dir("tiny-llava")
 
 
 @pytest.fixture(scope="module")

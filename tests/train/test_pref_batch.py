@@ -12,7 +12,6 @@ from PIL import Image, ImageDraw
 from mmalign.data.records import PreferenceRecord, assistant, user_prompt
 from mmalign.losses import build_loss
 from mmalign.models import load
-from mmalign.models.tiny import save_tiny, spec_for
 from mmalign.train.pref_batch import PreferenceCollator, TrainerCollate, record_rng
 
 
@@ -31,8 +30,8 @@ def pair(i: int, **kw) -> PreferenceRecord:
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory):
-    return load(save_tiny(spec_for("tiny-llava"), tmp_path_factory.mktemp("batch") / "m", preset="tiny-llava"))
+def loaded(tiny_dir):
+    return load(tiny_dir("tiny-llava"))
 
 
 def tokens(loaded, batch, row: int) -> list[str]:

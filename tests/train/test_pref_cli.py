@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from PIL import Image, ImageDraw
 
@@ -15,7 +14,6 @@ from mmalign.data.io import write_records
 from mmalign.data.records import PreferenceRecord, assistant, user_prompt
 from mmalign.losses import LOSSES
 from mmalign.models import load
-from mmalign.models.tiny import save_tiny, spec_for
 from mmalign.train.callbacks import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,19 +27,13 @@ def record(i: int) -> PreferenceRecord:
                             [img], rejected_spans=[[22, 35]])  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and lose a lot when test workers share 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def setup(tmp_path_factory: pytest.TempPathFactory, tiny_dir) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("pref-cli")
-    model = save_tiny(spec_for("tiny-llava"), root / "tiny-llava", preset="tiny-llava")
+    model = tiny_dir("tiny-llava")
     write_records(root / "data" / "train.jsonl", [record(i) for i in range(4)])
     config = {
         "kind": "pref",

@@ -18,7 +18,6 @@ from mmalign.errors import DataError
 from mmalign.losses import build_loss
 from mmalign.models import load, preference_logps
 from mmalign.models.logps import sequence_logps
-from mmalign.models.tiny import save_tiny, spec_for
 from mmalign.train import reference as reference_module
 from mmalign.train.pref_batch import PreferenceCollator
 from mmalign.train.preference import PreferenceConfig, build_trainer
@@ -33,18 +32,12 @@ def record(i: int, text: str = "There is a red circle.") -> PreferenceRecord:
                             [img], rejected_spans=[[9, 20]])  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and lose a lot when test workers share 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny(spec_for("tiny-llava"), tmp_path_factory.mktemp("ref") / "tiny-llava", preset="tiny-llava")
+def model_dir(tiny_dir) -> Path:
+    return tiny_dir("tiny-llava")
 
 
 @pytest.fixture

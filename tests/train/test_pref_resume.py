@@ -12,14 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from PIL import Image, ImageDraw
 
 from mmalign.cli.main import main
 from mmalign.data.io import write_records
 from mmalign.data.records import PreferenceRecord, assistant, user_prompt
-from mmalign.models.tiny import save_tiny, spec_for
 from mmalign.train.callbacks import read_metrics
 
 # Stops in on_save once checkpoint-2 is complete (on_save comes after trainer_state.json is written), says so,
@@ -50,19 +48,13 @@ def record(i: int) -> PreferenceRecord:
                             rejected, [img])  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and lose a lot when test workers share 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def setup(tmp_path_factory: pytest.TempPathFactory, tiny_dir) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("pref-resume")
-    model = save_tiny(spec_for("tiny-llava"), root / "tiny-llava", preset="tiny-llava")
+    model = tiny_dir("tiny-llava")
     write_records(root / "data" / "train.jsonl", [record(i) for i in range(8)])
     return {"root": root, "model": model, "train": root / "data" / "train.jsonl"}
 

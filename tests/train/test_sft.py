@@ -14,7 +14,6 @@ from transformers import TrainerCallback
 
 from mmalign.config import config_from_dict
 from mmalign.models import load
-from mmalign.models.tiny import save_tiny, spec_for
 from mmalign.train.callbacks import read_metrics
 from mmalign.train.sft import SFTConfig, build_trainer, response_nll, train_sft
 from mmalign.world.config import WorldConfig
@@ -29,8 +28,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny(spec_for("tiny-llava"), tmp_path_factory.mktemp("sft") / "tiny-llava", preset="tiny-llava")
+def model_dir(tiny_dir) -> Path:
+    return tiny_dir("tiny-llava")
 
 
 def make_config(world: Path, model_dir: Path, out: Path, lora: bool = False, **train: Any) -> SFTConfig:
@@ -79,8 +78,8 @@ def test_one_step_changes_every_trainable_parameter(world, model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-idefics3"])
-def test_one_step_changes_every_trainable_parameter_of_the_other_families(world, preset, tmp_path):
-    model_dir = save_tiny(spec_for(preset), tmp_path / preset, preset=preset)
+def test_one_step_changes_every_trainable_parameter_of_the_other_families(world, preset, tiny_dir, tmp_path):
+    model_dir = tiny_dir(preset)
     changed, trainable, _ = _one_step(make_config(world, model_dir, tmp_path / "run", max_steps=1), model_dir)
     assert changed == trainable and len(changed) > 60  # these towers feed every layer they have to the model
 
