@@ -64,6 +64,15 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def read_json(path: str | Path) -> Any:
+    """A whole JSON document (a manifest, an annotation file); bad JSON is a :class:`DataError` naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"not valid JSON: {err}", file=path) from None
+
+
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     """Write dicts as JSON lines, atomically. Returns the number of rows written."""
     n = 0

@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mmalign.data.io import atomic_path
+from mmalign.data.io import atomic_path, read_json
 from mmalign.errors import ConfigError, DataError
 
 SHIPPED_NAME = "tiny-llava-sft"
@@ -73,10 +73,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST
     if not path.is_file():
         raise DataError(f"not a demo baseline: {MANIFEST} is missing (regenerate it: {REGENERATE})", file=path)
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"not valid JSON: {err}", file=path) from None
+    manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise DataError(f"unknown baseline format (expected {FORMAT!r})", file=path, field="format")
     return manifest

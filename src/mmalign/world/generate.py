@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmalign.data.io import atomic_path, write_jsonl
+from mmalign.data.io import atomic_path, read_json, write_jsonl
 from mmalign.errors import ConfigError, DataError
 from mmalign.world.config import WorldConfig
 from mmalign.world.draw import render_to_files
@@ -247,10 +247,7 @@ def read_world(world_dir: str | Path) -> dict[str, Any]:
     path = Path(world_dir) / "world.json"
     if not path.is_file():
         raise DataError("not a shapes world: world.json is missing (generate one with `mmalign world`)", file=path)
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"not valid JSON: {err}", file=path) from None
+    info = read_json(path)
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise DataError(f"unknown world format (expected {FORMAT!r})", file=path, field="format")
     return info

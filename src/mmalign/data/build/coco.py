@@ -10,12 +10,12 @@ Objects are named by category names, and found in captions with CHAIR's synonym 
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmalign.data.io import read_json
 from mmalign.errors import DataError
 
 WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
@@ -58,10 +58,7 @@ def annotation_files(path: Path) -> tuple[list[Path], list[Path]]:
 
 
 def _load(file: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"not valid JSON: {err}", file=file) from None
+    data = read_json(file)
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
         raise DataError("not a COCO annotation file (no 'annotations' list)", file=file, field="annotations")
     return data

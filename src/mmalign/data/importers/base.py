@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mmalign.data.images import blob_target
+from mmalign.data.io import read_json
 from mmalign.data.parse import check_image_path
 from mmalign.data.records import ImageBlob, ImageRef, Message, text_message
 from mmalign.errors import DataError
@@ -269,10 +270,7 @@ def iter_source(path: str | Path) -> Iterator[SourceRow]:
     elif suffix == ".jsonl":
         yield from (SourceRow(path, r.line, r.index, r.data, r.error) for r in iter_rows(path))
     elif suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise DataError(f"not valid JSON: {err}", file=path) from None
+        data = read_json(path)
         if not isinstance(data, list):
             raise DataError(f"expected a JSON list of rows, got {type(data).__name__}", file=path)
         yield from (SourceRow(path, None, i, row) for i, row in enumerate(data))
