@@ -33,6 +33,7 @@ from mmalign.eval.metrics.pope import official_yes_no
 from mmalign.eval.metrics.tasks_hallucination import read_eval_items
 from mmalign.models import ensure_preset, generate, load, sequence_logps
 from mmalign.world import WorldConfig, generate_world
+from timing import best_rate
 
 
 def fit(loaded, world: Path, seconds: float, seed: int = 0) -> int:
@@ -53,17 +54,6 @@ def fit(loaded, world: Path, seconds: float, seed: int = 0) -> int:
         steps += 1
     model.eval()
     return steps
-
-
-def best_rate(run: Callable[[], object], items: int, repeats: int) -> float:
-    """Items per second of the fastest of ``repeats`` runs (after one warm-up run)."""
-    run()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return items / best
 
 
 def main() -> None:

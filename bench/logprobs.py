@@ -15,7 +15,6 @@ import argparse
 import os
 import random
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from mmalign.data.records import PreferenceRecord, SFTRecord, assistant, user_prompt
 from mmalign.models import load, preference_logps, save_tiny, sequence_logps, spec_for
 from mmalign.world import WorldConfig, reference_caption, render, sample_scene
+from timing import best_rate
 
 
 def world_records(n: int, seed: int = 0) -> tuple[list[SFTRecord], list[PreferenceRecord]]:
@@ -40,17 +40,6 @@ def world_records(n: int, seed: int = 0) -> tuple[list[SFTRecord], list[Preferen
         rejected = swapped if swapped != caption else caption.replace("There is", "There is a red heart and")
         pairs.append(PreferenceRecord(f"p{i}", prompt, assistant(caption), assistant(rejected), [image]))
     return sft, pairs
-
-
-def best_rate(run: Callable[[], None], items: int, repeats: int) -> float:
-    """Items per second of the fastest of ``repeats`` runs (after one warm-up run)."""
-    run()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return items / best
 
 
 def bench_family(preset: str, root: Path, n: int, batch_size: int, repeats: int) -> dict[str, float]:
