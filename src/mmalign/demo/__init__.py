@@ -14,8 +14,7 @@ Names are imported lazily (PEP 562), so importing the package does not import to
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mmalign.lazy import lazy_getattr
 
 _EXPORTS = {
     "DemoSettings": "settings",
@@ -29,7 +28,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'mmalign.demo' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"mmalign.demo.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

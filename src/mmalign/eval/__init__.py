@@ -14,8 +14,7 @@ Names are imported lazily (PEP 562), so ``import mmalign.eval.tasks`` does not i
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mmalign.lazy import lazy_getattr
 
 _EXPORTS = {
     "EvalConfig": "runner",
@@ -29,7 +28,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'mmalign.eval' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"mmalign.eval.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -11,8 +11,7 @@ Names are imported lazily (PEP 562), so ``import mmalign.models.tiny`` does not 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mmalign.lazy import lazy_getattr
 
 _EXPORTS = {
     "IGNORE": "collate",
@@ -43,7 +42,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'mmalign.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"mmalign.models.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -7,8 +7,7 @@ Names are imported lazily (PEP 562), so ``import mmalign.world.config`` stays li
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mmalign.lazy import lazy_getattr
 
 _EXPORTS = {
     "WorldConfig": "config",
@@ -36,7 +35,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'mmalign.world' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"mmalign.world.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
