@@ -77,7 +77,8 @@ def main() -> None:
         world = Path(tmp) / "world"
         generate_world(world, WorldConfig(train_scenes=args.train_scenes, seed=0))
         if args.model is None:
-            loaded, name = load(checkpoint.verify() and checkpoint.shipped_dir()), "the demo's SFT baseline"
+            checkpoint.verify()  # the shipped files match their manifest
+            loaded, name = load(checkpoint.shipped_dir()), "the demo's SFT baseline"
         elif Path(args.model).is_dir():
             loaded, name = load(args.model), args.model
         else:
