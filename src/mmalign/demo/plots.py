@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mmalign.demo.headline import PARTNER
 from mmalign.eval.report import _figure, _save
 
 CURVES = (
@@ -49,7 +50,7 @@ def plot_chair(models: dict[str, Any], labels: dict[str, str], path: Path) -> No
     plt = _figure()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
     left = [("chair_i", "CHAIR-i ↓"), ("chair_s", "CHAIR-s ↓"), ("recall", "recall ↑")]
-    right = [("absent_partner_caption_rate", "captions naming\nan absent partner ↓"),
+    right = [(PARTNER, "captions naming\nan absent partner ↓"),
              ("absent_partner_mention_rate", "absent partners\nnamed ↓"),
              ("other_absent_mention_rate", "other absent\nobjects named ↓")]  # fmt: skip
     for ax, metrics, title in ((axes[0], left, "CHAIR on held-out captions"),

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any
 import mmalign
 from mmalign.data.io import atomic_path
 from mmalign.demo.checkpoint import sha256
-from mmalign.demo.headline import baseline_checks, control_sentence, goal_checks, headline_lines, interval_text
+from mmalign.demo.headline import (
+    PARTNER,
+    baseline_checks,
+    control_sentence,
+    goal_checks,
+    headline_lines,
+    interval_text,
+)
 from mmalign.demo.pairs import read_summary
 from mmalign.demo.plots import plot_chair, plot_curves, plot_pope, read_curves
 from mmalign.demo.settings import BASELINE, CONTROL, Method
@@ -135,7 +142,7 @@ def write_outputs(pipe: Pipeline, methods: list[Method], configs: dict[str, Any]
 MAIN_COLUMNS = (("pope_random", "accuracy", "POPE rnd acc"), ("pope_popular", "accuracy", "POPE pop acc"),
                 ("pope_adversarial", "accuracy", "POPE adv acc"), ("pope_adversarial", "f1", "POPE adv F1"),
                 ("chair", "chair_i", "CHAIR-i"), ("chair", "chair_s", "CHAIR-s"), ("chair", "recall", "recall"),
-                ("chair", "absent_partner_caption_rate", "partner named"),
+                ("chair", PARTNER, "partner named"),
                 ("chair", "other_absent_mention_rate", "other absent named"), ("mme", "total", "MME"),
                 ("mc", "accuracy", "MC acc"))  # fmt: skip
 """The main table's columns: (task, metric, header)."""
