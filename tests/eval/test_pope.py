@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from mmalign.errors import ConfigError, DataError
+from mmalign.eval.metrics import pope
 from mmalign.eval.metrics.pope import binary_metrics, official_yes_no, pope_metrics, strict_yes_no
-from mmalign.eval.score import ScoreOptions, score
+from mmalign.eval.score import ScoreOptions, score, summary_lines
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "pope"
 ADVERSARIAL = SHARED / "sample_coco_pope_adversarial.jsonl"
@@ -158,3 +159,75 @@ def test_answer_writer_round_trip(tmp_path):
     assert write_pope_answers(path, [(str(q), "No") for q in range(20, 0, -1)]) == 20
     m = score("pope", path, questions=ADVERSARIAL)["metrics"]
     assert (m["tn"], m["fn"], m["yes_ratio"]) == (10, 10, 0.0)
+
+
+# Edge cases against the official evaluate.py (RUCAIBox/POPE): it reads `answer`, pairs the two files line by
+# line, counts every label other than exactly "no" as yes, and divides without checks.
+
+
+@pytest.mark.parametrize("label", ["No", "no ", "YES", "maybe"])
+def test_label_other_than_exactly_yes_or_no_is_refused(tmp_path, label):
+    # the official script would count each of these as a positive ("No" included); we refuse the file instead
+    rows = [json.loads(line) for line in ADVERSARIAL.read_text().splitlines()]
+    rows[3]["label"] = label
+    q = tmp_path / "coco_pope_adversarial.jsonl"
+    q.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"line 4 \(id '4'\), field 'label': label must be 'yes' or 'no' exactly"):
+        score("pope", _answers(tmp_path, {q: "yes" for q in range(1, 21)}), questions=q)
+
+
+def test_answers_in_another_order_are_matched_by_id_with_a_warning(tmp_path):
+    rows = [json.loads(line) for line in ADVERSARIAL.read_text().splitlines()]
+    labels = {row["question_id"]: row["label"] for row in rows}
+    # every answer right, written in reverse order: by id, accuracy 1; the official line-by-line pairing
+    # pairs answer 20 with question 1 and so on
+    texts = {q: labels[q] for q in reversed(range(1, 21))}
+    report = score("pope", _answers(tmp_path, texts), questions=ADVERSARIAL)
+    m = report["metrics"]
+    assert m["accuracy"] == 1.0
+    assert len(m["warnings"]) == 1 and "not in the questions file's order (20 of 20 lines differ" in m["warnings"][0]
+    assert "line 1, answers question_id '20' where the questions file has '1'" in m["warnings"][0]
+    reversed_labels = [labels[q] for q in reversed(range(1, 21))]
+    expected = sum(a == b for a, b in zip(reversed_labels, [labels[q] for q in range(1, 21)], strict=True)) / 20
+    assert m["line_order"]["accuracy"] == pytest.approx(expected)
+    assert any(line.startswith("  warning: ") for line in summary_lines(report))
+
+
+def test_answers_in_question_order_have_no_warning(tmp_path):
+    m = score("pope", _answers(tmp_path, {q: "Yes" for q in range(1, 21)}), questions=ADVERSARIAL)["metrics"]
+    assert "warnings" not in m and "line_order" not in m
+
+
+def test_text_read_before_answer_with_a_warning(tmp_path):
+    path = tmp_path / "answers.jsonl"
+    rows = [{"question_id": q, "text": "No", "answer": "No"} for q in range(1, 21)]
+    rows[4]["answer"] = "Yes"  # line 5: the official script would read "Yes"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    m = score("pope", path, questions=ADVERSARIAL)["metrics"]
+    assert m["fn"] == 10 and m["tp"] == 0  # "text" was read: every answer is no
+    assert any("1 line(s) hold different 'text' and 'answer' strings (first: line 5)" in w for w in m["warnings"])
+
+
+def test_no_yes_answer_scores_zero_where_the_official_script_crashes(tmp_path):
+    # all "No": TP = FP = 0, so the official script's precision = 0 / 0 raises ZeroDivisionError; we report 0.0
+    m = score("pope", _answers(tmp_path, {q: "No" for q in range(1, 21)}), questions=ADVERSARIAL)["metrics"]
+    assert (m["precision"], m["recall"], m["f1"], m["accuracy"]) == (0.0, 0.0, 0.0, 0.5)
+    assert m["warnings"] == [
+        "the official evaluate.py would stop with ZeroDivisionError: no answer reads as yes (precision divides by "
+        "TP + FP = 0); those rates are reported as 0.0 here"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("preds", "labels", "reason"),
+    [
+        ([], [], "no answers"),
+        (["no", "no"], ["yes", "no"], "no answer reads as yes"),
+        (["yes", "no"], ["no", "no"], "no label is yes"),
+        (["yes", "no"], ["no", "yes"], "no true positive"),  # P = R = 0: F1 = 0 / 0
+        (["yes", "no"], ["yes", "no"], None),
+    ],
+)
+def test_official_script_stops(preds, labels, reason):
+    stops = pope.official_script_stops(binary_metrics(preds, labels))
+    assert (stops is None) if reason is None else stops.startswith(reason)

@@ -173,6 +173,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     for key in ("parser_disagreements", "unparsed", "n_unparsed", "n_other"):
         if key in metrics:
             lines.append(f"  {key:<28} {metrics[key]}")
+    for warning in metrics.get("warnings", []):
+        lines.append(f"  warning: {warning}")
     for name, d in report.get("deltas", {}).items():
         lines.append(
             f"  Δ {name:<26} {d['delta']:+.4f}  [{d['low']:+.4f}, {d['high']:+.4f}]  "

@@ -3,8 +3,10 @@
 * POPE questions (RUCAIBox/POPE ``output/coco/coco_pope_{random,popular,adversarial}.json``): JSON lines
   ``{"question_id", "image", "text", "label"}``; LLaVA's merged file adds ``"category"`` (the split).
 * Answers (POPE, and any per-question task): JSON lines with the answer in ``"text"`` (LLaVA's
-  ``model_vqa_loader``) or ``"answer"`` (POPE's own); matched to questions by ``"question_id"`` when every
-  answer has one, else by order, as the official script does (``zip`` of the two files).
+  ``model_vqa_loader``) or ``"answer"`` (POPE's own; ``text`` wins when a line has both); matched to
+  questions by ``"question_id"`` when every answer has one, else by order, as the official script does (``zip``
+  of the two files). Answers with ids in another order than the questions are still matched by id, with a
+  warning: the official script would pair them by line (:func:`order_mismatch`).
 * MME (``eval_tool`` results): one ``<subtask>.txt`` a subtask, lines ``image<TAB>question<TAB>answer<TAB>
   prediction``, the two questions of an image on consecutive lines.
 * MMMU (``eval/example_outputs/<model>/<Category>/output.json``): a JSON list of ``{"id", "question_type",
@@ -117,7 +119,13 @@ def pope_split_of(path: str | Path) -> str | None:
 
 
 def read_pope_questions(path: str | Path) -> list[PopeQuestion]:
-    """POPE's official question file (see the module docstring); labels must be yes or no."""
+    """POPE's official question file (see the module docstring); labels must be exactly ``yes`` or ``no``.
+
+    The official ``evaluate.py`` maps a label to *no* only when it is exactly ``no`` and to *yes* otherwise, so
+    ``No``, ``no `` or ``maybe`` are positives there. Lowercasing them here would give other figures than the
+    official script's on the same file, and matching it would score a ``No`` label as yes, so such a file is
+    refused, with its line named: every file accepted here has the same labels in both.
+    """
     default_split = pope_split_of(path)
     questions, seen = [], set()
     for line, obj in read_jsonl(path):
@@ -126,9 +134,13 @@ def read_pope_questions(path: str | Path) -> list[PopeQuestion]:
         if qid in seen:
             raise DataError("duplicate question_id", record_id=qid, field="question_id", **where)
         seen.add(qid)
-        label = field_value(obj, ("label",), str, where).strip().lower()
+        label = field_value(obj, ("label",), str, where)
         if label not in ("yes", "no"):
-            raise DataError(f"label must be 'yes' or 'no', got {obj['label']!r}", record_id=qid, field="label", **where)
+            raise DataError(
+                f"label must be 'yes' or 'no' exactly, got {label!r} (the official evaluate.py counts every label "
+                "other than exactly 'no' as yes, so it would score this one as a positive; fix the file)",
+                record_id=qid, field="label", **where,
+            )  # fmt: skip
         category = obj.get("category")
         if category is not None and category not in POPE_SPLITS:
             raise DataError(f"unknown POPE split {category!r}", record_id=qid, field="category", **where)
@@ -151,15 +163,24 @@ class Answer:
     question_id: str | None
     text: str
     line: int
+    other_text: str | None = None
+    """A later one of the text keys, when the line has it too and it differs from ``text`` (else None)."""
 
 
 def read_answers(path: str | Path, text_keys: Sequence[str] = ("text", "answer")) -> list[Answer]:
-    """Answer lines: the text under the first of ``text_keys``; ``question_id`` (or ``id``) if present."""
+    """Answer lines: the text under the first of ``text_keys``; ``question_id`` (or ``id``) if present.
+
+    POPE's own ``evaluate.py`` reads ``answer``, LLaVA's ``eval_pope.py`` reads ``text``; ``text`` is read
+    first here, and a line whose other key holds a different string keeps it in ``Answer.other_text`` so that
+    scoring can say the official script would read something else.
+    """
     answers = []
     for line, obj in read_jsonl(path):
         where = {"file": path, "line": line}
         qid = record_id(obj, ("question_id", "id"), where) if ("question_id" in obj or "id" in obj) else None
-        answers.append(Answer(qid, field_value(obj, text_keys, str, where), line))
+        text = field_value(obj, text_keys, str, where)
+        others = [obj[k] for k in text_keys if k in obj and obj[k] != text]
+        answers.append(Answer(qid, text, line, others[0] if others and isinstance(others[0], str) else None))
     return answers
 
 
@@ -197,6 +218,25 @@ def match_answers(question_ids: Sequence[str], answers: Sequence[Answer], answer
             f"{len(missing)} question(s) have no answer, e.g. question_id {missing[0]!r}", file=answers_path
         )
     return [by_id[q].text for q in question_ids]
+
+
+def order_mismatch(question_ids: Sequence[str], answers: Sequence[Answer], answers_path: str | Path) -> str | None:
+    """A warning when answers carry question ids in another order than the questions file, else None.
+
+    :func:`match_answers` pairs by ``question_id``; the official ``evaluate.py`` pairs the two files line by
+    line (``zip``), so on such files its figures would differ from ours.
+    """
+    ids = [a.question_id for a in answers]
+    if any(i is None for i in ids) or ids == list(question_ids):
+        return None
+    differ = [k for k, (a, q) in enumerate(zip(ids, question_ids, strict=True)) if a != q]
+    first = differ[0]
+    return (
+        f"{answers_path}: the answers are not in the questions file's order ({len(differ)} of {len(ids)} lines "
+        f"differ; the first, line {answers[first].line}, answers question_id {ids[first]!r} where the questions "
+        f"file has {question_ids[first]!r}). They are matched by question_id here; the official evaluate.py pairs "
+        "the files line by line, so its figures on these files would differ (see metrics.line_order)."
+    )
 
 
 def write_pope_answers(path: str | Path, rows: Iterable[tuple[str, str]]) -> int:

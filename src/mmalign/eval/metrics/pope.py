@@ -16,6 +16,23 @@ Metrics take *yes* as the positive class: precision = TP / (TP + FP), recall = T
 labels), F1 their harmonic mean, accuracy = correct / all, and yes-ratio = predicted *yes* / all questions,
 from the *predictions* (the official script's definition; a harness that computes it from the labels
 always prints 0.5 on POPE's balanced splits). A rate whose denominator is 0 is 0.0.
+
+Where we differ from the official ``evaluate.py`` (RUCAIBox/POPE), and what we do about it:
+
+* **Labels.** The official script maps a label to *no* only when it is exactly ``no``; ``No``, ``no `` or
+  ``maybe`` are positives there. :func:`mmalign.eval.metrics.official.read_pope_questions` refuses any label
+  other than exactly ``yes`` or ``no``, naming the line: matching would score a ``No`` label as yes, and
+  normalising it would print other figures than the official script on the same file. Refusing keeps both
+  true: every file we score has the same labels in both.
+* **Pairing.** The official script pairs answers with questions by line order (``zip``, which also drops
+  the longer file's extra lines). We pair by ``question_id`` when every answer has one (a missing, extra or
+  repeated answer is an error); when the ids come in another order than the questions, the results carry a
+  warning and ``line_order``, the metrics the official script's line-by-line pairing would give.
+* **Answer field.** The official script reads ``answer``; LLaVA's ``eval_pope.py`` reads ``text``. We read
+  ``text`` first, then ``answer``; a line whose two fields differ gets a warning in the results.
+* **Division by zero.** The official script divides without checks, so it stops with ``ZeroDivisionError``
+  when no answer reads as yes (precision), when no answer is a true positive (F1), or when no label is yes
+  (recall). We report 0.0 for such a rate and say so in the results' warnings (:func:`official_script_stops`).
 """
 
 from __future__ import annotations
@@ -104,6 +121,24 @@ def binary_metrics(predictions: Sequence[str | None], labels: Sequence[str]) -> 
         f1=_ratio(2 * precision * recall, precision + recall),
         yes_ratio=_ratio(tp + fp, n),
     )  # fmt: skip
+
+
+def official_script_stops(result: BinaryResult) -> str | None:
+    """Why the official ``evaluate.py`` would stop with ``ZeroDivisionError`` on these counts, or None.
+
+    It computes the yes-ratio over the answers, then precision = TP / (TP + FP), recall = TP / (TP + FN) and
+    F1 = 2PR / (P + R), in that order, with no check; we report 0.0 for each of those. ``result`` should come
+    from the official parser (the only one the script has; it leaves nothing unparsed).
+    """
+    if result.n == 0:
+        return "no answers (yes-ratio divides by 0)"
+    if result.tp + result.fp == 0:
+        return "no answer reads as yes (precision divides by TP + FP = 0)"
+    if result.tp + result.fn == 0:
+        return "no label is yes (recall divides by TP + FN = 0)"
+    if result.tp == 0:
+        return "no true positive (F1 divides by precision + recall = 0)"
+    return None
 
 
 @dataclass

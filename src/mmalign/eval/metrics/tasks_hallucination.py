@@ -19,8 +19,16 @@ from mmalign.errors import DataError
 from mmalign.eval.metrics.chair import chair_row, coco_ground_truth, coco_vocabulary, shapes_vocabulary, summarize_chair
 from mmalign.eval.metrics.coco import read_coco_annotations, read_generated_captions
 from mmalign.eval.metrics.consistency import PairedItem, consistency_metrics
-from mmalign.eval.metrics.official import match_answers, read_answers, read_json, read_jsonl, read_pope_questions
-from mmalign.eval.metrics.pope import parse_yes_no, pope_metrics
+from mmalign.eval.metrics.official import (
+    Answer,
+    match_answers,
+    order_mismatch,
+    read_answers,
+    read_json,
+    read_jsonl,
+    read_pope_questions,
+)
+from mmalign.eval.metrics.pope import PopeResult, official_script_stops, parse_yes_no, pope_metrics
 from mmalign.eval.metrics.taskscore import TaskScore, binary_headline, ratio
 
 
@@ -69,18 +77,25 @@ def score_pope(questions: str | Path | None, answers: str | Path, strict: bool =
                 raise DataError("a POPE item's answer must be yes or no", file=qpath, record_id=item.id, field="answer")
         ids, labels = [i.id for i in items], [i.answer.strip().lower() for i in items]
         splits = [i.task.removeprefix("pope_") if i.task.startswith("pope_") else None for i in items]
-    texts = match_answers(ids, read_answers(answers), answers)
+    rows = read_answers(answers)
+    texts = match_answers(ids, rows, answers)
     overall = pope_metrics(texts, labels, strict=strict, ids=ids)
     metrics: dict[str, Any] = overall.metrics()
     split_names = sorted({s for s in splits if s is not None})
+    parts: dict[str, PopeResult] = {}
     if len(split_names) > 1 or (split_names and None in splits):
         metrics["splits"] = {}
         for split in split_names:
             keep = [k for k, s in enumerate(splits) if s == split]
-            part = pope_metrics([texts[k] for k in keep], [labels[k] for k in keep], strict, [ids[k] for k in keep])
-            metrics["splits"][split] = part.metrics()
+            parts[split] = pope_metrics(
+                [texts[k] for k in keep], [labels[k] for k in keep], strict, [ids[k] for k in keep]
+            )
+            metrics["splits"][split] = parts[split].metrics()
     elif split_names:
         metrics["split"] = split_names[0]
+    warnings = _pope_warnings(ids, labels, rows, answers, parts or {"all": overall}, metrics)
+    if warnings:
+        metrics["warnings"] = warnings
     preds = [parse_yes_no(t, strict) for t in texts]
     columns = {
         "pred": np.array([-1 if p is None else int(p == "yes") for p in preds]),
@@ -91,6 +106,37 @@ def score_pope(questions: str | Path | None, answers: str | Path, strict: bool =
         for i, t, p, lab in zip(ids, texts, preds, labels, strict=True)
     ]
     return TaskScore("pope", metrics, ids, columns, binary_headline(), details)
+
+
+def _pope_warnings(
+    ids: list[str],
+    labels: list[str],
+    rows: list[Answer],
+    path: str | Path,
+    parts: dict[str, PopeResult],
+    metrics: dict[str, Any],
+) -> list[str]:
+    """Where the official evaluate.py would give other figures or none (see :mod:`.pope`); adds
+    ``metrics["line_order"]`` (the official script's line-by-line pairing) when the orders differ."""
+    warnings = []
+    order = order_mismatch(ids, rows, path)
+    if order is not None:
+        warnings.append(order)
+        metrics["line_order"] = pope_metrics([a.text for a in rows], labels).result.metrics()
+    differ = [a.line for a in rows if a.other_text is not None]
+    if differ:
+        warnings.append(
+            f"{path}: {len(differ)} line(s) hold different 'text' and 'answer' strings (first: line {differ[0]}); "
+            "mmalign and LLaVA's eval_pope.py read 'text', POPE's evaluate.py reads 'answer'"
+        )
+    for name, part in parts.items():
+        official = part.other if part.parser == "strict" else part.result
+        reason = official_script_stops(official)
+        if reason is not None:
+            where = "" if name == "all" else f" on split {name}"
+            warnings.append(f"the official evaluate.py would stop with ZeroDivisionError{where}: {reason}; "
+                            "those rates are reported as 0.0 here")  # fmt: skip
+    return warnings
 
 
 # ------------------------------------------------------------------------------------------------ CHAIR
