@@ -25,7 +25,7 @@ def score(
         ...,
         "--answers",
         help="The predictions: answer JSON lines, a CHAIR caption file, an MME results dir, "
-        "MMMU output.json, a VLGuard result file, reward pairs or judged battles.",
+        "MMMU's output folder or an output.json, a VLGuard result file, reward pairs or judged battles.",
     ),
     questions: Path | None = typer.Option(
         None, "--questions", help="The questions with their labels (POPE question file, or mmalign eval items)."
@@ -56,6 +56,12 @@ def score(
         1000, "--bootstrap", help="Bootstrap resamples for intervals and deltas (preference: rounds)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resampling."),
+    mc_random_seed: int | None = typer.Option(
+        None,
+        "--mc-random-seed",
+        help="mc: score an answer that names no option as a letter drawn with this seed, in file order, as MMMU "
+        "does (42 gives MMMU's own figures). Default: such an answer is wrong, so the score never moves with a draw.",
+    ),
 ) -> None:
     """Score another system's predictions with the benchmark's official metric definitions."""
     import json
@@ -66,7 +72,7 @@ def score(
 
     options = ScoreOptions(
         annotations=annotations, strict=strict, caption_key=caption_key, ties=ties, anchor=anchor,
-        n_resamples=n_resamples, seed=seed,
+        n_resamples=n_resamples, seed=seed, mc_random_seed=mc_random_seed,
     )  # fmt: skip
     report = run_score(task, answers, questions=questions, baseline=baseline, options=options)
     for line in summary_lines(report):

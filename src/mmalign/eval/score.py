@@ -19,7 +19,7 @@ TASKS: dict[str, str] = {
     "pope": "POPE yes/no object probing (official question + answer JSON lines)",
     "chair": "CHAIR object hallucination in captions (COCO annotations dir, or items with objects)",
     "mme": "MME yes/no pairs (eval-tool <subtask>.txt files, or items with meta.group)",
-    "mc": "multiple choice, MMMU parsing (MMMU output.json, or items with choices)",
+    "mc": "multiple choice, MMMU parsing (MMMU output folder or output.json, or items with choices)",
     "consistency": "HallusionBench-style paired questions (its result JSON, or items with meta.pair_id)",
     "safety": "refusal rate / attack success rate, VLGuard detector",
     "reward": "pairwise accuracy of a reward model or DPO implicit rewards",
@@ -39,10 +39,14 @@ class ScoreOptions:
     """Reward: a tie is 'wrong' (default, as MM-RLHF-RewardBench) or worth 'half'."""
     anchor: str | None = None
     """Preference: the model fixed at 1000 and the win rates' reference."""
+    mc_random_seed: int | None = None
+    """mc: None (default) scores an answer naming no option wrong, so the score never moves with a draw; a seed
+    draws a letter for it in file order, MMMU's rule (42 gives MMMU's own figures). Recorded in the metrics."""
     n_resamples: int = 1000
     """Bootstrap resamples for intervals and deltas (preference: rounds)."""
     confidence: float = 0.95
     seed: int = 0
+    """Seed of the bootstrap resampling (preference: of the rounds)."""
 
 
 def _load(task: str, questions: Path | None, answers: Path, opts: ScoreOptions) -> TaskScore:
@@ -59,7 +63,7 @@ def _load(task: str, questions: Path | None, answers: Path, opts: ScoreOptions) 
     if task == "mme":
         return gen.score_mme(questions, answers)
     if task == "mc":
-        return gen.score_mc(questions, answers, opts.strict)
+        return gen.score_mc(questions, answers, opts.strict, random_seed=opts.mc_random_seed)
     if task == "safety":
         return al.score_safety(questions, answers)
     if task == "reward":
@@ -76,6 +80,8 @@ def _check(task: str, questions: Path | None, answers: Path, opts: ScoreOptions)
         raise ConfigError("--task chair takes ground truth from --annotations or from --questions, not both")
     if opts.strict and task not in ("pope", "consistency", "mc"):
         raise ConfigError(f"--strict has no meaning for --task {task} (pope, consistency and mc only)")
+    if opts.mc_random_seed is not None and task != "mc":
+        raise ConfigError(f"--mc-random-seed has no meaning for --task {task} (mc only)")
     if opts.ties not in ("wrong", "half"):
         raise ConfigError(f"ties must be 'wrong' or 'half', got {opts.ties!r}")
     if opts.n_resamples < 1:
@@ -173,6 +179,15 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     for key in ("parser_disagreements", "unparsed", "n_unparsed", "n_other"):
         if key in metrics:
             lines.append(f"  {key:<28} {metrics[key]}")
+    if "all_questions" in metrics:
+        every = metrics["all_questions"]
+        opened = f"open {every['n_open_correct']}/{every['n_open']}"
+        lines.append(f"  {'right':<28} multiple choice {metrics['n_correct']}/{metrics['n']}, {opened}, "
+                     f"every question {every['n_correct']}/{every['n']} (MMMU's headline)")  # fmt: skip
+    if metrics.get("unparsed_rule") == "random":
+        lines.append(f"  {'unparsed scored as':<28} a random letter, seed {metrics['random_seed']} (MMMU's rule)")
+    elif metrics.get("unparsed_rule") == "wrong":
+        lines.append(f"  {'unparsed scored as':<28} wrong (MMMU's rule: --mc-random-seed 42)")
     for warning in metrics.get("warnings", []):
         lines.append(f"  warning: {warning}")
     for name, d in report.get("deltas", {}).items():

@@ -9,11 +9,20 @@ Extraction (:func:`parse_choice`), in the official order:
    sensitive, so the article "A" in "A dog..." counts as option A, as in MMMU);
 3. if still none and the response has more than 5 words, options whose text appears in it (case-insensitive);
 4. several candidates: the one whose form (``(B)``, `` B `` or the option text) occurs *last* wins;
-5. none: MMMU picks a random letter. Here the item is *unparsed* and wrong, unless a seed is given to
-   :func:`mc_metrics` (``random_seed``), which then draws a letter reproducibly (numbers move with the seed,
-   which is why it is off by default).
+5. none: the item is *unparsed* (see below).
 
 ``strict=True`` stops after step 2: only an explicit letter counts, never the option text.
+
+Unparsed answers, two rules (:func:`mc_metrics`):
+
+* ``random_seed=None``, the default: an unparsed answer is wrong. A score should not move with a random draw,
+  and a model that names no option has not chosen one.
+* ``random_seed=N``: MMMU's rule. MMMU draws ``random.choice(all_choices)`` for each unparsed answer from
+  Python's generator seeded once (``random.seed(42)`` when ``eval_utils`` is imported), in the order it parses
+  the answers: subjects in its ``CAT_SHORT2LONG`` order (alphabetical), records in file order. Here one
+  ``random.Random(N)`` draws, in the order of the answers given, from the item's letters in their order, so
+  ``N = 42`` with MMMU's files in sorted path order gives MMMU's letters and its number (Qwen-VL's example
+  outputs: 319/847 = 0.377 against 303/847 = 0.358 by the default rule).
 """
 
 from __future__ import annotations
@@ -70,10 +79,14 @@ class MCResult:
     n_unparsed: int
     accuracy: float
     predictions: list[str | None] = field(repr=False)
+    """The letter scored for each answer: the parsed one, the drawn one (seeded rule) or None."""
+    parsed: list[str | None] = field(repr=False)
+    """The letter parsing found, None where it found none."""
 
     def metrics(self) -> dict[str, float | int]:
         out = asdict(self)
         out.pop("predictions")
+        out.pop("parsed")
         return out
 
 
@@ -84,20 +97,27 @@ def mc_metrics(
     strict: bool = False,
     random_seed: int | None = None,
 ) -> MCResult:
-    """Accuracy of ``responses``; an answer is a letter or a list of accepted letters (MMMU allows lists)."""
+    """Accuracy of ``responses``; an answer is a letter or a list of accepted letters (MMMU allows lists).
+
+    ``random_seed``: None scores an unparsed answer wrong; a seed draws a letter for it (MMMU's rule, see the
+    module docstring), in the order of ``responses``.
+    """
     if not len(responses) == len(options) == len(answers):
         raise ValueError("responses, options and answers must have the same length")
     rng = random.Random(random_seed) if random_seed is not None else None
     preds: list[str | None] = []
-    correct = unparsed = 0
+    parsed: list[str | None] = []
+    correct = 0
     for response, opts, answer in zip(responses, options, answers, strict=True):
-        pred = parse_choice(response, opts, strict=strict)
-        if pred is None:
-            unparsed += 1
-            if rng is not None:
-                pred = rng.choice(list(options_by_letter(opts)))
+        found = parse_choice(response, opts, strict=strict)
+        pred = found
+        if found is None and rng is not None:
+            pred = rng.choice(list(options_by_letter(opts)))
+        parsed.append(found)
         preds.append(pred)
         accepted = [answer] if isinstance(answer, str) else list(answer)
         correct += pred is not None and pred in accepted
     n = len(responses)
-    return MCResult(n=n, n_correct=correct, n_unparsed=unparsed, accuracy=correct / n if n else 0.0, predictions=preds)
+    unparsed = parsed.count(None)
+    return MCResult(n=n, n_correct=correct, n_unparsed=unparsed, accuracy=correct / n if n else 0.0,
+                    predictions=preds, parsed=parsed)  # fmt: skip

@@ -10,7 +10,12 @@
 * MME (``eval_tool`` results): one ``<subtask>.txt`` a subtask, lines ``image<TAB>question<TAB>answer<TAB>
   prediction``, the two questions of an image on consecutive lines.
 * MMMU (``eval/example_outputs/<model>/<Category>/output.json``): a JSON list of ``{"id", "question_type",
-  "answer", "all_choices", "index2ans", "response"}``; a directory is read recursively.
+  "answer", "all_choices", "index2ans", "response"}`` (open questions: no options). A directory is read as MMMU's
+  output folder: every ``output.json`` below it, in sorted path order (MMMU's subject order, which is
+  alphabetical). MMMU's other files there are skipped: ``total_val_output.json`` (id → final prediction, the
+  input of its ``main_eval_only.py``: the same predictions again, without answers, so reading it too would
+  count every question twice), ``parsed_output.json`` and ``result.json`` (written by its
+  ``main_parse_and_eval.py``). ``total_val_output.json`` alone cannot be scored (no answers) and says so.
 
 COCO files for CHAIR are in :mod:`.coco`.
 """
@@ -321,34 +326,89 @@ def write_mme_file(path: str | Path, lines: Iterable[tuple[str, str, str, str]])
 
 # ------------------------------------------------------------------------------------------------- MMMU
 
+MMMU_TOTAL_FILE = "total_val_output.json"
+MMMU_TOTAL_ALONE = (
+    f"MMMU's {MMMU_TOTAL_FILE} holds only final predictions keyed by id, without answers or options (the input "
+    "of its main_eval_only.py); score the per-subject <Category>/output.json files (give their directory)"
+)
 
-def read_mmmu_outputs(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
-    """MMMU ``output.json`` files (a file, or a directory searched recursively) → (file, record) pairs.
 
-    Only ``question_type == "multiple-choice"`` records are kept (open questions are another metric).
-    """
+@dataclass(frozen=True)
+class MMMURecord:
+    id: str
+    question_type: str
+    """``multiple-choice``, or an open type (MMMU writes ``short-answer``; anything else counts as open)."""
+    answer: str | list[str]
+    """A letter (or accepted letters) for multiple choice; the answer text (or accepted texts) for open ones."""
+    response: str
+    options: dict[str, str] | None
+    """Letter → option text in ``all_choices`` order; None for an open question."""
+    file: str
+    index: int
+
+    @property
+    def is_choice(self) -> bool:
+        return self.options is not None
+
+
+def mmmu_output_files(path: str | Path) -> list[Path]:
+    """The files :func:`read_mmmu_outputs` reads (see the module docstring)."""
     path = Path(path)
-    files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
+    if not path.is_dir():
+        if not path.is_file():
+            raise DataError("file or directory not found", file=path)
+        if path.name == MMMU_TOTAL_FILE:
+            raise DataError(MMMU_TOTAL_ALONE, file=path)
+        return [path]
+    files = sorted(path.rglob("output.json"))
     if not files:
-        raise DataError("no .json files in this directory", file=path)
-    out = []
-    for file in files:
-        for _, index, obj in read_records(file):
-            where = {"file": file, "index": index}
-            if obj.get("question_type", "multiple-choice") != "multiple-choice":
-                continue
-            rid = record_id(obj, ("id",), where)
-            field_value(obj, ("response",), str, {**where, "record_id": rid})
-            choices = field_value(obj, ("index2ans",), dict, {**where, "record_id": rid})
-            if len(choices) < 2 or not all(isinstance(v, str) for v in choices.values()):
-                raise DataError(
-                    "must map at least two letters to option texts", field="index2ans", record_id=rid, **where
-                )
-            answer = field_value(obj, ("answer",), (str, list), {**where, "record_id": rid})
-            accepted = [answer] if isinstance(answer, str) else answer
-            if not all(a in choices for a in accepted):
-                raise DataError(
-                    f"answer {answer!r} is not one of {sorted(choices)}", field="answer", record_id=rid, **where
-                )
-            out.append((str(file), obj))
-    return out
+        totals = sorted(path.rglob(MMMU_TOTAL_FILE))
+        if totals:
+            raise DataError(MMMU_TOTAL_ALONE, file=totals[0])
+        raise DataError("no <Category>/output.json files in this directory (MMMU's output folder)", file=path)
+    return files
+
+
+def read_mmmu_outputs(path: str | Path) -> list[MMMURecord]:
+    """MMMU ``output.json`` records, multiple-choice and open, from a file or an output folder; ids are unique."""
+    records: list[MMMURecord] = []
+    first_seen: dict[str, str] = {}
+    for file in mmmu_output_files(path):
+        data = read_json(file)
+        if isinstance(data, dict):
+            raise DataError(MMMU_TOTAL_ALONE, file=file)
+        if not isinstance(data, list):
+            raise DataError(f"expected a JSON list of objects, got {type(data).__name__}", file=file)
+        for index, obj in enumerate(data):
+            if not isinstance(obj, dict):
+                raise DataError(f"expected an object, got {type(obj).__name__}", file=file, index=index)
+            record = _mmmu_record(obj, file, index)
+            if record.id in first_seen:
+                raise DataError(f"id seen before, in {first_seen[record.id]}", file=file, index=index,
+                                record_id=record.id, field="id")  # fmt: skip
+            first_seen[record.id] = str(file)
+            records.append(record)
+    return records
+
+
+def _mmmu_record(obj: dict[str, Any], file: Path, index: int) -> MMMURecord:
+    rid = record_id(obj, ("id",), {"file": file, "index": index})
+    where = {"file": file, "index": index, "record_id": rid}
+    question_type = field_value(obj, ("question_type",), str, where) if "question_type" in obj else "multiple-choice"
+    response = field_value(obj, ("response",), str, where)
+    answer = field_value(obj, ("answer",), (str, list), where)
+    accepted = [answer] if isinstance(answer, str) else answer
+    if not accepted or not all(isinstance(a, str) for a in accepted):
+        raise DataError("must be a string or a non-empty list of strings", field="answer", **where)
+    if question_type != "multiple-choice":
+        return MMMURecord(rid, question_type, answer, response, None, str(file), index)
+    choices = field_value(obj, ("index2ans",), dict, where)
+    if len(choices) < 2 or not all(isinstance(v, str) for v in choices.values()):
+        raise DataError("must map at least two letters to option texts", field="index2ans", **where)
+    letters = obj.get("all_choices", list(choices))
+    if not isinstance(letters, list) or sorted(str(x) for x in letters) != sorted(choices):
+        raise DataError(f"must list the letters of index2ans, {sorted(choices)}", field="all_choices", **where)
+    if not all(a in choices for a in accepted):
+        raise DataError(f"answer {answer!r} is not one of {sorted(choices)}", field="answer", **where)
+    options = {str(letter): choices[str(letter)] for letter in letters}  # MMMU draws from all_choices, in order
+    return MMMURecord(rid, question_type, answer, response, options, str(file), index)

@@ -1,4 +1,5 @@
-"""Scoring general-knowledge tasks from files: MME yes/no pairs and multiple choice (MMMU style)."""
+"""Scoring general-knowledge tasks from files: MME yes/no pairs, and multiple choice (MMMU style, with MMMU's open
+questions when its output files hold them)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import numpy as np
 from mmalign.errors import DataError
 from mmalign.eval.metrics.mme import COGNITION, PERCEPTION, mme_parse, mme_subtask, mme_totals
 from mmalign.eval.metrics.multiple_choice import LETTERS, mc_metrics
-from mmalign.eval.metrics.official import match_answers, read_answers, read_mme, read_mmmu_outputs
+from mmalign.eval.metrics.official import MMMURecord, match_answers, read_answers, read_mme, read_mmmu_outputs
+from mmalign.eval.metrics.open_answer import open_candidates, open_correct
 from mmalign.eval.metrics.tasks_hallucination import read_eval_items
 from mmalign.eval.metrics.taskscore import TaskScore, ratio
 
@@ -96,14 +98,25 @@ def score_mme(questions: str | Path | None, answers: str | Path) -> TaskScore:
 # ---------------------------------------------------------------------------------------- multiple choice
 
 
-def score_mc(questions: str | Path | None, answers: str | Path, strict: bool = False) -> TaskScore:
-    """Multiple choice from MMMU ``output.json`` files, or from eval items with ``choices`` plus answers."""
+def score_mc(
+    questions: str | Path | None, answers: str | Path, strict: bool = False, random_seed: int | None = None
+) -> TaskScore:
+    """Multiple choice from MMMU ``output.json`` files, or from eval items with ``choices`` plus answers.
+
+    ``random_seed``: None scores an answer that names no option wrong (the default); a seed draws a letter for
+    it, MMMU's rule (42 is MMMU's seed; see :mod:`.multiple_choice`). ``accuracy`` is over the multiple-choice
+    questions. MMMU files also hold open questions, scored by MMMU's rule (:mod:`.open_answer`); there
+    ``all_question_accuracy`` is MMMU's headline ("Overall"), over every question.
+    """
+    open_records: list[MMMURecord] = []
     if questions is None:
         records = read_mmmu_outputs(answers)
-        ids = [str(rec["id"]) for _, rec in records]
-        responses = [rec["response"] for _, rec in records]
-        options = [rec["index2ans"] for _, rec in records]
-        truths: list[Any] = [rec["answer"] for _, rec in records]
+        choice_records = [r for r in records if r.is_choice]
+        open_records = [r for r in records if not r.is_choice]
+        ids = [r.id for r in choice_records]
+        responses = [r.response for r in choice_records]
+        options: list[Any] = [r.options for r in choice_records]
+        truths: list[Any] = [r.answer for r in choice_records]
     else:
         items = read_eval_items(questions)
         for item in items:
@@ -122,16 +135,44 @@ def score_mc(questions: str | Path | None, answers: str | Path, strict: bool = F
         responses = match_answers(ids, read_answers(answers), answers)
         options = [list(i.choices or []) for i in items]
         truths = [i.answer.strip() for i in items]
-    result = mc_metrics(responses, options, truths, strict=strict)
+    result = mc_metrics(responses, options, truths, strict=strict, random_seed=random_seed)
     correct = [
         int(p is not None and p in ([t] if isinstance(t, str) else t))
         for p, t in zip(result.predictions, truths, strict=True)
     ]
-    details = [
-        {"id": i, "response": r, "parsed": p, "answer": t}
-        for i, r, p, t in zip(ids, responses, result.predictions, truths, strict=True)
-    ]
-    metrics = {"parser": "strict" if strict else "mmmu", **result.metrics()}
-    return TaskScore(
-        "mc", metrics, ids, {"correct": np.array(correct)}, {"accuracy": lambda c: float(c["correct"].mean())}, details
-    )
+    details: list[dict[str, Any]] = []
+    for i, r, found, p, t in zip(ids, responses, result.parsed, result.predictions, truths, strict=True):
+        row = {"id": i, "response": r, "parsed": found, "answer": t}
+        if found is None and p is not None:
+            row["random_choice"] = p
+        details.append(row)
+    metrics: dict[str, Any] = {
+        "parser": "strict" if strict else "mmmu",
+        "unparsed_rule": "wrong" if random_seed is None else "random",
+        "random_seed": random_seed,
+        **result.metrics(),
+    }
+    headline = {"accuracy": lambda c: ratio(int(c["correct"][c["choice"]].sum()), int(c["choice"].sum()))}
+    if questions is not None:
+        columns = {"correct": np.array(correct), "choice": np.ones(len(ids), dtype=bool)}
+        return TaskScore("mc", metrics, ids, columns, headline, details)
+    open_right = [int(open_correct(r.answer, r.response)) for r in open_records]
+    details += [
+        {"id": r.id, "question_type": r.question_type, "response": r.response,
+         "candidates": open_candidates(r.response), "answer": r.answer, "correct": bool(ok)}
+        for r, ok in zip(open_records, open_right, strict=True)
+    ]  # fmt: skip
+    n_all = len(ids) + len(open_records)
+    metrics["all_questions"] = {
+        "n": n_all,
+        "n_open": len(open_records),
+        "n_open_correct": sum(open_right),
+        "n_correct": result.n_correct + sum(open_right),
+        "accuracy": ratio(result.n_correct + sum(open_right), n_all),
+    }
+    headline["all_question_accuracy"] = lambda c: float(c["correct"].mean()) if len(c["correct"]) else 0.0
+    columns = {
+        "correct": np.array(correct + open_right),
+        "choice": np.array([True] * len(ids) + [False] * len(open_records)),
+    }
+    return TaskScore("mc", metrics, ids + [r.id for r in open_records], columns, headline, details)
