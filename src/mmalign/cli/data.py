@@ -300,12 +300,16 @@ def import_data(
     image_prefix: str = typer.Option("", "--image-prefix", help="Prefix joined to image paths of the source."),
     out_root: Path | None = typer.Option(None, "--out-root", help="Data root of the output's image paths."),
     option: list[str] = typer.Option([], "--option", "-o", help=OPTION_HELP),
-    ignore_field: list[str] = typer.Option([], "--ignore-field", help="A source field to drop instead of failing."),
+    ignore_field: list[str] = typer.Option(
+        [], "--ignore-field", help="A source field to drop (not kept in meta, not checked); repeatable."
+    ),
+    split: str | None = typer.Option(None, "--split", help="The split to read when SRC is a DatasetDict directory."),
     seed: int = typer.Option(0, "--seed", help=SEED_HELP),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Read at most this many source rows."),
     show_options: bool = typer.Option(False, "--show-options", help="List the format's options and exit."),
 ) -> None:
-    """Import a public preference dataset into mmalign records (unknown or malformed fields are errors)."""
+    """Import a public preference dataset into mmalign records. Malformed fields are errors; fields the importer
+    does not map are kept in meta['source_fields'] and listed once."""
     from mmalign.data.importers.registry import import_file, options_help
     from mmalign.errors import ConfigError
 
@@ -317,13 +321,15 @@ def import_data(
 
     report = import_file(
         fmt, src, out, image_root=image_root, out_root=out_root, image_prefix=image_prefix,
-        ignore_fields=tuple(ignore_field), options=_options(None, option), seed=seed, limit=limit,
+        ignore_fields=tuple(ignore_field), options=_options(None, option), seed=seed, limit=limit, split=split,
     )  # fmt: skip
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(report.skipped.items()))
     typer.echo(
         f"wrote {report.records} records from {report.rows} {fmt} rows to {out}"
         f"{f' (skipped: {skipped})' if skipped else ''}; image paths are relative to {report.out_root}"
     )
+    for note in report.notes():
+        typer.echo(note)
 
 
 # ------------------------------------------------------------------------------------- cleaning, mixing

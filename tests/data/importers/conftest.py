@@ -24,19 +24,16 @@ def png(colour: Any, size: int = 8) -> bytes:
     return buffer.getvalue()
 
 
+def _jsonl(name: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (FIXTURES / name).read_text(encoding="utf-8").splitlines() if line]
+
+
 def rlhf_v_rows() -> list[dict[str, Any]]:
-    """Rows as in ``RLHF-V-Dataset.parquet``: the pair is a JSON string in ``text``."""
-    texts = [
-        {"question": "Describe the image in detail.", "chosen": "A red bus stops at a corner with two people.",
-         "rejected": "A red bus stops at a corner with three people and a dog."},
-        {"question": "What is on the table?", "chosen": "A cup of coffee.", "rejected": "A cup of tea and a cake."},
-    ]  # fmt: skip
-    return [
-        {"ds_name": "RLHF-V", "image": {"bytes": png(c), "path": f"coco/{i}.jpg"}, "text": json.dumps(t),
-         "origin_dataset": "RLHF-V", "origin_split": json.dumps({"model": "muffin", "type": "detailed_description"}),
-         "idx": 100 + i, "image_path": f"coco/{i}.jpg"}
-        for i, (t, c) in enumerate(zip(texts, ["red", "brown"], strict=True))
-    ]  # fmt: skip
+    """Rows as in ``RLHF-V-Dataset.parquet`` (fixtures/rlhf_v.jsonl), each with a tiny embedded PNG."""
+    rows = _jsonl("rlhf_v.jsonl")
+    for row, colour in zip(rows, ["red", "brown"], strict=True):
+        row["image"] = {"bytes": png(colour), "path": row["image_path"]}
+    return rows
 
 
 RLHF_V_SCHEMA = pa.schema([("ds_name", pa.string()), ("image", IMAGE), ("text", pa.string()),
@@ -50,14 +47,11 @@ RLAIF_V_SCHEMA = pa.schema(
 
 
 def rlaif_v_rows(start: int, n: int) -> list[dict[str, Any]]:
-    return [
-        {"ds_name": "RLAIF-V", "image": {"bytes": png((10 * i, 0, 0)), "path": None},
-         "question": f"How many apples are there in picture {i}?", "chosen": f"There are {i % 3 + 1} apples.",
-         "rejected": f"There are {i % 3 + 4} apples and a pear.", "origin_dataset": "VQAv2",
-         "origin_split": json.dumps({"model": "OmniLMM", "feedback_model": "LLaVA-NeXT", "type": "question_answering"}),
-         "idx": str(i), "image_path": f"vqav2/{i}.jpg"}
-        for i in range(start, start + n)
-    ]  # fmt: skip
+    """Rows as in ``RLAIF-V-Dataset_*.parquet`` (fixtures/rlaif_v.jsonl), each with a tiny embedded PNG."""
+    rows = _jsonl("rlaif_v.jsonl")[start : start + n]
+    for row in rows:
+        row["image"] = {"bytes": png((10 * int(row["idx"]), 0, 0)), "path": None}
+    return rows
 
 
 def write_parquet(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> Path:

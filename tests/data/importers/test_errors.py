@@ -37,7 +37,12 @@ def _povid(**changes) -> dict:
 BAD_JSON = {
     "preference-3": ("llava-rlhf", _llava(preference=3), "preference", "must be 1 or 2"),
     "preference-str": ("llava-rlhf", _llava(preference="1"), "preference", "must be 1 or 2"),
-    "unknown-field": ("llava-rlhf", _llava(hallucination=1), "hallucination", "unknown field for llava-rlhf"),
+    "hallucination-not-bool": (
+        "llava-rlhf",
+        _llava(hallucination=1),
+        "hallucination",
+        "must be true or false, got 1 (an optional field: --ignore-field hallucination imports the rows without it)",
+    ),
     "missing-output": ("llava-rlhf", {k: v for k, v in _llava().items() if k != "output_2"}, "output_2", "missing"),
     "output-not-object": ("llava-rlhf", _llava(output_1="text"), "output_1", "must be {'from'"),
     "turns-out-of-order": (
@@ -76,15 +81,8 @@ def test_bad_rows_name_file_record_and_field(tmp_path, case):
     assert not (tmp_path / "out.jsonl").exists()  # nothing half-written
 
 
-def test_parquet_rows_are_located_and_ignore_fields_skips_a_column(src, tmp_path):
+def test_parquet_rows_are_located(src, tmp_path):
     table = pq.read_table(src.rlhf_v)
-    pq.write_table(table.append_column("split", pa.array(["train", "train"])), tmp_path / "extra.parquet")
-    with pytest.raises(
-        DataError, match=r"extra.parquet, record 0 \(id '100'\), field 'split': unknown field for rlhf-v"
-    ):
-        import_file("rlhf-v", tmp_path / "extra.parquet", tmp_path / "o.jsonl")
-    report = import_file("rlhf-v", tmp_path / "extra.parquet", tmp_path / "o.jsonl", ignore_fields=("split",))
-    assert report.records == 2
     rows = table.to_pylist()
     rows[1]["text"] = json.dumps({"question": "Q", "chosen": 3, "rejected": "B"})
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), tmp_path / "badtext.parquet")
@@ -105,20 +103,21 @@ def test_unusable_pairs_are_skipped_and_counted(tmp_path):
 def test_jsonl_errors_have_line_numbers_and_vlfeedback_fields(tmp_path, src):
     lines = src.vlfeedback.read_text().splitlines()
     row = json.loads(lines[0])
-    row["completions"][1]["score"] = 3
+    row["completions"][1]["annotations"]["Helpfulness"] = "3"
     path = tmp_path / "v.jsonl"
     path.write_text(lines[1] + "\n" + json.dumps(row) + "\n")
-    with pytest.raises(
-        DataError, match=r"v.jsonl, line 2 \(id 'svit-conversation-2045'\), field 'completions\[1\].score'"
-    ):
+    with pytest.raises(DataError, match=r"v.jsonl, line 2 \(id 'svit-conversation-2045'\), "
+                                        r"field 'completions\[1\].annotations.Helpfulness'"):  # fmt: skip
         import_file("vlfeedback", path, tmp_path / "o.jsonl")
     path.write_text(lines[1] + '\n{"id": \n')
     with pytest.raises(DataError, match=r"v.jsonl, line 2: truncated line"):
         import_file("vlfeedback", path, tmp_path / "o.jsonl")
     with pytest.raises(ConfigError, match="unknown import format 'hh-rlhf'"):
         import_file("hh-rlhf", path, tmp_path / "o.jsonl")
-    with pytest.raises(ConfigError, match="option 'pairing' must be one of"):
+    with pytest.raises(ConfigError, match="--option pairing must be one of"):
         import_file("vlfeedback", path, tmp_path / "o.jsonl", options={"pairing": "best"})
+    with pytest.raises(ConfigError, match=r"vlfeedback options \(--option KEY=VALUE\): unknown key"):
+        import_file("vlfeedback", path, tmp_path / "o.jsonl", options={"pair": "all"})
 
 
 def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
@@ -132,7 +131,7 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
     ]
     with pytest.raises(SystemExit) as stop:
         main(["data", "import", "llava-rlhf", str(FIXTURES / "llava_7b_v1_preference.json"), str(tmp_path / "o.jsonl")])
-    assert stop.value.code == 0 and "wrote 2 records from 2 llava-rlhf rows" in capsys.readouterr().out
+    assert stop.value.code == 0 and "wrote 3 records from 3 llava-rlhf rows" in capsys.readouterr().out
     with pytest.raises(SystemExit) as stop:
         main(["data", "import", "vlfeedback", "--show-options"])
     assert stop.value.code == 0 and "best-vs-random" in capsys.readouterr().out

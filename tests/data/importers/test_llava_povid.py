@@ -12,8 +12,11 @@ from mmalign.errors import DataError
 def test_llava_rlhf_preference_picks_the_preferred_output(src, tmp_path):
     out = tmp_path / "llava.jsonl"
     report = import_file("llava-rlhf", src.llava_rlhf, out, image_prefix="coco/train2017/")
-    one, two = read_records(out, check_images="none")
-    assert report.records == 2
+    one, two, three = read_records(out, check_images="none")
+    # every published row has "hallucination" (llava-rlhf/LLaVA-RLHF issue #23): mapped to meta, never rejected
+    assert (report.rows, report.records, dict(report.unmapped)) == (3, 3, {})
+    assert [r.meta["hallucination"] for r in (one, two, three)] == [True, False, True]
+    assert one.meta == {"preference": 1, "hallucination": True, "image_path": "000000000009.jpg"}
     assert one.id == "llava-rlhf-000000001" and one.images == ["coco/train2017/000000000009.jpg"]
     assert one.chosen_text == "There is broccoli, bread and a fork on the plate."  # preference 1
     assert one.prompt == [
@@ -24,6 +27,18 @@ def test_llava_rlhf_preference_picks_the_preferred_output(src, tmp_path):
     assert [m["role"] for m in two.prompt] == ["user", "assistant", "user"]
     assert two.prompt[0]["content"] == [{"type": "text", "text": "What animal is this?"}, {"type": "image"}]
     assert two.prompt[1]["content"][0]["text"] == "It is a giraffe."
+    assert three.chosen_text == "There is one white vase with red roses on the table."
+
+
+def test_llava_rlhf_conversations_wrapped_in_a_list_read_as_the_authors_loader_does(src, tmp_path, helpers):
+    import json
+
+    row = json.loads(src.llava_rlhf.read_text())[0]
+    row["conversations"] = [row["conversations"]]  # data_utils_rm.py: "if isinstance(_s[-1], list): _s = _s[-1]"
+    out = tmp_path / "o.jsonl"
+    import_file("llava-rlhf", helpers.lines(tmp_path / "wrapped.jsonl", [row]), out)
+    (record,) = read_records(out, check_images="none")
+    assert record.chosen_text == "There is broccoli, bread and a fork on the plate."
 
 
 def test_povid_pairs_conversations_with_rejected_conversations(src, tmp_path):

@@ -33,6 +33,7 @@ def test_rlhf_v_parquet_to_jsonl_with_image_files(src, tmp_path):
     assert first.chosen_text == "A red bus stops at a corner with two people."
     assert [first.rejected_text[a:b] for a, b in first.rejected_spans] == ["three people and a dog."]
     assert first.meta["origin_split"] == {"model": "muffin", "type": "detailed_description"}  # JSON meta parsed
+    assert "source_fields" not in first.meta  # every published field is mapped
     assert first.images[0].startswith("images/rlhf-v/") and first.images[0].endswith(".png")
     row = json.loads(out.read_text().splitlines()[1])
     assert row["id"] == "rlhf-v-101" and row["meta"]["image_path"] == "coco/1.jpg"
@@ -55,5 +56,5 @@ def test_rlaif_v_reads_a_folder_of_parquet_shards(src, tmp_path):
     assert (
         records[4].chosen_text == "There are 2 apples." and records[4].rejected_text == "There are 5 apples and a pear."
     )
-    assert records[0].meta["origin_split"]["feedback_model"] == "LLaVA-NeXT"
+    assert records[0].meta["origin_split"]["feedback_model"] == "OmniLMM-12B"
     assert records[0].images[0].data.startswith(b"\x89PNG")  # the image travels embedded

@@ -2,10 +2,15 @@
 
 An importer turns one row of a public dataset, in the layout its authors publish, into preference records.
 Rows come from a ``.json`` file (a list), ``.jsonl``, ``.parquet``, a directory of ``.parquet`` files (the
-Hub's shards) or a ``datasets`` ``save_to_disk`` directory. A row that breaks the format (unknown field,
-missing field, wrong type) raises :class:`DataError` naming the file, the row and the field; a row that is
-well formed but holds no usable pair (chosen identical to rejected, an empty answer, all ratings tied) is
-skipped and counted by reason.
+Hub's shards) or a ``datasets`` ``save_to_disk`` directory (one split of a ``DatasetDict``: ``--split``). A row
+that breaks the format (missing field, wrong type) raises :class:`DataError` naming the file, the row and the
+field; a row that is well formed but holds no usable pair (chosen identical to rejected, an empty answer, all
+ratings tied) is skipped and counted by reason.
+
+Source fields an importer does not map (a release adds a column; LLaVA-RLHF's ``hallucination`` before it was
+mapped) never reject a row: they are kept, as they are, in the record's ``meta["source_fields"]`` and listed
+once in the import summary. Fields a format declares in ``drop_fields`` (RLAIF-V's cached reference log-probs)
+are dropped with one summary line saying why; ``--ignore-field NAME`` drops any field silently.
 
 Images: an embedded image (a ``{"bytes", "path"}`` struct, as ``datasets.Image`` stores it) becomes an
 :class:`ImageBlob` at ``images/<format>/<content hash><suffix>``; a path becomes ``image_prefix + path``,
@@ -48,8 +53,10 @@ class NoOptions:
 class Importer(ABC):
     name: ClassVar[str]
     fields: ClassVar[tuple[str, ...]]
-    """Every field the format may have; any other is an error (unless listed in ``ignore_fields``)."""
+    """The fields this importer maps; any other is kept in ``meta["source_fields"]``."""
     required: ClassVar[tuple[str, ...]]
+    drop_fields: ClassVar[dict[str, str]] = {}
+    """Fields recognised and dropped, each with the reason the import summary gives (one line per reason)."""
     options_class: ClassVar[type] = NoOptions
 
     options: Any = None
@@ -59,6 +66,10 @@ class Importer(ABC):
     """Fields to drop silently instead of failing on them."""
     seed: int = 0
     """For formats that draw (VLFeedback's random rejected completion)."""
+    unmapped: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    """The current row's fields that no importer code maps (set by :meth:`check_fields`, added to by :meth:`keep`)."""
+    dropped: list[str] = field(default_factory=list, init=False, repr=False)
+    """The current row's ``drop_fields`` that were present."""
 
     def __post_init__(self) -> None:
         if self.options is None:
@@ -77,17 +88,30 @@ class Importer(ABC):
         return None
 
     def check_fields(self, row: Any) -> dict[str, Any]:
+        """The row's mapped fields. Starts a row: unmapped fields go to :attr:`unmapped`, ``drop_fields`` to
+        :attr:`dropped`, ``--ignore-field`` ones nowhere."""
         if not isinstance(row, dict):
             raise DataError(f"a {self.name} row must be an object, got {type(row).__name__}")
-        row = {k: v for k, v in row.items() if k not in self.ignore_fields}
-        for key in row:
-            if key not in self.fields:
-                raise DataError(f"unknown field for {self.name} (expected: {', '.join(self.fields)}; "
-                                "pass ignore_fields to skip it)", field=key)  # fmt: skip
+        self.unmapped, self.dropped = {}, []
+        known: dict[str, Any] = {}
+        for key, value in row.items():
+            if key in self.ignore_fields:
+                continue
+            if key in self.fields:
+                known[key] = value
+            elif key in self.drop_fields:
+                self.dropped.append(key)
+            else:
+                self.keep(str(key), value)
         for key in self.required:
-            if row.get(key) is None:
+            if known.get(key) is None:
                 raise DataError(f"missing required field of {self.name}", field=key)
-        return row
+        return known
+
+    def keep(self, name: str, value: Any) -> None:
+        """Keep a source field no code maps (``name`` may be nested: ``text.note``) in ``meta["source_fields"]``."""
+        if name.split(".")[0].split("[")[0] not in self.ignore_fields:
+            self.unmapped[name] = json_value(value)
 
     # ------------------------------------------------------------------------------------------ helpers
 
@@ -106,6 +130,20 @@ class Importer(ABC):
         full = self.image_prefix + path
         check_image_path(full, field_name)
         return full
+
+
+def json_value(value: Any) -> Any:
+    """``value`` as JSON can hold it (meta must be JSON): bytes become a ``"<N bytes>"`` note, other
+    non-JSON leaves their ``str``."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    return str(value)
 
 
 def blob(fmt: str, data: bytes) -> ImageBlob:
@@ -248,14 +286,16 @@ class SourceRow:
         return {"file": self.file, "line": self.line, "index": self.index}
 
 
-def iter_source(path: str | Path) -> Iterator[SourceRow]:
-    """Rows of a ``.json`` list, ``.jsonl``, ``.parquet``, a directory of ``.parquet`` files or a datasets dir."""
+def iter_source(path: str | Path, split: str | None = None) -> Iterator[SourceRow]:
+    """Rows of a ``.json`` list, ``.jsonl``, ``.parquet``, a directory of ``.parquet`` files or a datasets dir
+    (``split``: which split of a ``DatasetDict`` directory)."""
     from mmalign.data.columnar import iter_dicts
     from mmalign.data.io import iter_rows
 
     path = Path(path)
     if not path.exists():
         raise DataError("no such file or directory", file=path)
+    path = split_dir(path, split)
     suffix = path.suffix.lower()
     if path.is_dir() and not (path / "state.json").exists():
         files = sorted(path.glob("*.parquet"))
@@ -276,3 +316,24 @@ def iter_source(path: str | Path) -> Iterator[SourceRow]:
         yield from (SourceRow(path, None, i, row) for i, row in enumerate(data))
     else:
         raise DataError("expected .json, .jsonl, .parquet, or a directory (parquet files or datasets)", file=path)
+
+
+def split_dir(path: Path, split: str | None) -> Path:
+    """The directory of ``split`` in a ``DatasetDict`` saved with ``save_to_disk`` (``dataset_dict.json`` and
+    one folder per split); ``path`` itself when it is not one. A DatasetDict without a split is an error
+    that names its splits."""
+    index = path / "dataset_dict.json"
+    if not path.is_dir() or not index.exists():
+        if split is not None:
+            raise DataError(f"--split {split} needs a DatasetDict directory (with dataset_dict.json)", file=path)
+        return path
+    data = read_json(index)
+    splits = data.get("splits") if isinstance(data, dict) else None
+    if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
+        splits = sorted(p.name for p in path.iterdir() if (p / "state.json").exists())
+    if split is None:
+        raise DataError(f"is a DatasetDict with splits {', '.join(splits)}: pick one with --split "
+                        f"(e.g. --split {splits[0] if splits else 'train'})", file=path)  # fmt: skip
+    if split not in splits:
+        raise DataError(f"has no split {split!r}; its splits are {', '.join(splits)}", file=path)
+    return path / split

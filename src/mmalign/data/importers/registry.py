@@ -2,11 +2,18 @@
 
 Record ids are stable: the source's own id (``rlaif-v-<idx>``) or a hash of the row's content, with
 ``-2``, ``-3``... appended to repeats in file order, so importing the same file twice gives the same bytes.
+
+Nothing is written half: the records go to a temporary file renamed into place at the end, and image files
+(embedded images written out, source images copied under the output root) go to a staging folder inside the
+output root that is moved into place only when every row has imported; a failed import leaves neither.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import secrets
+import shutil
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,7 +23,7 @@ from typing import Any
 from mmalign.config import config_from_dict, describe
 from mmalign.data.images import resolve_image
 from mmalign.data.importers.base import Importer, SkipRow, iter_source
-from mmalign.data.io import write_records
+from mmalign.data.io import detect_format, write_records
 from mmalign.data.parse import record_from_dict
 from mmalign.data.records import PreferenceRecord
 from mmalign.errors import ConfigError, DataError
@@ -48,7 +55,7 @@ def make_importer(
     seed: int = 0,
 ) -> Importer:
     cls = importer_class(fmt)
-    opts = config_from_dict(cls.options_class, dict(options or {}), f"{fmt} options")
+    opts = config_from_dict(cls.options_class, dict(options or {}), f"{fmt} options (--option KEY=VALUE)")
     return cls(opts, image_prefix=image_prefix, ignore_fields=tuple(ignore_fields), seed=seed)
 
 
@@ -61,11 +68,31 @@ class ImportReport:
     rows: int = 0
     records: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    unmapped: Counter[str] = field(default_factory=Counter)
+    """Source fields kept in ``meta["source_fields"]``, by the number of rows that had them."""
+    dropped: Counter[str] = field(default_factory=Counter)
+    """``drop_fields`` of the format, by the number of rows that had them."""
+    drop_reasons: dict[str, str] = field(default_factory=dict)
     out: Path | None = None
     out_root: Path | None = None
 
+    def notes(self) -> list[str]:
+        """The summary's lines about fields: one for the kept ones, one per reason for the dropped ones."""
+        lines = []
+        if self.unmapped:
+            kept = ", ".join(f"{name} ({n} rows)" for name, n in sorted(self.unmapped.items()))
+            lines.append(f"kept source fields no importer maps in meta['source_fields']: {kept}")
+        by_reason: dict[str, list[str]] = {}
+        for name in sorted(self.dropped):
+            by_reason.setdefault(self.drop_reasons.get(name, "not used"), []).append(name)
+        for reason, names in by_reason.items():
+            rows = max(self.dropped[n] for n in names)
+            lines.append(f"dropped {', '.join(names)} ({rows} rows): {reason}")
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "records": self.records, "skipped": dict(sorted(self.skipped.items())),
+                "unmapped": dict(sorted(self.unmapped.items())), "dropped": dict(sorted(self.dropped.items())),
                 "out": str(self.out), "out_root": str(self.out_root)}  # fmt: skip
 
 
@@ -75,11 +102,13 @@ def import_records(
     report: ImportReport,
     limit: int | None = None,
     image_root: Path | None = None,
+    split: str | None = None,
 ) -> Iterator[PreferenceRecord]:
     """Checked preference records of ``src``, ids made unique; ``report`` counts rows, records and skips.
     With ``image_root``, every image path must name a file there (errors name the source row)."""
     seen: Counter[str] = Counter()
-    for row in iter_source(src):
+    report.drop_reasons = dict(importer.drop_fields)
+    for row in iter_source(src, split):
         if limit is not None and report.rows >= limit:
             return
         report.rows += 1
@@ -94,8 +123,12 @@ def import_records(
             report.skipped[skip.reason] += 1
             continue
         except DataError as err:
-            raise err.located(**where, record_id=rid) from None
+            raise with_flag_hint(err, importer, row.data).located(**where, record_id=rid) from None
+        report.unmapped.update(importer.unmapped.keys())
+        report.dropped.update(importer.dropped)
         for item in dicts:
+            if importer.unmapped:
+                item["meta"] = {**item.get("meta", {}), "source_fields": dict(importer.unmapped)}
             seen[item["id"]] += 1
             if seen[item["id"]] > 1:
                 item["id"] = f"{item['id']}-{seen[item['id']]}"
@@ -113,6 +146,18 @@ def import_records(
             yield record
 
 
+def with_flag_hint(err: DataError, importer: Importer, row: Any) -> DataError:
+    """``err``, saying how to drop the field when it is an optional one the row has (``--ignore-field``)."""
+    name = (err.field or "").split(".")[0].split("[")[0]
+    if not name or name in importer.required or not isinstance(row, dict) or name not in row:
+        return err
+    if "--ignore-field" in err.message:
+        return err
+    hint = f" (an optional field: --ignore-field {name} imports the rows without it)"
+    return DataError(err.message + hint, file=err.file, line=err.line, index=err.index,
+                     record_id=err.record_id, field=err.field)  # fmt: skip
+
+
 def import_file(
     fmt: str,
     src: str | Path,
@@ -125,12 +170,14 @@ def import_file(
     options: dict[str, Any] | None = None,
     seed: int = 0,
     limit: int | None = None,
+    split: str | None = None,
 ) -> ImportReport:
     """Import ``src`` (in ``fmt``'s published layout) into ``out`` (.jsonl, .parquet or a datasets dir).
 
     Embedded images are written under the output root (JSONL) or embedded again (Parquet, datasets). Image
     paths are ``image_prefix`` + the row's path; with ``image_root`` (where those files are) they are
     checked and copied under the output root when it differs; without, they are written as they are.
+    ``split`` picks the split of a ``DatasetDict`` directory. On failure nothing is left behind.
     """
     from mmalign.data.build.shards import default_out_root
 
@@ -144,6 +191,62 @@ def import_file(
         root = out.resolve().parent
     src_root = Path(image_root) if image_root is not None else root
     report = ImportReport(out=out, out_root=root)
-    records = import_records(importer, src, report, limit, Path(image_root) if image_root is not None else None)
-    write_records(out, records, root=root, src_root=src_root, kind="preference")
+    records = import_records(importer, src, report, limit, Path(image_root) if image_root is not None else None,
+                             split)  # fmt: skip
+    if detect_format(out, writing=True) != "jsonl":
+        write_records(out, records, root=root, src_root=src_root, kind="preference")  # images embedded
+        return report
+    write_staged(out, records, root, src_root)
     return report
+
+
+def write_staged(out: Path, records: Iterator[PreferenceRecord], root: Path, src_root: Path) -> None:
+    """Write a JSONL of ``records`` whose image files appear under ``root`` only if every record is written.
+
+    The files go to a hidden staging folder inside ``root`` (same file system: moving is a rename) and the
+    JSONL to a hidden name beside ``out``; then files new to ``root`` are moved in (identical ones already
+    there are kept, a different one is an error, as :func:`~mmalign.data.images.write_image_file` has it) and
+    the JSONL renamed to ``out``. Any failure removes the staging folder, the moved files and the JSONL.
+    """
+    token = secrets.token_hex(6)
+    stage = root / f".mmalign-import-{token}"
+    staged_out = out.parent / f".{out.stem}.{token}{out.suffix}"
+    same_root = root.resolve() == src_root.resolve()
+    made_root = not root.exists()
+    moved: list[Path] = []
+    try:
+        write_records(staged_out, records, root=stage, src_root=stage if same_root else src_root, kind="preference")
+        files = sorted(p for p in stage.rglob("*") if p.is_file()) if stage.exists() else []
+        for file in files:
+            target = root / file.relative_to(stage)
+            if target.exists() and not (target.is_file() and target.read_bytes() == file.read_bytes()):
+                raise DataError(f"refusing to overwrite {str(target)!r}: a different file is already there")
+        for file in files:
+            target = root / file.relative_to(stage)
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(file, target)
+                moved.append(target)
+        os.replace(staged_out, out)
+    except BaseException:
+        for target in moved:
+            target.unlink(missing_ok=True)
+        _remove_empty_dirs({t.parent for t in moved}, root)
+        staged_out.unlink(missing_ok=True)
+        shutil.rmtree(stage, ignore_errors=True)
+        if made_root:
+            _remove_empty_dirs({root}, root.parent)
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _remove_empty_dirs(dirs: set[Path], root: Path) -> None:
+    """Remove folders made for moved files, now empty, up to (not including) ``root``."""
+    for folder in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
+        while folder != root and folder.is_relative_to(root):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            folder = folder.parent

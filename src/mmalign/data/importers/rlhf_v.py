@@ -62,9 +62,9 @@ class RLHFVImporter(Importer):
         text = parse_json_text(row["text"], "text")
         if not isinstance(text, dict):
             raise DataError("must hold an object with question, chosen and rejected", field="text")
-        for key in text:
+        for key, value in text.items():
             if key not in ("question", "chosen", "rejected"):
-                raise DataError("unknown key (expected question, chosen, rejected)", field=f"text.{key}")
+                self.keep(f"text.{key}", value)
         question = string(text, "question", allow_empty=True, prefix="text.")
         chosen, rejected = string(text, "chosen", prefix="text."), string(text, "rejected", prefix="text.")
         image = self.image(row["image"], "image")

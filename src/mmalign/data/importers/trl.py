@@ -35,7 +35,8 @@ class TRLImporter(Importer):
             data.setdefault("id", row_id or content_id(self.name, row.get("prompt"), row["chosen"], row["rejected"]))
             return [{k: v for k, v in data.items() if v is not None or k in ("id",)}]
         if row.get("images") is not None and row.get("image") is not None:
-            raise DataError("has both 'images' and 'image'; keep one", field="image")
+            raise DataError("has both 'images' and 'image'; drop one with --ignore-field image (or images)",
+                            field="image")  # fmt: skip
         cells = (
             row.get("images")
             if row.get("images") is not None

@@ -6,10 +6,14 @@ The published layout: ``id``, ``prompt``, ``models`` (the four models asked), ``
 Ethical Considerations, ``model`` and ``response``) and ``img_path`` (under the released image folder). The
 Hub's parquet stores ``completions`` as a struct of lists; both that and a list of objects are read.
 
-Pairs follow Silkie: each completion is scored by the mean of its numeric ratings (``N/A`` is left out);
-``best-vs-random`` (default) prefers the best completion over one drawn at random among those scored
-strictly lower; ``best-vs-worst`` takes the lowest; ``all`` every pair whose scores differ by more than
-``min_margin``.
+Pairs follow the reference recipe, Silkie's ``run_dpo.py`` (vlf-silkie/VLFeedback, commit e6ddec7,
+``make_vlfeedback_paired_dataset``): a completion's score is the mean of its aspect ratings; every two
+completions whose scores differ make a pair (``pairing: all``, the default; ties make none); and a rating
+that is not a number ("N/A") makes ``float()`` fail there, which skips every pair of that completion: it is
+left out (``na: drop-completion``, the default). ``na: skip-rating`` instead averages the numeric ratings
+only. Other pairings, not Silkie's: ``best-vs-random`` (the best completion against one drawn among those
+scored lower, the UltraFeedback-binarized convention) and ``best-vs-worst``; ``min_margin`` > 0 keeps only
+pairs whose scores differ by more. Ratings are 1-5.
 """
 
 from __future__ import annotations
@@ -23,23 +27,31 @@ from mmalign.data.importers.base import Importer, SkipRow, content_id, pair_reco
 from mmalign.errors import ConfigError, DataError
 
 ASPECTS = ("Helpfulness", "Visual Faithfulness", "Ethical Considerations")
-PAIRINGS = ("best-vs-random", "best-vs-worst", "all")
+PAIRINGS = ("all", "best-vs-random", "best-vs-worst")
+NA_RULES = ("drop-completion", "skip-rating")
 
 
 @dataclass(frozen=True)
 class VLFeedbackOptions:
-    pairing: str = option("best-vs-random", f"How completions become pairs: {', '.join(PAIRINGS)}.")
-    min_margin: float = option(0.0, "Smallest score difference a pair needs (scores are mean ratings, 1-5).")
+    pairing: str = option("all", f"How completions become pairs: {', '.join(PAIRINGS)} (all: Silkie's).")
+    min_margin: float = option(0.0, "Score difference a pair must exceed (scores are mean ratings, 1-5).")
     aspects: list[str] = option(list(ASPECTS), "Rated aspects averaged into a completion's score.")
+    na: str = option(
+        "drop-completion",
+        "A non-numeric rating ('N/A') on an averaged aspect: drop-completion (Silkie's: the completion is in no "
+        "pair) or skip-rating (average the numeric ones).",
+    )
 
     def __post_init__(self) -> None:
         if self.pairing not in PAIRINGS:
-            raise ConfigError(f"option 'pairing' must be one of {', '.join(PAIRINGS)}, got {self.pairing!r}")
+            raise ConfigError(f"--option pairing must be one of {', '.join(PAIRINGS)}, got {self.pairing!r}")
         if self.min_margin < 0:
-            raise ConfigError(f"option 'min_margin' must be >= 0, got {self.min_margin}")
+            raise ConfigError(f"--option min_margin must be >= 0, got {self.min_margin}")
         unknown = [a for a in self.aspects if a not in ASPECTS]
         if unknown or not self.aspects:
-            raise ConfigError(f"option 'aspects' must name some of {', '.join(ASPECTS)}, got {self.aspects}")
+            raise ConfigError(f"--option aspects must name some of {', '.join(ASPECTS)}, got {self.aspects}")
+        if self.na not in NA_RULES:
+            raise ConfigError(f"--option na must be one of {', '.join(NA_RULES)}, got {self.na!r}")
 
 
 def completions_list(value: Any) -> list[dict[str, Any]]:
@@ -55,13 +67,11 @@ def completions_list(value: Any) -> list[dict[str, Any]]:
     return value
 
 
-def score(completion: Any, aspects: list[str], where: str) -> float | None:
-    """Mean numeric rating over ``aspects`` (None when none is numeric)."""
+def score(completion: Any, aspects: list[str], where: str, na: str = "drop-completion") -> float | None:
+    """Mean rating over ``aspects``; None when the completion has no rating to average or, with ``na``
+    ``drop-completion``, a non-numeric one ("N/A")."""
     if not isinstance(completion, dict):
         raise DataError("a completion must be an object", field=where)
-    for key in completion:
-        if key not in ("annotations", "model", "response"):
-            raise DataError("unknown field (expected annotations, model, response)", field=f"{where}.{key}")
     annotations = completion.get("annotations")
     if not isinstance(annotations, dict):
         raise DataError("must be an object of aspect ratings", field=f"{where}.annotations")
@@ -75,7 +85,8 @@ def score(completion: Any, aspects: list[str], where: str) -> float | None:
         try:
             values.append(float(rating["Rating"]))
         except (TypeError, ValueError):
-            continue  # "N/A": not rated on this aspect
+            if na == "drop-completion":
+                return None  # Silkie: float("N/A") raises, and the completion's pairs are skipped
     return sum(values) / len(values) if values else None
 
 
@@ -92,7 +103,10 @@ class VLFeedbackImporter(Importer):
         message, _ = user_message(question, 1, "prompt")
         scored = []
         for i, completion in enumerate(completions_list(row["completions"])):
-            value = score(completion, opts.aspects, f"completions[{i}]")
+            value = score(completion, opts.aspects, f"completions[{i}]", opts.na)
+            for key in completion:
+                if key not in ("annotations", "model", "response"):
+                    self.keep(f"completions[{i}].{key}", completion[key])
             response = completion.get("response")
             if not isinstance(response, str):
                 raise DataError("must be a string", field=f"completions[{i}].response")
