@@ -20,6 +20,7 @@ def test_unmapped_fields_are_kept_in_meta_and_listed_once(src, tmp_path, cli_run
     for i, row in enumerate(rows):
         row["annotator"] = f"a{i}"  # a column no importer maps
     rows[0]["flaw"] = {"kind": "object", "words": ["wine"]}
+    rows[1]["flaw"] = None  # empty: not kept
     path = tmp_path / "llava.json"
     path.write_text(json.dumps(rows))
     out = tmp_path / "o.jsonl"
@@ -137,7 +138,8 @@ def test_a_failed_import_leaves_no_image_files(tmp_path, src, helpers):
     # copied images: the first row's image is copied before the second's is found missing
     images = tmp_path / "coco"
     helpers.png(images, "COCO_train2014_000000291476.jpg")
-    with pytest.raises(DataError, match=r"record 1 \(id 'povid-17029'\), field 'images\[0\]'"):
+    missing = r"record 1 \(id 'povid-17029'\), field 'images\[0\]': image file not found: .*000017029.jpg' "
+    with pytest.raises(DataError, match=missing + r"\(the row's path, after --image-prefix, under --image-root\)"):
         import_file("povid", src.povid, tmp_path / "copied" / "p.jsonl", image_root=images)
     assert not (tmp_path / "copied").exists()
     # a success moves every file in place, and a second import of the same data finds them identical

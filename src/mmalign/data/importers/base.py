@@ -99,6 +99,8 @@ class Importer(ABC):
                 continue
             if key in self.fields:
                 known[key] = value
+            elif value is None:
+                continue  # a column this row leaves empty: nothing to keep or drop
             elif key in self.drop_fields:
                 self.dropped.append(key)
             else:

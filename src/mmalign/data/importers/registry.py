@@ -138,12 +138,21 @@ def import_records(
                     for key, refs in record.image_lists().items():
                         for i, ref in enumerate(refs):
                             if isinstance(ref, str):
-                                resolve_image(image_root, ref, f"{key}[{i}]")
+                                find_image(image_root, ref, f"{key}[{i}]")
             except DataError as err:
                 raise err.located(**where, record_id=item["id"]) from None
             assert isinstance(record, PreferenceRecord)
             report.records += 1
             yield record
+
+
+def find_image(image_root: Path, path: str, field_name: str) -> None:
+    """The source image ``path`` is a file under ``--image-root`` (errors say which flags set where to look)."""
+    try:
+        resolve_image(image_root, path, field_name)
+    except DataError as err:
+        hint = " (the row's path, after --image-prefix, under --image-root)"
+        raise DataError(err.message + hint, field=err.field) from None
 
 
 def with_flag_hint(err: DataError, importer: Importer, row: Any) -> DataError:
