@@ -124,14 +124,18 @@ def run(
         None, "--limit", help="Items per task: the first N, completed to the end of the scene or image in progress."
     ),
     batch_size: int = typer.Option(8, "--batch-size", help="Items per forward pass / generation batch (left padding)."),
-    fast: bool = typer.Option(
-        True,
+    fast: bool | None = typer.Option(
+        None,
         "--fast/--generate",
         help="Yes/no and multiple choice: compare the options' log-probs in one forward pass (fast), or generate "
-        "and parse every answer.",
+        "and parse every answer. Default: the fast path only on tasks whose measured agreement with "
+        "generate-and-parse is at least 99% (every task states its figure).",
+        show_default=False,
     ),
     agreement_sample: int = typer.Option(
-        200, "--agreement-sample", help="With --fast: items per task also generated and parsed to measure agreement."
+        200,
+        "--agreement-sample",
+        help="Where the fast path is used: items per task also generated and parsed to measure agreement.",
     ),
     max_new_tokens: int | None = typer.Option(
         None,
@@ -190,10 +194,12 @@ def run(
     for key, dim in results["dimensions"].items():
         typer.echo(f"  {key:<14} {dim['score']:.3f}  ({', '.join(f'{t} {v:.3f}' for t, v in dim['tasks'].items())})")
     for name, entry in results["tasks"].items():
-        fp = entry.get("fast_path")
-        if fp and fp.get("agreement") is not None:
-            typer.echo(f"  fast path {name}: agrees with generate-and-parse on {100 * fp['agreement']:.1f}% "
-                       f"of {fp['n']} items")  # fmt: skip
+        fp = entry.get("fast_path") or {}
+        if fp.get("applies"):
+            sample = "" if fp.get("agreement") is None else (
+                f"; this run: {100 * fp['agreement']:.1f}% of {fp['n']} sampled items agree"
+            )  # fmt: skip
+            typer.echo(f"  {name}: {'fast path' if fp['used'] else 'generated'}, {fp['reason']}{sample}")
     typer.echo(f"results written to {out / 'results.json'}, report to {out / 'report.md'}")
 
 

@@ -25,8 +25,8 @@ from mmalign.eval.cache import ItemKeys, PredictionCache, settings_hash
 from mmalign.eval.fastpath import YES_NO, OptionSet, choose_options, letter_options
 from mmalign.models.loading import LoadedModel
 
-CACHE_VERSION = 1
-"""Bumped when what a cached row means changes."""
+CACHE_VERSION = 2
+"""Bumped when what a cached row means changes (2: fast-path rows say whether they are on the greedy path)."""
 
 
 @dataclass
@@ -154,13 +154,15 @@ class Runner:
 
     def choose(self, task: str, items: list[EvalItem], image_root: Path | None) -> list[dict[str, Any]]:
         """The fast path's option for each item: rows with ``text`` (the option as written), ``label``,
-        ``logps`` (per option), ``margin`` and ``forwards``."""
+        ``logps`` (per option), ``margin``, ``forwards`` and ``greedy`` (whether greedy decoding starts with the
+        option; where it does not, the caller generates the answer)."""
 
         def compute(batch: list[EvalItem]) -> list[dict[str, Any]]:
             opened = self.images.items(batch, image_root)
             choices = choose_options(self.loaded, opened, [options_for(i) for i in batch], batch_size=len(batch))
             return [{"text": c.text, "label": c.label, "logps": [round(v, 6) for v in c.logps],
-                     "margin": round(c.margin, 6), "forwards": c.forwards} for c in choices]  # fmt: skip
+                     "margin": round(c.margin, 6), "forwards": c.forwards, "greedy": c.greedy}
+                    for c in choices]  # fmt: skip
 
         forms = {"yes_no": [YES_NO.forms(0), YES_NO.forms(1)], "letters": letter_options(2).forms(0)}
         return self._batched(task, items, image_root, self._cache(task, "fast", {"forms": forms}), compute)

@@ -6,6 +6,16 @@ forward pass over the prompt: the next-token log-probs at the prompt's last posi
 options' first tokens. This is lmms-eval's ``loglikelihood`` idea, restricted to what greedy decoding would
 do, so the two agree whenever generation starts with an option (the runner measures the agreement).
 
+Generation need not start with an option: a model never taught to answer "Is the square red?" with yes or no
+may greedily write "Triangle." or "C.", which the task's parser reads as no answer (MME: *other*, wrong), while
+a comparison of the options' log-probs alone would still pick yes or no. That is why the shipped SFT baseline's
+fast path agreed with generate-and-parse on only ~75 % of the shapes world's MME items. Each choice therefore
+says whether it is on the greedy path (:attr:`OptionChoice.greedy`): the option's token is the highest-scoring
+token of the whole vocabulary at every step of the walk, not only among the options' tokens. When it is not,
+the runner generates that item's answer instead, so the fast path agrees with generation on its first tokens by
+construction; what it can still miss is a continuation the parser reads differently ("No one..." read as *no*
+by one parser and *yes* by another, "Yes, but no..."), which the measured agreement counts.
+
 Each option has *forms*, the ways a model may start it: its text as written (``Yes``, ``B``), lower- and
 capitalised, for letters also opened by a parenthesis (``(B``), each with and without a leading space
 (templates that end with ``ASSISTANT:`` make models answer with a space first). The choice follows the
@@ -84,6 +94,9 @@ class OptionChoice:
     """Log-prob of the picked first token minus the best first token of another option (≥ 0; small = a near tie)."""
     forwards: int
     """Forward passes this item needed: 1, or 2 when options shared a first token."""
+    greedy: bool = True
+    """Whether greedy decoding writes this option's tokens: each was the vocabulary's highest-scoring token
+    (False: generation starts with something else, and only generating tells what the parser reads)."""
 
 
 def _keeps_logits(model: Any) -> bool:
@@ -154,26 +167,33 @@ def _extend(batch: Batch, tails: list[tuple[int, ...]], pad_id: int) -> Batch:
                  list(batch.ids), padding_side="left")  # fmt: skip
 
 
-def _tail_logps(model: Any, batch: Batch, tails: list[tuple[int, ...]]) -> list[list[float]]:
-    """Per row, the log-prob of each token of its tail given the prompt and the tail before it."""
+def _tail_logps(model: Any, batch: Batch, tails: list[tuple[int, ...]]) -> tuple[list[list[float]], list[list[bool]]]:
+    """Per row, the log-prob of each token of its tail given the prompt and the tail before it, and whether
+    that token was the vocabulary's argmax there (what greedy decoding would write)."""
     device, dtype = _device(model)
     width = max(len(t) for t in tails)
     inputs: dict[str, Any] = {**batch.to(device, dtype).model_inputs(), "use_cache": False}
     if _keeps_logits(model):
         inputs["logits_to_keep"] = width + 1
     logps = model(**inputs).logits[:, -(width + 1) :].float().log_softmax(-1)
-    out = []
+    top = logps.argmax(-1)
+    out, greedy = [], []
     for r, tail in enumerate(tails):
         start = width - len(tail)  # left padding: the row's tail fills its last len(tail) positions
         out.append([float(logps[r, start + j, token]) for j, token in enumerate(tail)])
-    return out
+        greedy.append([int(top[r, start + j]) == token for j, token in enumerate(tail)])
+    return out, greedy
 
 
-def _resolve(candidates: list[tuple[int, tuple[int, ...]]], token_logps: list[list[float]]) -> int:
-    """Walk the candidates' tokens greedily (see the module docstring); returns the winning option."""
+def _resolve(
+    candidates: list[tuple[int, tuple[int, ...]]], token_logps: list[list[float]], greedy: list[list[bool]]
+) -> tuple[int, bool]:
+    """Walk the candidates' tokens greedily (see the module docstring); returns the winning option and whether
+    the walk stayed on the greedy path (each token followed was the vocabulary's argmax, no summed tie-break)."""
     alive = list(range(len(candidates)))
     depth = 1
     ended: list[int] = []
+    on_path = True
     while len({candidates[k][0] for k in alive}) > 1:
         longer = [k for k in alive if len(candidates[k][1]) > depth]
         ended += [k for k in alive if len(candidates[k][1]) <= depth]
@@ -181,11 +201,12 @@ def _resolve(candidates: list[tuple[int, tuple[int, ...]]], token_logps: list[li
             break
         best = max(token_logps[k][depth] for k in longer)
         alive = [k for k in longer if token_logps[k][depth] == best]
+        on_path = on_path and greedy[alive[0]][depth]
         depth += 1
     if len({candidates[k][0] for k in alive}) == 1 and not ended:
-        return candidates[alive[0]][0]
+        return candidates[alive[0]][0], on_path
     pool = alive + ended
-    return candidates[max(pool, key=lambda k: (sum(token_logps[k]), -k))][0]
+    return candidates[max(pool, key=lambda k: (sum(token_logps[k]), -k))][0], False
 
 
 @torch.no_grad()
@@ -227,7 +248,7 @@ def _choose_chunk(
     memo: dict[OptionSet, _Forms],
 ) -> list[OptionChoice]:
     results: list[OptionChoice | None] = []
-    pending: list[tuple[int, list[tuple[int, tuple[int, ...]]]]] = []
+    pending: list[tuple[int, list[tuple[int, tuple[int, ...]]], bool]] = []
     firsts: list[list[float]] = []
     for r, option_set in enumerate(sets):
         forms = _tokenize_forms(loaded.tokenizer, option_set, memo)
@@ -237,27 +258,29 @@ def _choose_chunk(
             per_option[owner] = max(per_option[owner], float(row[tokens[0]]))
         firsts.append(per_option)
         best_token = max({t[0] for t in forms.tokens}, key=lambda t: (float(row[t]), -t))
+        greedy = int(row.argmax()) == best_token  # argmax: the first of equal maxima, as greedy decoding
         candidates = [(o, t) for o, t in zip(forms.option, forms.tokens, strict=True) if t[0] == best_token]
         if len({o for o, _ in candidates}) == 1:
-            results.append(_choice(option_set, candidates[0][0], per_option, 1))
+            results.append(_choice(option_set, candidates[0][0], per_option, 1, greedy))
         else:
             results.append(None)
-            pending.append((r, candidates))
+            pending.append((r, candidates, greedy))
     if pending:
-        rows = [(r, c) for r, cands in pending for c in cands]
+        rows = [(r, c) for r, cands, _ in pending for c in cands]
         batch = collator([chunk[r] for r, _ in rows])
         tails = [tokens for _, (_, tokens) in rows]
         pad = loaded.tokenizer.pad_token_id
-        token_logps = _tail_logps(loaded.model, _extend(batch, tails, pad), tails)
+        token_logps, greedy_tokens = _tail_logps(loaded.model, _extend(batch, tails, pad), tails)
         k = 0
-        for r, cands in pending:
-            winner = _resolve(cands, token_logps[k : k + len(cands)])
-            k += len(cands)
-            results[r] = _choice(sets[r], winner, firsts[r], 2)
+        for r, cands, first_greedy in pending:
+            end = k + len(cands)
+            winner, on_path = _resolve(cands, token_logps[k:end], greedy_tokens[k:end])
+            k = end
+            results[r] = _choice(sets[r], winner, firsts[r], 2, first_greedy and on_path)
     return [r for r in results if r is not None]
 
 
-def _choice(options: OptionSet, index: int, per_option: list[float], forwards: int) -> OptionChoice:
+def _choice(options: OptionSet, index: int, per_option: list[float], forwards: int, greedy: bool) -> OptionChoice:
     others = [v for i, v in enumerate(per_option) if i != index]
     margin = per_option[index] - max(others) if others else math.inf
-    return OptionChoice(index, options.labels[index], options.texts[index], per_option, margin, forwards)
+    return OptionChoice(index, options.labels[index], options.texts[index], per_option, margin, forwards, greedy)

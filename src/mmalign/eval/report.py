@@ -3,7 +3,8 @@
 One table per dimension (each task's headline metrics with their bootstrap 95 % intervals), a radar (three
 dimensions or more) or bar chart of the dimension summaries (``dimensions.png``), POPE per split
 (``pope.png``) and, on the shapes world, how often captions name absent co-occurring partners against other
-absent objects (``partners.png``); the fast path's agreement with generate-and-parse; skipped tasks and why.
+absent objects (``partners.png``); for each closed task, fast path or generation and the agreement with
+generate-and-parse that choice relies on; the metrics' warnings; skipped tasks and why.
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ LOWER_IS_BETTER = ("chair_s", "chair_i", "attack_success_rate", "over_refusal_ra
                    "yes_ratio")  # fmt: skip
 """Metric names containing one of these read "lower is better" (yes-ratio: closer to 0.5 is better; shown ↓
 because a hallucinating model says yes too often)."""
+
+
+_MODES = {
+    "auto": "the log-prob fast path where its measured agreement with generate-and-parse is at least 99 %, "
+    "else generation (see Fast path agreement)",
+    "fast": "the log-prob fast path (--fast)",
+    "generate": "generate-and-parse (--generate)",
+}
 
 
 def fmt(name: str, value: float | None) -> str:
@@ -132,8 +141,7 @@ def write_report(results: dict[str, Any], out: Path) -> list[Path]:
         f"- model: `{model['path']}` ({model['family']}, {model['parameters']:,} parameters), "
         f"fingerprint `{model['fingerprint'][:16]}`",
         f"- data: {settings['data'] or 'benchmark files'} (split {settings['split']}), item limit "
-        f"{settings['limit'] or 'none'}; answers by {settings['mode']}"
-        + (" (log-prob fast path for yes/no and multiple choice)" if settings["mode"] == "fast" else ""),
+        f"{settings['limit'] or 'none'}; closed answers by " + _MODES.get(settings["mode"], str(settings["mode"])),
         f"- intervals: percentile bootstrap 95 %, {settings['n_resamples']} resamples, seed {settings['seed']}; "
         "↑ higher is better, ↓ lower is better",
         "",
@@ -157,29 +165,47 @@ def write_report(results: dict[str, Any], out: Path) -> list[Path]:
         for name, entry in done:
             lines += _task_table(name, entry)
         lines += _dimension_extras(dimension, done, out, written)
-    fast = [(n, e["fast_path"]) for n, e in tasks.items() if e.get("fast_path")]
-    if fast:
-        lines += [
-            "",
-            "## Fast path agreement",
-            "",
-            "Options picked from one forward pass against generate-and-parse (the task's official parser) on a "
-            "seeded sample of the items.",
-            "",
-            "| Task | Agreement | Sample | Forward passes / item | Near ties |",
-            "|---|---|---|---|---|",
-        ]
-        for name, fp in fast:
-            forwards = f"{fp['forwards_per_item']:.2f}" if "forwards_per_item" in fp else "–"
-            lines.append(
-                f"| {name} | {fmt('', fp['agreement'])} | {fp['n']} | {forwards} | {fp.get('near_ties', '–')} |"
-            )
+    lines += _fast_path_lines(tasks)
+    warnings = [(n, w) for n, e in tasks.items() for w in e.get("metrics", {}).get("warnings", [])]
+    if warnings:
+        lines += ["", "## Warnings", ""] + [f"- {n}: {w}" for n, w in warnings]
     skipped = [(n, e["reason"]) for n, e in tasks.items() if e["status"] == "skipped"]
     if skipped:
         lines += ["", "## Skipped", ""] + [f"- {n}: {reason}" for n, reason in skipped]
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return written
+
+
+def _fast_path_lines(tasks: dict[str, Any]) -> list[str]:
+    """The closed tasks: fast path or generation, the measured agreement that decided it, this run's check."""
+    closed = [(n, e["fast_path"]) for n, e in tasks.items() if (e.get("fast_path") or {}).get("applies")]
+    if not closed:
+        return []
+    lines = [
+        "",
+        "## Fast path agreement",
+        "",
+        "Closed answers come from the log-prob fast path only where its agreement with generate-and-parse (the "
+        "task's official parser on both), measured on the shipped model, is at least 99 %; where it is used, items "
+        "whose greedy answer does not start with an option are generated, and a seeded sample is also generated "
+        "to check the agreement on this model.",
+        "",
+        "| Task | Answers by | Measured agreement | This run's sample | Generated off the options | Near ties |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, fp in closed:
+        measured = fp.get("measured")
+        figure = f"{fmt('', measured['agreement'])} of {measured['n']}" if measured else "not measured"
+        sample = f"{fmt('', fp['agreement'])} of {fp['n']}" if fp.get("agreement") is not None else "–"
+        by = "fast path" if fp["used"] else "generation"
+        extra = f"{fp.get('generated', '–')} | {fp.get('near_ties', '–')}"
+        lines.append(f"| {name} | {by} | {figure} | {sample} | {extra} |")
+    lines += [""] + [f"- {n}: {fp['reason']}" for n, fp in closed]
+    lines += [f"- **warning**: {fp['warning']}" for _, fp in closed if fp.get("warning")]
+    measured_by = {fp["measured"]["measured_by"] for _, fp in closed if fp.get("measured")}
+    lines += [""] + [f"Agreement measured by {m}." for m in sorted(measured_by)]
+    return lines
 
 
 def _dimension_extras(dimension: str, done: list[tuple[str, dict[str, Any]]], out: Path,

@@ -7,7 +7,7 @@ seed on the same machine, except under ``timings``)::
     mmalign_version   the package version
     model             {path, fingerprint (SHA-256 of the model directory's files), family, parameters}
     reference         the same for --reference (reward task), or null
-    settings          {tasks, suite, data, split, limit, batch_size, mode ("fast" | "generate"),
+    settings          {tasks, suite, data, split, limit, batch_size, mode ("auto" | "fast" | "generate"),
                        agreement_sample, seed, n_resamples, beta, judge ({base_url, model} or null),
                        opponents}
     tasks             task name → {
@@ -17,10 +17,16 @@ seed on the same machine, except under ``timings``)::
                          score_command (the `mmalign eval score` line that reproduces the metrics),
                          metrics (the metric core's report), intervals (headline metric →
                          {estimate, low, high, confidence, n, n_resamples}; percentile bootstrap),
-                         fast_path ({n, agree, agreement, disagreements (ids, at most 20), forwards_per_item,
-                         near_ties} or null), summary (see below)}
+                         fast_path (below), summary (see below)}
     dimensions        dimension → {score, tasks}: the mean of its tasks' summaries
     timings           {total_s, tasks: task → {seconds, items_computed, items_cached, items_per_s}}
+
+A task's *fast_path* says how its answers were made and on what agreement that relies: {applies (a closed
+task), used, reason, min_agreement (0.99), measured (the agreement measured on the shipped model that decides
+the default: {agreement, agree, n, measured_by}, or null)}, and where the fast path was used, this run's own
+check on a seeded sample: {n, agree, agreement, disagreements (ids, at most 20), warning (agreement below
+min_agreement, or null), generated (items whose greedy answer does not start with an option, so generated),
+forwards_per_item, near_ties}.
 
 A task's *summary* is one number in [0, 1] (dialogue may pass 1), higher is better: POPE, multiple-choice
 and reward accuracy; CHAIR's object F1 (precision 1 − CHAIR-i and recall; naming nothing scores 0);

@@ -5,9 +5,10 @@
 For each task: build its items (shapes world or ``--source`` benchmark files), check their images, write
 them to ``questions/<task>.jsonl``, run the model (fast path or generation, batched, resumable through the
 cache in ``cache/``), write ``predictions/<task>.jsonl`` in the benchmark's answer format, and score those
-files with the metric core, with percentile-bootstrap 95 % intervals. With ``fast``, a sample of the items
-is also generated and parsed, and the agreement between the two is reported. Layout of results.json:
-:mod:`mmalign.eval.results`.
+files with the metric core, with percentile-bootstrap 95 % intervals. Closed tasks use the fast path by default
+only where its measured agreement with generate-and-parse is at least 99 % (:mod:`.agreement`); where it is
+used, items whose greedy answer does not start with an option are generated, and a sample of the items is also
+generated and parsed, the agreement between the two reported. Layout of results.json: :mod:`mmalign.eval.results`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmalign.data.io import write_jsonl
-from mmalign.data.records import EvalItem, PreferenceRecord
+from mmalign.data.records import PreferenceRecord
 from mmalign.errors import ConfigError, DataError
 from mmalign.eval import results as res
+from mmalign.eval.agreement import agreement, fast_path_plan, parsed_answer, sample_warning
 from mmalign.eval.execute import Runner
 from mmalign.eval.scoring import question_row, rescore, score_command, write_answers
 from mmalign.eval.suites import get_suite
@@ -59,10 +61,12 @@ class EvalConfig:
     """Items per task: the first N, completed to the end of the group in progress; None: all (or the suite's)."""
     batch_size: int = 8
     """Items per forward pass or generation batch."""
-    fast: bool = True
-    """Yes/no and multiple choice through the log-prob fast path (False: generate and parse)."""
+    fast: bool | None = None
+    """Yes/no and multiple choice: None, the log-prob fast path on the tasks whose measured agreement with
+    generate-and-parse is at least 99 % and generation elsewhere; True, the fast path on every closed task;
+    False, generate and parse everywhere."""
     agreement_sample: int = 200
-    """With ``fast``: items per task also generated and parsed, to measure agreement (0: none)."""
+    """Where the fast path is used: items per task also generated and parsed, to measure agreement (0: none)."""
     max_new_tokens: int | None = None
     """Generation budget for every task; None: each task's own (8 for short answers, 48 for captions)."""
     reference: Path | None = None
@@ -138,19 +142,6 @@ def _check_images(inp: TaskInput, task: str) -> None:
             except DataError as err:
                 message = f"{err.message} (task {task}, images under {inp.image_root})"
                 raise DataError(message, file=inp.source, record_id=item.id, field=err.field) from None
-
-
-def _parsed(spec: TaskSpec, item: EvalItem, text: str) -> str | None:
-    """What the task's official parser reads from a generated answer (to compare with the fast path)."""
-    from mmalign.eval.metrics.mme import mme_parse
-    from mmalign.eval.metrics.multiple_choice import parse_choice
-    from mmalign.eval.metrics.pope import official_yes_no
-
-    if spec.name == "mme":
-        return mme_parse(text)
-    if spec.kind == "choice":
-        return parse_choice(text, list(item.choices or []))
-    return official_yes_no(text)
 
 
 class Evaluation:
@@ -241,13 +232,13 @@ class Evaluation:
         out = self.cfg.out
         files = {"questions": f"questions/{spec.name}.jsonl", "predictions": f"predictions/{spec.name}.jsonl"}
         write_jsonl(out / files["questions"], (question_row(i) for i in inp.items))
-        mode = "fast" if spec.fast and self.cfg.fast else ("logps" if spec.kind == "reward" else "generate")
+        fast_path = fast_path_plan(spec, self.cfg.fast)
+        mode = "fast" if fast_path["used"] else ("logps" if spec.kind == "reward" else "generate")
         budget = self.cfg.max_new_tokens or spec.max_new_tokens
-        fast_path = None
         if mode == "fast":
             rows = self.runner.choose(spec.name, inp.items, inp.image_root)
-            texts = [r["text"] for r in rows]
-            fast_path = self._agreement(spec, inp, rows, budget)
+            texts = self._off_options(spec, inp, rows, budget)
+            fast_path.update(self._agreement(spec, inp, texts, rows, budget))
         elif spec.kind == "reward":
             self._reward(spec, inp, out / files["predictions"])
         elif spec.kind == "battle":
@@ -280,23 +271,38 @@ class Evaluation:
             "intervals": intervals(result, options), "summary": res.summary(spec.name, metrics, self.model_name),
         }  # fmt: skip
 
-    def _agreement(self, spec: TaskSpec, inp: TaskInput, rows: list[dict[str, Any]], budget: int) -> dict[str, Any]:
-        """Generate-and-parse on a seeded sample of the items; how often it picks the fast path's option."""
+    def _off_options(self, spec: TaskSpec, inp: TaskInput, rows: list[dict[str, Any]], budget: int) -> list[str]:
+        """The answers to write: the fast path's option, or the generated answer where greedy decoding does not
+        start with an option (``greedy`` false; see :mod:`.fastpath`)."""
+        texts = [r["text"] for r in rows]
+        off = [k for k, r in enumerate(rows) if not r.get("greedy", True)]
+        if off:
+            items = [inp.items[k] for k in off]
+            generated = self.runner.generate(spec.name, items, inp.image_root, budget, label=f"{spec.name} (generated)")
+            for k, text in zip(off, generated, strict=True):
+                texts[k] = text
+        return texts
+
+    def _agreement(
+        self, spec: TaskSpec, inp: TaskInput, texts: list[str], rows: list[dict[str, Any]], budget: int
+    ) -> dict[str, Any]:
+        """Generate-and-parse on a seeded sample of the items; how often its parsed answer is the written one's."""
         n = min(self.cfg.agreement_sample, len(inp.items))
-        if n == 0:
-            return {"n": 0, "agree": 0, "agreement": None, "disagreements": []}
         picked = sorted(random.Random(f"{self.cfg.seed}:{spec.name}:agreement").sample(range(len(inp.items)), n))
         items = [inp.items[k] for k in picked]
-        texts = self.runner.generate(spec.name, items, inp.image_root, budget, label=f"{spec.name} (agreement)")
-        agree = [
-            _parsed(spec, item, text) == rows[k]["label"] for k, item, text in zip(picked, items, texts, strict=True)
-        ]
-        margins = [rows[k]["margin"] for k in range(len(rows))]
+        label = f"{spec.name} (agreement)"
+        generated = self.runner.generate(spec.name, items, inp.image_root, budget, label=label) if items else []
+        fast = [parsed_answer(spec, item, texts[k]) for k, item in zip(picked, items, strict=True)]
+        sample = agreement(fast, [parsed_answer(spec, i, t) for i, t in zip(items, generated, strict=True)],
+                           [i.id for i in items])  # fmt: skip
+        warning = sample_warning(spec.name, sample)
+        if warning is not None:
+            self.echo(f"warning: {warning}")
         return {
-            "n": n, "agree": sum(agree), "agreement": sum(agree) / n,
-            "disagreements": [items[j].id for j, ok in enumerate(agree) if not ok][:20],
+            **sample, "warning": warning,
+            "generated": sum(1 for r in rows if not r.get("greedy", True)),
             "forwards_per_item": sum(r["forwards"] for r in rows) / len(rows),
-            "near_ties": sum(1 for m in margins if m < 1e-3),
+            "near_ties": sum(1 for r in rows if r["margin"] < 1e-3),
         }  # fmt: skip
 
     def _reference_runner(self) -> Runner:
@@ -365,7 +371,7 @@ def evaluate(cfg: EvalConfig, echo: Echo = print) -> dict[str, Any]:
         "settings": {
             "tasks": ev.names, "suite": cfg.suite, "data": None if ev.world is None else str(ev.world),
             "split": cfg.split, "sources": {k: str(v) for k, v in sorted(cfg.sources.items())}, "limit": ev.limit,
-            "batch_size": cfg.batch_size, "mode": "fast" if cfg.fast else "generate",
+            "batch_size": cfg.batch_size, "mode": {None: "auto", True: "fast", False: "generate"}[cfg.fast],
             "agreement_sample": cfg.agreement_sample, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
             "n_resamples": cfg.n_resamples, "beta": cfg.beta, "judge": judge,
             "opponents": [str(p) for p in cfg.opponents],

@@ -40,6 +40,26 @@ def test_picks_the_option_greedy_generation_starts_with(models, world_dir):
     assert all(c.forwards == 1 and c.margin >= 0 for c in choices)
 
 
+def test_greedy_says_whether_generation_starts_with_the_option(models, world_dir):
+    """``greedy`` is true exactly when greedy generation's first token is a form of the picked option: always
+    for options built around that token and for the determined yes/no model; for the untrained model's yes/no,
+    only where Yes or No happens to be the vocabulary's argmax."""
+    items = pope_items(world_dir, 8)
+    for name in ("base", "yesno"):
+        loaded = load(models[name])
+        choices = choose_options(loaded, items, [YES_NO] * 8, batch_size=4, image_root=world_dir)
+        for item, choice in zip(items, choices, strict=True):
+            firsts = {loaded.tokenizer(f, add_special_tokens=False)["input_ids"][0] for f in YES_NO.forms(choice.index)}
+            assert choice.greedy == (first_greedy_token(loaded, item, world_dir) in firsts), (name, item.id)
+        if name == "yesno":
+            assert all(c.greedy for c in choices)
+    loaded = load(models["base"])
+    sets = [OptionSet(("first", "other"), (loaded.tokenizer.decode([first_greedy_token(loaded, i, world_dir)]), "Yes"))
+            for i in items]  # fmt: skip
+    chosen = choose_options(loaded, items, sets, batch_size=4, image_root=world_dir)
+    assert all(c.greedy for c in chosen if c.index == 0) and any(c.index == 0 for c in chosen)
+
+
 def test_yes_no_log_probs_are_the_next_token_distribution(models, world_dir):
     loaded = load(models["base"])
     items = pope_items(world_dir, 3)

@@ -68,5 +68,36 @@ def test_pope_fixture_with_agreement(models, tmp_path, scripted):
     # --generate: the generated answers themselves are written and parsed; "I think so." reads as yes
     cfg.fast, cfg.out = False, tmp_path / "generated"
     entry = evaluate(cfg, echo=lambda _: None)["tasks"]["pope_random"]
-    assert entry["mode"] == "generate" and entry["fast_path"] is None
+    assert entry["mode"] == "generate" and not entry["fast_path"]["used"]
+    assert entry["fast_path"]["reason"].startswith("--generate") and entry["fast_path"]["measured"]["n"] > 0
     assert (entry["metrics"]["fp"], entry["metrics"]["accuracy"]) == (2, 0.25)
+
+
+def test_task_below_99_percent_agreement_generates_by_default(models, tmp_path, scripted, monkeypatch):
+    from mmalign.eval import tasks
+    from mmalign.eval.agreement import Agreement
+
+    items = tmp_path / "items.jsonl"
+    truth = {"p0": "yes", "p1": "no"}
+    items.write_text("".join(json.dumps({"id": k, "task": "pope_random", "question": f"Is there a {k}?",
+                                         "answer": v}) + "\n" for k, v in truth.items()))  # fmt: skip
+    scripted({"p0": "Yes.", "p1": "Triangle."}, {"p0": "yes", "p1": "no"})
+    monkeypatch.setitem(tasks.MEASURED, "pope_random", Agreement(97, 100, "a test's figure"))
+    cfg = EvalConfig(model=models["base"], out=tmp_path / "run", tasks="pope_random", n_resamples=50, progress=False,
+                     sources={"pope_random": items})  # fmt: skip
+    results = evaluate(cfg, echo=lambda _: None)
+    entry = results["tasks"]["pope_random"]
+    # 97 % < 99 %: the generated answers are written ("Triangle." reads as yes), not the fast path's "No"
+    assert results["settings"]["mode"] == "auto" and entry["mode"] == "generate"
+    assert entry["metrics"]["fp"] == 1 and entry["metrics"]["accuracy"] == 0.5
+    fp = entry["fast_path"]
+    assert fp["applies"] and not fp["used"] and fp["measured"]["agreement"] == 0.97
+    assert fp["reason"] == "measured agreement 97.0% of 100 items, below 99%: generate-and-parse by default " \
+        "(--fast forces the fast path)"  # fmt: skip
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "| pope_random | generation | 97.0% of 100 | – |" in report and "a test's figure" in report
+    # --fast forces it, and says the figure is low; this run's sample (1 of 2 agree) is below 99 % too
+    cfg.fast, cfg.out = True, tmp_path / "forced"
+    fp = evaluate(cfg, echo=lambda _: None)["tasks"]["pope_random"]["fast_path"]
+    assert fp["used"] and fp["reason"] == "--fast although measured agreement 97.0% of 100 items"
+    assert fp["agreement"] == 0.5 and "only 50.0% of 2 sampled items" in fp["warning"]
