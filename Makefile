@@ -28,7 +28,7 @@ demo: setup
 	$(BIN)/mmalign demo $(DEMO_ARGS)
 
 lint: setup-dev
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools
 
 test: lint
 	$(BIN)/python -m pytest -n 2

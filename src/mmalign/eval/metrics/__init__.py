@@ -21,7 +21,8 @@ from mmalign.eval.metrics.pope import binary_metrics, official_yes_no, pope_metr
 from mmalign.eval.metrics.preference import Battle, bradley_terry, leaderboard
 from mmalign.eval.metrics.reward import RewardPair, dpo_implicit_reward, reward_accuracy
 from mmalign.eval.metrics.safety import SafetyItem, is_refusal, safety_metrics
-from mmalign.eval.metrics.singular import singularize, tokenize
+from mmalign.eval.metrics.singular import singularize
+from mmalign.eval.metrics.tokens import word_tokenize
 
 __all__ = [
     "Battle", "Interval", "ObjectVocabulary", "PairedItem", "RewardPair", "SafetyItem",
@@ -29,5 +30,5 @@ __all__ = [
     "consistency_metrics", "dpo_implicit_reward", "extract_mentions", "is_refusal", "leaderboard",
     "mc_metrics", "mean_interval", "mme_parse", "mme_subtask", "mme_totals", "official_yes_no",
     "paired_difference", "parse_choice", "pope_metrics", "reward_accuracy", "safety_metrics",
-    "shapes_vocabulary", "singularize", "strict_yes_no", "tokenize",
+    "shapes_vocabulary", "singularize", "strict_yes_no", "word_tokenize",
 ]  # fmt: skip

@@ -3,12 +3,13 @@
 Objects are found in a caption exactly as the original script (LisaAnne/Hallucination ``utils/chair.py``)
 finds them, with the object vocabulary as a parameter:
 
-1. lowercase, tokenize and singularise every token (:mod:`.singular`, pattern.en's rules);
+1. lowercase, split into tokens with NLTK's ``word_tokenize`` as of nltk 3.2.5, the version the original pins
+   (:mod:`.tokens`), and singularise every token (:mod:`.singular`, pattern.en 3.6's rules);
 2. merge two-word names left to right: when ``"w[i] w[i+1]"`` is a known double word, it replaces both
    tokens by what it stands for (``"teddy bear"`` stays ``"teddy bear"``, ``"baby bird"`` becomes
    ``"bird"`` so that "baby" does not count as a person, ``"toilet seat"`` becomes ``"toilet"``,
    ``"passenger train"`` becomes ``"train"``, ``"wine glas"`` (pattern's singular) becomes
-   ``"wine glass"``);
+   ``"wine glass"``, ``"train track"`` stays a name of no object, so "train tracks" are no train);
 3. drop a word when its partner appears anywhere (``"seat"`` when ``"toilet"`` is in the caption, so
    "the seat of the toilet" is not a chair);
 4. keep the words in the vocabulary and map each to its object (``"puppy"`` → ``"dog"``).
@@ -37,7 +38,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmalign.eval.metrics.coco_synonyms import COCO_SYNONYMS
-from mmalign.eval.metrics.singular import singularize, tokenize
+from mmalign.eval.metrics.singular import singularize
+from mmalign.eval.metrics.tokens import word_tokenize
 from mmalign.world.vocab import COLOURS, SHAPES
 
 # Double words of the original (utils/chair.py); each stands for itself.
@@ -45,7 +47,7 @@ _COCO_DOUBLE_WORDS = (
     "motor bike", "motor cycle", "air plane", "traffic light", "street light", "traffic signal", "stop light",
     "fire hydrant", "stop sign", "parking meter", "suit case", "sports ball", "baseball bat", "baseball glove",
     "tennis racket", "wine glass", "hot dog", "cell phone", "mobile phone", "teddy bear", "hair drier",
-    "potted plant", "bow tie", "laptop computer", "stove top oven", "home plate",
+    "potted plant", "bow tie", "laptop computer", "stove top oven", "home plate", "train track",
 )  # fmt: skip
 # "baby X" / "adult X" is the animal X, not a person.
 _ANIMAL_WORDS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "animal", "cub")
@@ -126,7 +128,7 @@ class Mention:
 
 def extract_mentions(caption: str, vocab: ObjectVocabulary) -> list[Mention]:
     """Every object mention in ``caption``, in order (see the module docstring for the steps)."""
-    tokens = [singularize(token) for token in tokenize(caption.lower())]
+    tokens = [singularize(token) for token in word_tokenize(caption.lower())]
     merged: list[tuple[str, int]] = []
     i = 0
     while i < len(tokens):
