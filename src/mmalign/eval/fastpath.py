@@ -9,7 +9,7 @@ do, so the two agree whenever generation starts with an option (the runner measu
 Generation need not start with an option: a model never taught to answer "Is the square red?" with yes or no
 may greedily write "Triangle." or "C.", which the task's parser reads as no answer (MME: *other*, wrong), while
 a comparison of the options' log-probs alone would still pick yes or no. That is why the shipped SFT baseline's
-fast path agreed with generate-and-parse on only ~75 % of the shapes world's MME items. Each choice therefore
+fast path agreed with generate-and-parse on only 75.2 % of the shapes world's MME items. Each choice therefore
 says whether it is on the greedy path (:attr:`OptionChoice.greedy`): the option's token is the highest-scoring
 token of the whole vocabulary at every step of the walk, not only among the options' tokens. When it is not,
 the runner generates that item's answer instead, so the fast path agrees with generation on its first tokens by
