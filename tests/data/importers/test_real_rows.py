@@ -92,6 +92,29 @@ def test_rlhf_v_published_row_imports_verbatim_with_the_correction_as_spans(tmp_
     assert [rejected[a:b] for a, b in record.rejected_spans] == ["pants", "shoes."]
 
 
+def test_the_rlaif_v_texts_in_trls_layout_come_back_verbatim(tmp_path: Path) -> None:
+    """No published TRL row was found (SOURCES.md). trl-lib/rlaif-v is openbmb/RLAIF-V-Dataset put through trl's
+    examples/datasets/rlaif-v.py (``to_conversational``, images cast to ``Sequence(Image)``); the same conversion of
+    the verbatim RLAIF-V rows gives the TRL importer published texts in the layout that script writes."""
+    import datasets
+    from PIL import Image
+
+    def to_conversational(row: dict[str, Any]) -> dict[str, Any]:
+        prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": row["question"]}]}]
+        chosen = [{"role": "assistant", "content": [{"type": "text", "text": row["chosen"]}]}]
+        rejected = [{"role": "assistant", "content": [{"type": "text", "text": row["rejected"]}]}]
+        return {"prompt": prompt, "images": [Image.new("L", (8, 8), 128)], "chosen": chosen, "rejected": rejected}
+
+    source = rows("rlaif_v.jsonl")
+    dataset = datasets.Dataset.from_list([to_conversational(row) for row in source])
+    dataset.cast_column("images", datasets.Sequence(datasets.Image(decode=True))).save_to_disk(str(tmp_path / "trl"))
+    out = tmp_path / "trl.jsonl"
+    assert import_file("trl", tmp_path / "trl", out).records == 3
+    for record, row in zip(read_records(out, check_images="decode"), source, strict=True):
+        assert question_of(record) == row["question"]
+        assert (record.chosen_text, record.rejected_text) == (row["chosen"], row["rejected"])
+
+
 @pytest.mark.parametrize("name", ["rlaif_v.jsonl", "rlhf_v.jsonl"])
 def test_the_real_fixtures_hold_only_published_columns(name: str) -> None:
     published = {"rlaif_v.jsonl": RLAIF_V_SCHEMA, "rlhf_v.jsonl": RLHF_V_SCHEMA}[name].names
