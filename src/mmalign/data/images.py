@@ -21,12 +21,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from mmalign.data.limits import DEFAULT_MAX_PIXELS  # defined there once; callers may import it from here
 from mmalign.data.parse import check_image_path
-from mmalign.data.records import ImageBlob, ImageRef
+from mmalign.data.records import ImageBlob, ImageRef, Record
 from mmalign.errors import ConfigError, DataError
-
-DEFAULT_MAX_PIXELS = 89_478_485
-"""Largest width × height accepted by default: PIL's own warning threshold (about 9459 × 9459)."""
 
 SAFE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "PPM")
 """Formats PIL may use to open a file. Others (EPS runs Ghostscript) are refused."""
@@ -174,6 +172,14 @@ class ImageChecker:
         if failure is not None:
             raise DataError(failure.message, field=field).with_traceback(failure.__traceback__)
 
+    def check_record(self, record: Record) -> None:
+        """:meth:`check` every image of ``record`` (``images[0]``, ``rejected_images[1]``...). Without a root,
+        path references are left alone (there is nothing to open them under); blobs and PIL images are checked."""
+        for key, refs in record.image_lists().items():
+            for i, ref in enumerate(refs):
+                if self.root is not None or not isinstance(ref, str):
+                    self.check(ref, f"{key}[{i}]")
+
     def _run(self, ref: ImageRef) -> DataError | None:
         self.decoded += 1
         try:
@@ -228,6 +234,16 @@ def write_image_file(root: str | Path, path: str, data: bytes, field: str | None
     """
     from mmalign.data.io import atomic_path
 
+    if image_file_there(root, path, data, field):
+        return False
+    with atomic_path(Path(root).resolve() / path) as tmp:
+        tmp.write_bytes(data)
+    return True
+
+
+def image_file_there(root: str | Path, path: str, data: bytes, field: str | None = None) -> bool:
+    """True if ``root/path`` already holds exactly ``data``, False if nothing is there; a :class:`DataError` if
+    a different file is there (never overwritten: another dataset may use it) or the path leaves the root."""
     check_image_path(path, field or "image")
     root_real = Path(root).resolve()
     target = root_real / path
@@ -235,13 +251,11 @@ def write_image_file(root: str | Path, path: str, data: bytes, field: str | None
         target.is_symlink() and not target.resolve().is_relative_to(root_real)
     ):
         raise DataError(f"image path {path!r} escapes the output root through a symlink", field=field)
-    if target.exists():
-        if target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data:
-            return False
-        raise DataError(f"refusing to overwrite {str(target)!r}: a different file is already there", field=field)
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
-    return True
+    if not target.exists():
+        return False
+    if target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data:
+        return True
+    raise DataError(f"refusing to overwrite {str(target)!r}: a different file is already there", field=field)
 
 
 def _sniff_suffix(data: bytes) -> str:

@@ -23,11 +23,14 @@ from mmalign.data.images import (
     blob_target,
     content_path,
     encode_png,
+    image_file_there,
     resolve_image,
     write_image_file,
 )
+from mmalign.data.limits import MAX_LINE_BYTES_ENV, max_line_bytes
 from mmalign.data.parse import record_from_dict
-from mmalign.data.records import RECORD_TYPES, ImageBlob, ImageRef, Record
+from mmalign.data.records import RECORD_TYPES, ImageBlob, ImageRef, Origin, Record
+from mmalign.data.staging import staged_files
 from mmalign.errors import ConfigError, DataError
 
 
@@ -135,13 +138,16 @@ class Row:
     error: DataError | None = None
 
 
-def iter_rows(path: str | Path) -> Iterator[Row]:
-    """Stream the raw rows of a file (one line or one Arrow batch in memory at a time)."""
+def iter_rows(path: str | Path, max_line_bytes: int | None = None) -> Iterator[Row]:
+    """Stream the raw rows of a file (one line or one Arrow batch in memory at a time).
+
+    A JSONL line longer than ``max_line_bytes`` (default :func:`mmalign.data.limits.max_line_bytes`, 16 MiB)
+    is a row with an error, read no further than the limit; the lines after it are read as usual."""
     fmt = detect_format(path)
     if fmt != "datasets" and not Path(path).is_file():
         raise DataError("no such file", file=path)
     if fmt == "jsonl":
-        return _iter_jsonl(Path(path))
+        return _iter_jsonl(Path(path), _line_limit(max_line_bytes))
     return (Row(None, i, data=data) for i, data in enumerate(iter_dicts(Path(path), fmt)))
 
 
@@ -154,13 +160,12 @@ def parse_row(row: Row, *, file: str | Path, kind: str | None = None, checker: I
         data = from_columns(row.data) if row.line is None else row.data
         record = record_from_dict(data, kind)
         if checker is not None:
-            for key, refs in record.image_lists().items():
-                for i, ref in enumerate(refs):
-                    checker.check(ref, f"{key}[{i}]")
+            checker.check_record(record)
     except DataError as err:
         rid = row.data.get("id") if isinstance(row.data, dict) else None
         rid = str(rid) if isinstance(rid, str | int) and not isinstance(rid, bool) else None
         raise err.located(**where, record_id=rid).with_traceback(err.__traceback__) from None
+    record.origin = Origin(str(file), row.line, row.index)
     return record
 
 
@@ -171,30 +176,57 @@ def read_records(
     root: str | Path | None = None,
     check_images: str = "exists",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_line_bytes: int | None = None,
 ) -> Iterator[Record]:
     """Stream the records of a JSONL file, a Parquet file or a ``datasets`` directory, checking each.
 
     ``root`` is the data root image paths are relative to (default: the file's folder). ``check_images`` is
     ``none``, ``exists`` (present, inside the root, non-empty) or ``decode`` (fully decoded, at most
-    ``max_pixels``). The first bad record raises :class:`DataError`; :func:`mmalign.data.validate.validate`
-    collects them all instead. Images from Parquet and ``datasets`` arrive as :class:`ImageBlob`.
+    ``max_pixels``). ``max_line_bytes`` caps a JSONL line (see :func:`iter_rows`). The first bad record raises
+    :class:`DataError`; :func:`mmalign.data.validate.validate` collects them all instead. Images from Parquet
+    and ``datasets`` arrive as :class:`ImageBlob`.
     """
     check_kind(kind)
     checker = ImageChecker(default_root(path) if root is None else root, check_images, max_pixels)
-    rows = iter_rows(path)  # opens (and fails on a missing file) now, not at the first next()
+    rows = iter_rows(path, max_line_bytes)  # opens (and fails on a missing file) now, not at the first next()
     return (parse_row(row, file=path, kind=kind, checker=checker) for row in rows)
 
 
-def _iter_jsonl(path: Path) -> Iterator[Row]:
+def _line_limit(limit: int | None) -> int:
+    if limit is None:
+        return max_line_bytes()
+    if limit <= 0:
+        raise ConfigError(f"the JSONL line limit must be a positive number of bytes, got {limit}")
+    return limit
+
+
+def _iter_jsonl(path: Path, limit: int) -> Iterator[Row]:
     index = 0
+    lineno = 0
     with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
+        while raw := f.readline(limit + 1):  # at most the limit and a newline: never a whole giant line
+            lineno += 1
+            if len(raw) > limit and not raw.endswith(b"\n"):
+                _skip_line(f)
+                message = (
+                    f"line longer than {limit:,} bytes, the limit for one record "
+                    f"(set {MAX_LINE_BYTES_ENV} to raise it if the record is genuine)"
+                )
+                yield Row(lineno, index, error=DataError(message))
+                index += 1
+                continue
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             if not raw.strip():
                 continue
             yield _jsonl_row(raw, lineno, index)
             index += 1
+
+
+def _skip_line(f: Any, chunk: int = 1 << 20) -> None:
+    """Read past the rest of the current line, a chunk at a time."""
+    while (part := f.readline(chunk)) and not part.endswith(b"\n"):
+        pass
 
 
 def _jsonl_row(raw: bytes, lineno: int, index: int) -> Row:
@@ -231,7 +263,8 @@ def write_records(
 
     JSONL stores image paths relative to ``root`` (default: the file's folder): in-memory images are saved
     there as PNG files named by content, blobs at their own relative path, and path images are copied from
-    ``src_root`` (default: ``root``) when it differs. Parquet and ``datasets`` embed the image bytes as
+    ``src_root`` (default: ``root``) when it differs; the files appear only if every record is written
+    (:func:`mmalign.data.staging.staged_files`). Parquet and ``datasets`` embed the image bytes as
     ``datasets.Image`` values (``load_from_disk`` gives PIL images, ready for TRL) with their relative paths in
     ``image_paths`` / ``rejected_image_paths``, and ``meta`` as a JSON string. ``kind`` fixes the columnar
     schema when there may be no records.
@@ -242,8 +275,10 @@ def write_records(
     src_root = root if src_root is None else Path(src_root)
     if fmt == "jsonl":
         same_root = root.resolve() == src_root.resolve()
-        rows = (_located(i, r, _jsonl_dict, root, src_root, same_root) for i, r in enumerate(records))
-        return write_jsonl(path, rows)
+        # image files are staged and moved in before the JSONL is renamed into place: a failure leaves neither
+        with atomic_path(path) as tmp, staged_files(root) as stage:
+            rows = (_located(i, r, _jsonl_dict, root, stage, src_root, same_root) for i, r in enumerate(records))
+            return write_jsonl(tmp, rows)
     with atomic_path(path) as tmp:
         return write_columnar(tmp, fmt, records, src_root, kind)
 
@@ -255,15 +290,16 @@ def convert(
     root: str | Path | None = None,
     out_root: str | Path | None = None,
     kind: str | None = None,
-    check_images: str = "exists",
+    check_images: str = "decode",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
     """Convert between formats losslessly (same records, byte-identical image files at the same paths).
 
     ``root`` is the source's data root, ``out_root`` where a JSONL target's image files go (defaults: each
-    file's folder). Streams; the target appears only when complete. ``on_progress(n)`` is called every
-    1000 records.
+    file's folder). Every image is decoded and held to ``max_pixels`` on the way by default (``check_images``,
+    as in :func:`read_records`), so nothing corrupt or oversized is embedded or copied. Streams; the target
+    appears only when complete. ``on_progress(n)`` is called every 1000 records.
     """
     src_root = default_root(src) if root is None else Path(root)
     records = read_records(src, kind=kind, root=src_root, check_images=check_images, max_pixels=max_pixels)
@@ -286,22 +322,26 @@ def _located(index: int, record: Record, fn: Any, *args: Any) -> Any:
         raise err.located(index=index, record_id=record.id) from None
 
 
-def _jsonl_dict(record: Record, root: Path, src_root: Path, same_root: bool) -> dict[str, Any]:
+def _jsonl_dict(record: Record, root: Path, stage: Path, src_root: Path, same_root: bool) -> dict[str, Any]:
     row = record.to_dict()
     for key, refs in record.image_lists().items():
-        row[key] = [_image_to_file(ref, root, src_root, same_root, f"{key}[{i}]") for i, ref in enumerate(refs)]
+        row[key] = [_image_to_file(ref, root, stage, src_root, same_root, f"{key}[{i}]") for i, ref in enumerate(refs)]
     return row
 
 
-def _image_to_file(ref: ImageRef, root: Path, src_root: Path, same_root: bool, field: str) -> str:
+def _image_to_file(ref: ImageRef, root: Path, stage: Path, src_root: Path, same_root: bool, field: str) -> str:
+    """The image's path under ``root``; its file is written to ``stage`` unless ``root`` holds it already."""
     if isinstance(ref, str):
         if not same_root:
-            write_image_file(root, ref, resolve_image(src_root, ref, field).read_bytes(), field)
+            data = resolve_image(src_root, ref, field).read_bytes()
+            if not image_file_there(root, ref, data, field):
+                write_image_file(stage, ref, data, field)
         return ref
     if isinstance(ref, ImageBlob):
         target, data = blob_target(ref), ref.data
     else:
         data = encode_png(ref)
         target = content_path(data)
-    write_image_file(root, target, data, field)
+    if not image_file_there(root, target, data, field):
+        write_image_file(stage, target, data, field)
     return target

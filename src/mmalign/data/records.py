@@ -31,6 +31,34 @@ from typing import Any, ClassVar
 
 from PIL import Image
 
+from mmalign.errors import DataError
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a record was read from, so that a failure long after reading (an image that will not open at
+    training) still names the file and line. Not part of the record's content: never written, never compared."""
+
+    file: str
+    line: int | None = None
+    """1-based line (JSONL and other line formats); None for columnar formats."""
+    index: int | None = None
+    """0-based record index in the file."""
+
+    def where(self) -> dict[str, Any]:
+        """Keyword arguments for :meth:`mmalign.errors.DataError.located`."""
+        return {"file": self.file, "line": self.line, "index": self.index}
+
+
+def locate(err: DataError, items: list[Any]) -> DataError:
+    """``err`` with the file and line of the item it names by id, when that item knows its :class:`Origin`."""
+    if err.file is None and err.record_id is not None:
+        for item in items:
+            origin = getattr(item, "origin", None)
+            if origin is not None and getattr(item, "id", None) == err.record_id:
+                return err.located(**origin.where())
+    return err
+
 
 @dataclass(frozen=True, eq=True)
 class ImageBlob:
@@ -122,6 +150,8 @@ class PreferenceRecord:
     """How the pair was made (builder or importer name)."""
     meta: dict[str, Any] = field(default_factory=dict)
     """Anything else: builder options, seeds, ground truth, scores. Must be JSON-serialisable."""
+    origin: Origin | None = field(default=None, compare=False, repr=False)
+    """Where the record was read from (set by the readers); not part of its content."""
 
     kind: ClassVar[str] = "preference"
     fields: ClassVar[tuple[str, ...]] = (
@@ -168,6 +198,8 @@ class SFTRecord:
     images: list[ImageRef] = field(default_factory=list)
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    origin: Origin | None = field(default=None, compare=False, repr=False)
+    """Where the record was read from (set by the readers); not part of its content."""
 
     kind: ClassVar[str] = "sft"
     fields: ClassVar[tuple[str, ...]] = ("id", "images", "prompt", "completion", "source", "meta")
@@ -206,6 +238,8 @@ class EvalItem:
     choices: list[str] | None = None
     """Options of a multiple-choice question, in order (A, B, C, ...); None otherwise."""
     meta: dict[str, Any] = field(default_factory=dict)
+    origin: Origin | None = field(default=None, compare=False, repr=False)
+    """Where the record was read from (set by the readers); not part of its content."""
 
     kind: ClassVar[str] = "eval"
     fields: ClassVar[tuple[str, ...]] = (

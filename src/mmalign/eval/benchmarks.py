@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmalign.data.records import EvalItem, PreferenceRecord
+from mmalign.data.records import EvalItem, Origin, PreferenceRecord
 from mmalign.errors import DataError
 from mmalign.eval.metrics.mme import mme_parse
 from mmalign.eval.metrics.official import field_value, read_json, read_jsonl, read_pope_questions, record_id
@@ -43,7 +43,15 @@ def _root(path: Path, image_root: Path | None) -> Path:
 
 def _pope(spec: TaskSpec, path: Path) -> list[EvalItem]:
     return [
-        EvalItem(q.question_id, spec.name, q.text, q.label, [q.image], meta={"split": q.split})
+        EvalItem(
+            q.question_id,
+            spec.name,
+            q.text,
+            q.label,
+            [q.image],
+            meta={"split": q.split},
+            origin=Origin(str(path), q.line),
+        )
         for q in read_pope_questions(path)
     ]
 
@@ -68,7 +76,8 @@ def _mme(path: Path, root: Path) -> list[EvalItem]:
             group = f"{subtask}/{image}"
             n = seen[group] = seen.get(group, -1) + 1
             items.append(EvalItem(f"{group}#{n}", "mme", parts[1], parts[2].strip().lower(), [rel],
-                                  meta={"group": group, "subtask": subtask}))  # fmt: skip
+                                  meta={"group": group, "subtask": subtask},
+                                  origin=Origin(str(file), number)))  # fmt: skip
     return items
 
 
@@ -112,7 +121,8 @@ def _hallusion(path: Path) -> list[EvalItem]:
         meta = {"pair_id": f"{base}/q{values['question_id']}", "figure_id": f"{base}/f{values['figure_id']}",
                 "category": values["category"]}  # fmt: skip
         rid = f"{base}/{values['figure_id']}/{values['question_id']}"
-        items.append(EvalItem(rid, "consistency", values["question"], answer, images, meta=meta))
+        items.append(EvalItem(rid, "consistency", values["question"], answer, images, meta=meta,
+                              origin=Origin(str(path), index=k)))  # fmt: skip
     return items
 
 
@@ -138,7 +148,7 @@ def _llava_bench(spec: TaskSpec, path: Path, root: Path) -> list[EvalItem]:
         meta = {"category": str(obj.get("category", "")), "context": context.get(image, "")}
         items.append(EvalItem(qid, spec.name, field_value(obj, ("text",), str, where), references[qid],
                               [f"images/{image}" if (root / "images" / image).is_file() else image],
-                              meta=meta))  # fmt: skip
+                              meta=meta, origin=Origin(str(path / "questions.jsonl"), line)))  # fmt: skip
     return items
 
 

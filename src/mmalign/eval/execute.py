@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from mmalign.data.images import load_image
-from mmalign.data.records import EvalItem, PreferenceRecord
+from mmalign.data.records import EvalItem, PreferenceRecord, locate
 from mmalign.errors import DataError
 from mmalign.eval.cache import ItemKeys, PredictionCache, settings_hash
 from mmalign.eval.fastpath import YES_NO, OptionSet, choose_options, letter_options
@@ -62,13 +62,13 @@ class OpenedImages:
     def items(self, items: list[EvalItem], root: Path | None) -> list[EvalItem]:
         """The items with their image paths replaced by the opened images."""
         return [
-            dataclasses.replace(item, images=[self._open(ref, root, item.id, k) for k, ref in enumerate(item.images)])
+            dataclasses.replace(item, images=[self._open(ref, root, item, k) for k, ref in enumerate(item.images)])
             if any(isinstance(ref, str) for ref in item.images)
             else item
             for item in items
         ]
 
-    def _open(self, ref: Any, root: Path | None, item_id: str, k: int) -> Any:
+    def _open(self, ref: Any, root: Path | None, item: EvalItem, k: int) -> Any:
         if not isinstance(ref, str):
             return ref
         key = (str(root), ref)
@@ -78,7 +78,7 @@ class OpenedImages:
         try:
             image = load_image(ref, root, field=f"images[{k}]")
         except DataError as err:
-            raise err.located(record_id=item_id) from None
+            raise locate(err.located(record_id=item.id), [item]) from None  # the item's file and line, if known
         self._images[key] = image
         if len(self._images) > self.size:
             self._images.popitem(last=False)

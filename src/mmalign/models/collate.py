@@ -11,11 +11,18 @@ Training pads on the right (each response starts at its row's prompt length); ge
 Truncation never cuts the prompt (images and template stay whole): the response is cut at its end, and a
 record whose prompt alone does not fit raises a :class:`DataError` or, with ``on_overflow="skip"``, is
 dropped and counted. A preference pair is kept or dropped as a unit.
+
+Memory follows ``max_length``, not the record: before anything is templated or tokenised, a prompt's and a
+response's text are each cut to :attr:`Collator.text_budget` characters, more than ``max_length`` tokens can
+cover (the longest token in the vocabulary, times two for Unicode normalisation, per token). Text within the
+budget is untouched, so normal records encode exactly as before; a longer response is then truncated to the
+token, as always, and a longer prompt cannot fit, so it is an error or skipped.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,13 +30,23 @@ import torch
 from torch import Tensor
 
 from mmalign.data.images import DEFAULT_MAX_PIXELS
-from mmalign.data.records import PreferenceRecord, response_text
+from mmalign.data.records import PreferenceRecord, Record, locate, response_text
 from mmalign.errors import ConfigError, DataError
-from mmalign.models.examples import Example, Input, as_record, check_placeholders, examples_from, open_images
+from mmalign.models.examples import (
+    Example,
+    Input,
+    as_record,
+    check_placeholders,
+    clip_example,
+    examples_from,
+    open_images,
+)
 
 IGNORE = -100
 PER_TOKEN = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
 """Processor outputs laid out per token: extended over the response and padded like ``input_ids``."""
+FALLBACK_TOKEN_CHARS = 256
+"""Characters per token assumed when a tokenizer cannot list its vocabulary."""
 
 
 @dataclass
@@ -121,8 +138,25 @@ class Collator:
     def multimodal(self) -> bool:
         return hasattr(self.processor, "image_processor")
 
+    @property
+    def text_budget(self) -> int | None:
+        """Characters of text kept per prompt and per response before tokenising; None without ``max_length``."""
+        if self.max_length is None:
+            return None
+        return (self.max_length + 1) * 2 * self._token_chars
+
+    @cached_property
+    def _token_chars(self) -> int:
+        return longest_token(self.tokenizer)
+
     def __call__(self, items: list[Input]) -> Batch:
         records = [as_record(item) for item in items]
+        try:
+            return self._collate(records)
+        except DataError as err:  # name the record's file and line when it knows them
+            raise locate(err, records).with_traceback(err.__traceback__) from None
+
+    def _collate(self, records: list[Example | Record]) -> Batch:
         pairs = [isinstance(r, PreferenceRecord) for r in records]
         if self.mode == "train" and any(pairs) and not all(pairs):
             raise ConfigError("a batch mixes preference pairs with other records; collate them separately")
@@ -130,12 +164,13 @@ class Collator:
         for unit in units:
             for example in unit:
                 self._check(example)
+        units, cut = self._clip(units)
         is_pair = self.mode == "train" and bool(units) and all(pairs)
         rows, texts, prompts, pixels = self._encode(units)
         lengths: list[list[int]] = [[] for _ in units]
         for (u, _), prompt in zip(rows, prompts, strict=True):
             lengths[u].append(len(prompt["input_ids"]))
-        fits = [self._fits(unit, n) for unit, n in zip(units, lengths, strict=True)]
+        fits = [self._fits(unit, n, c) for unit, n, c in zip(units, lengths, cut, strict=True)]
         skipped = [unit[0].id for unit, ok in zip(units, fits, strict=True) if not ok]
         if skipped:  # rare: encode the rest again, so the pixel inputs hold only the kept records' images
             self.n_skipped += len(skipped)
@@ -176,6 +211,14 @@ class Collator:
         if self.mode == "train" and example.response is None:
             raise DataError("nothing to train on: the record has no response", record_id=example.id)
 
+    def _clip(self, units: list[list[Example]]) -> tuple[list[list[Example]], list[bool]]:
+        """Units with their texts cut to :attr:`text_budget`; per unit, whether a prompt was cut."""
+        budget = self.text_budget
+        if budget is None:
+            return units, [False] * len(units)
+        clipped = [[clip_example(example, budget) for example in unit] for unit in units]
+        return [[e for e, _ in unit] for unit in clipped], [any(c for _, c in unit) for unit in clipped]
+
     def _template(self, messages: list[dict[str, Any]], generation_prompt: bool) -> str:
         if not self.multimodal:  # text-only chat templates expect string content
             messages = [{"role": m["role"], "content": response_text([m])} for m in messages]
@@ -213,15 +256,16 @@ class Collator:
         out = [{k: encoded[k][i, : n[i]].tolist() for k in PER_TOKEN if k in encoded} for i in range(len(texts))]
         return out, {k: v for k, v in encoded.items() if k not in PER_TOKEN and isinstance(v, Tensor)}
 
-    def _fits(self, unit: list[Example], prompt_lengths: list[int]) -> bool:
+    def _fits(self, unit: list[Example], prompt_lengths: list[int], cut: bool = False) -> bool:
         need = 1 if self.mode == "train" else 0
-        if self.max_length is None or all(n + need <= self.max_length for n in prompt_lengths):
+        if self.max_length is None or (not cut and all(n + need <= self.max_length for n in prompt_lengths)):
             return True
         if self.on_overflow == "skip":
             return False
+        size = f"over {self.text_budget} characters" if cut else f"{max(prompt_lengths)} tokens with its image tokens"
         raise DataError(
-            f"the prompt is {max(prompt_lengths)} tokens with its image tokens, which leaves no room for a response "
-            f"within max_length {self.max_length}; raise max_length or use on_overflow='skip'",
+            f"the prompt is {size}, which leaves no room for a response within max_length {self.max_length}; "
+            "raise max_length or use on_overflow='skip'",
             record_id=unit[0].id,
         )
 
@@ -276,6 +320,15 @@ class Collator:
                 padded.append(row[key] + pad if self.mode == "train" else pad + row[key])
             out[key] = torch.tensor(padded, dtype=torch.long)
         return out
+
+
+def longest_token(tokenizer: Any) -> int:
+    """Characters in the longest token of the vocabulary (special tokens included): no token covers more text.
+    A byte-level token's string has one character per byte, so this bounds the text it covers too."""
+    try:
+        return max(len(token) for token in tokenizer.get_vocab())  # added (special) tokens included
+    except (AttributeError, TypeError, ValueError, NotImplementedError):
+        return FALLBACK_TOKEN_CHARS
 
 
 def collate(items: list[Input], processor: Any, mode: Literal["train", "generate"] = "train", **options: Any) -> Batch:

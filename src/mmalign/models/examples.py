@@ -8,7 +8,7 @@ response is its reference answer (used when scoring answers by likelihood; ignor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from mmalign.data.records import (
     EvalItem,
     ImageRef,
     Message,
+    Origin,
     PreferenceRecord,
     Record,
     SFTRecord,
@@ -41,6 +42,8 @@ class Example:
     """Assistant message(s); None when only generating."""
     images_field: str = "images"
     """Which record field the images came from (named in errors)."""
+    origin: Origin | None = None
+    """Where the record was read from (file and line, named in errors)."""
 
 
 Input = Example | Record | dict[str, Any]
@@ -58,7 +61,8 @@ def as_record(item: Input) -> Example | Record:
 def eval_example(item: EvalItem) -> Example:
     """An evaluation item as a prompt: one user turn, the images first, then the question."""
     response = assistant(item.answer) if item.answer.strip() else None
-    return Example(item.id, user_prompt(item.question, len(item.images)), list(item.images), response)
+    prompt = user_prompt(item.question, len(item.images))
+    return Example(item.id, prompt, list(item.images), response, origin=item.origin)
 
 
 def examples_from(record: Example | Record) -> list[Example]:
@@ -69,11 +73,11 @@ def examples_from(record: Example | Record) -> list[Example]:
         rejected_images = record.images if record.rejected_images is None else record.rejected_images
         field_name = "images" if record.rejected_images is None else "rejected_images"
         return [
-            Example(record.id, record.prompt, list(record.images), record.chosen),
-            Example(record.id, record.prompt, list(rejected_images), record.rejected, images_field=field_name),
+            Example(record.id, record.prompt, list(record.images), record.chosen, origin=record.origin),
+            Example(record.id, record.prompt, list(rejected_images), record.rejected, field_name, record.origin),
         ]
     if isinstance(record, SFTRecord):
-        return [Example(record.id, record.prompt, list(record.images), record.completion)]
+        return [Example(record.id, record.prompt, list(record.images), record.completion, origin=record.origin)]
     return [eval_example(record)]
 
 
@@ -85,6 +89,42 @@ def check_placeholders(example: Example) -> None:
             record_id=example.id,
             field=example.images_field,
         )
+
+
+def clip_texts(messages: list[Message], budget: int) -> tuple[list[Message], bool]:
+    """``messages`` with their text parts cut to ``budget`` characters in all (in order; image parts kept).
+
+    Returns the same list, untouched, when the text already fits; else a cut copy and True. The record's own
+    messages are never modified."""
+    if sum(len(part.get("text") or "") for m in messages for part in _text_parts(m)) <= budget:
+        return messages, False
+    left = budget
+    out: list[Message] = []
+    for message in messages:
+        content = []
+        for part in message["content"]:
+            if part.get("type") == "text":
+                text = part.get("text") or ""
+                if len(text) > left:
+                    part = {**part, "text": text[:left]}
+                left -= len(part.get("text") or "")
+            content.append(part)
+        out.append({**message, "content": content})
+    return out, True
+
+
+def clip_example(example: Example, budget: int) -> tuple[Example, bool]:
+    """``example`` with prompt and response each cut to ``budget`` characters of text (:func:`clip_texts`);
+    True when the prompt had to be cut. The same object when nothing was cut."""
+    prompt, prompt_cut = clip_texts(example.prompt, budget)
+    response, response_cut = (None, False) if example.response is None else clip_texts(example.response, budget)
+    if not (prompt_cut or response_cut):
+        return example, False
+    return replace(example, prompt=prompt, response=response), prompt_cut
+
+
+def _text_parts(message: Message) -> list[dict[str, Any]]:
+    return [part for part in message["content"] if part.get("type") == "text"]
 
 
 def open_images(example: Example, root: str | Path | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Image.Image]:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mmalign.data.records import PreferenceRecord
+from mmalign.data.records import PreferenceRecord, locate
 from mmalign.errors import DataError
 from mmalign.losses import PolicyLogps, PreferenceLoss, ReferenceLogps, span_token_mask
 from mmalign.models.collate import IGNORE, Batch, Collator
@@ -109,7 +109,10 @@ class PreferenceCollator:
         """Rows chosen | rejected | chosen-under-m', pairs kept or dropped as a unit (``on_overflow: skip``)."""
         while True:
             units = [examples_from(r) for r in records]
-            corrupted = [corrupted_example(r, self.loss, self.seed, self.collator) for r in records]
+            try:
+                corrupted = [corrupted_example(r, self.loss, self.seed, self.collator) for r in records]
+            except DataError as err:  # an image that will not open: name the record's file and line
+                raise locate(err, records).with_traceback(err.__traceback__) from None
             rows = self.collator([u[0] for u in units] + [u[1] for u in units] + corrupted)
             if not rows.skipped:
                 rows.n_pairs = len(records)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mmalign.config import config_from_dict, describe
-from mmalign.data.images import resolve_image
+from mmalign.data.images import ImageChecker, resolve_image
 from mmalign.data.importers.base import Importer, SkipRow, iter_source
 from mmalign.data.io import detect_format, write_records
 from mmalign.data.parse import record_from_dict
@@ -108,6 +108,7 @@ def import_records(
     With ``image_root``, every image path must name a file there (errors name the source row)."""
     seen: Counter[str] = Counter()
     report.drop_reasons = dict(importer.drop_fields)
+    checker = ImageChecker(image_root, "decode")  # every image decodes, within the pixel limit, before it is kept
     for row in iter_source(src, split):
         if limit is not None and report.rows >= limit:
             return
@@ -139,6 +140,7 @@ def import_records(
                         for i, ref in enumerate(refs):
                             if isinstance(ref, str):
                                 find_image(image_root, ref, f"{key}[{i}]")
+                checker.check_record(record)
             except DataError as err:
                 raise err.located(**where, record_id=item["id"]) from None
             assert isinstance(record, PreferenceRecord)

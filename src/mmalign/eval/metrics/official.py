@@ -115,6 +115,8 @@ class PopeQuestion:
     """``"yes"`` or ``"no"``."""
     split: str | None
     """random / popular / adversarial, from the ``category`` field or the file name; None if unknown."""
+    line: int | None = None
+    """Line of the question file (named in errors about the question's image)."""
 
 
 def pope_split_of(path: str | Path) -> str | None:
@@ -156,6 +158,7 @@ def read_pope_questions(path: str | Path) -> list[PopeQuestion]:
                 text=field_value(obj, ("text",), str, where),
                 label=label,
                 split=category or default_split,
+                line=line,
             )
         )
     if not questions:

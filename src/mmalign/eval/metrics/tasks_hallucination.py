@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mmalign.data.parse import record_from_dict
-from mmalign.data.records import EvalItem
+from mmalign.data.records import EvalItem, Origin
 from mmalign.errors import DataError
 from mmalign.eval.metrics.chair import chair_row, coco_ground_truth, coco_vocabulary, shapes_vocabulary, summarize_chair
 from mmalign.eval.metrics.coco import read_coco_annotations, read_generated_captions
@@ -40,6 +40,7 @@ def read_eval_items(path: str | Path) -> list[EvalItem]:
             item = record_from_dict(obj, kind="eval")
         except DataError as err:
             raise err.located(file=path, line=line, record_id=obj.get("id")) from None
+        item.origin = Origin(str(path), line)
         items.append(item)  # type: ignore[arg-type]
     if not items:
         raise DataError("no evaluation items", file=path)
