@@ -1,12 +1,39 @@
-"""Errors meant for a person: the CLI prints them in one line, with no traceback unless ``--debug``."""
+"""Errors meant for a person: the CLI prints them in one line, with no traceback unless ``--debug``.
+
+Exit codes of the ``mmalign`` command (:func:`mmalign.cli.main.main`):
+
+- 0: done; 1: ``data validate`` found bad records;
+- 2 (:data:`EXIT_BAD_INPUT`): bad input, config, data or command line (every :class:`MMAlignError`, and
+  click's usage errors);
+- 3 (:data:`EXIT_SYSTEM`): the operating system refused: disk full, read-only file system, permission denied,
+  a file where a folder is expected, a missing path;
+- 4 (:data:`EXIT_IN_USE`): the output is in use by another mmalign run (:class:`OutputInUseError`);
+- 130: interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+EXIT_BAD_INPUT = 2
+EXIT_SYSTEM = 3
+EXIT_IN_USE = 4
+
 
 class MMAlignError(Exception):
     """Base class of every error mmalign raises on purpose (bad input, bad config, bad model dir)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class OutputInUseError(MMAlignError):
+    """Another mmalign run holds the lock of the output this run would write (:class:`mmalign.files.OutputLock`)."""
+
+    exit_code = EXIT_IN_USE
+
+
+class UntrustedFileError(MMAlignError):
+    """A pickle file that torch's safe loading refused (it holds more than tensors): it was not loaded."""
 
 
 class ConfigError(MMAlignError):

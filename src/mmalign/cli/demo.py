@@ -7,6 +7,7 @@ held-out scenes → ``OUT/report.md``, ``OUT/results.json``, plots, and the head
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -76,6 +77,7 @@ def demo(
 
     from mmalign.demo.pipeline import run_demo
     from mmalign.demo.settings import DemoSettings
+    from mmalign.files import OutputLock
 
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip()) if methods else tuple(m.name for m in METHODS)
     settings = DemoSettings(
@@ -95,4 +97,8 @@ def demo(
         export_baseline=export_baseline,
         progress=sys.stderr.isatty() if progress is None else progress,
     )
-    run_demo(settings, Console())
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(OutputLock(out, "mmalign demo"))
+        if export_baseline is not None:
+            locks.enter_context(OutputLock.beside(export_baseline, "mmalign demo --export-baseline"))
+        run_demo(settings, Console())

@@ -38,6 +38,7 @@ def init(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it already holds files."),
 ) -> None:
     """Build a small random-weight model with its processor and tokenizer, saved like a Hugging Face checkpoint."""
+    from mmalign.files import OutputLock
     from mmalign.models.loading import load
     from mmalign.models.tiny import save_tiny, spec_for
 
@@ -58,7 +59,8 @@ def init(
         seed=seed,
     )
     name = preset or (None if arch else DEFAULT_PRESET)
-    save_tiny(spec, out, overwrite=overwrite, preset=name)
+    with OutputLock.beside(out, "mmalign model init"):
+        save_tiny(spec, out, overwrite=overwrite, preset=name)
     _print_info(load(out), Console(), title=f"Wrote {out}")
 
 

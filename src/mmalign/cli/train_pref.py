@@ -49,10 +49,12 @@ def pref(
 
     from transformers.utils import logging
 
+    from mmalign.files import OutputLock
     from mmalign.train.preference import train_preference
 
     logging.disable_progress_bar()  # no per-shard bars when loading and saving weights
-    result = train_preference(cfg, progress=sys.stderr.isatty() if progress is None else progress)
+    with OutputLock(cfg.train.output_dir, "mmalign train pref"):
+        result = train_preference(cfg, progress=sys.stderr.isatty() if progress is None else progress)
     from accelerate import PartialState
 
     if not PartialState().is_main_process:  # under accelerate launch / torchrun: one summary

@@ -33,10 +33,12 @@ def sft(
 
     from transformers.utils import logging
 
+    from mmalign.files import OutputLock
     from mmalign.train.sft import train_sft
 
     logging.disable_progress_bar()  # no per-shard bars when loading and saving weights
-    result = train_sft(cfg, progress=sys.stderr.isatty() if progress is None else progress)
+    with OutputLock(cfg.train.output_dir, "mmalign train sft"):
+        result = train_sft(cfg, progress=sys.stderr.isatty() if progress is None else progress)
     typer.echo(
         f"trained {result.global_step} steps (mean loss {result.train_loss:.4f}) in {result.runtime_s:.0f} s; "
         f"metrics in {result.output_dir / 'metrics.jsonl'}"

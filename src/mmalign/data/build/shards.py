@@ -193,9 +193,9 @@ def _open_shards(directory: Path, manifest: dict[str, Any], restart: bool) -> Pa
                 "run the same command to resume it, or pass --restart to discard it"
             )
         return directory
-    directory.mkdir(parents=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    with atomic_path(directory) as tmp:  # made whole with its manifest: never a shard folder without one
+        tmp.mkdir(parents=True)
+        (tmp / path.name).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return directory
 
 
