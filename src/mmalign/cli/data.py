@@ -15,11 +15,12 @@ from typing import Any
 
 import typer
 
+from mmalign.data.limits import DEFAULT_MAX_PIXELS  # no PIL: --help stays fast
+
 app = typer.Typer(
     help="Preference data: build, import, clean, mix, split, convert, validate, describe.", no_args_is_help=True
 )
 
-DEFAULT_MAX_PIXELS = 89_478_485  # mmalign.data.images.DEFAULT_MAX_PIXELS (not imported: PIL is slow to load)
 
 ROOT_HELP = "Data root that image paths are relative to (default: the data file's folder)."
 KIND_HELP = "Record kind: preference, sft or eval (default: detected per record)."
@@ -35,14 +36,20 @@ def convert(
     ),
     kind: str | None = typer.Option(None, "--kind", help=KIND_HELP),
     check_images: str = typer.Option(
-        "exists", "--check-images", help="Check images on the way: none, exists (present, non-empty) or decode."
+        "decode",
+        "--check-images",
+        help="Check images on the way: decode (every image decodes, within --max-pixels), exists (present, "
+        "non-empty) or none.",
     ),
-    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="Largest width*height accepted."),
+    max_pixels: int = typer.Option(
+        DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Largest width*height accepted (decompression-bomb guard)."
+    ),
 ) -> None:
     """Convert records between JSONL, Parquet and datasets, losslessly; stops at the first bad record."""
     from mmalign.data.io import convert as convert_records
+    from mmalign.files import OutputLock
 
-    with _progress(f"converting {src.name}") as advance:
+    with OutputLock.beside(dst, "mmalign data convert"), _progress(f"converting {src.name}") as advance:
         n = convert_records(
             src,
             dst,
@@ -242,6 +249,7 @@ def build(
     from mmalign.data.build.registry import BuildInputs, get_builder_class, make_builder, options_help
     from mmalign.data.build.shards import run_build
     from mmalign.errors import ConfigError
+    from mmalign.files import OutputLock
 
     if show_options:
         _print_options(options_help(strategy), f"{strategy} options")
@@ -250,7 +258,8 @@ def build(
         raise ConfigError("missing OUT: the .jsonl file to write")
     builder = make_builder(strategy, _options(config, option))
     inputs = BuildInputs(world=world, split=split, input=input_path, root=root)
-    with _build_progress(f"{strategy}: {get_builder_class(strategy).unit_name}") as report:
+    lock = OutputLock.beside(out, "mmalign data build")
+    with lock, _build_progress(f"{strategy}: {get_builder_class(strategy).unit_name}") as report:
         result = run_build(
             builder, inputs, out, seed=seed, out_root=out_root, num_proc=num_proc, shard_size=shard_size,
             restart=restart, keep_shards=keep_shards, progress=report,
@@ -312,6 +321,7 @@ def import_data(
     does not map are kept in meta['source_fields'] and listed once."""
     from mmalign.data.importers.registry import import_file, options_help
     from mmalign.errors import ConfigError
+    from mmalign.files import OutputLock
 
     if show_options:
         _print_options(options_help(fmt), f"{fmt} options")
@@ -319,10 +329,11 @@ def import_data(
     if src is None or out is None:
         raise ConfigError("missing SRC and OUT: the source to read and the file to write")
 
-    report = import_file(
-        fmt, src, out, image_root=image_root, out_root=out_root, image_prefix=image_prefix,
-        ignore_fields=tuple(ignore_field), options=_options(None, option), seed=seed, limit=limit, split=split,
-    )  # fmt: skip
+    with OutputLock.beside(out, "mmalign data import"):
+        report = import_file(
+            fmt, src, out, image_root=image_root, out_root=out_root, image_prefix=image_prefix,
+            ignore_fields=tuple(ignore_field), options=_options(None, option), seed=seed, limit=limit, split=split,
+        )  # fmt: skip
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(report.skipped.items()))
     typer.echo(
         f"wrote {report.records} records from {report.rows} {fmt} rows to {out}"

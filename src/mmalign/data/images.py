@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import traceback
 import warnings
 from collections import OrderedDict
@@ -72,8 +73,8 @@ def decode_image(
                 )
             image.load()
             return image.convert("RGB")
-    except Image.DecompressionBombError as err:
-        raise DataError(f"{label} is a possible decompression bomb: {err}", field=field) from None
+    except Image.DecompressionBombError as err:  # PIL refuses from the header, at twice its own threshold
+        raise DataError(_bomb_message(label, str(err), max_pixels), field=field) from None
     except Image.UnidentifiedImageError:
         formats = ", ".join(SAFE_FORMATS)
         raise DataError(f"{label} is not a readable image (allowed formats: {formats})", field=field) from None
@@ -268,6 +269,19 @@ def _sniff_suffix(data: bytes) -> str:
 
 def _blob_name(blob: ImageBlob) -> str:
     return f"embedded image {blob.path!r}" if blob.path else "embedded image"
+
+
+def _bomb_message(label: str, pil_message: str, max_pixels: int) -> str:
+    found = re.search(r"\((\d+) pixels\)", pil_message)
+    pixels = int(found[1]) if found else None
+    size = f" is {pixels} pixels," if pixels is not None else ""
+    if pixels is not None and pixels <= max_pixels:  # --max-pixels was raised past what PIL itself will open
+        pil_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        return f"{label}{size} over PIL's own limit of {pil_limit} pixels (possible decompression bomb)"
+    return (
+        f"{label}{size} over the limit of {max_pixels} pixels "
+        "(possible decompression bomb; raise --max-pixels if the image is genuine)"
+    )
 
 
 def _one_line(err: BaseException) -> str:
