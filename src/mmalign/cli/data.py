@@ -427,8 +427,12 @@ def split_data(
     """Split a file into train/val/test (by ratio, seeded), never splitting a group across two."""
     from mmalign.data.build.mix import parse_ratios
     from mmalign.data.build.mix import split as split_file
+    from mmalign.files import OutputLock
 
-    counts = split_file(src, out_dir, parse_ratios(ratio), group_by=group_by, seed=seed, root=root, out_root=out_root)
+    with OutputLock(out_dir, "mmalign data split"):
+        counts = split_file(
+            src, out_dir, parse_ratios(ratio), group_by=group_by, seed=seed, root=root, out_root=out_root
+        )
     typer.echo(
         f"split {sum(counts.values())} records into {out_dir}: " + ", ".join(f"{k} {n}" for k, n in counts.items())
     )

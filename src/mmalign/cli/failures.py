@@ -73,6 +73,8 @@ def os_error_message(err: OSError) -> str:
     if code == errno.ELOOP:
         return f"{at}: too many levels of symbolic links (a link loop?): check the path"
     reason = err.strerror or str(err) or type(err).__name__
+    if "Original Traceback" in reason:  # re-raised from a DataLoader worker: its last line is the error
+        reason = reason.strip().splitlines()[-1]
     return f"{where}: {reason}" if where else reason
 
 

@@ -122,7 +122,7 @@ def world(
     config: Path | None = typer.Option(
         None, "--config", help="YAML file of world options (WorldConfig keys); command-line options win."
     ),
-    workers: int = typer.Option(1, "--workers", help="Processes rendering images (same bytes for any number)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes rendering images (same bytes for any number)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing world in --out."),
 ) -> None:
     """Generate a shapes world: scenes with exact ground truth, images, SFT data and evaluation items."""
@@ -136,6 +136,9 @@ def world(
             "frequency_skew": skew, "pope_k": pope_k, "qa_per_scene": qa_per_scene,
         },
     )  # fmt: skip
+    from mmalign.files import OutputLock
+
     console = Console()
-    summary = run_generation(out, cfg, workers, overwrite, console)
+    with OutputLock.beside(out, "mmalign world"):
+        summary = run_generation(out, cfg, workers, overwrite, console)
     print_summary(summary, console)
