@@ -17,19 +17,21 @@ def explain(err: BaseException) -> tuple[str, int] | None:
     """(message, exit code) for an anticipated error; None for anything else (a bug: its traceback is shown)."""
     if isinstance(err, MMAlignError):
         return one_line(str(err)), err.exit_code
-    if isinstance(err, pickle.UnpicklingError) or UNSAFE_PICKLE in str(err):
+    if UNSAFE_PICKLE in str(err):
         return (
             "a file torch was asked to load holds more than tensors, so it is untrusted and was not loaded "
             "(torch's safe loading refused it); use files you made or trust",
             EXIT_BAD_INPUT,
         )
+    if isinstance(err, pickle.UnpicklingError):
+        return one_line(f"a pickled file is damaged ({err!r})"), EXIT_BAD_INPUT
     os_error = err if isinstance(err, OSError) else None
     if os_error is None and (type(err).__name__ == "SafetensorError" or isinstance(err, RuntimeError)):
         os_error = write_failure(err, None)
     if os_error is not None:
         return one_line(os_error_message(os_error)), EXIT_SYSTEM
     if type(err).__name__ == "SafetensorError":
-        return one_line(f"a safetensors file is damaged or not safetensors ({err})"), EXIT_SYSTEM
+        return one_line(f"a safetensors file is damaged or not safetensors ({err})"), EXIT_BAD_INPUT
     return None
 
 
