@@ -293,3 +293,22 @@ def test_a_corrupt_image_at_evaluation_names_file_and_line(llava: Any, tmp_path:
     with pytest.raises(DataError) as caught:  # the collator (fast path, likelihoods) names it the same way
         Collator(llava.processor, mode="generate", image_root=tmp_path)(items)
     assert str(caught.value).startswith(f"{path}, line 2 (id 'e-2'), field 'images[0]': image ")
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "mdpo"])  # mdpo opens the chosen images itself to corrupt them
+def test_a_corrupt_image_in_a_preference_batch_names_file_and_line(llava: Any, tmp_path: Path, loss: str) -> None:
+    from mmalign.losses import build_loss
+    from mmalign.train.pref_batch import PreferenceCollator
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "ok.png").write_bytes(png())
+    (tmp_path / "images" / "bad.png").write_bytes(corrupt_png())
+    prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe."}]}]
+    rows = [{"id": f"p-{i}", "images": ["images/bad.png" if i == 2 else "images/ok.png"], "prompt": prompt,
+             "chosen": assistant("A red circle."), "rejected": assistant("A blue star.")} for i in (1, 2)]  # fmt: skip
+    path = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    records = list(read_records(path, kind="preference"))
+    collate = PreferenceCollator(Collator(llava.processor, image_root=tmp_path), build_loss(loss))
+    with pytest.raises(DataError) as caught:
+        collate(records)
+    assert str(caught.value).startswith(f"{path}, line 2 (id 'p-2'), field 'images[0]': image ")
