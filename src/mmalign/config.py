@@ -5,13 +5,22 @@ so ``--help`` and the docs never drift from the code. Unknown keys, wrong types 
 at start with a message naming the file and the key:
 
     >>> load_config(SFTConfig, "configs/demo/sft.yaml", ["train.learning_rate=1e-4"])
+
+A numeric option declares its range beside its definition (``option(1e-5, "...", gt=0)``). Every number a
+config is built with (from YAML, overrides, defaults, or keywords in code) is checked by :func:`check_number`:
+NaN is always refused, infinities unless the option says ``allow_inf=True``, and the bounds are enforced, so
+``train.learning_rate=inf`` fails at start with ``key 'train.learning_rate' must be a finite number > 0, got
+inf`` instead of training a model whose weights are NaN.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -22,12 +31,99 @@ from mmalign.errors import ConfigError
 T = TypeVar("T")
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
-    """A dataclass field with its documentation (shown by ``describe`` and ``--help``)."""
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The numbers an option accepts: lower and upper bounds (inclusive or strict), and whether ±inf may pass."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    allow_inf: bool = False
+
+    def holds(self, value: float) -> bool:
+        if math.isnan(value) or (math.isinf(value) and not self.allow_inf):
+            return False
+        return not (
+            (self.ge is not None and value < self.ge)
+            or (self.gt is not None and value <= self.gt)
+            or (self.le is not None and value > self.le)
+            or (self.lt is not None and value >= self.lt)
+        )
+
+    def describe(self) -> str:
+        """``> 0``, ``>= 1``, ``in [0, 1)``..."""
+        low = (_num(self.ge), "[") if self.ge is not None else (_num(self.gt), "(") if self.gt is not None else None
+        high = (_num(self.le), "]") if self.le is not None else (_num(self.lt), ")") if self.lt is not None else None
+        if low and high:
+            return f"in {low[1]}{low[0]}, {high[0]}{high[1]}"
+        if low:
+            return f"{'>=' if low[1] == '[' else '>'} {low[0]}"
+        if high:
+            return f"{'<=' if high[1] == ']' else '<'} {high[0]}"
+        return ""
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+FINITE = Bounds()
+"""What a float option without declared bounds accepts: any finite number."""
+
+
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    allow_inf: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """A dataclass field with its documentation (shown by ``describe`` and ``--help``) and, for a number, the
+    range it accepts (``ge``/``gt``/``le``/``lt``; NaN never, ±inf only with ``allow_inf``)."""
+    metadata: dict[str, Any] = {"help": help}
+    if any(b is not None for b in (ge, gt, le, lt)) or allow_inf:
+        metadata["bounds"] = Bounds(ge, gt, le, lt, allow_inf)
     if isinstance(default, list | dict):
         value = default
-        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kwargs)
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def check_number(value: Any, bounds: Bounds | None, integer: bool = False) -> str | None:
+    """What is wrong with ``value`` for an option with ``bounds`` (None: nothing); ``integer``: the option is an
+    int. Only numbers are looked at (bools, strings, None pass); a list is checked item by item. Floats must be
+    finite unless the bounds allow inf, whether or not bounds are declared."""
+    if isinstance(value, list):
+        return next((f"[{i}] {p}" for i, v in enumerate(value) if (p := check_number(v, bounds, integer))), None)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    rule = bounds or FINITE
+    if rule.holds(value):
+        return None
+    kind = "an integer" if integer else "a number" if rule.allow_inf else "a finite number"
+    return f"must be {kind} {rule.describe()}".rstrip() + f", got {value!r}"
+
+
+def _holds_ints(f: dataclasses.Field) -> bool:
+    """Whether the field's annotation holds ints (``int``, ``int | None``, ``list[int]``); read from its text, as
+    annotations may name types imported only for type checking."""
+    return re.search(r"\bint\b", str(f.type)) is not None
+
+
+def check_ranges(config: Any, prefix: str = "", name: Callable[[str], str] | None = None) -> None:
+    """Check every numeric field of the dataclass instance ``config`` against its declared bounds (a config
+    class's ``__post_init__`` calls this, so configs built in code or from CLI flags are checked too). The error
+    names ``key 'PREFIX+FIELD'``, or ``name(field)`` when given (e.g. the CLI flag)."""
+    for f in dataclasses.fields(config):
+        problem = check_number(getattr(config, f.name), f.metadata.get("bounds"), _holds_ints(f))
+        if problem is not None:
+            subject = name(f.name) if name is not None else f"key {prefix + f.name!r}"
+            raise ConfigError(f"{subject} {problem}")
 
 
 def section(cls: type, help: str = "") -> Any:
@@ -118,6 +214,10 @@ def _from_dict(cls: type[T], data: dict[str, Any], where: str, prefix: str = "")
     for name, f in fields.items():
         if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}: missing required key '{prefix}{name}'")
+        value = kwargs.get(name, f.default)  # defaults are checked too (a default_factory gives lists and dicts)
+        problem = check_number(value, f.metadata.get("bounds"), _holds_ints(f))
+        if problem is not None:
+            raise ConfigError(f"{where}: key {prefix + name!r} {problem}")
     try:
         return cls(**kwargs)
     except ConfigError as err:
@@ -200,7 +300,8 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 
 
 def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
-    """(key, type, default, help) for every option, nested sections flattened as ``section.key``."""
+    """(key, type, default, help) for every option, nested sections flattened as ``section.key``; a declared
+    range is shown with the type (``float (> 0)``)."""
     rows: list[tuple[str, str, str, str]] = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -215,5 +316,7 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
             default = repr(f.default_factory())
         else:
             default = "(required)"
-        rows.append((prefix + f.name, _type_name(tp), default, helptext))
+        bounds = f.metadata.get("bounds")
+        kind = f"{_type_name(tp)} ({bounds.describe()})" if bounds is not None and bounds.describe() else _type_name(tp)
+        rows.append((prefix + f.name, kind, default, helptext))
     return rows

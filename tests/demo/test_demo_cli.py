@@ -95,7 +95,7 @@ def test_export_baseline_runs_a_short_recipe_and_writes_a_verified_checkpoint(tm
         (["--methods", "dpo,ppo"], "unknown method(s) ppo"),
         (["--configs", "/no/such/dir"], "the demo's configs are not at /no/such/dir"),
         (["--world-seed", "3"], "the shipped baseline was trained on another world (seed 0 → 3)"),
-        (["--steps", "0"], "--steps must be at least 1"),
+        (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_options_fail_in_one_line(tmp_path, capsys, args, message, cli_run):

@@ -65,7 +65,7 @@ def test_settings_always_run_the_control_and_refuse_unknown_methods():
     assert DemoSettings(methods=("dpo",)).methods == ("dpo", "control")
     with pytest.raises(ConfigError, match="unknown method"):
         DemoSettings(methods=("ppo",))
-    with pytest.raises(ConfigError, match="--test-scenes must be at least 1"):
+    with pytest.raises(ConfigError, match="--test-scenes must be an integer >= 1, got 0"):
         DemoSettings(test_scenes=0)
     assert DemoSettings(export_baseline=Path("x")).from_scratch  # exporting means training the recipe
 

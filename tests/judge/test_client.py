@@ -282,13 +282,13 @@ def test_bad_messages_are_data_errors(make_client):
     [
         ({"base_url": "ftp://x/v1"}, "http(s) URL"),
         ({"base_url": "https://user:pw@host/v1"}, "must not hold credentials"),
-        ({"max_concurrency": 0}, "max_concurrency must be positive"),
-        ({"timeout_s": 0}, "timeout_s must be positive"),
-        ({"max_retries": -1}, "max_retries must be >= 0"),
+        ({"max_concurrency": 0}, "key 'judge.max_concurrency' must be an integer >= 1, got 0"),
+        ({"timeout_s": 0}, "key 'judge.timeout_s' must be a finite number > 0, got 0"),
+        ({"max_retries": -1}, "key 'judge.max_retries' must be an integer >= 0, got -1"),
         ({"backoff_s": 2.0, "max_backoff_s": 1.0}, "below backoff_s"),
         ({"extra_body": {"stream": True}}, "may not set stream"),
         ({"extra_body": {"temperature": 1.0}}, "can't set both temperature and extra_body.temperature"),
-        ({"max_tokens": 0}, "max_tokens must be >= 1"),
+        ({"max_tokens": 0}, "key 'judge.max_tokens' must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_configs_fail_at_start(options, needle):

@@ -86,7 +86,7 @@ BAD = [
     (["reference.cache_dir=/tmp/x"], "reference.cache_dir is only used with reference.mode: precomputed"),
     (["model.gradient_checkpointing=true"], "share_prefix cannot run with model.gradient_checkpointing"),
     (["guard.margin_drop=0.5"], "the guard watches held-out evaluations"),
-    (["guard.patience=0"], "guard.patience must be at least 1"),
+    (["guard.patience=0"], "key 'guard.patience' must be an integer >= 1, got 0"),
     (["loss.name=simpo", "loss.options={}", "guard.max_kl=1"], "guard.max_kl watches the KL to a reference"),
     (["train.eval_steps=5"], "train.eval_steps is set but there is no data.eval"),
     (["train.warmup_ratio=0.1", "train.warmup_steps=5"], "can't set both train.warmup_ratio and train.warmup_steps"),

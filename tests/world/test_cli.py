@@ -45,8 +45,8 @@ def test_world_options_from_yaml_with_command_line_on_top(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
-        (["--max-objects", "12"], "max_objects (12) exceeds the 9 grid cells"),
-        (["--caption-noise", "2"], "caption_noise must be between 0 and 1"),
+        (["--max-objects", "10"], "max_objects (10) exceeds the 9 grid cells"),
+        (["--caption-noise", "2"], "key 'caption_noise' must be a finite number in [0, 1], got 2.0"),
         (["--pairs", "11"], "n_partner_pairs must be between 0 and 10"),
     ],
 )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mmalign.config import check_ranges, option
 from mmalign.errors import ConfigError
 
 
@@ -66,25 +67,25 @@ class DemoSettings:
     """A one-minute smoke run: tiny world, a few training steps, few test scenes (the numbers mean nothing)."""
     from_scratch: bool = False
     """Train the SFT baseline with configs/demo/sft.yaml instead of using the shipped checkpoint."""
-    seed: int = 0
+    seed: int = option(0, ge=0)
     """Seed of what the demo draws: pairs, training order, the bootstrap (and SFT with --from-scratch)."""
-    world_seed: int = 0
+    world_seed: int = option(0, ge=0)
     """Seed of the shapes world (the shipped baseline was trained on world seed 0)."""
-    train_scenes: int = 40_000
+    train_scenes: int = option(40_000, ge=1)
     """Training scenes of the world (the SFT recipe's; the pairs come from the first of them)."""
-    test_scenes: int = 400
+    test_scenes: int = option(400, ge=1)
     """Held-out scenes every model is evaluated on."""
-    steps: int | None = None
+    steps: int | None = option(None, ge=1)
     """Optimiser steps of every method (default: the configs'; all must agree)."""
-    batch_size: int | None = None
+    batch_size: int | None = option(None, ge=1)
     """Pairs per step of every method (default: the configs'; all must agree)."""
     methods: tuple[str, ...] = tuple(m.name for m in METHODS)
     """Which methods to train (the control always runs: every claim is made against it)."""
     configs: Path | None = None
     """Directory of the demo's configs (default: configs/demo of this checkout)."""
-    bootstrap: int = 1000
+    bootstrap: int = option(1000, ge=1)
     """Bootstrap resamples of every interval."""
-    eval_batch_size: int = 64
+    eval_batch_size: int = option(64, ge=1)
     """Items per forward pass when evaluating."""
     export_baseline: Path | None = None
     """Train the baseline from scratch, export it as the shipped checkpoint to this directory, and stop."""
@@ -101,15 +102,7 @@ class DemoSettings:
         if unknown:
             raise ConfigError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
         self.methods = tuple(m.name for m in METHODS if m.name in self.methods or m.name == CONTROL)
-        for name in ("train_scenes", "test_scenes", "bootstrap", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("steps", "batch_size"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.seed < 0 or self.world_seed < 0:
-            raise ConfigError("--seed and --world-seed must be >= 0")
+        check_ranges(self, name=lambda key: "--" + key.replace("_", "-"))  # each field is the CLI option's name
 
     def with_quick_profile(self) -> DemoSettings:
         """The ``--quick`` sizes (explicitly given options are kept only where they are smaller)."""

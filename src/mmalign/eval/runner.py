@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmalign.config import check_ranges, option
 from mmalign.data.io import write_jsonl
 from mmalign.data.records import PreferenceRecord
 from mmalign.errors import ConfigError, DataError
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from mmalign.judge import JudgeConfig
 
 Echo = Callable[[str], None]
+FLAGS = {"n_resamples": "--bootstrap", "sources": "--source", "opponents": "--opponent"}
+"""The CLI options of :class:`EvalConfig` fields whose flag is not the field's name."""
 
 
 @dataclass
@@ -57,29 +60,29 @@ class EvalConfig:
     """Task → public benchmark file or directory read instead of the world (:mod:`mmalign.eval.benchmarks`)."""
     image_root: Path | None = None
     """Where benchmark images are (default: beside the benchmark file)."""
-    limit: int | None = None
+    limit: int | None = option(None, ge=1)
     """Items per task: the first N, completed to the end of the group in progress; None: all (or the suite's)."""
-    batch_size: int = 8
+    batch_size: int = option(8, ge=1)
     """Items per forward pass or generation batch."""
     fast: bool | None = None
     """Yes/no and multiple choice: None, the log-prob fast path on the tasks whose measured agreement with
     generate-and-parse is at least 99 % and generation elsewhere; True, the fast path on every closed task;
     False, generate and parse everywhere."""
-    agreement_sample: int = 200
+    agreement_sample: int = option(200, ge=0)
     """Where the fast path is used: items per task also generated and parsed, to measure agreement (0: none)."""
-    max_new_tokens: int | None = None
+    max_new_tokens: int | None = option(None, ge=1)
     """Generation budget for every task; None: each task's own (8 for short answers, 48 for captions)."""
     reference: Path | None = None
     """Reference model of the reward task's DPO implicit rewards."""
-    beta: float = 0.1
+    beta: float = option(0.1, gt=0)
     """β of the implicit reward β·(log π − log π_ref)."""
     opponents: list[Path] = field(default_factory=list)
     """More models answering the preference task's questions."""
     judge: JudgeConfig | None = None
     """Where the judge is; None: the judged tasks (dialogue, preference) are skipped."""
-    n_resamples: int = 1000
+    n_resamples: int = option(1000, ge=1)
     """Bootstrap resamples of the 95 % intervals (preference: rounds)."""
-    seed: int = 0
+    seed: int = option(0, ge=0)
     """Seed of the agreement sample, the bootstrap and a generated world."""
     cache_dir: Path | None = None
     """Resume cache; None: OUT/cache."""
@@ -87,10 +90,13 @@ class EvalConfig:
     """Device the models run on; None: where they load (CPU)."""
     dtype: str = "float32"
     """Weights dtype: float32, bfloat16, float16 or auto."""
-    world_scenes: int = 2000
+    world_scenes: int = option(2000, ge=1)
     """Training scenes of a world generated into OUT/world."""
     progress: bool = True
     """Progress bars."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, name=lambda key: FLAGS.get(key, "--" + key.replace("_", "-")))
 
     def task_names(self) -> tuple[list[str], int | None]:
         """The tasks to run and the item limit (a suite may carry one), checked."""
@@ -104,14 +110,8 @@ class EvalConfig:
         for task in self.sources:
             if task not in names:
                 raise ConfigError(f"--source names task {task!r}, which is not being run")
-        if self.batch_size < 1 or self.agreement_sample < 0 or (limit is not None and limit < 1):
-            raise ConfigError("--batch-size and --limit must be at least 1, --agreement-sample at least 0")
         if self.split not in ("val", "test"):
             raise ConfigError(f"--split must be val or test, got {self.split!r}")
-        if self.beta <= 0 or self.n_resamples < 1:
-            raise ConfigError("--beta must be > 0 and --bootstrap at least 1")
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise ConfigError("--max-new-tokens must be at least 1")
         return names, limit
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from mmalign.config import option
+from mmalign.config import check_ranges, option
 from mmalign.errors import ConfigError, DataError
 from mmalign.judge.cache import JudgeCache, judgment_key
 from mmalign.judge.transport import (
@@ -54,16 +54,26 @@ class JudgeConfig:
         "Environment variable holding the API key, sent as a Bearer token. If it is unset no key is sent (fine "
         "for a local server without auth); null: never send one. The key is never logged, cached or shown.",
     )
-    max_concurrency: int = option(4, "Requests in flight at once, at most.")
-    timeout_s: float = option(60.0, "Seconds one request may take (connect, wait, read) before it counts as failed.")
-    max_retries: int = option(
-        5, "Retries of one request after HTTP 408/409/429/5xx, a timeout or a dropped connection (not 400/401/403)."
+    max_concurrency: int = option(4, "Requests in flight at once, at most.", ge=1)
+    timeout_s: float = option(
+        60.0, "Seconds one request may take (connect, wait, read) before it counts as failed.", gt=0
     )
-    backoff_s: float = option(1.0, "Delay before the first retry in seconds; it doubles with each retry (jittered).")
-    max_backoff_s: float = option(60.0, "Longest wait between retries; also caps what a server's Retry-After asks.")
-    temperature: float | None = option(0.0, "Sampling temperature sent to the judge; null: the server's default.")
+    max_retries: int = option(
+        5,
+        "Retries of one request after HTTP 408/409/429/5xx, a timeout or a dropped connection (not 400/401/403).",
+        ge=0,
+    )
+    backoff_s: float = option(
+        1.0, "Delay before the first retry in seconds; it doubles with each retry (jittered).", ge=0
+    )
+    max_backoff_s: float = option(
+        60.0, "Longest wait between retries; also caps what a server's Retry-After asks.", ge=0
+    )
+    temperature: float | None = option(0.0, "Sampling temperature sent to the judge; null: the server's default.", ge=0)
     max_tokens: int | None = option(
-        1024, "Most tokens the judge may write; null: not sent (models wanting max_completion_tokens: extra_body)."
+        1024,
+        "Most tokens the judge may write; null: not sent (models wanting max_completion_tokens: extra_body).",
+        ge=1,
     )
     seed: int | None = option(None, "Sampling seed sent to the judge, where the server supports it; null: none.")
     extra_body: dict[str, Any] = option(
@@ -80,19 +90,9 @@ class JudgeConfig:
             raise ConfigError(f"judge base_url must be an http(s) URL like https://host/v1, got {self.base_url!r}")
         if parts.username or parts.password or parts.query:
             raise ConfigError("judge base_url must not hold credentials or a query: the key comes from api_key_env")
-        positive = {"max_concurrency": self.max_concurrency, "timeout_s": self.timeout_s}
-        for name, value in positive.items():
-            if value <= 0:
-                raise ConfigError(f"judge {name} must be positive, got {value}")
-        for name, value in {"max_retries": self.max_retries, "backoff_s": self.backoff_s}.items():
-            if value < 0:
-                raise ConfigError(f"judge {name} must be >= 0, got {value}")
+        check_ranges(self, prefix="judge.")
         if self.max_backoff_s < self.backoff_s:
             raise ConfigError(f"judge max_backoff_s ({self.max_backoff_s}) is below backoff_s ({self.backoff_s})")
-        if self.temperature is not None and self.temperature < 0:
-            raise ConfigError(f"judge temperature must be >= 0, got {self.temperature}")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise ConfigError(f"judge max_tokens must be >= 1, got {self.max_tokens}")
         reserved = sorted(_RESERVED_BODY_KEYS & set(self.extra_body))
         if reserved:
             raise ConfigError(f"judge extra_body may not set {', '.join(reserved)} (the client sets or forbids them)")

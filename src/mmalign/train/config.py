@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mmalign.config import option, section
+from mmalign.config import check_ranges, option, section
+from mmalign.data.limits import DEFAULT_MAX_PIXELS
 from mmalign.errors import ConfigError
 
 
@@ -18,18 +19,15 @@ class LoraConfig:
     """LoRA adapters on the language model (peft)."""
 
     enabled: bool = option(False, "Train LoRA adapters instead of the full model.")
-    r: int = option(16, "LoRA rank.")
-    alpha: int = option(32, "LoRA alpha (the update is scaled by alpha / r).")
-    dropout: float = option(0.05, "Dropout on the LoRA input.")
+    r: int = option(16, "LoRA rank.", ge=1)
+    alpha: int = option(32, "LoRA alpha (the update is scaled by alpha / r).", ge=1)
+    dropout: float = option(0.05, "Dropout on the LoRA input.", ge=0, lt=1)
     target_modules: list[str] | None = option(
         None, "Module names to adapt; null = the language model's attention and MLP projections."
     )
 
     def __post_init__(self) -> None:
-        if self.r <= 0:
-            raise ConfigError("lora.r must be positive")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError("lora.dropout must be in [0, 1)")
+        check_ranges(self, prefix="model.lora.")
 
 
 @dataclass
@@ -74,16 +72,17 @@ class DataConfig:
     train: str = option("", "Training records (required).")
     eval: str | None = option(None, "Held-out records evaluated every train.eval_steps (optional).")
     root: str | None = option(None, "Directory image paths are relative to (default: the data file's directory).")
-    max_length: int | None = option(None, "Longest tokenized sequence; longer responses are truncated.")
+    max_length: int | None = option(None, "Longest tokenized sequence; longer responses are truncated.", ge=1)
     on_overflow: Literal["error", "skip"] = option(
         "error", "A record whose prompt and images cannot fit max_length: fail, or skip and count it."
     )
-    limit: int | None = option(None, "Use only the first N training records (quick runs).")
-    max_image_pixels: int = option(89_478_485, "Refuse images larger than this many pixels (decompression bombs).")
+    limit: int | None = option(None, "Use only the first N training records (quick runs).", ge=1)
+    max_image_pixels: int = option(
+        DEFAULT_MAX_PIXELS, "Refuse images larger than this many pixels (decompression bombs).", ge=1
+    )
 
     def __post_init__(self) -> None:
-        if self.limit is not None and self.limit <= 0:
-            raise ConfigError("data.limit must be positive")
+        check_ranges(self, prefix="data.")
 
 
 @dataclass
@@ -91,42 +90,45 @@ class TrainingConfig:
     """Optimisation and bookkeeping; mapped onto ``transformers.TrainingArguments``."""
 
     output_dir: str = option("runs/out", "Where checkpoints, logs and the final model go.")
-    seed: int = option(0, "Seed of initialisation-free randomness: data order, dropout, sampling.")
-    max_steps: int = option(-1, "Optimiser steps to run; -1 = use epochs.")
-    epochs: float = option(1.0, "Passes over the training data (when max_steps is -1).")
-    batch_size: int = option(8, "Examples per device per forward pass.")
-    grad_accum: int = option(1, "Forward passes per optimiser step.")
-    learning_rate: float = option(1e-5, "Peak learning rate.")
-    weight_decay: float = option(0.0, "AdamW weight decay.")
-    adam_beta1: float = option(0.9, "AdamW beta1.")
-    adam_beta2: float = option(0.999, "AdamW beta2.")
-    max_grad_norm: float = option(1.0, "Clip gradients to this global norm (0 = no clipping).")
+    seed: int = option(0, "Seed of initialisation-free randomness: data order, dropout, sampling.", ge=0)
+    max_steps: int = option(-1, "Optimiser steps to run; -1 = use epochs.", ge=-1)
+    epochs: float = option(1.0, "Passes over the training data (when max_steps is -1).", ge=0)
+    batch_size: int = option(8, "Examples per device per forward pass.", ge=1)
+    grad_accum: int = option(1, "Forward passes per optimiser step.", ge=1)
+    learning_rate: float = option(1e-5, "Peak learning rate.", gt=0)
+    weight_decay: float = option(0.0, "AdamW weight decay.", ge=0)
+    adam_beta1: float = option(0.9, "AdamW beta1.", ge=0, lt=1)
+    adam_beta2: float = option(0.999, "AdamW beta2.", ge=0, lt=1)
+    max_grad_norm: float = option(1.0, "Clip gradients to this global norm (0 = no clipping).", ge=0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = option(
         "linear", "Learning-rate schedule after warmup."
     )
-    warmup_ratio: float | None = option(None, "Fraction of steps used for warmup (exclusive with warmup_steps).")
-    warmup_steps: int | None = option(None, "Warmup steps (exclusive with warmup_ratio).")
-    logging_steps: int = option(10, "Log metrics every N optimiser steps.")
-    eval_steps: int | None = option(None, "Evaluate on data.eval every N steps (null = only at the end).")
-    save_steps: int | None = option(None, "Save a checkpoint every N steps (null = only the final model).")
-    save_total_limit: int | None = option(2, "Keep at most this many checkpoints.")
-    dataloader_workers: int = option(0, "Worker processes loading and collating data.")
+    warmup_ratio: float | None = option(
+        None, "Fraction of steps used for warmup (exclusive with warmup_steps).", ge=0, lt=1
+    )
+    warmup_steps: int | None = option(None, "Warmup steps (exclusive with warmup_ratio).", ge=0)
+    logging_steps: int = option(10, "Log metrics every N optimiser steps.", ge=1)
+    eval_steps: int | None = option(None, "Evaluate on data.eval every N steps (null = only at the end).", ge=1)
+    save_steps: int | None = option(None, "Save a checkpoint every N steps (null = only the final model).", ge=1)
+    save_total_limit: int | None = option(2, "Keep at most this many checkpoints (null = all).", ge=1)
+    dataloader_workers: int = option(0, "Worker processes loading and collating data.", ge=0)
+    max_nonfinite_steps: int = option(
+        0,
+        "Optimiser steps whose loss or gradient norm is NaN or infinite that are skipped (no update) before the "
+        "run stops with an error naming the step; 0 = stop at the first.",
+        ge=0,
+    )
     bf16: bool = option(False, "Mixed precision with bfloat16 (GPU).")
     fp16: bool = option(False, "Mixed precision with float16 (GPU).")
     resume: bool = option(False, "Resume from the latest checkpoint in output_dir if there is one.")
     report_to: list[str] = option([], "Experiment trackers for transformers (e.g. [tensorboard]); [] = none.")
 
     def __post_init__(self) -> None:
+        check_ranges(self, prefix="train.")
         if self.warmup_ratio is not None and self.warmup_steps is not None:
             raise ConfigError("can't set both train.warmup_ratio and train.warmup_steps")
-        if self.warmup_ratio is not None and not 0 <= self.warmup_ratio < 1:
-            raise ConfigError("train.warmup_ratio must be in [0, 1)")
         if self.bf16 and self.fp16:
             raise ConfigError("can't set both train.bf16 and train.fp16")
-        if self.batch_size <= 0 or self.grad_accum <= 0:
-            raise ConfigError("train.batch_size and train.grad_accum must be positive")
-        if self.learning_rate < 0:
-            raise ConfigError("train.learning_rate must not be negative")
         if self.max_steps == 0 or (self.max_steps < 0 and self.epochs <= 0):
             raise ConfigError("set train.max_steps > 0 or train.epochs > 0")
 

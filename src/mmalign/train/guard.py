@@ -19,15 +19,13 @@ earlier one. On resume the guard replays the evaluations in the restored log his
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from transformers import TrainerCallback
 
-from mmalign.config import option
-from mmalign.errors import ConfigError
+from mmalign.config import check_ranges, option
 
 logger = logging.getLogger(__name__)
 
@@ -40,21 +38,16 @@ class GuardConfig:
     """Early stopping on held-out over-optimisation signals (needs data.eval and train.eval_steps)."""
 
     margin_drop: float | None = option(
-        None, "Stop when the held-out reward margin falls this far below the best it reached; null = off."
+        None, "Stop when the held-out reward margin falls this far below the best it reached; null = off.", ge=0
     )
     max_kl: float | None = option(
         None, "Stop when the held-out KL estimate to the reference (per token, on chosen responses) exceeds this; "
-        "null = off.",
-    )
-    patience: int = option(1, "Evaluations in a row a condition must hold before the run stops.")
+        "null = off.", ge=0,
+    )  # fmt: skip
+    patience: int = option(1, "Evaluations in a row a condition must hold before the run stops.", ge=1)
 
     def __post_init__(self) -> None:
-        for name in ("margin_drop", "max_kl"):
-            value = getattr(self, name)
-            if value is not None and (not math.isfinite(value) or value < 0):
-                raise ConfigError(f"guard.{name} must be a number >= 0 (or null to turn it off), got {value!r}")
-        if self.patience < 1:
-            raise ConfigError(f"guard.patience must be at least 1, got {self.patience}")
+        check_ranges(self, prefix="guard.")
 
     @property
     def enabled(self) -> bool:

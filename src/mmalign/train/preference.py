@@ -39,6 +39,7 @@ from mmalign.models.processors import save_upstream_processor
 from mmalign.train.callbacks import METRICS_FILE, TrainingLog
 from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig
 from mmalign.train.dataset import RecordDataset
+from mmalign.train.finite import FiniteSteps, check_weights
 from mmalign.train.guard import GuardConfig, OverOptimisationGuard
 from mmalign.train.pref_batch import PreferenceCollator, TrainerCollate, policy_logps, row_scorer, score
 from mmalign.train.presets import mmalign_home, resolve_model_path
@@ -117,7 +118,7 @@ class PreferenceConfig:
         return "adapter" if self.model.lora.enabled else "copy"
 
 
-class PreferenceTrainer(Trainer):
+class PreferenceTrainer(FiniteSteps, Trainer):
     """``Trainer`` whose loss is a :class:`~mmalign.losses.PreferenceLoss` on the policy's and reference's log-probs.
 
     ``reference`` is None for reference-free losses, else an object with ``logps(model, batch) -> ReferenceLogps``
@@ -346,6 +347,7 @@ def build_trainer(
         eval_collator=TrainerCollate(collators["eval"]) if "eval" in collators else None, loss=loss,
         reference=live_reference(source, loaded.model, separate, loss.needs_token_weights, scorer),
         share_prefix=config.share_prefix, processor=loaded.processor, callbacks=[*guard, *(callbacks or [])],
+        max_nonfinite_steps=config.train.max_nonfinite_steps,
     )  # fmt: skip
     for default in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(default)
@@ -399,6 +401,7 @@ def train_preference(
     evals = [row for row in trainer.state.log_history if "eval_loss" in row]
     if data.eval is not None and (not evals or evals[-1]["step"] != trainer.state.global_step):
         evals.append(trainer.evaluate())
+    check_weights(trainer.model, trainer.state.global_step, "the final model", out)
     model_dir, adapter_dir = _save_final(loaded, config, trainer)
     logged = [row for row in trainer.state.log_history if "loss" in row]
     result = PreferenceResult(

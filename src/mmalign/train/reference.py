@@ -29,7 +29,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from mmalign.config import option
+from mmalign.config import check_ranges, option
 from mmalign.data.images import resolve_image
 from mmalign.data.io import atomic_path
 from mmalign.data.records import ImageBlob, PreferenceRecord
@@ -56,11 +56,10 @@ class ReferenceConfig:
     cache_dir: str | None = option(
         None, "Cache of precomputed log-probs (mode precomputed); null = $MMALIGN_HOME/reference-cache."
     )
-    batch_size: int | None = option(None, "Pairs per forward when precomputing; null = train.batch_size.")
+    batch_size: int | None = option(None, "Pairs per forward when precomputing; null = train.batch_size.", ge=1)
 
     def __post_init__(self) -> None:
-        if self.batch_size is not None and self.batch_size <= 0:
-            raise ConfigError("reference.batch_size must be positive")
+        check_ranges(self, prefix="reference.")
 
 
 @contextlib.contextmanager

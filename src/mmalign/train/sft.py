@@ -42,6 +42,7 @@ from mmalign.models.processors import save_upstream_processor
 from mmalign.train.callbacks import METRICS_FILE, TrainingLog
 from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig
 from mmalign.train.dataset import RecordDataset
+from mmalign.train.finite import FiniteSteps, check_weights
 from mmalign.train.presets import resolve_model_path
 
 CONFIG_FILE = "sft_config.yaml"
@@ -134,8 +135,9 @@ class TrainCollate:
         return {**batch.model_inputs(), "labels": batch.labels}
 
 
-class SFTTrainer(Trainer):
-    """``Trainer`` with :func:`response_nll` as the loss and the processor saved in every checkpoint."""
+class SFTTrainer(FiniteSteps, Trainer):
+    """``Trainer`` with :func:`response_nll` as the loss and the processor saved in every checkpoint; a NaN or
+    infinite loss, gradient norm or weight stops it (:mod:`mmalign.train.finite`)."""
 
     loss_is_scaled_for_ga = True  # response_nll divides by the accumulated batch's token count
 
@@ -327,6 +329,7 @@ def build_trainer(
         data_collator=TrainCollate(collator),
         callbacks=callbacks,
         processor=loaded.processor,
+        max_nonfinite_steps=config.train.max_nonfinite_steps,
     )
     for default in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(default)
@@ -368,6 +371,7 @@ def train_sft(
     if trainer.eval_dataset is not None and (not evals or evals[-1]["step"] != trainer.state.global_step):
         evals.append(trainer.evaluate())
     eval_loss = float(evals[-1]["eval_loss"]) if evals else None
+    check_weights(loaded.model, trainer.state.global_step, "the final model", out)
     model_dir, adapter_dir = _save_final(loaded, config)
     losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
     start_step = _checkpoint_step(resume_from) if resume_from is not None else 0

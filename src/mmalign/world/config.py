@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from mmalign.config import option
+from mmalign.config import check_ranges, option
 from mmalign.errors import ConfigError
 from mmalign.world.vocab import COLOURS, NUMBER_WORDS, SHAPES
 
@@ -26,56 +26,61 @@ EVAL_CAP = 2000
 class WorldConfig:
     """The shapes world: scenes, co-occurrence structure, caption noise, splits."""
 
-    n_colours: int = option(5, f"Number of colours used, from the start of {', '.join(COLOURS)}.")
-    n_shapes: int = option(4, f"Number of shapes used, from the start of {', '.join(SHAPES)}.")
-    grid_rows: int = option(3, "Rows of the grid objects are placed on (one object per cell).")
-    grid_cols: int = option(3, "Columns of the grid objects are placed on.")
-    image_size: int = option(48, "Image side in pixels (small, e.g. 48-64, for CPU; 224-448 for real models).")
-    min_objects: int = option(1, "Fewest objects drawn for a scene.")
+    n_colours: int = option(
+        5, f"Number of colours used, from the start of {', '.join(COLOURS)}.", ge=1, le=len(COLOURS)
+    )
+    n_shapes: int = option(4, f"Number of shapes used, from the start of {', '.join(SHAPES)}.", ge=1, le=len(SHAPES))
+    grid_rows: int = option(3, "Rows of the grid objects are placed on (one object per cell).", ge=1)
+    grid_cols: int = option(3, "Columns of the grid objects are placed on.", ge=1)
+    image_size: int = option(
+        48, "Image side in pixels (small, e.g. 48-64, for CPU; 224-448 for real models).", ge=4, le=4096
+    )
+    min_objects: int = option(1, "Fewest objects drawn for a scene.", ge=1)
     max_objects: int = option(
-        4, "Most objects in a scene. A scene draws a count from min to max; a partner may add one more, up to max."
+        4,
+        "Most objects in a scene. A scene draws a count from min to max; a partner may add one more, up to max.",
+        ge=1,
+        le=len(NUMBER_WORDS) - 1,
     )
     object_sizes: bool = option(True, "Draw objects small or large (named in captions); off: all large, no size word.")
     frequency_skew: float = option(
         0.5,
         "Zipf exponent of how often each object type is drawn (over a seeded ranking): 0 = uniform. "
         "Makes some objects popular, as in real data (POPE's 'popular' negatives).",
+        ge=0,
     )
     n_partner_pairs: int = option(
-        10, "Fixed partner pairs of object types (disjoint, chosen by seed); at most n_colours*n_shapes/2."
+        10, "Fixed partner pairs of object types (disjoint, chosen by seed); at most n_colours*n_shapes/2.", ge=0
     )
     partner_prob: float = option(
-        0.8, "Probability that placing an object also places its partner (if absent and there is room)."
+        0.8, "Probability that placing an object also places its partner (if absent and there is room).", ge=0, le=1
     )
     caption_noise: float = option(
         0.6,
         "Fraction of training captions of scenes with an absent partner that name that partner anyway "
         "(noisy web captions teach hallucination). Evaluation splits are always clean.",
+        ge=0,
+        le=1,
     )
-    jitter: float = option(0.5, "How far (0-1) an object may move inside its cell's free margin.")
-    seed: int = option(0, "Seed of everything: partner pairs, popularity ranking, scenes, questions.")
-    train_scenes: int = option(40_000, "Scenes in the train split.")
+    jitter: float = option(0.5, "How far (0-1) an object may move inside its cell's free margin.", ge=0, le=1)
+    seed: int = option(0, "Seed of everything: partner pairs, popularity ranking, scenes, questions.", ge=0)
+    train_scenes: int = option(40_000, "Scenes in the train split (statistics come from train).", ge=1)
     val_scenes: int | None = option(
-        None, f"Scenes in the val split (default: {EVAL_FRACTION:.0%} of train_scenes, at most {EVAL_CAP})."
+        None, f"Scenes in the val split (default: {EVAL_FRACTION:.0%} of train_scenes, at most {EVAL_CAP}).", ge=0
     )
     test_scenes: int | None = option(
-        None, f"Scenes in the test split (default: {EVAL_FRACTION:.0%} of train_scenes, at most {EVAL_CAP})."
+        None, f"Scenes in the test split (default: {EVAL_FRACTION:.0%} of train_scenes, at most {EVAL_CAP}).", ge=0
     )
-    pope_k: int = option(3, "POPE: present objects asked per image (as many absent ones per strategy), as in POPE.")
-    qa_per_scene: int = option(2, "Question-answer SFT examples per training scene (besides its caption).")
+    pope_k: int = option(
+        3, "POPE: present objects asked per image (as many absent ones per strategy), as in POPE.", ge=1
+    )
+    qa_per_scene: int = option(2, "Question-answer SFT examples per training scene (besides its caption).", ge=0)
 
     def __post_init__(self) -> None:
         self._check_ints()
+        check_ranges(self)
         n_types = self.n_colours * self.n_shapes
         cells = self.grid_rows * self.grid_cols
-        if not 1 <= self.n_colours <= len(COLOURS):
-            raise ConfigError(f"n_colours must be between 1 and {len(COLOURS)}, got {self.n_colours}")
-        if not 1 <= self.n_shapes <= len(SHAPES):
-            raise ConfigError(f"n_shapes must be between 1 and {len(SHAPES)}, got {self.n_shapes}")
-        if self.grid_rows < 1 or self.grid_cols < 1:
-            raise ConfigError(f"the grid needs at least one cell, got {self.grid_rows}x{self.grid_cols}")
-        if self.min_objects < 1:
-            raise ConfigError(f"min_objects must be at least 1, got {self.min_objects}")
         if self.max_objects < self.min_objects:
             raise ConfigError(f"max_objects ({self.max_objects}) is below min_objects ({self.min_objects})")
         if self.max_objects > cells:
@@ -85,38 +90,16 @@ class WorldConfig:
                 f"max_objects ({self.max_objects}) must be below the {n_types} object types, "
                 "so every scene has absent objects to ask about"
             )
-        if self.max_objects > len(NUMBER_WORDS) - 1:
-            raise ConfigError(f"max_objects must be at most {len(NUMBER_WORDS) - 1} (counts are said in words)")
         if self.image_size < 4 * max(self.grid_rows, self.grid_cols):
             raise ConfigError(
                 f"image_size {self.image_size} is too small for a {self.grid_rows}x{self.grid_cols} grid "
                 f"(at least 4 px a cell: {4 * max(self.grid_rows, self.grid_cols)})"
             )
-        if self.image_size > 4096:
-            raise ConfigError(f"image_size must be at most 4096, got {self.image_size}")
-        if not 0 <= self.n_partner_pairs <= n_types // 2:
+        if self.n_partner_pairs > n_types // 2:
             raise ConfigError(
                 f"n_partner_pairs must be between 0 and {n_types // 2} (pairs are disjoint among "
                 f"{n_types} object types), got {self.n_partner_pairs}"
             )
-        for name in ("partner_prob", "caption_noise", "jitter"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} must be between 0 and 1, got {value}")
-        if self.frequency_skew < 0:
-            raise ConfigError(f"frequency_skew must be >= 0, got {self.frequency_skew}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        if self.train_scenes < 1:
-            raise ConfigError(f"train_scenes must be at least 1 (statistics come from train), got {self.train_scenes}")
-        for name in ("val_scenes", "test_scenes"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigError(f"{name} must be >= 0, got {value}")
-        if self.pope_k < 1:
-            raise ConfigError(f"pope_k must be at least 1, got {self.pope_k}")
-        if self.qa_per_scene < 0:
-            raise ConfigError(f"qa_per_scene must be >= 0, got {self.qa_per_scene}")
 
     def _check_ints(self) -> None:
         """Types, for configs built in code (YAML input is already type-checked by mmalign.config)."""

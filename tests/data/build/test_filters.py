@@ -72,5 +72,5 @@ def test_image_side_pairs_are_not_identical_and_bad_config_fails():
     assert next(iter(filter_records(iter([record]), FilterConfig())))[1] is None
     with pytest.raises(ConfigError, match="unknown image key"):
         FilterConfig(image_key="name")
-    with pytest.raises(ConfigError, match="max_length_ratio must be at least 1"):
+    with pytest.raises(ConfigError, match="--max-length-ratio must be a finite number >= 1, got 0"):
         FilterConfig(max_length_ratio=0.5)

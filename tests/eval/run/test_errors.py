@@ -24,7 +24,7 @@ def run(cli, capsys, *args: str) -> str:
         (["--tasks", "mme", "--source", "mc=x.jsonl"], "--source names task 'mc', which is not being run"),
         (["--tasks", "mme", "--source", "mme"], "--source takes TASK=PATH"),
         (["--tasks", "mme", "--judge-url", "http://127.0.0.1:1/v1"], "give both --judge-url and --judge-model"),
-        (["--tasks", "mme", "--batch-size", "0"], "--batch-size and --limit must be at least 1"),
+        (["--tasks", "mme", "--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
         (["--tasks", "mme", "--split", "train"], "--split must be val or test"),
     ],
 )

@@ -25,6 +25,7 @@ from typing import Any
 
 from PIL import Image
 
+from mmalign.config import check_ranges, option
 from mmalign.data.images import encode_png, resolve_image
 from mmalign.data.io import read_records, write_jsonl, write_records
 from mmalign.data.records import ImageBlob, ImageRef, PreferenceRecord, Record, prompt_text
@@ -44,14 +45,13 @@ class FilterConfig:
     """Drop pairs whose chosen and rejected are the same text (ignoring case, spacing, punctuation)."""
     drop_empty: bool = True
     """Drop pairs with a response that has no word, or a prompt with no text and no image."""
-    max_length_ratio: float | None = None
+    max_length_ratio: float | None = option(None, ge=1)
     """Drop pairs whose longer response has more than this many times the words of the shorter (None: off)."""
 
     def __post_init__(self) -> None:
         if self.image_key not in IMAGE_KEYS:
             raise ConfigError(f"unknown image key {self.image_key!r}; choose one of {', '.join(IMAGE_KEYS)}")
-        if self.max_length_ratio is not None and self.max_length_ratio < 1:
-            raise ConfigError(f"max_length_ratio must be at least 1 (or off), got {self.max_length_ratio}")
+        check_ranges(self, name=lambda key: "--" + key.replace("_", "-"))  # set by `mmalign data filter`
 
 
 @dataclass

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -57,8 +58,8 @@ def parse_source(spec: str, default_root: Path | None = None) -> MixSource:
         weight = float(values["w"]) if "w" in values else None
     except ValueError:
         raise ConfigError(f"source {spec!r}: n must be an integer and w a number") from None
-    if (count is not None and count < 0) or (weight is not None and weight < 0):
-        raise ConfigError(f"source {spec!r}: counts and weights must be >= 0")
+    if (count is not None and count < 0) or (weight is not None and not (math.isfinite(weight) and weight >= 0)):
+        raise ConfigError(f"source {spec!r}: counts and weights must be finite numbers >= 0")
     root = Path(values["root"]) if "root" in values else default_root
     return MixSource(Path(path), count, weight, root)
 
@@ -168,7 +169,7 @@ def parse_ratios(specs: list[str]) -> dict[str, float]:
             ratio = float(value) if eq else -1.0
         except ValueError:
             ratio = -1.0
-        if not name or ratio < 0 or not name.replace("_", "").replace("-", "").isalnum():
+        if not name or not 0 <= ratio <= 1 or not name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"split ratio {spec!r} must look like NAME=FRACTION (e.g. train=0.9)")
         if name in ratios:
             raise ConfigError(f"split {name!r} given twice")
