@@ -151,10 +151,24 @@ def test_numeric_flags_of_every_command(argv, message, cli_run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
 
 
-def test_typer_flags_outside_configs_have_ranges(cli_run, tmp_path):
-    code, _, err = cli_run(["world", "--out", str(tmp_path / "w"), "--workers", "0"])
-    assert code == 2 and "'--workers'" in err and "greater than or equal to 1" in err and "Traceback" not in err
-    assert not (tmp_path / "w").exists()
+TYPER_FLAGS = [
+    (["world", "--out", "{tmp}/w", "--workers", "0"], "'--workers'", "greater than or equal to 1"),
+    (["eval", "compare", "{tmp}/r1", "{tmp}/r2", "--out", "{tmp}/c", "--seed", "-1"], "'--seed'", "or equal to 0"),
+    (["eval", "score", "--task", "pope", "--answers", "{tmp}/a.jsonl", "--seed", "-2"], "'--seed'", "or equal to 0"),
+    (["data", "split", "{tmp}/a.jsonl", "{tmp}/s", "--seed", "-1"], "'--seed'", "or equal to 0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag", "rule"), TYPER_FLAGS, ids=[" ".join(c[0][:2] + c[0][-2:]) for c in TYPER_FLAGS]
+)
+def test_flags_outside_configs_have_ranges(argv, flag, rule, cli_run, tmp_path):
+    """Flags that feed no config are checked by typer (a usage error: exit 2, the flag and its range)."""
+    (tmp_path / "a.jsonl").write_text("", encoding="utf-8")
+    code, _, err = cli_run([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    text = " ".join(err.split())
+    assert code == 2 and flag in text and rule in text and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl"]
 
 
 @pytest.mark.parametrize(

@@ -238,7 +238,7 @@ def build(
     ),
     option: list[str] = typer.Option([], "--option", "-o", help=OPTION_HELP),
     config: Path | None = typer.Option(None, "--config", help="YAML file of strategy options (--option wins)."),
-    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+    seed: int = typer.Option(0, "--seed", min=0, help=SEED_HELP),
     num_proc: int = typer.Option(1, "--num-proc", min=1, help="Worker processes (datasets.map) for each shard."),
     shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Units per shard (the unit of resume)."),
     restart: bool = typer.Option(False, "--restart", help="Discard an unfinished build of OUT instead of resuming."),
@@ -313,7 +313,7 @@ def import_data(
         [], "--ignore-field", help="A source field to drop (not kept in meta, not checked); repeatable."
     ),
     split: str | None = typer.Option(None, "--split", help="The split to read when SRC is a DatasetDict directory."),
-    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+    seed: int = typer.Option(0, "--seed", min=0, help=SEED_HELP),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Read at most this many source rows."),
     show_options: bool = typer.Option(False, "--show-options", help="List the format's options and exit."),
 ) -> None:
@@ -399,7 +399,7 @@ def mix(
     total: int | None = typer.Option(None, "--total", min=0, help="Records in all, shared by the weighted inputs."),
     root: Path | None = typer.Option(None, "--root", help="Data root of inputs without root= (default: each file's)."),
     out_root: Path | None = typer.Option(None, "--out-root", help="Data root of a JSONL output's image paths."),
-    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+    seed: int = typer.Option(0, "--seed", min=0, help=SEED_HELP),
     shuffle: bool = typer.Option(True, "--shuffle/--no-shuffle", help="Shuffle the mix (else inputs in order)."),
     prefix_ids: bool = typer.Option(False, "--prefix-ids", help="Prefix ids with their file's stem (unique ids)."),
 ) -> None:
@@ -420,7 +420,7 @@ def split_data(
     group_by: str = typer.Option(
         "image", "--group-by", help="Keep together records with the same image, prompt, id, or none."
     ),
-    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+    seed: int = typer.Option(0, "--seed", min=0, help=SEED_HELP),
     root: Path | None = typer.Option(None, "--root", help=ROOT_HELP),
     out_root: Path | None = typer.Option(None, "--out-root", help="Data root of JSONL outputs' image paths."),
 ) -> None:

@@ -55,7 +55,7 @@ def score(
     n_resamples: int = typer.Option(
         1000, "--bootstrap", help="Bootstrap resamples for intervals and deltas (preference: rounds)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resampling."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap resampling."),
     mc_random_seed: int | None = typer.Option(
         None,
         "--mc-random-seed",
@@ -208,7 +208,7 @@ def compare(
     runs: list[Path] = typer.Argument(..., help="Run directories of `mmalign eval run`; the first is the baseline."),
     out: Path = typer.Option(..., "--out", help="Where to write compare.md, compare.json and the PNGs."),
     n_resamples: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the paired intervals."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resampling."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap resampling."),
 ) -> None:
     """Put runs side by side: per metric, baseline vs each run with paired bootstrap deltas (items matched by id)."""
     from mmalign.eval.compare import compare_runs
