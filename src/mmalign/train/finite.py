@@ -54,6 +54,8 @@ class FiniteSteps:
 
     The loss of every micro-batch is checked as it is computed, the gradient norm of every optimiser step
     (``Trainer`` computes it, clipped or not) before the optimiser runs, and the weights before every checkpoint.
+    Under float16 mixed precision an infinite gradient norm is the loss scaler's business (it skips that step and
+    lowers the scale), so there only the loss is checked.
     """
 
     def __init__(self, *args: Any, max_nonfinite_steps: int = 0, **kwargs: Any) -> None:
@@ -75,7 +77,8 @@ class FiniteSteps:
         problems = []
         if self._any_process(bad_loss is not None):
             problems.append(f"the loss is {bad_loss if bad_loss is not None else 'not finite on another process'}")
-        if norm is not None and not math.isfinite(float(norm)):
+        scaled = getattr(self.accelerator, "scaler", None) is not None  # type: ignore[attr-defined]
+        if norm is not None and not scaled and not math.isfinite(float(norm)):
             problems.append(f"the gradient norm is {float(norm)}")
         if problems:
             self._skip_or_stop(model, self.state.global_step + 1, " and ".join(problems))  # type: ignore[attr-defined]
