@@ -237,6 +237,11 @@ def test_sft_nan_loss_stops_naming_the_step_and_resume_picks_the_last_good_check
     assert not (out / "config.json").exists() and not (out / "model.safetensors").exists()  # no final model
     assert latest_checkpoint(out) == out / "checkpoint-2"
     before = (out / "checkpoint-2" / "model.safetensors").read_bytes()
+    listing = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+
+    code, _, err = cli_run(sft_args(world, tiny_dir("tiny-llava"), out, "train.resume=true", "train.learning_rate=nan"))
+    assert "key 'train.learning_rate' must be a finite number > 0, got nan" in one_line_error(code, err)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == listing  # a refused config touches nothing
 
     nan_at_step(SFTTrainer, set())  # the cause is fixed: resume continues after step 2
     code, stdout, err = cli_run(sft_args(world, tiny_dir("tiny-llava"), out, "train.resume=true"))
