@@ -159,6 +159,13 @@ def run(
         "OPENAI_API_KEY", "--judge-key-env", help="Environment variable holding the judge's API key."
     ),
     judge_concurrency: int = typer.Option(4, "--judge-concurrency", help="Judge requests in flight at once."),
+    judge_max_failed: float = typer.Option(
+        0.1,
+        "--judge-max-failed",
+        help="Fraction of a judged task's judgments that may fail (after retries, or unreadable) before the task "
+        "is reported as failed, with no score (the run then exits with code 2); below it the score is computed "
+        "over the judgments that succeeded and the failures are counted.",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the agreement sample, the bootstrap and a generated world."),
     n_resamples: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals."),
     cache_dir: Path | None = typer.Option(
@@ -182,7 +189,8 @@ def run(
         from mmalign.judge import JudgeConfig
 
         judge = JudgeConfig(base_url=judge_url, model=judge_model or "", api_key_env=judge_key_env,
-                            max_concurrency=judge_concurrency, progress=progress)  # fmt: skip
+                            max_concurrency=judge_concurrency, progress=progress,
+                            max_failed_fraction=judge_max_failed)  # fmt: skip
     cfg = EvalConfig(
         model=model, out=out, tasks=tasks, suite=suite, data=data, split=split, sources=_sources(source),
         image_root=image_root, limit=limit, batch_size=batch_size, fast=fast, agreement_sample=agreement_sample,
@@ -203,6 +211,13 @@ def run(
     typer.echo(f"results written to {out / 'results.json'}, report to {out / 'report.md'}")
 
 
+    failed = {name: entry["reason"] for name, entry in results["tasks"].items() if entry["status"] == "failed"}
+    if failed:
+        from mmalign.errors import MMAlignError
+
+        listed = "; ".join(f"{name}: {reason}" for name, reason in failed.items())
+        raise MMAlignError(f"{len(failed)} of {len(results['tasks'])} tasks failed, with no score ({listed}); "
+                           f"{out / 'results.json'} and report.md say so, with the other tasks' scores")  # fmt: skip
 @app.command("compare")
 def compare(
     runs: list[Path] = typer.Argument(..., help="Run directories of `mmalign eval run`; the first is the baseline."),

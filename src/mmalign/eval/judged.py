@@ -9,6 +9,12 @@
 
 The judge's replies are cached in ``OUT/judge.sqlite`` (unless the judge config names another cache), so
 a resumed run pays only for judgments it does not have.
+
+A judgment *fails* when its request fails (after the client's retries) or its reply cannot be read. Each
+judged task counts its failures (:func:`tally`, the task's ``judge`` entry in results.json); when more than
+``judge.max_failed_fraction`` of them failed (or all did), the task is reported as failed with the reason,
+and never with a score computed from the few that were left. Below that, the score is computed over the
+judgments that succeeded, and the results say over how many.
 """
 
 from __future__ import annotations
@@ -41,9 +47,29 @@ def _images(inp: TaskInput, item: EvalItem) -> list[Any]:
     return [str(inp.image_root / ref) if isinstance(ref, str) else ref for ref in item.images]
 
 
-def judge_dialogue(ev: Any, inp: TaskInput, texts: list[str], path: Path) -> None:
-    """Rate each answer against its reference; one row per item in ``path``."""
-    from mmalign.judge import ScoreItem, score_answers
+def tally(errors: list[str | None], max_failed_fraction: float) -> dict[str, Any]:
+    """What results.json says about a task's judgments: ``errors`` holds, per judgment, why it failed (None:
+    it succeeded). ``reason`` is None unless the task must be reported as failed."""
+    n = len(errors)
+    failed = [" ".join(e.split()) for e in errors if e is not None]  # one line each: they end up in messages
+    fraction = len(failed) / n if n else 0.0
+    reason = None
+    if failed and (len(failed) == n or fraction > max_failed_fraction):
+        share = "every judgment" if len(failed) == n else f"{100 * fraction:.1f} % of the judgments"
+        reason = (f"{share} failed ({len(failed)} of {n}; judge max_failed_fraction is "
+                  f"{100 * max_failed_fraction:g} %); first failure: {failed[0]}")  # fmt: skip
+    return {"n": n, "n_failed": len(failed), "failed_fraction": fraction, "max_failed_fraction": max_failed_fraction,
+            "first_failure": failed[0] if failed else None, "reason": reason}  # fmt: skip
+
+
+def _unreadable(raw: str | None) -> str:
+    reply = " ".join((raw or "").split())
+    return f"unreadable reply: {reply[:120]!r}" + ("..." if len(reply) > 120 else "")
+
+
+def judge_dialogue(ev: Any, inp: TaskInput, texts: list[str], path: Path) -> dict[str, Any]:
+    """Rate each answer against its reference; one row per item in ``path``. Returns the :func:`tally`."""
+    from mmalign.judge import JudgeError, ScoreItem, ScoreJudgment, score_answers
 
     items: list[EvalItem] = inp.items  # type: ignore[assignment]
     requests = [
@@ -51,10 +77,17 @@ def judge_dialogue(ev: Any, inp: TaskInput, texts: list[str], path: Path) -> Non
                   context=item.meta.get("context") or None, id=item.id)
         for item, text in zip(items, texts, strict=True)
     ]  # fmt: skip
-    judged = score_answers(_client(ev), requests, return_errors=True, desc="judge dialogue")
+    client = _client(ev)
+    try:
+        judged = score_answers(client, requests, return_errors=True, desc="judge dialogue")
+    except JudgeError as err:  # an auth failure stops every request: each judgment failed with it
+        judged = [ScoreJudgment(item.id, None, error=str(err)) for item in items]
     write_jsonl(path, ({"id": j.id, "category": item.meta.get("category", ""), "score": j.score,
                         "reference_score": j.reference_score, "raw": j.raw, "error": j.error}
                        for j, item in zip(judged, items, strict=True)))  # fmt: skip
+    errors = [j.error or (_unreadable(j.raw) if j.score is None or j.reference_score is None else None)
+              for j in judged]  # fmt: skip
+    return tally(errors, client.config.max_failed_fraction)
 
 
 def _answers(ev: Any, inp: TaskInput, budget: int) -> dict[str, list[str]]:
@@ -78,10 +111,10 @@ def _answers(ev: Any, inp: TaskInput, budget: int) -> dict[str, list[str]]:
     return answers
 
 
-def battles(ev: Any, inp: TaskInput, predictions: Path, battles_path: Path, budget: int) -> None:
-    """Answer, judge every pair of contestants on every question, and write the battles."""
-    from mmalign.errors import DataError
-    from mmalign.judge import PairItem, compare_pairs
+def battles(ev: Any, inp: TaskInput, predictions: Path, battles_path: Path, budget: int) -> dict[str, Any]:
+    """Answer, judge every pair of contestants on every question, and write the battles that have a verdict.
+    Returns the :func:`tally` (a battle fails when either order's request fails or either reply is unreadable)."""
+    from mmalign.judge import JudgeError, PairItem, PairJudgment, compare_pairs
 
     items: list[EvalItem] = inp.items  # type: ignore[assignment]
     answers = _answers(ev, inp, budget)
@@ -95,9 +128,14 @@ def battles(ev: Any, inp: TaskInput, predictions: Path, battles_path: Path, budg
             pairs.append(PairItem(item.question, answers[a][k], answers[b][k], _images(inp, item),
                                   context=item.meta.get("context") or None, id=f"{item.id}|{a}|{b}"))  # fmt: skip
             labels.append((item.id, a, b))
-    judged = compare_pairs(_client(ev), pairs, swap=True, return_errors=True, desc="judge battles")
+    client = _client(ev)
+    try:
+        judged = compare_pairs(client, pairs, swap=True, return_errors=True, desc="judge battles")
+    except JudgeError as err:  # an auth failure stops every request: each battle failed with it
+        judged = [PairJudgment(pair.id, None, None, error=str(err)) for pair in pairs]
     rows = [{"question_id": qid, "model_a": a, "model_b": b, "winner": WINNER[j.verdict]}
             for (qid, a, b), j in zip(labels, judged, strict=True) if j.verdict is not None]  # fmt: skip
-    if not rows:
-        raise DataError("the judge gave no readable verdict on any battle", file=battles_path)
     write_jsonl(battles_path, rows)
+    errors = [None if j.verdict is not None else j.error or _unreadable(j.raw_second if j.first else j.raw_first)
+              for j in judged]  # fmt: skip
+    return tally(errors, client.config.max_failed_fraction)

@@ -4,7 +4,8 @@ One table per dimension (each task's headline metrics with their bootstrap 95 % 
 dimensions or more) or bar chart of the dimension summaries (``dimensions.png``), POPE per split
 (``pope.png``) and, on the shapes world, how often captions name absent co-occurring partners against other
 absent objects (``partners.png``); for each closed task, fast path or generation and the agreement with
-generate-and-parse that choice relies on; the metrics' warnings; skipped tasks and why.
+generate-and-parse that choice relies on; the judged tasks' failed judgments; the metrics' warnings; failed
+tasks (no score) and skipped tasks, and why.
 """
 
 from __future__ import annotations
@@ -157,6 +158,9 @@ def write_report(results: dict[str, Any], out: Path) -> list[Path]:
                        out / "dimensions.png", "Dimension scores (higher is better)"):  # fmt: skip
         lines += ["", "![dimension scores](dimensions.png)"]
         written.append(out / "dimensions.png")
+    failed = [(n, e["reason"]) for n, e in tasks.items() if e["status"] == "failed"]
+    if failed:
+        lines += ["", "## Failed (no score)", ""] + [f"- **{n}**: {reason}" for n, reason in failed]
     for dimension, title in DIMENSIONS.items():
         done = [(n, e) for n, e in tasks.items() if TASKS[n].dimension == dimension and e["status"] == "done"]
         if not done:
@@ -166,6 +170,7 @@ def write_report(results: dict[str, Any], out: Path) -> list[Path]:
             lines += _task_table(name, entry)
         lines += _dimension_extras(dimension, done, out, written)
     lines += _fast_path_lines(tasks)
+    lines += _judge_lines(tasks)
     warnings = [(n, w) for n, e in tasks.items() for w in e.get("metrics", {}).get("warnings", [])]
     if warnings:
         lines += ["", "## Warnings", ""] + [f"- {n}: {w}" for n, w in warnings]
@@ -175,6 +180,22 @@ def write_report(results: dict[str, Any], out: Path) -> list[Path]:
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return written
+
+
+def _judge_lines(tasks: dict[str, Any]) -> list[str]:
+    """The judged tasks that were scored: how many judgments failed, and over how many the score was computed."""
+    judged = [(n, e["judge"]) for n, e in tasks.items() if e["status"] == "done" and e.get("judge")]
+    if not judged:
+        return []
+    lines = ["", "## Judge", ""]
+    for name, tally in judged:
+        line = f"- {name}: {tally['n']} judgments, {tally['n_failed']} failed"
+        if tally["n_failed"]:
+            line += (f" ({fmt('', tally['failed_fraction'])}; at most {fmt('', tally['max_failed_fraction'])} "
+                     f"allowed): scored over the {tally['n'] - tally['n_failed']} that succeeded; first failure: "
+                     f"{tally['first_failure']}")  # fmt: skip
+        lines.append(line)
+    return lines
 
 
 def _fast_path_lines(tasks: dict[str, Any]) -> list[str]:

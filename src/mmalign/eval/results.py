@@ -11,8 +11,9 @@ seed on the same machine, except under ``timings``)::
                        agreement_sample, seed, n_resamples, beta, judge ({base_url, model} or null),
                        opponents}
     tasks             task name → {
-                         dimension, status ("done" | "skipped"), reason (skipped only),
-                         description, source (where the items came from), n_items, mode,
+                         dimension, status ("done" | "skipped" | "failed"), reason (skipped and failed),
+                         description, judge (judged tasks, below), source (where the items came from),
+                         n_items, mode,
                          files {questions, predictions, ...} (relative to the run directory),
                          score_command (the `mmalign eval score` line that reproduces the metrics),
                          metrics (the metric core's report), intervals (headline metric →
@@ -20,6 +21,13 @@ seed on the same machine, except under ``timings``)::
                          fast_path (below), summary (see below)}
     dimensions        dimension → {score, tasks}: the mean of its tasks' summaries
     timings           {total_s, tasks: task → {seconds, items_computed, items_cached, items_per_s}}
+
+A judged task (dialogue, preference) has a *judge* entry: {n (judgments; a battle counts once for its two
+orders), n_failed (request failed after its retries, or reply unreadable), failed_fraction,
+max_failed_fraction (the judge config's), first_failure}. When more than max_failed_fraction of them failed,
+or all did, the task's status is "failed" with the reason, and it has no metrics, intervals or summary: a
+score made of the few judgments left is not reported. ``mmalign eval run`` then still writes results.json
+and report.md (every other task keeps its score) and exits with code 2, naming the failed tasks.
 
 A task's *fast_path* says how its answers were made and on what agreement that relies: {applies (a closed
 task), used, reason, min_agreement (0.99), measured (the agreement measured on the shipped model that decides

@@ -235,6 +235,7 @@ class Evaluation:
         fast_path = fast_path_plan(spec, self.cfg.fast)
         mode = "fast" if fast_path["used"] else ("logps" if spec.kind == "reward" else "generate")
         budget = self.cfg.max_new_tokens or spec.max_new_tokens
+        judged: dict[str, Any] | None = None  # the judge's tally on judged tasks (mmalign.eval.judged.tally)
         if mode == "fast":
             rows = self.runner.choose(spec.name, inp.items, inp.image_root)
             texts = self._off_options(spec, inp, rows, budget)
@@ -245,7 +246,7 @@ class Evaluation:
             from mmalign.eval.judged import battles
 
             files["battles"] = f"battles/{spec.name}.jsonl"
-            battles(self, inp, out / files["predictions"], out / files["battles"], budget)
+            judged = battles(self, inp, out / files["predictions"], out / files["battles"], budget)
         else:
             texts = self.runner.generate(spec.name, inp.items, inp.image_root, budget)
         if spec.kind not in ("reward", "battle"):
@@ -254,9 +255,15 @@ class Evaluation:
             from mmalign.eval.judged import judge_dialogue
 
             files["judgments"] = f"judgments/{spec.name}.jsonl"
-            judge_dialogue(self, inp, texts, out / files["judgments"])
+            judged = judge_dialogue(self, inp, texts, out / files["judgments"])
         if inp.annotations is not None:
             files["annotations"] = str(inp.annotations)
+        if judged is not None:
+            reason = judged.pop("reason")
+            if reason is not None:  # too many judgments failed: no score, whatever the others said
+                return {**entry, "status": "failed", "reason": reason, "source": inp.source,
+                        "n_items": len(inp.items), "mode": mode, "files": files, "judge": judged}  # fmt: skip
+            entry["judge"] = judged
         return {**entry, **self._scored(spec, inp, mode, files), "fast_path": fast_path}
 
     def _scored(self, spec: TaskSpec, inp: TaskInput, mode: str, files: dict[str, str]) -> dict[str, Any]:
@@ -357,7 +364,8 @@ def evaluate(cfg: EvalConfig, echo: Echo = print) -> dict[str, Any]:
         for name in ev.names:
             began = time.perf_counter()
             tasks[name] = ev.run_task(get_task(name))
-            status = tasks[name].get("reason") or f"{tasks[name]['n_items']} items"
+            entry = tasks[name]
+            status = f"{entry['status']}: {entry['reason']}" if "reason" in entry else f"{entry['n_items']} items"
             echo(f"{name}: {status} ({time.perf_counter() - began:.1f} s)")
     finally:
         ev.close()

@@ -162,23 +162,32 @@ def with_absent_partners(result: TaskScore, questions: Path, answers: Path) -> T
 
 
 def dialogue_score(judgments: Path) -> TaskScore:
-    """LLaVA-Bench's relative score (100 × mean answer score / mean reference score) from the judge's ratings."""
+    """LLaVA-Bench's relative score (100 × mean answer score / mean reference score) from the judge's ratings,
+    over the items the judge scored (``n_scored`` of ``n``: ``n_failed`` requests failed, ``n_unreadable``
+    replies could not be read). No item scored is an error, never a score of 0."""
+    from mmalign.errors import DataError
     from mmalign.judge import ScoreJudgment, relative_score
 
     rows = [obj for _, obj in read_jsonl(judgments)]
     judged = [ScoreJudgment(r["id"], r["score"], r["reference_score"]) for r in rows]
     both = [r for r in rows if r["score"] is not None and r["reference_score"] is not None]
+    relative = relative_score(judged)
+    if relative is None:
+        raise DataError(f"no judgment has both scores ({len(rows)} rows): nothing to score", file=judgments)
+    failed = sum(1 for r in rows if r.get("error"))
     metrics: dict[str, Any] = {
-        "relative_score": relative_score(judged) or 0.0,
-        "mean_score": float(np.mean([r["score"] for r in both])) if both else 0.0,
-        "mean_reference_score": float(np.mean([r["reference_score"] for r in both])) if both else 0.0,
+        "relative_score": relative,
+        "mean_score": float(np.mean([r["score"] for r in both])),
+        "mean_reference_score": float(np.mean([r["reference_score"] for r in both])),
         "n": len(rows),
-        "n_unreadable": len(rows) - len(both),
+        "n_scored": len(both),
+        "n_failed": failed,
+        "n_unreadable": len(rows) - len(both) - failed,
     }
     categories = sorted({r.get("category", "") for r in rows} - {""})
     if categories:
         metrics["categories"] = {
-            c: relative_score([j for j, r in zip(judged, rows, strict=True) if r.get("category") == c]) or 0.0
+            c: relative_score([j for j, r in zip(judged, rows, strict=True) if r.get("category") == c])
             for c in categories
         }
     columns = {"score": np.array([r["score"] for r in both], dtype=float),

@@ -83,6 +83,14 @@ class JudgeConfig:
         None, "SQLite file that keeps every judgment, so reruns never pay twice; null: no cache (not advised)."
     )
     progress: bool = option(True, "Show a progress bar (on a terminal) while judging.")
+    max_failed_fraction: float = option(
+        0.1,
+        "Evaluation: the most judgments of a task that may fail (request failed after its retries, or reply "
+        "unreadable) before the task is reported as failed, with no score; below it the score is computed over "
+        "the judgments that succeeded and the failures are counted in the results. 0: any failure fails the task.",
+        ge=0,
+        le=1,
+    )
 
     def __post_init__(self) -> None:
         parts = urllib.parse.urlsplit(self.base_url)
@@ -182,6 +190,8 @@ class JudgeClient:
         keys = [self.key(m, rubric_version) for m in conversations]
         results: list[Any] = [None] * len(conversations)
         cached = self.cache.get_many(keys) if self.cache is not None else {}
+        if cached:  # scrubbed again: a cache written before the key was scrubbed may hold it
+            cached = {k: self.transport.scrub(v) for k, v in cached.items()}
         todo: dict[str, int] = {}  # key -> first index with it
         for i, key in enumerate(keys):
             if key in cached:
@@ -242,11 +252,18 @@ class JudgeClient:
 
     def _request(self, key: str, messages: Messages) -> str:
         payload = {"model": self.config.model, "messages": messages, **self.config.sampling_params()}
-        with self._slots:
-            data = self.transport.post(payload)
-        text, usage = parse_chat_completion(data, self.transport.where)
+        scrub = self.transport.scrub
+        try:
+            with self._slots:
+                data = self.transport.post(payload)
+            text, usage = parse_chat_completion(data, self.transport.where)
+        except JudgeError as err:  # a message quoting what the server said: never with the key in it
+            raise type(err)(scrub(str(err)), status=err.status) from None
+        # A server may echo the key or the Authorization header back: what is cached and returned never has it.
+        text = scrub(text)
         if self.cache is not None:
-            self.cache.put(key, text, model=str(data.get("model") or self.config.model), usage=usage)
+            model = scrub(str(data.get("model") or self.config.model))
+            self.cache.put(key, text, model=model, usage=_counts(usage))
         tokens = usage or {}
         self.stats.add(
             completed=1,
@@ -254,6 +271,19 @@ class JudgeClient:
             completion_tokens=_int(tokens.get("completion_tokens")),
         )
         return text
+
+
+def _counts(usage: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The token counts of a ``usage`` object (numbers, and nested objects of numbers): nothing else is kept."""
+    if not usage:
+        return None
+    out: dict[str, Any] = {}
+    for name, value in usage.items():
+        if isinstance(value, dict):
+            value = _counts(value)
+        if isinstance(value, int | float | dict) and not isinstance(value, bool):
+            out[str(name)] = value
+    return out or None
 
 
 def _int(value: Any) -> int:

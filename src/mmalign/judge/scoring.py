@@ -196,7 +196,7 @@ def compare_pairs(
     for n, item in enumerate(items):
         raw_first = replies[n * step]
         raw_second = replies[n * step + 1] if swap else None
-        errors = [str(r) for r in (raw_first, raw_second) if isinstance(r, JudgeError)]
+        errors = list(dict.fromkeys(str(r) for r in (raw_first, raw_second) if isinstance(r, JudgeError)))
         if errors:
             out.append(PairJudgment(item.id, None, None, error="; ".join(errors)))
             continue

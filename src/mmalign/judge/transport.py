@@ -7,7 +7,7 @@ other 4xx and redirects (:class:`JudgeRequestError`: a redirect would carry the 
 malformed 200 answers (:class:`JudgeResponseError`). Retries exhausted: :class:`JudgeUnavailableError`.
 
 The API key is read from the environment at each request and never kept, logged or put in an error:
-text that comes back from the server is scrubbed of it before it is shown.
+text that comes back from the server is scrubbed of it (:mod:`mmalign.judge.secrets`) before it is shown.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import email.utils
 import http.client
 import json
 import logging
-import os
 import random
 import ssl
 import threading
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmalign.errors import MMAlignError
+from mmalign.judge.secrets import env_secret, scrub
 
 log = logging.getLogger("mmalign.judge")
 
@@ -154,14 +154,11 @@ class ChatTransport:
         self._opener = urllib.request.build_opener(*handlers)
 
     def _api_key(self) -> str | None:
-        if self.api_key_env is None:
-            return None
-        return os.environ.get(self.api_key_env, "").strip() or None
+        return env_secret(self.api_key_env)
 
     def scrub(self, text: str) -> str:
-        """``text`` with the API key (if any) replaced by ``***``."""
-        key = self._api_key()
-        return text.replace(key, "***") if key else text
+        """``text`` without the API key (in any of its encodings) or any Authorization value: see :mod:`.secrets`."""
+        return scrub(text, [self._api_key()])
 
     def post(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Send ``payload``; retry what is worth retrying; return the decoded JSON answer."""
