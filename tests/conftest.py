@@ -1,7 +1,12 @@
-"""Fixtures every test folder may use."""
+"""Fixtures every test folder may use.
+
+``MMALIGN_THREADS`` defaults to 1 for the whole session: the CLI run in-process sets torch's thread count
+(:mod:`mmalign.threads`), and tiny models gain nothing from threads while test workers share 2 cores.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -9,6 +14,8 @@ import pytest
 import torch
 
 from mmalign.cli.main import main
+
+os.environ.setdefault("MMALIGN_THREADS", "1")
 
 
 @pytest.fixture

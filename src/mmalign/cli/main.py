@@ -35,7 +35,17 @@ app.command("demo")(demo.demo)
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
-    """Global options (``--debug`` is read by :func:`main`)."""
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        help="CPU threads for model computation (torch, OpenMP, MKL), given before the command: mmalign --threads 2 "
+        "train sft ... Default: $MMALIGN_THREADS, else the CPUs this process may use (affinity mask, cgroup quota).",
+        show_default=False,
+    ),
+    """Global options (``--debug`` is read by :func:`main`; ``--threads``: :mod:`mmalign.threads`)."""
+    from mmalign.threads import configure_threads
+
+    configure_threads(threads)
 
 
 def _eval_shorthand(args: list[str]) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 from mmalign.errors import ConfigError
 from mmalign.models.families import Family, family_for, find_modules, lora_target_regex
 from mmalign.models.processors import load_processor
+from mmalign.threads import apply_to_torch
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.ckpt", "tf_model.h5")
@@ -207,6 +208,7 @@ def load(path: str | Path, options: LoadOptions | None = None, **overrides: Any)
     opts = _options(options, overrides)
     path = Path(path)
     check_model_dir(path, opts.trust_remote_code)
+    apply_to_torch()  # the CLI's thread count (--threads), inter-op pool included, before the model's first work
     auto_class, multimodal = _auto_class(path, opts.trust_remote_code)
     processor = load_processor(path, multimodal, opts.trust_remote_code)
     tokenizer = getattr(processor, "tokenizer", processor)
