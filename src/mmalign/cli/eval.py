@@ -181,6 +181,7 @@ def run(
     """Evaluate a model: results.json, report.md, plots and predictions in OUT (rerun to resume)."""
     from mmalign.errors import ConfigError
     from mmalign.eval.runner import EvalConfig, evaluate
+    from mmalign.files import OutputLock
 
     judge = None
     if (judge_url is None) != (judge_model is None):
@@ -189,16 +190,17 @@ def run(
         from mmalign.judge import JudgeConfig
 
         judge = JudgeConfig(base_url=judge_url, model=judge_model or "", api_key_env=judge_key_env,
-                            max_concurrency=judge_concurrency, progress=progress,
-                            max_failed_fraction=judge_max_failed)  # fmt: skip
+                            max_concurrency=judge_concurrency, progress=progress)  # fmt: skip
     cfg = EvalConfig(
         model=model, out=out, tasks=tasks, suite=suite, data=data, split=split, sources=_sources(source),
         image_root=image_root, limit=limit, batch_size=batch_size, fast=fast, agreement_sample=agreement_sample,
         max_new_tokens=max_new_tokens, reference=reference, beta=beta, opponents=list(opponent), judge=judge,
+        judge_max_failed=judge_max_failed,
         n_resamples=n_resamples, seed=seed, cache_dir=cache_dir, device=device, dtype=dtype,
         world_scenes=world_scenes, progress=progress,
     )  # fmt: skip
-    results = evaluate(cfg, echo=typer.echo)
+    with OutputLock(out, "mmalign eval run"):
+        results = evaluate(cfg, echo=typer.echo)
     for key, dim in results["dimensions"].items():
         typer.echo(f"  {key:<14} {dim['score']:.3f}  ({', '.join(f'{t} {v:.3f}' for t, v in dim['tasks'].items())})")
     for name, entry in results["tasks"].items():
@@ -209,8 +211,6 @@ def run(
             )  # fmt: skip
             typer.echo(f"  {name}: {'fast path' if fp['used'] else 'generated'}, {fp['reason']}{sample}")
     typer.echo(f"results written to {out / 'results.json'}, report to {out / 'report.md'}")
-
-
     failed = {name: entry["reason"] for name, entry in results["tasks"].items() if entry["status"] == "failed"}
     if failed:
         from mmalign.errors import MMAlignError
@@ -218,6 +218,8 @@ def run(
         listed = "; ".join(f"{name}: {reason}" for name, reason in failed.items())
         raise MMAlignError(f"{len(failed)} of {len(results['tasks'])} tasks failed, with no score ({listed}); "
                            f"{out / 'results.json'} and report.md say so, with the other tasks' scores")  # fmt: skip
+
+
 @app.command("compare")
 def compare(
     runs: list[Path] = typer.Argument(..., help="Run directories of `mmalign eval run`; the first is the baseline."),
@@ -227,8 +229,10 @@ def compare(
 ) -> None:
     """Put runs side by side: per metric, baseline vs each run with paired bootstrap deltas (items matched by id)."""
     from mmalign.eval.compare import compare_runs
+    from mmalign.files import OutputLock
 
-    report = compare_runs(list(runs), out, n_resamples=n_resamples, seed=seed)
+    with OutputLock(out, "mmalign eval compare"):
+        report = compare_runs(list(runs), out, n_resamples=n_resamples, seed=seed)
     for task, entry in report["tasks"].items():
         for run_name, row in entry["runs"].items():
             if row["status"] != "paired":

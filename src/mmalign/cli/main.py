@@ -1,8 +1,9 @@
 """Entry point of the ``mmalign`` command.
 
 Each command group lives in its own module and keeps its heavy imports (torch, transformers) inside the
-command functions, so ``mmalign --help`` stays fast. Errors raised on purpose (:class:`MMAlignError`) are
-printed as one line with no traceback; ``--debug`` (or ``MMALIGN_DEBUG=1``) shows the traceback.
+command functions, so ``mmalign --help`` stays fast. Errors raised on purpose (``MMAlignError``) and errors of the
+operating system are printed as one line with no traceback (:mod:`mmalign.cli.failures`; exit codes in
+:mod:`mmalign.errors`); ``--debug`` (or ``MMALIGN_DEBUG=1``) shows the traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import typer
 from rich.console import Console
 
 from mmalign.cli import data, demo, eval, model, train, world
-from mmalign.errors import MMAlignError
+from mmalign.cli.failures import explain
 
 app = typer.Typer(
     name="mmalign",
@@ -34,7 +35,6 @@ app.command("demo")(demo.demo)
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
-) -> None:
     threads: int | None = typer.Option(
         None,
         "--threads",
@@ -42,6 +42,7 @@ def _root(
         "train sft ... Default: $MMALIGN_THREADS, else the CPUs this process may use (affinity mask, cgroup quota).",
         show_default=False,
     ),
+) -> None:
     """Global options (``--debug`` is read by :func:`main`; ``--threads``: :mod:`mmalign.threads`)."""
     from mmalign.threads import configure_threads
 
@@ -56,15 +57,19 @@ def _eval_shorthand(args: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; exits with 2 and a one-line message on an :class:`MMAlignError`."""
+    """Run the CLI. An anticipated error (an :class:`MMAlignError`, an error of the operating system, an untrusted
+    pickle) is printed as one line naming the path and what to do, with the exit code listed in
+    :mod:`mmalign.errors`; ``--debug`` shows the traceback instead. Anything else is a bug: its traceback shows."""
     args = _eval_shorthand(list(sys.argv[1:] if argv is None else argv))
     try:
         app(args=args, prog_name="mmalign")
-    except MMAlignError as err:
-        if "--debug" in args or os.environ.get("MMALIGN_DEBUG") == "1":
+    except Exception as err:
+        failure = explain(err)
+        if failure is None or "--debug" in args or os.environ.get("MMALIGN_DEBUG") == "1":
             raise
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        message, code = failure
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

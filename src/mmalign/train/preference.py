@@ -44,6 +44,7 @@ from mmalign.train.guard import GuardConfig, OverOptimisationGuard
 from mmalign.train.pref_batch import PreferenceCollator, TrainerCollate, policy_logps, row_scorer, score
 from mmalign.train.presets import mmalign_home, resolve_model_path
 from mmalign.train.reference import ReferenceConfig, align_tokens, live_reference, load_separate, precompute_splits
+from mmalign.train.resume import train_resuming
 from mmalign.train.sft import is_peft, latest_checkpoint, restore_weights, save_model_dir
 
 CONFIG_FILE = "pref_config.yaml"
@@ -397,7 +398,7 @@ def train_preference(
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / CONFIG_FILE) as tmp:
             tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")
-    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    output = train_resuming(trainer, resume_from)
     evals = [row for row in trainer.state.log_history if "eval_loss" in row]
     if data.eval is not None and (not evals or evals[-1]["step"] != trainer.state.global_step):
         evals.append(trainer.evaluate())

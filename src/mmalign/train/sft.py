@@ -44,6 +44,7 @@ from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig
 from mmalign.train.dataset import RecordDataset
 from mmalign.train.finite import FiniteSteps, check_weights
 from mmalign.train.presets import resolve_model_path
+from mmalign.train.resume import train_resuming
 
 CONFIG_FILE = "sft_config.yaml"
 RESULT_FILE = "train_result.json"
@@ -366,7 +367,7 @@ def train_sft(
         say(f"resuming from {resume_from}")
     out.mkdir(parents=True, exist_ok=True)
     _write_text(out / CONFIG_FILE, yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    output = train_resuming(trainer, resume_from)
     evals = [row for row in trainer.state.log_history if "eval_loss" in row]
     if trainer.eval_dataset is not None and (not evals or evals[-1]["step"] != trainer.state.global_step):
         evals.append(trainer.evaluate())
