@@ -153,7 +153,7 @@ def test_more_failures_than_the_stated_fraction_fail_the_task(judge, world, tiny
     out = tmp_path / "run"
     code, _, err = run_eval(cli_run, judge, tiny_dir, world, answers_cache, out)
     line = one_line_error(code, err)
-    assert "dialogue: 20.0 % of the judgments failed (2 of 10; judge max_failed_fraction is 10 %)" in line
+    assert "dialogue: 20.0 % of the judgments failed (2 of 10; --judge-max-failed is 0.1)" in line
     assert "HTTP 400" in line
     assert failed_entry(out, "dialogue")["judge"]["n_failed"] == 2
     # the same judgments pass with a looser limit, from the judge's cache (only the failed two are asked again)
@@ -195,7 +195,7 @@ def test_a_refused_key_fails_the_judged_tasks_and_names_the_variable(judge, worl
             [None] * 8 + ["x", "y"],
             0.1,
             2,
-            "20.0 % of the judgments failed (2 of 10; judge max_failed_fraction is 10 %)",
+            "20.0 % of the judgments failed (2 of 10; --judge-max-failed is 0.1)",
         ),
         (["x"], 1.0, 1, "every judgment failed (1 of 1;"),  # all failed is a failure whatever the limit
         ([None, "x"], 0.0, 1, "50.0 % of the judgments failed"),

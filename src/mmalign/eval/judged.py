@@ -12,7 +12,7 @@ a resumed run pays only for judgments it does not have.
 
 A judgment *fails* when its request fails (after the client's retries) or its reply cannot be read. Each
 judged task counts its failures (:func:`tally`, the task's ``judge`` entry in results.json); when more than
-``judge.max_failed_fraction`` of them failed (or all did), the task is reported as failed with the reason,
+``--judge-max-failed`` of them failed (or all did), the task is reported as failed with the reason,
 and never with a score computed from the few that were left. Below that, the score is computed over the
 judgments that succeeded, and the results say over how many.
 """
@@ -56,8 +56,8 @@ def tally(errors: list[str | None], max_failed_fraction: float) -> dict[str, Any
     reason = None
     if failed and (len(failed) == n or fraction > max_failed_fraction):
         share = "every judgment" if len(failed) == n else f"{100 * fraction:.1f} % of the judgments"
-        reason = (f"{share} failed ({len(failed)} of {n}; judge max_failed_fraction is "
-                  f"{100 * max_failed_fraction:g} %); first failure: {failed[0]}")  # fmt: skip
+        reason = (f"{share} failed ({len(failed)} of {n}; --judge-max-failed is {max_failed_fraction:g}); "
+                  f"first failure: {failed[0]}")  # fmt: skip
     return {"n": n, "n_failed": len(failed), "failed_fraction": fraction, "max_failed_fraction": max_failed_fraction,
             "first_failure": failed[0] if failed else None, "reason": reason}  # fmt: skip
 
@@ -87,7 +87,7 @@ def judge_dialogue(ev: Any, inp: TaskInput, texts: list[str], path: Path) -> dic
                        for j, item in zip(judged, items, strict=True)))  # fmt: skip
     errors = [j.error or (_unreadable(j.raw) if j.score is None or j.reference_score is None else None)
               for j in judged]  # fmt: skip
-    return tally(errors, client.config.max_failed_fraction)
+    return tally(errors, ev.cfg.judge_max_failed)
 
 
 def _answers(ev: Any, inp: TaskInput, budget: int) -> dict[str, list[str]]:
@@ -138,4 +138,4 @@ def battles(ev: Any, inp: TaskInput, predictions: Path, battles_path: Path, budg
     write_jsonl(battles_path, rows)
     errors = [None if j.verdict is not None else j.error or _unreadable(j.raw_second if j.first else j.raw_first)
               for j in judged]  # fmt: skip
-    return tally(errors, client.config.max_failed_fraction)
+    return tally(errors, ev.cfg.judge_max_failed)

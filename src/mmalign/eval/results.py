@@ -9,7 +9,7 @@ seed on the same machine, except under ``timings``)::
     reference         the same for --reference (reward task), or null
     settings          {tasks, suite, data, split, limit, batch_size, mode ("auto" | "fast" | "generate"),
                        agreement_sample, seed, n_resamples, beta, judge ({base_url, model} or null),
-                       opponents}
+                       judge_max_failed, opponents}
     tasks             task name → {
                          dimension, status ("done" | "skipped" | "failed"), reason (skipped and failed),
                          description, judge (judged tasks, below), source (where the items came from),
@@ -24,7 +24,7 @@ seed on the same machine, except under ``timings``)::
 
 A judged task (dialogue, preference) has a *judge* entry: {n (judgments; a battle counts once for its two
 orders), n_failed (request failed after its retries, or reply unreadable), failed_fraction,
-max_failed_fraction (the judge config's), first_failure}. When more than max_failed_fraction of them failed,
+max_failed_fraction (--judge-max-failed), first_failure}. When more than max_failed_fraction of them failed,
 or all did, the task's status is "failed" with the reason, and it has no metrics, intervals or summary: a
 score made of the few judgments left is not reported. ``mmalign eval run`` then still writes results.json
 and report.md (every other task keeps its score) and exits with code 2, naming the failed tasks.

@@ -80,6 +80,10 @@ class EvalConfig:
     """More models answering the preference task's questions."""
     judge: JudgeConfig | None = None
     """Where the judge is; None: the judged tasks (dialogue, preference) are skipped."""
+    judge_max_failed: float = option(0.1, ge=0, le=1)
+    """The most judgments of a judged task that may fail (request failed after its retries, or reply unreadable):
+    above it, or when all fail, the task is reported as failed, with no score; below it the score is computed over
+    the judgments that succeeded and the failures are counted (:mod:`mmalign.eval.judged`). 0: none may fail."""
     n_resamples: int = option(1000, ge=1)
     """Bootstrap resamples of the 95 % intervals (preference: rounds)."""
     seed: int = option(0, ge=0)
@@ -381,7 +385,7 @@ def evaluate(cfg: EvalConfig, echo: Echo = print) -> dict[str, Any]:
             "split": cfg.split, "sources": {k: str(v) for k, v in sorted(cfg.sources.items())}, "limit": ev.limit,
             "batch_size": cfg.batch_size, "mode": {None: "auto", True: "fast", False: "generate"}[cfg.fast],
             "agreement_sample": cfg.agreement_sample, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
-            "n_resamples": cfg.n_resamples, "beta": cfg.beta, "judge": judge,
+            "n_resamples": cfg.n_resamples, "beta": cfg.beta, "judge": judge, "judge_max_failed": cfg.judge_max_failed,
             "opponents": [str(p) for p in cfg.opponents],
         },
         "tasks": tasks,

@@ -83,14 +83,6 @@ class JudgeConfig:
         None, "SQLite file that keeps every judgment, so reruns never pay twice; null: no cache (not advised)."
     )
     progress: bool = option(True, "Show a progress bar (on a terminal) while judging.")
-    max_failed_fraction: float = option(
-        0.1,
-        "Evaluation: the most judgments of a task that may fail (request failed after its retries, or reply "
-        "unreadable) before the task is reported as failed, with no score; below it the score is computed over "
-        "the judgments that succeeded and the failures are counted in the results. 0: any failure fails the task.",
-        ge=0,
-        le=1,
-    )
 
     def __post_init__(self) -> None:
         parts = urllib.parse.urlsplit(self.base_url)
