@@ -3,7 +3,8 @@
 A judgment is keyed by a SHA-256 of everything that determines it: the endpoint, the model, the messages
 (with each image's *bytes* hashed, so a re-encoded data URL of the same image still hits), the sampling
 parameters and the rubric version. The cache stores only that key, the response text, the model name and
-the token usage: never request headers, never the API key.
+the token counts: never request headers, never the API key (the client scrubs what the server sent before it
+is stored, :mod:`mmalign.judge.secrets`, even a reply that echoes the key).
 
 The database runs in WAL mode and commits after every judgment, so a run killed halfway keeps every
 judgment it had received; one connection is shared by the client's worker threads behind a lock, and
