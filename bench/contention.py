@@ -1,17 +1,20 @@
 """Training throughput alone and beside one competing CPU-bound process, with mmalign's thread settings and
 with torch's defaults (what mmalign did before), to check the slowdown stays near the fair share (about 2×).
 
-    python bench/contention.py [--seconds 4] [--repeats 2] [--batch-size 8]
+    python bench/contention.py [--seconds 4] [--repeats 2] [--batch-size 8]      # a training-step loop
+    python bench/contention.py --train [--steps 100] [--batch-size 16]            # `mmalign train sft` itself
 
-Each measurement runs in a fresh process (the OpenMP runtime reads its settings once, at start): forward,
-backward and an AdamW step of the untrained tiny-llava on batches of shapes-world captions (48 px images),
-counted in examples per second over ``--seconds`` after two warm-up steps. The competitor is a Python process
-spinning on one core (``while True: pass``), started before the measuring process and stopped after it.
+Each measurement runs in a fresh process (the OpenMP runtime reads its settings once, at start). The loop:
+forward, backward and an AdamW step of the untrained tiny-llava on batches of shapes-world captions (48 px
+images), examples per second over ``--seconds`` after two warm-up steps. ``--train``: ``mmalign train sft``
+with the demo's SFT config on a 300-scene world, the examples/s it reports at the end. The competitor is a
+Python process spinning on one core (``while True: pass``), started before and stopped after.
 
 Settings compared:
 
-- *torch defaults (before)*: no thread variables set: torch starts one thread per core it sees and OpenMP
-  threads spin while they wait (libgomp's default);
+- *torch defaults (before)*: one thread per CPU torch sees, OpenMP threads spinning while they wait
+  (libgomp's default); with ``--train`` the CLI sets threads itself, so this is emulated with
+  ``MMALIGN_THREADS=<os.cpu_count()>`` and ``GOMP_SPINCOUNT=300000`` (libgomp's default spin);
 - *mmalign defaults*: :func:`mmalign.threads.configure_threads` as the CLI calls it, before torch is imported:
   threads = the CPUs this process may use (affinity mask, cgroup quota), OpenMP threads sleep when they wait;
 - *mmalign --threads 1*: the same with one thread.
@@ -27,11 +30,15 @@ import datetime
 import json
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from mmalign.threads import available_cpus
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
                "KMP_BLOCKTIME", "MMALIGN_THREADS")  # fmt: skip
@@ -78,22 +85,47 @@ def worker(model_dir: Path, setting: str | None, seconds: float, batch_size: int
                       "wait_policy": os.environ.get("OMP_WAIT_POLICY")}))  # fmt: skip
 
 
-def measure(model_dir: Path, setting: str | None, contended: bool, args: argparse.Namespace) -> dict:
+def measure(work: Path, setting: str | None, contended: bool, args: argparse.Namespace) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    if args.train:
+        command = train_command(work, setting, args, env)
+    else:
+        command = [sys.executable, __file__, "--worker", str(work), "--setting", setting or "none",
+                   "--seconds", str(args.seconds), "--batch-size", str(args.batch_size)]  # fmt: skip
     competitor = None
     if contended:
         competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         time.sleep(0.2)
     try:
-        command = [sys.executable, __file__, "--worker", str(model_dir), "--setting", setting or "none",
-                   "--seconds", str(args.seconds), "--batch-size", str(args.batch_size)]  # fmt: skip
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     finally:
         if competitor is not None:
             competitor.kill()
             competitor.wait()
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    if not args.train:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    rate = re.search(r"^done: .* ([0-9.]+) ex/s", done.stdout, re.M)
+    if rate is None:
+        raise SystemExit(f"no 'done: ... ex/s' line in the output of {' '.join(command)}:\n{done.stdout[-2000:]}")
+    threads = {None: os.cpu_count(), "auto": available_cpus()}.get(setting, setting)
+    return {"rate": float(rate.group(1)), "threads": threads, "wait_policy": env.get("OMP_WAIT_POLICY", "PASSIVE")
+            if setting is not None else None}  # fmt: skip
+
+
+def train_command(work: Path, setting: str | None, args: argparse.Namespace, env: dict[str, str]) -> list[str]:
+    """``mmalign train sft`` on the world in ``work`` (the demo's SFT config, ``--steps`` steps, no checkpoint)."""
+    if setting is None:  # torch's defaults, as far as the CLI lets them be: a thread per CPU, spinning waits
+        env.update({"MMALIGN_THREADS": str(os.cpu_count() or 1), "GOMP_SPINCOUNT": "300000"})
+    elif setting != "auto":
+        env["MMALIGN_THREADS"] = setting
+    out = work / "sft"
+    shutil.rmtree(out, ignore_errors=True)
+    config = Path(__file__).resolve().parents[1] / "configs" / "demo" / "sft.yaml"
+    return [sys.executable, "-m", "mmalign.cli.main", "train", "sft", "--config", str(config), "--no-progress",
+            f"data.train={work / 'world' / 'train' / 'sft.jsonl'}", f"data.root={work / 'world'}",
+            f"train.output_dir={out}", f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}",
+            "train.save_steps=100000", f"train.logging_steps={args.steps}"]  # fmt: skip
 
 
 def machine() -> str:
@@ -116,10 +148,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="Measured seconds per run (after warm-up).")
     parser.add_argument("--repeats", type=int, default=2, help="Runs per setting and condition; the best is kept.")
-    parser.add_argument("--batch-size", type=int, default=8, help="Examples per training step.")
+    parser.add_argument("--batch-size", type=int, default=None, help="Examples per step (8; --train: 16).")
+    parser.add_argument("--train", action="store_true", help="Measure `mmalign train sft` instead of the loop.")
+    parser.add_argument("--steps", type=int, default=100, help="--train: training steps per run.")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--setting", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.batch_size is None:
+        args.batch_size = 16 if args.train else 8
     if args.worker is not None:
         worker(args.worker, None if args.setting == "none" else args.setting, args.seconds, args.batch_size)
         return
@@ -130,23 +166,31 @@ def main() -> None:
     import mmalign
     from mmalign.models import save_tiny, spec_for
 
-    print("CPU contention: tiny-llava training steps (forward, backward, AdamW), examples/s")
+    what = "`mmalign train sft` (demo SFT config)" if args.train else "training steps (forward, backward, AdamW)"
+    print(f"CPU contention: tiny-llava {what}, examples/s")
     print(f"  command: python {' '.join(sys.argv)}")
     print(f"  date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}")
     print(f"  machine: {machine()}")
     print(f"  versions: Python {platform.python_version()}, torch {torch.__version__}, transformers "
           f"{transformers.__version__}, mmalign {mmalign.__version__}")  # fmt: skip
     print(f"  load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"  batch {args.batch_size}, {args.seconds:g} s a run, best of {args.repeats}; competitor: one process "
-          "spinning on a core")  # fmt: skip
+    length = f"{args.steps} steps" if args.train else f"{args.seconds:g} s"
+    print(f"  batch {args.batch_size}, {length} a run, best of {args.repeats}; competitor: one process spinning on "
+          "a core")  # fmt: skip
     results: dict[str, dict[str, list[dict]]] = {label: {"alone": [], "contended": []} for label in SETTINGS}
     transformers.utils.logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = save_tiny(spec_for("tiny-llava"), Path(tmp) / "tiny-llava", preset="tiny-llava")
+        if args.train:
+            from mmalign.world import WorldConfig, generate_world
+
+            work = Path(tmp)
+            generate_world(work / "world", WorldConfig(train_scenes=300, seed=0))
+        else:
+            work = save_tiny(spec_for("tiny-llava"), Path(tmp) / "tiny-llava", preset="tiny-llava")
         for _ in range(args.repeats):
             for label, setting in SETTINGS.items():
                 for condition in ("alone", "contended"):
-                    results[label][condition].append(measure(model_dir, setting, condition == "contended", args))
+                    results[label][condition].append(measure(work, setting, condition == "contended", args))
     print(f"  load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'setting':<26} {'threads':>7} {'wait':>8} {'alone':>9} {'contended':>10} {'slowdown':>9}  runs")
     for label, runs in results.items():

@@ -14,10 +14,11 @@ with one other busy process, tiny-model training fell from ~160 to ~6 examples/s
 * OpenMP threads sleep when they wait (``OMP_WAIT_POLICY=PASSIVE``) instead of spinning, unless the user
   set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` themselves.
 
-Measured by ``bench/contention.py`` (tiny-llava training steps on a 2-core VM, examples/s alone → beside one
-busy process): torch's defaults 333 → 98 (and as low as 7), these settings 152 → 213, ``--threads 1``
-252 → 253. Sleeping waits cost speed on a quiet machine (waking a thread is slow on a VM): on a machine of
-its own ``OMP_WAIT_POLICY=ACTIVE`` brings spinning back; on 2 cores ``--threads 1`` suits the tiny models.
+Measured by ``bench/contention.py`` (tiny-llava ``mmalign train sft`` on a 2-core VM, examples/s alone →
+beside one busy process): torch's defaults 312 → 132, these settings 210 → 187, ``--threads 1`` 211 → 209
+(a bare training-step loop: 333 → 98, and as low as 7; 152 → 213; 252 → 253). Sleeping waits cost speed on
+a quiet machine (waking a thread is slow on a VM): on a machine of its own ``OMP_WAIT_POLICY=ACTIVE`` brings
+spinning back; on 2 cores ``--threads 1`` suits the tiny models.
 
 Both are set through the environment before torch is imported (the CLI imports torch lazily, inside
 commands), which is the only time the OpenMP runtime reads its wait policy; where torch is already imported
