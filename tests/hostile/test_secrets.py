@@ -206,6 +206,22 @@ def test_a_refused_key_is_named_by_its_variable_never_by_its_value(echo_server, 
     assert SERVER.KEY_ENV in str(err.value) and wrong not in str(err.value) and "Bearer ***" in str(err.value)
 
 
+def test_the_data_builders_judge_scorer_caches_no_key(echo_server, tmp_path):
+    from mmalign.data.build import scorers
+    from mmalign.data.records import user_prompt
+
+    echo_server.respond = lambda request: SERVER.Reply(f"Rating: [[7]] (you sent Bearer {KEY})")
+    options = scorers.JudgeOptions(base_url=echo_server.url, model="fake-judge", api_key_env=SERVER.KEY_ENV,
+                                   timeout_s=5.0, max_retries=0, progress=False)  # fmt: skip
+    context = scorers.ScoreContext("p-1", "Describe the image.", user_prompt("Describe the image."))
+    try:
+        assert scorers.JudgeScorer(options, tmp_path).score(["A red circle.", "A star."], context) == [7.0, 7.0]
+    finally:
+        scorers.clear_cache()
+    assert (tmp_path / scorers.DEFAULT_JUDGE_CACHE).is_file()
+    assert leaks_in_folder(tmp_path) == {}
+
+
 # ---------------------------------------------------------------------------------------------- eval run
 
 
