@@ -23,7 +23,6 @@ A rerun skips every step whose outputs exist and were made from the same inputs 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from mmalign.demo import checkpoint
 from mmalign.demo.settings import BASELINE, EVAL_TASKS, DemoSettings, Method
 from mmalign.demo.steps import Steps, step_key
 from mmalign.demo.training import Layout, common_budget, config_record, configs_dir, method_config, train_method
+from mmalign.threads import available_cpus
 from mmalign.world.config import WorldConfig
 
 TIMINGS = "timings.json"
@@ -82,7 +82,7 @@ class Pipeline:
         cfg = self.world_config
         self.keys["world"] = step_key("world", cfg.to_dict())
         self.steps.run("world", self.keys["world"], [self.layout.world],
-                       lambda: run_generation(self.layout.world, cfg, min(2, os.cpu_count() or 1), True,
+                       lambda: run_generation(self.layout.world, cfg, min(2, available_cpus()), True,
                                               self.console))  # fmt: skip
 
     def baseline(self) -> None:
