@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,13 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OM
 
 
 @pytest.fixture(autouse=True)
-def clean(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No thread variable set, and the module's memory and torch's count restored after each test."""
+def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No thread variable set, and after each test the variables, the module's memory and torch's count as they
+    were (each variable is set then deleted through monkeypatch, so that one absent before, which
+    configure_threads then sets, is deleted again)."""
     for name in THREAD_VARS:
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "-")
+        monkeypatch.delenv(name)
     monkeypatch.setattr(threads, "_chosen", None)
     monkeypatch.setattr(threads, "_interop_done", True)  # torch's inter-op pool is the test session's
     before = torch.get_num_threads()
