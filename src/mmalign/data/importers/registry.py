@@ -26,6 +26,7 @@ from mmalign.data.importers.base import Importer, SkipRow, iter_source
 from mmalign.data.io import detect_format, write_records
 from mmalign.data.parse import record_from_dict
 from mmalign.data.records import PreferenceRecord
+from mmalign.data.staging import remove_empty_dirs
 from mmalign.errors import ConfigError, DataError
 
 FORMATS: dict[str, str] = {
@@ -242,22 +243,12 @@ def write_staged(out: Path, records: Iterator[PreferenceRecord], root: Path, src
     except BaseException:
         for target in moved:
             target.unlink(missing_ok=True)
-        _remove_empty_dirs({t.parent for t in moved}, root)
+        remove_empty_dirs({t.parent for t in moved}, root)
         staged_out.unlink(missing_ok=True)
         shutil.rmtree(stage, ignore_errors=True)
         if made_root:
-            _remove_empty_dirs({root}, root.parent)
+            remove_empty_dirs({root}, root.parent)
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
-
-def _remove_empty_dirs(dirs: set[Path], root: Path) -> None:
-    """Remove folders made for moved files, now empty, up to (not including) ``root``."""
-    for folder in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
-        while folder != root and folder.is_relative_to(root):
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-            folder = folder.parent
