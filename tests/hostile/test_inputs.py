@@ -1,13 +1,15 @@
 """Hostile inputs: every case ends with a non-zero exit, one clear located line, no traceback, earlier outputs
 intact, and memory bounded by the settings rather than by the input.
 
-Cases: a 50 MB record (memory follows ``max_length``; normal records encode exactly as before), a JSONL line
-over the line limit, a corrupt PNG and a decompression-bomb PNG through ``data convert`` and ``data import``,
-and a corrupt image met at training and at evaluation (named with the record's file and line).
+Cases: a 50 MB record (memory follows ``max_length``; normal records encode exactly as before) at training and
+at evaluation (``--max-length``), a JSONL line over the line limit, a Parquet text cell over it, a ``.json``
+source over the whole-JSON limit, a corrupt PNG and a decompression-bomb PNG through ``data convert`` and
+``data import``, and a corrupt image met at training and at evaluation (named with the record's file and line).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import random
@@ -28,7 +30,7 @@ import torch
 from PIL import Image
 
 from mmalign.data.io import read_records
-from mmalign.data.records import SFTRecord, assistant, user_prompt
+from mmalign.data.records import EvalItem, PreferenceRecord, SFTRecord, assistant, user_prompt
 from mmalign.errors import DataError
 from mmalign.models import load
 from mmalign.models.collate import Collator
@@ -201,6 +203,36 @@ def test_the_line_limit_is_a_setting(tmp_path: Path, monkeypatch: pytest.MonkeyP
     one_clear_line(code, stderr, "MMALIGN_MAX_LINE_BYTES must be a positive number of bytes")
 
 
+def test_a_json_source_over_the_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_run: Any) -> None:
+    rows = [{"id": f"t-{i}", "prompt": "Describe.", "chosen": "A red circle.", "rejected": "A star."} for i in (1, 2)]
+    src = tmp_path / "src.json"
+    src.write_text(json.dumps(rows))
+    out = tmp_path / "out" / "pairs.jsonl"
+    assert cli_run(["data", "import", "trl", str(src), str(out)])[0] == 0
+    monkeypatch.setenv("MMALIGN_MAX_JSON_BYTES", "100")  # the default is 2 GiB
+    code, _, stderr = cli_run(["data", "import", "trl", str(src), str(tmp_path / "again.jsonl")])
+    size = src.stat().st_size
+    one_clear_line(code, stderr, f"{src}: is {size:,} bytes, over the limit of 100", "convert it to JSONL",
+                   "MMALIGN_MAX_JSON_BYTES")  # fmt: skip
+    assert not (tmp_path / "again.jsonl").exists()
+
+
+@pytest.mark.parametrize("command", [["data", "import", "trl"], ["data", "convert"]])
+def test_a_columnar_text_cell_over_the_line_limit_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_run: Any, command: list[str]
+) -> None:
+    rows = [{"id": f"t-{i}", "prompt": user_prompt("Describe.", 0), "chosen": assistant("A red circle."),
+             "rejected": assistant("y" * 5000 if i == 300 else "A star.")} for i in range(400)]  # fmt: skip
+    src = tmp_path / "src.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), src)  # row 300 is in the second batch of 256 rows
+    out = tmp_path / "out" / "pairs.jsonl"
+    monkeypatch.setenv("MMALIGN_MAX_LINE_BYTES", "1000")
+    code, _, stderr = cli_run([*command, str(src), str(out)])
+    one_clear_line(code, stderr, f"{src}, record 300, field 'rejected': holds 5,", "over the limit of 1,000",
+                   "MMALIGN_MAX_LINE_BYTES")  # fmt: skip
+    assert not out.exists()
+
+
 # -------------------------------------------------------------------------------------- images on the way in
 
 BAD_IMAGES = {
@@ -312,3 +344,55 @@ def test_a_corrupt_image_in_a_preference_batch_names_file_and_line(llava: Any, t
     with pytest.raises(DataError) as caught:
         collate(records)
     assert str(caught.value).startswith(f"{path}, line 2 (id 'p-2'), field 'images[0]': image ")
+
+
+# ------------------------------------------------------------------------------ a 50 MB prompt at evaluation
+
+
+def test_a_50_mb_eval_item_costs_memory_by_max_length(tiny_dir: Callable[[str], Path], tmp_path: Path) -> None:
+    # before: no bound at evaluation, the whole prompt tokenised (about 150 MB per MB of text: GBs for 50 MB)
+    from mmalign.eval.execute import Runner
+    from mmalign.eval.metrics.tasks_hallucination import read_eval_items
+
+    loaded = load(tiny_dir("tiny-llama"))
+    rows = [{"id": f"e-{i}", "task": "pope", "question": "Is there a red circle?", "answer": "yes"} for i in (1, 2)]
+    path = write_jsonl(tmp_path / "items.jsonl", rows)
+    items = read_eval_items(path)
+    pairs_path = write_jsonl(tmp_path / "pairs.jsonl", [{"id": f"p-{i}", "prompt": user_prompt("Describe.", 0),
+        "chosen": assistant("A red circle."), "rejected": assistant("A blue star.")} for i in (1, 2)])  # fmt: skip
+    pairs = list(read_records(pairs_path, kind="preference"))
+    text = ("Is the red circle left of the blue square? " * 1_200_000)[:50_000_000]
+    hostile = [dataclasses.replace(items[1], question=text)]
+    hostile_pair = [pairs[0], dataclasses.replace(pairs[1], chosen=assistant(text))]
+    runner = Runner(loaded, "f" * 64, tmp_path / "cache", batch_size=2, progress=False, max_length=256)
+    calls = {"generate": lambda: runner.generate("pope", [items[0], *hostile], None, 4),
+             "choose": lambda: runner.choose("pope", [items[0], *hostile], None),
+             "pair_logps": lambda: runner.pair_logps("reward", hostile_pair, None)}  # fmt: skip
+    for name, call in calls.items():
+        with peak_rss() as peak, pytest.raises(DataError) as caught:
+            call()
+        where = f"{pairs_path}, line 2 (id 'p-2')" if name == "pair_logps" else f"{path}, line 2 (id 'e-2')"
+        assert str(caught.value).startswith(where) and "--max-length" in str(caught.value), name
+        # measured: 48 MiB each, one copy of the text made for the item's cache key; nothing tokenised past the cut
+        assert peak[0] < 200 * 2**20, f"{name}: {peak[0] / 2**20:.0f} MiB"
+
+
+def test_eval_items_within_max_length_give_the_same_results(tiny_dir: Callable[[str], Path], tmp_path: Path) -> None:
+    from mmalign.eval.execute import Runner, options_for
+    from mmalign.eval.fastpath import choose_options
+    from mmalign.models.generation import generate
+    from mmalign.models.logps import preference_logps
+
+    loaded = load(tiny_dir("tiny-llama"))
+    question = " ".join(WORDS * 3) + "?"
+    items = [EvalItem(f"e-{i}", "pope", question[: 40 * i], "yes") for i in (1, 2, 3)]
+    pairs = [PreferenceRecord(f"p-{i}", user_prompt(question[: 30 * i], 0), assistant(" ".join(WORDS[:i * 4])),
+                              assistant("A blue star.")) for i in (1, 2)]  # fmt: skip
+    runner = Runner(loaded, "f" * 64, tmp_path / "cache", batch_size=3, progress=False)
+    assert runner.generate("pope", items, None, 6) == generate(loaded, items, max_new_tokens=6, batch_size=3)
+    unbounded = choose_options(loaded, items, [options_for(i) for i in items], batch_size=3)
+    assert [r["logps"] for r in runner.choose("pope", items, None)] == [[round(v, 6) for v in c.logps]
+                                                                      for c in unbounded]  # fmt: skip
+    with torch.no_grad():
+        out = preference_logps(loaded.model, Collator(loaded.processor)(pairs))
+    assert [r["chosen_logp"] for r in runner.pair_logps("reward", pairs, None)] == out.chosen.sum.tolist()

@@ -142,6 +142,12 @@ def run(
         "--max-new-tokens",
         help="Generation budget for every task (default: 8 for short answers, 48 for captions).",
     ),
+    max_length: int = typer.Option(
+        4096,
+        "--max-length",
+        help="Longest sequence the model runs on, in tokens with image tokens (prompt + generation budget, or "
+        "prompt + response): what one item may cost. An item over it is an error naming its file and line.",
+    ),
     reference: Path | None = typer.Option(
         None,
         "--reference",
@@ -195,7 +201,7 @@ def run(
         model=model, out=out, tasks=tasks, suite=suite, data=data, split=split, sources=_sources(source),
         image_root=image_root, limit=limit, batch_size=batch_size, fast=fast, agreement_sample=agreement_sample,
         max_new_tokens=max_new_tokens, reference=reference, beta=beta, opponents=list(opponent), judge=judge,
-        judge_max_failed=judge_max_failed,
+        judge_max_failed=judge_max_failed, max_length=max_length,
         n_resamples=n_resamples, seed=seed, cache_dir=cache_dir, device=device, dtype=dtype,
         world_scenes=world_scenes, progress=progress,
     )  # fmt: skip

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mmalign.data.images import content_path, encode_png, resolve_image
+from mmalign.data.limits import MAX_LINE_BYTES_ENV, max_line_bytes
 from mmalign.data.records import ImageBlob, ImageRef, Record
 from mmalign.errors import DataError
 
@@ -30,7 +31,48 @@ def iter_dicts(path: Path, fmt: str) -> Iterator[dict[str, Any]]:
     The file is opened now (a damaged one fails here), the rows are read as the iterator is consumed.
     """
     batches = parquet_batches(path) if fmt == "parquet" else datasets_batches(path)
-    return (row for batch in batches for row in batch.to_pylist())
+    return _checked_rows(batches, path, max_line_bytes())
+
+
+def _checked_rows(batches: Iterator[Any], path: Path, limit: int) -> Iterator[dict[str, Any]]:
+    """The batches' rows as dicts, each batch's text cells checked against ``limit`` before any becomes Python."""
+    start = 0
+    for batch in batches:
+        for name in batch.schema.names:
+            _check_text_cells(batch.column(name), limit, path, name, start)
+        yield from batch.to_pylist()
+        start += batch.num_rows
+
+
+def _check_text_cells(column: Any, limit: int, path: Path, name: str, start: int) -> None:
+    """A row whose text in ``column`` (strings at any depth: messages' contents too) exceeds ``limit`` bytes is
+    a :class:`DataError` naming the file, the row and the column. Image bytes are not text and are not counted."""
+    if _text_bytes(column) <= limit:  # the whole column of the batch: the common case, no row looked at
+        return
+    for i in range(len(column)):
+        if (size := _text_bytes(column.slice(i, 1))) > limit:
+            raise DataError(
+                f"holds {size:,} bytes of text, over the limit of {limit:,} for one record "
+                f"(set {MAX_LINE_BYTES_ENV} to raise it if the record is genuine)",
+                file=path, index=start + i, field=name,
+            )  # fmt: skip
+
+
+def _text_bytes(array: Any) -> int:
+    """Bytes of the strings in ``array`` (an Arrow array or chunked array, nested lists and structs included)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(array, pa.ChunkedArray):
+        return sum(_text_bytes(chunk) for chunk in array.chunks)
+    kind = array.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return int(pc.sum(pc.binary_length(array)).as_py() or 0)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _text_bytes(array.flatten())
+    if pa.types.is_struct(kind):
+        return sum(_text_bytes(child) for child in array.flatten())
+    return 0
 
 
 def parquet_batches(path: Path) -> Iterator[Any]:

@@ -27,7 +27,7 @@ from mmalign.data.images import (
     resolve_image,
     write_image_file,
 )
-from mmalign.data.limits import MAX_LINE_BYTES_ENV, max_line_bytes
+from mmalign.data.limits import MAX_JSON_BYTES_ENV, MAX_LINE_BYTES_ENV, max_json_bytes, max_line_bytes
 from mmalign.data.parse import record_from_dict
 from mmalign.data.records import RECORD_TYPES, ImageBlob, ImageRef, Origin, Record
 from mmalign.data.staging import staged_files
@@ -68,8 +68,16 @@ def _remove(path: Path) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    """A whole JSON document (a manifest, an annotation file); bad JSON is a :class:`DataError` naming the file."""
+    """A whole JSON document (a manifest, an annotation file); bad JSON is a :class:`DataError` naming the file.
+    A file over :func:`mmalign.data.limits.max_json_bytes` (2 GiB) is refused before it is read."""
     path = Path(path)
+    limit = max_json_bytes()
+    if (size := path.stat().st_size) > limit:
+        raise DataError(
+            f"is {size:,} bytes, over the limit of {limit:,} for a JSON file read whole; convert it to JSONL "
+            f"(one record a line, read a line at a time) or set {MAX_JSON_BYTES_ENV} to raise the limit",
+            file=path,
+        )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

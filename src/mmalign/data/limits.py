@@ -1,4 +1,5 @@
-"""What one input may cost at most: pixels per image, bytes per JSONL line. Each limit is defined here once.
+"""What one input may cost at most: pixels per image, bytes per JSONL line (or text cell), bytes per JSON
+file read whole. Each limit is defined here once.
 
 This module imports nothing heavy (no PIL), so the CLI and the configs can name the defaults at start-up.
 """
@@ -21,15 +22,34 @@ MAX_LINE_BYTES_ENV = "MMALIGN_MAX_LINE_BYTES"
 """Environment variable that overrides :data:`DEFAULT_MAX_LINE_BYTES` everywhere records are read."""
 
 
+DEFAULT_MAX_JSON_BYTES = 2 * 2**30
+"""Largest whole JSON document read by default (a ``.json`` import source, COCO annotations, a manifest): 2 GiB.
+Such a file is parsed in one piece, costing several times its size in memory; a larger one is refused before
+it is read (JSONL is read a line at a time)."""
+
+MAX_JSON_BYTES_ENV = "MMALIGN_MAX_JSON_BYTES"
+"""Environment variable that overrides :data:`DEFAULT_MAX_JSON_BYTES`."""
+
+
 def max_line_bytes() -> int:
-    """The JSONL line limit in force: ``$MMALIGN_MAX_LINE_BYTES`` when set, else :data:`DEFAULT_MAX_LINE_BYTES`."""
-    value = os.environ.get(MAX_LINE_BYTES_ENV, "").strip()
+    """The JSONL line limit in force: ``$MMALIGN_MAX_LINE_BYTES`` when set, else :data:`DEFAULT_MAX_LINE_BYTES`.
+    It also bounds one text cell of a Parquet file or ``datasets`` directory (one record's worth of text)."""
+    return _limit(MAX_LINE_BYTES_ENV, DEFAULT_MAX_LINE_BYTES)
+
+
+def max_json_bytes() -> int:
+    """The whole-JSON limit in force: ``$MMALIGN_MAX_JSON_BYTES`` when set, else :data:`DEFAULT_MAX_JSON_BYTES`."""
+    return _limit(MAX_JSON_BYTES_ENV, DEFAULT_MAX_JSON_BYTES)
+
+
+def _limit(env: str, default: int) -> int:
+    value = os.environ.get(env, "").strip()
     if not value:
-        return DEFAULT_MAX_LINE_BYTES
+        return default
     try:
         limit = int(value)
     except ValueError:
         limit = 0
     if limit <= 0:
-        raise ConfigError(f"{MAX_LINE_BYTES_ENV} must be a positive number of bytes, got {value!r}")
+        raise ConfigError(f"{env} must be a positive number of bytes, got {value!r}")
     return limit

@@ -25,6 +25,13 @@ from mmalign.eval.cache import ItemKeys, PredictionCache, settings_hash
 from mmalign.eval.fastpath import YES_NO, OptionSet, choose_options, letter_options
 from mmalign.models.loading import LoadedModel
 
+DEFAULT_MAX_LENGTH = 4096
+"""Longest sequence evaluation runs the model on, in tokens with image tokens: prompt + generation budget when
+generating, prompt when choosing an option, prompt + response when scoring a pair. It bounds what one item may
+cost: texts are cut to the collator's character budget before tokenising, so a 50 MB prompt costs what 4096
+tokens do. An item that does not fit is an error naming its file and line, never skipped (a skipped item would
+change the score without saying so); raise ``--max-length`` for a model with a longer context."""
+
 CACHE_VERSION = 2
 """Bumped when what a cached row means changes (2: fast-path rows say whether they are on the greedy path)."""
 
@@ -96,6 +103,12 @@ class Runner:
     progress: bool = True
     stats: dict[str, RunStats] = field(default_factory=dict)
     images: OpenedImages = field(default_factory=OpenedImages)
+    max_length: int = DEFAULT_MAX_LENGTH
+    """Longest sequence the model runs on, in tokens with image tokens (see :data:`DEFAULT_MAX_LENGTH`)."""
+
+    @property
+    def overflow_hint(self) -> str:
+        return "raise the evaluation's --max-length (its bound on prompt + generation budget, or prompt + response)"
 
     def _cache(self, task: str, mode: str, settings: dict[str, Any]) -> PredictionCache:
         name = f"{task}.{mode}.{settings_hash({'version': CACHE_VERSION, 'mode': mode, **settings})}.jsonl"
@@ -146,7 +159,8 @@ class Runner:
 
         def compute(batch: list[EvalItem]) -> list[dict[str, Any]]:
             opened = self.images.items(batch, image_root)
-            texts = generate(self.loaded, opened, max_new_tokens=max_new_tokens, batch_size=len(batch))
+            texts = generate(self.loaded, opened, max_new_tokens=max_new_tokens, batch_size=len(batch),
+                             max_length=self.max_length + max_new_tokens, overflow_hint=self.overflow_hint)
             return [{"text": text} for text in texts]
 
         cache = self._cache(task, "generate", {"max_new_tokens": max_new_tokens})
@@ -159,7 +173,8 @@ class Runner:
 
         def compute(batch: list[EvalItem]) -> list[dict[str, Any]]:
             opened = self.images.items(batch, image_root)
-            choices = choose_options(self.loaded, opened, [options_for(i) for i in batch], batch_size=len(batch))
+            choices = choose_options(self.loaded, opened, [options_for(i) for i in batch], batch_size=len(batch),
+                                     max_length=self.max_length, overflow_hint=self.overflow_hint)
             return [{"text": c.text, "label": c.label, "logps": [round(v, 6) for v in c.logps],
                      "margin": round(c.margin, 6), "forwards": c.forwards, "greedy": c.greedy}
                     for c in choices]  # fmt: skip
@@ -174,11 +189,19 @@ class Runner:
         from mmalign.models.collate import Collator
         from mmalign.models.logps import preference_logps
 
-        collator = Collator(self.loaded.processor, mode="train", image_root=image_root)
+        # one token more than max_length: a row that reaches it had its response cut, so it does not fit
+        collator = Collator(self.loaded.processor, mode="train", image_root=image_root,
+                            max_length=self.max_length + 1, overflow_hint=self.overflow_hint)  # fmt: skip
 
         def compute(batch: list[PreferenceRecord]) -> list[dict[str, Any]]:
+            encoded = collator(batch)
+            for row, length in zip(encoded.ids, encoded.attention_mask.sum(-1).tolist(), strict=True):
+                if length > self.max_length:
+                    err = DataError(f"the prompt and response are over max_length {self.max_length} tokens; "
+                                    f"{self.overflow_hint}", record_id=row)  # fmt: skip
+                    raise locate(err, batch)
             with torch.no_grad():
-                out = preference_logps(self.loaded.model, collator(batch))
+                out = preference_logps(self.loaded.model, encoded)
             return [{"chosen_logp": float(c), "rejected_logp": float(r)}
                     for c, r in zip(out.chosen.sum.tolist(), out.rejected.sum.tolist(), strict=True)]  # fmt: skip
 

@@ -217,8 +217,12 @@ def choose_options(
     *,
     batch_size: int = 16,
     image_root: str | Path | None = None,
+    max_length: int | None = None,
+    overflow_hint: str = "raise max_length",
 ) -> list[OptionChoice]:
-    """The option greedy decoding would start with, for each item (see the module docstring)."""
+    """The option greedy decoding would start with, for each item (see the module docstring). ``max_length``
+    bounds each prompt in tokens (and the memory it costs: its text is cut before tokenising); a prompt over it
+    raises a ``DataError`` ending with ``overflow_hint``."""
     if len(items) != len(options):
         raise ConfigError(f"{len(items)} items but {len(options)} option sets")
     if batch_size < 1:
@@ -226,7 +230,9 @@ def choose_options(
     model = loaded.model
     was_training = model.training
     model.eval()
-    collator = Collator(loaded.processor, mode="generate", image_root=image_root)
+    collator = Collator(
+        loaded.processor, mode="generate", image_root=image_root, max_length=max_length, overflow_hint=overflow_hint
+    )
     memo: dict[OptionSet, _Forms] = {}
     out: list[OptionChoice] = []
     try:

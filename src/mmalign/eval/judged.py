@@ -103,7 +103,8 @@ def _answers(ev: Any, inp: TaskInput, budget: int) -> dict[str, list[str]]:
         while name in answers or name == ANCHOR:
             name += "'"
         loaded = load(path, dtype=ev.cfg.dtype, device=ev.cfg.device)
-        runner = Runner(loaded, model_fingerprint(path), ev.cache_root, ev.cfg.batch_size, ev.cfg.progress)
+        runner = Runner(loaded, model_fingerprint(path), ev.cache_root, ev.cfg.batch_size, ev.cfg.progress,
+                        max_length=ev.cfg.max_length)
         answers[name] = runner.generate("dialogue", items, inp.image_root, budget, label=f"preference ({name})")
         ev.runner.stats[f"preference ({name})"] = runner.stats[f"preference ({name})"]
         del loaded, runner

@@ -8,8 +8,8 @@ seed on the same machine, except under ``timings``)::
     model             {path, fingerprint (SHA-256 of the model directory's files), family, parameters}
     reference         the same for --reference (reward task), or null
     settings          {tasks, suite, data, split, limit, batch_size, mode ("auto" | "fast" | "generate"),
-                       agreement_sample, seed, n_resamples, beta, judge ({base_url, model} or null),
-                       judge_max_failed, opponents}
+                       agreement_sample, max_new_tokens, max_length, seed, n_resamples, beta,
+                       judge ({base_url, model} or null), judge_max_failed, opponents}
     tasks             task name → {
                          dimension, status ("done" | "skipped" | "failed"), reason (skipped and failed),
                          description, judge (judged tasks, below), source (where the items came from),

@@ -26,7 +26,7 @@ from mmalign.data.records import PreferenceRecord
 from mmalign.errors import ConfigError, DataError
 from mmalign.eval import results as res
 from mmalign.eval.agreement import agreement, fast_path_plan, parsed_answer, sample_warning
-from mmalign.eval.execute import Runner
+from mmalign.eval.execute import DEFAULT_MAX_LENGTH, Runner
 from mmalign.eval.scoring import question_row, rescore, score_command, write_answers
 from mmalign.eval.suites import get_suite
 from mmalign.eval.tasks import TaskSpec, get_task, parse_task_list
@@ -72,6 +72,9 @@ class EvalConfig:
     """Where the fast path is used: items per task also generated and parsed, to measure agreement (0: none)."""
     max_new_tokens: int | None = option(None, ge=1)
     """Generation budget for every task; None: each task's own (8 for short answers, 48 for captions)."""
+    max_length: int = option(DEFAULT_MAX_LENGTH, ge=2)
+    """Longest sequence the model runs on, in tokens with image tokens (prompt + generation budget, or prompt +
+    response): what one item may cost. An item over it is an error naming its file and line (:mod:`.execute`)."""
     reference: Path | None = None
     """Reference model of the reward task's DPO implicit rewards."""
     beta: float = option(0.1, gt=0)
@@ -184,7 +187,8 @@ class Evaluation:
             logging.disable_progress_bar()
         self.loaded = load(self.cfg.model, dtype=self.cfg.dtype, device=self.cfg.device)
         self.fingerprint = model_fingerprint(self.cfg.model)
-        self.runner = Runner(self.loaded, self.fingerprint, self.cache_root, self.cfg.batch_size, self.cfg.progress)
+        self.runner = Runner(self.loaded, self.fingerprint, self.cache_root, self.cfg.batch_size, self.cfg.progress,
+                             max_length=self.cfg.max_length)
 
     def _skip_reason(self, spec: TaskSpec) -> str | None:
         if spec.needs == "judge" and self.cfg.judge is None:
@@ -325,7 +329,8 @@ class Evaluation:
         fingerprint = model_fingerprint(self.cfg.reference)
         self.reference = {"path": str(self.cfg.reference), "fingerprint": fingerprint,
                           "family": loaded.family.name, "parameters": loaded.n_parameters()}  # fmt: skip
-        return Runner(loaded, fingerprint, self.cache_root, self.cfg.batch_size, self.cfg.progress)
+        return Runner(loaded, fingerprint, self.cache_root, self.cfg.batch_size, self.cfg.progress,
+                      max_length=self.cfg.max_length)
 
     def _reward(self, spec: TaskSpec, inp: TaskInput, path: Path) -> None:
         """DPO implicit rewards r = β (log π(y|x) − log π_ref(y|x)) of both responses (Rafailov et al., 2023, Eq. 5)."""
@@ -384,7 +389,8 @@ def evaluate(cfg: EvalConfig, echo: Echo = print) -> dict[str, Any]:
             "tasks": ev.names, "suite": cfg.suite, "data": None if ev.world is None else str(ev.world),
             "split": cfg.split, "sources": {k: str(v) for k, v in sorted(cfg.sources.items())}, "limit": ev.limit,
             "batch_size": cfg.batch_size, "mode": {None: "auto", True: "fast", False: "generate"}[cfg.fast],
-            "agreement_sample": cfg.agreement_sample, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
+            "agreement_sample": cfg.agreement_sample, "max_new_tokens": cfg.max_new_tokens,
+            "max_length": cfg.max_length, "seed": cfg.seed,
             "n_resamples": cfg.n_resamples, "beta": cfg.beta, "judge": judge, "judge_max_failed": cfg.judge_max_failed,
             "opponents": [str(p) for p in cfg.opponents],
         },

@@ -121,6 +121,8 @@ class Collator:
     """Pad T up to a multiple of this (helps some kernels)."""
     n_skipped: int = 0
     """Records skipped so far by this collator (``on_overflow="skip"``)."""
+    overflow_hint: str = "raise max_length or use on_overflow='skip'"
+    """What the error of a record that does not fit tells the user to do (evaluation names its own flag)."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("train", "generate"):
@@ -265,7 +267,7 @@ class Collator:
         size = f"over {self.text_budget} characters" if cut else f"{max(prompt_lengths)} tokens with its image tokens"
         raise DataError(
             f"the prompt is {size}, which leaves no room for a response within max_length {self.max_length}; "
-            "raise max_length or use on_overflow='skip'",
+            + self.overflow_hint,
             record_id=unit[0].id,
         )
 

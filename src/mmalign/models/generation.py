@@ -41,11 +41,13 @@ def generate(
     seed: int = 0,
     image_root: str | Path | None = None,
     max_length: int | None = None,
+    overflow_hint: str = "raise max_length",
 ) -> list[str]:
     """The model's response to each item's prompt, in order (greedy unless ``do_sample``).
 
     ``items`` are evaluation items, records (their prompt is used) or :class:`Example` objects.
-    ``max_length`` bounds prompt + generation; a prompt that does not fit raises a ``DataError``.
+    ``max_length`` bounds prompt + generation (and the memory one prompt costs: its text is cut before
+    tokenising); a prompt that does not fit raises a ``DataError`` ending with ``overflow_hint``.
     """
     if max_new_tokens < 1 or batch_size < 1:
         raise ConfigError("max_new_tokens and batch_size must be at least 1")
@@ -54,7 +56,9 @@ def generate(
     room = None if max_length is None else max_length - max_new_tokens
     if room is not None and room < 1:
         raise ConfigError(f"max_length {max_length} leaves no room for a prompt with max_new_tokens {max_new_tokens}")
-    collator = Collator(loaded.processor, mode="generate", image_root=image_root, max_length=room)
+    collator = Collator(
+        loaded.processor, mode="generate", image_root=image_root, max_length=room, overflow_hint=overflow_hint
+    )
     model = loaded.model
     device, dtype = model_device_dtype(model)
     eos = eos_token_ids(loaded)
