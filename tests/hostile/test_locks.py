@@ -39,6 +39,13 @@ COMMANDS: list[tuple[str, bool, Callable[[Path], list[str]]]] = [
                                        "--world", str(out.parent / "none")]),
     ("data import", False, lambda out: ["data", "import", "trl", str(out.parent / "none.jsonl"), str(out)]),
     ("data convert", False, lambda out: ["data", "convert", str(out.parent / "none.jsonl"), str(out)]),
+    ("data filter", False, lambda out: ["data", "filter", str(out.parent / "none.jsonl"), str(out)]),
+    ("data filter --dropped", False, lambda out: ["data", "filter", str(out.parent / "none.jsonl"),
+                                                  str(out.parent / "kept.jsonl"), "--dropped", str(out)]),
+    ("data dedup", False, lambda out: ["data", "dedup", str(out.parent / "none.jsonl"), str(out)]),
+    ("data mix", False, lambda out: ["data", "mix", str(out), "--input", str(out.parent / "none.jsonl")]),
+    ("eval score --json", False, lambda out: ["eval", "score", "--task", "pope", "--answers",
+                                              str(out.parent / "none.jsonl"), "--json", str(out)]),
 ]  # fmt: skip
 
 

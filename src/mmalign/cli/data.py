@@ -367,7 +367,8 @@ def filter_data(
     from mmalign.data.build.filters import FilterConfig, filter_file
 
     cfg = FilterConfig(dedup, dedup_images, drop_identical, drop_empty, max_length_ratio)
-    _report_filter(filter_file(src, dst, cfg, root=root, out_root=out_root, dropped=dropped), dst)
+    with _locked("mmalign data filter", dst, dropped):
+        _report_filter(filter_file(src, dst, cfg, root=root, out_root=out_root, dropped=dropped), dst)
 
 
 @app.command()
@@ -382,7 +383,20 @@ def dedup(
     from mmalign.data.build.filters import FilterConfig, filter_file
 
     cfg = FilterConfig(dedup=True, image_key=images, drop_identical=False, drop_empty=False)
-    _report_filter(filter_file(src, dst, cfg, root=root, out_root=out_root), dst)
+    with _locked("mmalign data dedup", dst):
+        _report_filter(filter_file(src, dst, cfg, root=root, out_root=out_root), dst)
+
+
+def _locked(command: str, *outputs: Path | None) -> contextlib.ExitStack:
+    """The :class:`~mmalign.files.OutputLock` beside each output file given (``PARENT/.NAME.mmalign.lock``)."""
+    from mmalign.files import OutputLock
+
+    stack = contextlib.ExitStack()
+    with stack:  # a lock refused releases those already taken
+        for out in outputs:
+            if out is not None:
+                stack.enter_context(OutputLock.beside(out, command))
+        return stack.pop_all()
 
 
 def _report_filter(report: Any, dst: Path) -> None:
@@ -407,8 +421,10 @@ def mix(
     from mmalign.data.build.mix import mix as mix_files
     from mmalign.data.build.mix import parse_source
 
-    sources = [parse_source(spec, root) for spec in inputs]
-    taken = mix_files(sources, out, total=total, seed=seed, shuffle=shuffle, prefix_ids=prefix_ids, out_root=out_root)
+    with _locked("mmalign data mix", out):
+        sources = [parse_source(spec, root) for spec in inputs]
+        taken = mix_files(sources, out, total=total, seed=seed, shuffle=shuffle, prefix_ids=prefix_ids,
+                          out_root=out_root)  # fmt: skip
     typer.echo(f"wrote {sum(taken.values())} records to {out} ({', '.join(f'{n} from {p}' for p, n in taken.items())})")
 
 

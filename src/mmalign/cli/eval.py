@@ -64,23 +64,27 @@ def score(
     ),
 ) -> None:
     """Score another system's predictions with the benchmark's official metric definitions."""
+    import contextlib
     import json
 
     from mmalign.data.io import atomic_path
     from mmalign.eval.score import ScoreOptions, summary_lines
     from mmalign.eval.score import score as run_score
+    from mmalign.files import OutputLock
 
     options = ScoreOptions(
         annotations=annotations, strict=strict, caption_key=caption_key, ties=ties, anchor=anchor,
         n_resamples=n_resamples, seed=seed, mc_random_seed=mc_random_seed,
     )  # fmt: skip
-    report = run_score(task, answers, questions=questions, baseline=baseline, options=options)
-    for line in summary_lines(report):
-        typer.echo(line)
-    if json_out is not None:
-        with atomic_path(json_out) as tmp:
-            tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        typer.echo(f"report written to {json_out}")
+    lock = contextlib.nullcontext() if json_out is None else OutputLock.beside(json_out, "mmalign eval score")
+    with lock:
+        report = run_score(task, answers, questions=questions, baseline=baseline, options=options)
+        for line in summary_lines(report):
+            typer.echo(line)
+        if json_out is not None:
+            with atomic_path(json_out) as tmp:
+                tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            typer.echo(f"report written to {json_out}")
 
 
 def _sources(values: list[str]) -> dict[str, Path]:
