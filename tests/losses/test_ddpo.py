@@ -90,9 +90,15 @@ def _batch(requires_grad: bool = True) -> tuple[PolicyLogps, ReferenceLogps]:
     return policy, reference
 
 
+def test_defaults_are_the_papers():
+    # RLHF-V, Sec. 3.2, Eq. 5: the weighted mean, γ = 5, β = 0.5 (the released recipe: sum, γ 1.1, β 0.1)
+    loss = DenseDPOLoss()
+    assert (loss.length_normalized, loss.gamma, loss.beta) == (True, 5.0, 0.5)
+
+
 def test_weighted_mean_by_default():
     loss = DenseDPOLoss(beta=1.0, gamma=3.0)
-    assert loss.length_normalized
+    assert loss.length_normalized  # the paper's Eq. 5: Σ w·log p / Σ w
     # weights γ = 3 on the span token: chosen [1, 3, 1], rejected [1, 3, 0 (padding)]
     # chosen:   policy (−1 − 6 − 3)/5 = −2,    reference (−1 − 3 − 1)/5 = −1   → log-ratio −1
     # rejected: policy (−2 − 12)/4 = −3.5,     reference (−1 − 6)/4 = −1.75    → log-ratio −1.75
@@ -105,7 +111,8 @@ def test_weighted_mean_by_default():
     assert abs(out.metrics["span_token_fraction"].item() - 0.4) < 1e-6
 
 
-def test_weighted_sum_paper_form():
+def test_weighted_sum_released_recipe_form():
+    # The authors' released recipe (dpo_use_average False): Σ w·log p, no division.
     # chosen log-ratio −10 − (−5) = −5 ; rejected −14 − (−7) = −7 ; Δ = 2 ; β = 0.5: −log σ(1) = 0.3132617
     out = DenseDPOLoss(beta=0.5, gamma=3.0, length_normalized=False)(*_batch())
     assert abs(out.losses.item() - math.log1p(math.exp(-1.0))) < 1e-9

@@ -1,17 +1,27 @@
 """Dense DPO (RLHF-V, Yu et al., 2024, Sec. 3.2): DPO where tokens in annotated segments weigh γ times more.
 
 RLHF-V's annotators correct the hallucinated segments of a response; the corrected segments (in the chosen
-text) and the hallucinated ones (in the rejected text) carry the preference, the rest is shared. The paper
-scores a response as a weighted sum of token log-probs (its DDPO equation):
+text) and the hallucinated ones (in the rejected text) carry the preference, the rest is shared. Each response
+is scored from its token log-probs with weights w_t = γ inside a segment and 1 elsewhere, the score goes into
+DPO for policy and reference alike: −log σ(β·Δ), rewards β·(score − reference score). Two sources, two scores:
 
-    log π(y|x) = Σ_{unchanged tokens} log p(y_t|x, y_<t) + γ·Σ_{changed tokens} log p(y_t|x, y_<t)
+* **The paper** (arXiv 2312.00849, Sec. 3.2, Eq. 5) uses the weighted *mean*, N normalising so that a longer
+  response does not score higher, with γ = 5 and β = 0.5 in its experiments:
 
-and plugs it into DPO for policy and reference alike. The authors' training code can also divide this sum by
-the total weight Σ w_t (``dpo_use_average``), a weighted mean per token that keeps β on the same scale for long
-and short responses. What is implemented here: weights w_t = γ inside a span and 1 elsewhere, for both
-responses; ``length_normalized=true`` (default) uses Σ w·log p / Σ w, ``false`` the paper's weighted sum.
-Then −log σ(β·Δ) on these scores; rewards are β·(score − reference score). Defaults: γ = 5 (the paper) and
-β = 0.5 (the default of the authors' training code).
+      log π(y|x) = 1/N·[Σ_{y_t ∈ y_u} log p(y_t|x, y_<t) + γ·Σ_{y_t ∈ y_c} log p(y_t|x, y_<t)],  N = |y_u| + γ·|y_c|
+
+  (y_u: unchanged tokens, y_c: corrected segments). This is the default here: ``length_normalized=true``,
+  γ = 5, β = 0.5.
+* **The authors' released recipe** is the weighted *sum* Σ w_t·log p with γ = 1.1 and β = 0.1: the RLHF-V
+  repository's readme ("RLHF-V Training") runs thunlp/Muffin's ``script/train/run_RLHFV.sh`` with
+  ``dpo_token_weight 1.1``, ``dpo_beta 0.1``, ``dpo_use_average False``, ``dpo_token_weighted True``, and
+  ``compute_weighted_logp`` (Muffin, ``muffin/train/trainers.py``) returns the sum unless ``use_average``.
+  Set ``length_normalized=false, gamma=1.1, beta=0.1`` to train that way. (An earlier version of the readme ran
+  the script with 5.0, 0.5 and ``dpo_use_average True``: the paper's settings. RLAIF-V's code keeps the
+  same options with other defaults, β 0.5 and γ 3, unused by its scripts, which train plain DPO at β 0.1.)
+
+A sum grows with the response length, so β must be smaller for it (hence 0.1 against 0.5): the two settings
+are not interchangeable.
 
 The character spans of a record become token masks with :func:`span_token_mask`, given the tokenizer's
 ``offset_mapping`` for the response.
@@ -60,17 +70,28 @@ def span_token_weights(
 
 @dataclass(frozen=True)
 class DenseDPOLoss(PreferenceLoss):
-    """Dense DPO (RLHF-V, Yu et al., 2024): DPO on token log-probs weighted γ inside annotated segments."""
+    """Dense DPO (RLHF-V, Yu et al., 2024, Eq. 5): DPO on token log-probs weighted γ inside annotated segments.
+
+    Defaults are the paper's (weighted mean, γ 5, β 0.5); the authors' released recipe is the weighted sum with
+    γ 1.1 and β 0.1 (see the module docstring for where each comes from).
+    """
 
     name: ClassVar[str] = "ddpo"
-    paper: ClassVar[str] = "RLHF-V, Yu et al. 2024, Sec. 3.2 (DDPO)"
+    paper: ClassVar[str] = "RLHF-V, Yu et al. 2024, Sec. 3.2, Eq. 5 (DDPO)"
     needs_token_weights: ClassVar[bool] = True
 
-    beta: float = option(0.5, help="β of the DPO term (the RLHF-V code defaults to 0.5).")
-    gamma: float = option(5.0, help="γ: weight of tokens inside annotated (corrected/hallucinated) segments.")
+    beta: float = option(
+        0.5, help="β of the DPO term: 0.5 as in the RLHF-V paper; the authors' released recipe uses 0.1 (weighted sum)."
+    )
+    gamma: float = option(
+        5.0,
+        help="γ: weight of tokens inside annotated (corrected/hallucinated) segments: 5 as in the paper; "
+        "the released recipe uses 1.1.",
+    )
     length_normalized: bool = option(  # type: ignore[misc]
         True,
-        help="Score = weighted mean Σ w·log p / Σ w (the authors' code); false: the paper's weighted sum.",
+        help="true: the paper's weighted mean Σ w·log p / Σ w (Eq. 5); false: the weighted sum Σ w·log p of the "
+        "authors' released recipe (dpo_use_average False).",
     )
 
     def validate(self) -> None:
