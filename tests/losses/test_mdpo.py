@@ -50,6 +50,20 @@ def test_zero_extra_weights_give_dpo(pair):
     assert close(MDPOLoss(beta=0.5, image_weight=0.0, anchor_weight=0.0)(*pair).losses, [SP_M05, SP_05])
 
 
+def test_an_image_only_pair_with_rejected_images_makes_the_dpo_term_the_image_term(pair):
+    # A record with rejected_images and rejected text == chosen text: the trainer scores the rejected row as
+    # (chosen text | rejected images), which with prefer_record_images is also the corrupted row. So
+    # rejected = corrupted_chosen on both sides, and L_DPO = −log σ(β·[r(y_w|m) − r(y_w|m')]) = L_CoPO.
+    policy, reference = pair
+    policy.rejected, reference.rejected = policy.corrupted_chosen, reference.corrupted_chosen
+    out = MDPOLoss(beta=0.5, image_weight=1.0)(policy, reference)
+    # log-ratios chosen [0.5, −1], rejected = corrupted [−1, 0.5]: both terms −log σ(0.5·[1.5, −1.5])
+    assert close(out.metrics["dpo_loss"].reshape(1), [(SP_M075 + SP_075) / 2])
+    assert close(out.metrics["image_loss"].reshape(1), [(SP_M075 + SP_075) / 2])
+    # the image preference counted twice (1 + image_weight), plus the anchor [0.5759394, 0.9740770]
+    assert close(out.losses, [2 * SP_M075 + SP_M025, 2 * SP_075 + SP_05])
+
+
 def test_gradients(pair):
     policy, reference = pair
     out = MDPOLoss()(policy, reference)

@@ -73,9 +73,11 @@ def test_mdpo_uses_a_records_own_rejected_images(loaded):
     record = pair(0, rejected_images=[picture(12)])
     batch = PreferenceCollator(loaded.collator(mode="train"), build_loss("mdpo"))([record])
     pixels = batch.rows.extras["pixel_values"]
+    assert not torch.equal(pixels[1], pixels[0])  # the rejected row (DPO term) sees rejected_images, not m
     assert torch.equal(pixels[2], pixels[1])  # the corrupted row is the rejected side's image
     off = PreferenceCollator(loaded.collator(mode="train"), build_loss("mdpo", prefer_record_images=False))([record])
     assert not torch.equal(off.rows.extras["pixel_values"][2], pixels[1])  # ... unless told to corrupt on the fly
+    assert torch.equal(off.rows.extras["pixel_values"][1], pixels[1])  # the rejected row keeps rejected_images
 
 
 @pytest.mark.parametrize("loss", ["sigmoid", "mdpo"])
@@ -97,3 +99,30 @@ def test_only_preference_records(loaded, tmp_path: Path):
     sft = SFTRecord("s-1", user_prompt("Describe the image."), assistant("A red circle."), [picture()])
     with pytest.raises(DataError, match="needs preference records"):
         PreferenceCollator(loaded.collator(mode="train"), build_loss("sigmoid"))([sft])
+
+
+def qwen_row_pixels(batch) -> list[torch.Tensor]:
+    """Per row of a Qwen-VL batch (one image a row), its patch rows of pixel_values (t * h * w rows an image)."""
+    sizes = batch.extras["image_grid_thw"].prod(-1).tolist()
+    return list(batch.extras["pixel_values"].split(sizes))
+
+
+@pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+def test_mdpo_rows_on_qwen_carry_each_rows_image_grid(tiny_dir, preset):
+    qwen = load(tiny_dir(preset))
+    collate = PreferenceCollator(qwen.collator(mode="train"), build_loss("mdpo"), seed=7)
+    records = [pair(0), pair(1)]
+    first, again = collate(records), collate(list(reversed(records)))
+    rows = first.rows
+    assert len(rows) == 6 and first.has_corrupted
+    grid = rows.extras["image_grid_thw"]
+    assert grid.shape == (6, 3) and grid[:4].tolist() == [[1, 6, 6]] * 4  # 48 x 48 px at 8 px patches
+    # every row holds exactly the image tokens of its own grid (the corrupted crop may have another size)
+    merge = qwen.model.config.vision_config.spatial_merge_size
+    tokens = (rows.input_ids == qwen.processor.image_token_id).sum(-1)
+    assert tokens.tolist() == (grid.prod(-1) // merge**2).tolist()
+    assert torch.equal(rows.extras["mm_token_type_ids"].bool(), rows.input_ids == qwen.processor.image_token_id)
+    pixels = qwen_row_pixels(rows)
+    assert torch.equal(pixels[0], pixels[2])  # chosen and rejected see the real image
+    assert pixels[0].shape != pixels[4].shape or not torch.equal(pixels[0], pixels[4])  # the corrupted one
+    assert torch.equal(qwen_row_pixels(again.rows)[5], pixels[4])  # the same m' in another batch order

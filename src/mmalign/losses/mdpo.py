@@ -13,6 +13,16 @@ and L = L_DPO + L_CoPO + L_AncPO (the paper's objective; the weights here are op
 The authors' code uses one β (0.1) for all three, weights 1 and δ = 0: those are the defaults. The corrupted
 image m' is the record's ``rejected_images`` when it has them (``prefer_record_images``), otherwise it is made
 on the fly with :meth:`MDPOLoss.corrupt` (the authors keep a random 1–20 % of the area, resized back).
+
+**Records with rejected images change L_DPO.** In the paper both responses of L_DPO are scored with the same
+image m: −log σ(β·[r(y_w|m) − r(y_l|m)]), a preference between texts. The trainer scores a rejected response
+with the record's ``rejected_images`` whenever it has them (for every loss: ``examples_from`` in
+:mod:`mmalign.models.examples`), so for such a record the first term here is −log σ(β·[r(y_w|m) − r(y_l|m')]):
+the text and the image change at once, and the term no longer measures a text preference alone. With
+``prefer_record_images`` (default) that m' is also L_CoPO's corrupted image, and for an image-only pair (the
+rejected text equal to the chosen text) L_DPO becomes exactly L_CoPO: the image preference counts
+1 + ``image_weight`` times and no term compares texts. To train the paper's L_DPO, give the records without
+``rejected_images`` (m' is then corrupted on the fly).
 """
 
 from __future__ import annotations
@@ -58,7 +68,10 @@ class MDPOLoss(PreferenceLoss):
     keep_min: float = option(0.01, help="Smallest fraction of the image area the corrupted image keeps.")
     keep_max: float = option(0.2, help="Largest fraction of the image area the corrupted image keeps.")
     prefer_record_images: bool = option(
-        True, help="Use a record's rejected_images as the corrupted images when it has them."
+        True,
+        help="Use a record's rejected_images as the corrupted images when it has them. Either way such a record's "
+        "rejected response is scored with its rejected_images, so its DPO term compares chosen|image with "
+        "rejected|rejected_images, not the paper's two responses under one image.",
     )
 
     def validate(self) -> None:
