@@ -22,7 +22,10 @@ app = typer.Typer(
 )
 
 
-ROOT_HELP = "Data root that image paths are relative to (default: the data file's folder)."
+ROOT_HELP = (
+    "Data root that image paths are relative to (default: the shapes world holding the file, the nearest folder "
+    "above it with a world.json; else the file's folder)."
+)
 KIND_HELP = "Record kind: preference, sft or eval (default: detected per record)."
 
 

@@ -127,8 +127,14 @@ def check_kind(kind: str | None) -> None:
 
 
 def default_root(path: str | Path) -> Path:
-    """The data root used when none is given: the folder holding the data file."""
-    return Path(path).resolve().parent
+    """The data root used when none is given: the shapes world holding the data file (the nearest folder above
+    it with a ``world.json``: a world's records and the pairs built into it name images relative to the world),
+    else the folder holding the data file."""
+    folder = Path(path).resolve().parent
+    for candidate in (folder, *folder.parents):
+        if (candidate / "world.json").is_file():
+            return candidate
+    return folder
 
 
 # ---------------------------------------------------------------------------------------------- reading

@@ -27,7 +27,7 @@ from PIL import Image
 
 from mmalign.config import check_ranges, option
 from mmalign.data.images import encode_png, resolve_image
-from mmalign.data.io import read_records, write_jsonl, write_records
+from mmalign.data.io import default_root, read_records, write_jsonl, write_records
 from mmalign.data.records import ImageBlob, ImageRef, PreferenceRecord, Record, prompt_text
 from mmalign.errors import ConfigError, DataError
 
@@ -160,7 +160,7 @@ def filter_file(
 ) -> FilterReport:
     """Filter ``src`` into ``dst`` (any format); ``dropped`` (JSONL) gets each dropped record's id and reason."""
     src, dst = Path(src), Path(dst)
-    src_root = Path(root) if root is not None else src.resolve().parent
+    src_root = Path(root) if root is not None else default_root(src)
     report = FilterReport()
     removed: list[dict[str, Any]] = []
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mmalign.data.io import read_records, write_records
+from mmalign.data.io import default_root, read_records, write_records
 from mmalign.data.records import ImageBlob, ImageRef, Record
 from mmalign.errors import ConfigError, DataError
 
@@ -38,7 +38,7 @@ class MixSource:
 
     @property
     def data_root(self) -> Path:
-        return self.root if self.root is not None else self.path.resolve().parent
+        return self.root if self.root is not None else default_root(self.path)
 
 
 def parse_source(spec: str, default_root: Path | None = None) -> MixSource:
@@ -230,7 +230,7 @@ def split(
 ) -> dict[str, int]:
     """Write ``out_dir/<name><suffix>`` per split (suffix of ``src``); returns records per split."""
     src, out_dir = Path(src), Path(out_dir)
-    src_root = Path(root) if root is not None else src.resolve().parent
+    src_root = Path(root) if root is not None else default_root(src)
     records = list(read_records(src, root=src_root))
     labels = assign_splits(records, ratios, group_by, seed)
     suffix = src.suffix if src.suffix in (".jsonl", ".parquet") else ""

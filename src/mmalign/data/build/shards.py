@@ -117,6 +117,8 @@ def run_build(
     if shard_size < 1:
         raise ConfigError(f"shard_size must be at least 1, got {shard_size}")
     plan = builder.plan(inputs, seed)
+    if not plan.units:
+        raise DataError(f"{builder.name}: {plan.description} holds nothing to build from: {out} not written")
     ids = [str(unit["id"]) for unit in plan.units]
     if len(set(ids)) != len(ids):
         raise DataError(f"{builder.name}: two units share an id; unit ids must be unique")
@@ -154,6 +156,12 @@ def run_build(
         new_pairs += len(lines)
         report(BuildProgress(units_done, len(plan.units), pairs, new_pairs, time.perf_counter() - start))
     seconds = time.perf_counter() - start
+    if pairs == 0:  # an empty file is not a result: say why, write nothing, keep no shards
+        shutil.rmtree(directory, ignore_errors=True)
+        raise DataError(
+            f"{builder.name} made no pairs from {plan.description} (its options rule every unit out): "
+            f"{out} not written"
+        )
     with atomic_path(out) as tmp, open(tmp, "wb") as f:
         for i in range(n_shards):
             with open(_shard_path(directory, i), "rb") as shard:

@@ -127,6 +127,12 @@ def read_world_split(inputs: BuildInputs, strategy: str) -> WorldSplit:
             if key not in row:
                 raise DataError("missing field of a scene row", file=path, line=lineno, field=key)
         rows.append(row)
+    if not rows:
+        raise ConfigError(
+            f"split {inputs.split!r} of world {root} has no scenes: nothing to build; choose a split that has "
+            f"scenes (world.json split_sizes: {info.get('split_sizes')}) or make a world with them (mmalign world "
+            f"--{'val-' if inputs.split == 'val' else 'test-' if inputs.split == 'test' else ''}scenes N)"
+        )
     fingerprint = file_fingerprint(root / "world.json", path)
     return WorldSplit(root, inputs.split, config, info, rows, fingerprint)
 
