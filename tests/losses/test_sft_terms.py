@@ -74,6 +74,17 @@ def test_simpo(pair):
     assert close(out.rejected_rewards, [-6.0, -4.0])
 
 
+def test_simpo_defaults_and_the_authors_ratio_form(pair):
+    # Defaults: the authors' Llama-3-Base recipe, β 2, γ/β 0.5 (their code default is γ/β 0.25).
+    assert (SimPOLoss().beta, SimPOLoss().gamma) == (2.0, 1.0)
+    # princeton-nlp/SimPO writes −log σ(β·(Δ − gamma_beta_ratio)); its llama-3-8b-instruct-simpo-v2 recipe is
+    # β 10, ratio 0.3, so γ = 3 here. Mean log-probs Δ = [−1 + 3, −1.25 + 2] = [2, 0.75]:
+    # z = 10·[2, 0.75] − 3 = [17, 4.5]  (= 10·([2, 0.75] − 0.3))
+    policy, _ = pair
+    out = SimPOLoss(beta=10.0, gamma=10.0 * 0.3)(policy)
+    assert close(out.losses, [math.log1p(math.exp(-17.0)), math.log1p(math.exp(-4.5))])
+
+
 def test_simpo_ignores_a_reference_and_uses_means(pair):
     policy, reference = pair
     with_ref = SimPOLoss()(policy, reference).losses
