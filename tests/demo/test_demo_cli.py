@@ -27,7 +27,7 @@ def test_quick_demo_runs_every_step_then_resumes_to_the_same_results(tmp_path, c
     out = tmp_path / "demo-out"
     code, stdout, stderr = cli_run(["demo", "--quick", "--out", str(out), "--no-progress"])
     assert code == 0, stderr
-    for name in ("report.md", "results.json", "timings.json", "pope.png", "chair.png", "curves.png"):
+    for name in ("report.md", "report.html", "results.json", "timings.json", "pope.png", "chair.png", "curves.png"):
         assert (out / name).is_file(), name
     for name in ("pope.png", "chair.png", "curves.png"):
         with Image.open(out / name) as image:
@@ -64,6 +64,8 @@ def test_quick_demo_runs_every_step_then_resumes_to_the_same_results(tmp_path, c
         "against the SFT-on-chosen control",
     ):
         assert label.lower() in stdout.lower(), label
+    assert f"plots embedded: {out / 'report.html'}" in stdout
+    assert all(len(line) <= 100 for line in stdout.split("Headline:", 1)[1].split("\nsteps:", 1)[0].splitlines())
     report = (out / "report.md").read_text()
     assert "## Against the SFT-on-chosen control" in report and "![POPE by split](pope.png)" in report
 

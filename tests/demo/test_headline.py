@@ -12,6 +12,7 @@ from mmalign.demo.headline import (
     interval_text,
     relative_change,
     verdict,
+    wrap,
 )
 
 
@@ -117,15 +118,52 @@ def test_headline_lists_each_method_with_its_intervals_goal_and_sentence():
                                  "control": goal_checks(method_deltas(partner=(0.30, 0.2)))}},
         "claims": {"dpo_nll": "DPO + NLL is no better than the control on CHAIR-i."},
     }  # fmt: skip
-    text = "\n".join(headline_lines(results))
+    lines = headline_lines(results)
+    text = "\n".join(lines)
     assert "400 held-out scenes" in text and "seed 3" in text
-    row = next(line for line in text.splitlines() if line.strip().startswith("DPO + NLL"))
+    row = next(line for line in lines if line.strip().startswith("DPO + NLL"))
     assert "met" in row and "not met" not in row
-    assert "+3.0 [+1.0, +5.0] pp" in row  # Δ POPE-adv F1
-    assert "-4.0 [-6.0, -2.0] pp" in row  # Δ CHAIR-i
-    assert "30.0% → 12.0% (-60 %; Δ -18.0 [-25.0, -10.0] pp)" in row  # partner naming
-    control = next(line for line in text.splitlines() if line.strip().startswith("SFT on chosen"))
+    # Δ POPE-adv F1, Δ CHAIR-i and Δ partner naming, in percentage points (said once, above the table)
+    assert row.split()[-9:] == "+3.0 [+1.0, +5.0] -4.0 [-6.0, -2.0] -18.0 [-25.0, -10.0]".split()
+    assert "Δ: percentage points [paired bootstrap 95 % interval]" in text
+    control = next(line for line in lines if line.strip().startswith("SFT on chosen"))
     assert "not met" in control  # -33 % only
-    assert "met by DPO + NLL." in text
-    assert "Warning: the baseline fails POPE random accuracy ≥ 0.80" in text
+    joined = " ".join(line.strip() for line in lines)  # sentences wrap at 100 columns
+    assert "baseline 30.0%; DPO + NLL 12.0% (-60 %), SFT on chosen (control) 20.0% (-33 %)." in joined
+    assert "met by DPO + NLL." in joined
+    assert "Warning: the baseline fails POPE random accuracy ≥ 0.80" in joined
     assert text.rstrip().endswith("DPO + NLL is no better than the control on CHAIR-i.")
+
+
+def test_every_headline_line_fits_100_columns_with_long_labels_and_sentences():
+    sentence = control_sentence("SFT on chosen (control)", {
+        "chair": {"chair_i": delta(0.20, 0.15, -0.08, -0.02), "recall": delta(0.8, 0.7, -0.15, -0.05),
+                  "absent_partner_caption_rate": delta(0.4, 0.05, -0.45, -0.25)},
+        "pope_adversarial": {"f1": delta(0.8, 0.71, -0.123, -0.051), "accuracy": delta(0.8, 0.81, -0.01, 0.03)},
+        "mme": {"total": delta(200.0, 120.5, -99.4, -60.7)},
+    })  # fmt: skip
+    wide = method_deltas(partner=(0.382, 0.036), chair_i=(0.077, 0.028))
+    wide["pope_adversarial"]["f1"] = delta(0.9, 0.795, -0.123, -0.088)
+    labels = {"dpo": "DPO", "dpo_nll": "DPO + NLL", "mdpo": "mDPO", "simpo": "SimPO",
+              "control": "SFT on chosen (control)"}  # fmt: skip
+    results = {
+        "settings": {"seed": 12345},
+        "world": {"test_scenes": 10000},
+        "methods": {n: {"label": label} for n, label in labels.items()},
+        "vs_baseline": dict.fromkeys(labels, wide),
+        "criteria": {"baseline": baseline_checks(baseline_models(random_acc=0.7, adversarial_acc=0.7, partner=0.1)),
+                     "methods": dict.fromkeys(labels, goal_checks(wide))},
+        "claims": dict.fromkeys(labels, sentence),
+    }  # fmt: skip
+    lines = headline_lines(results)
+    assert max(len(line) for line in lines) <= 100, max(lines, key=len)
+    assert sum(line.startswith("  SFT on chosen (control)  ") for line in lines) == 1  # the table row
+    # a wrapped sentence keeps each interval whole: no line ends inside brackets or parentheses
+    for line in lines:
+        assert line.count("[") == line.count("]") and line.count("(") == line.count(")"), line
+
+
+def test_wrap_breaks_at_spaces_outside_parentheses():
+    text = "aaa (b c d) eee fff"
+    assert wrap(text, width=12) == ["  aaa", "    (b c d)", "    eee fff"]
+    assert wrap("x" * 20, width=10) == ["  " + "x" * 20]  # a word longer than the width stays whole

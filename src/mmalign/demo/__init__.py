@@ -7,7 +7,8 @@
 * :mod:`.settings`: the options, the compared methods and the ``--quick`` profile;
 * :mod:`.checkpoint`: the shipped SFT baseline (locate, verify, export);
 * :mod:`.pairs`, :mod:`.training`: the training data and the methods' configs and runs;
-* :mod:`.report`, :mod:`.plots`, :mod:`.headline`: results.json, report.md, the PNGs and what is claimed.
+* :mod:`.report`, :mod:`.report_html`, :mod:`.plots`, :mod:`.headline`: results.json, report.md, report.html,
+  the PNGs and what is claimed.
 
 Names are imported lazily (PEP 562), so importing the package does not import torch.
 """

@@ -9,6 +9,7 @@ worse) than what it is compared with.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from mmalign.eval.report import arrow
@@ -28,6 +29,8 @@ CLAIMED: tuple[tuple[str, str, str], ...] = (
 )
 """(task, metric, name) compared between a method and the control, in sentence order."""
 
+WIDTH = 100
+"""The headline's widest line, in columns (the terminal and report.md's code block)."""
 BASELINE_MIN_ACCURACY = 0.80
 BASELINE_MIN_PARTNER = 0.15
 BASELINE_MIN_RATIO = 3.0
@@ -80,11 +83,11 @@ def goal_checks(deltas: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def interval_text(metric: str, d: dict[str, Any]) -> str:
+def interval_text(metric: str, d: dict[str, Any], unit: bool = True) -> str:
     """``-2.6 [-8.1, +0.4] pp``: a paired change and its interval, in percentage points for a rate and as a plain
-    number for a count (MME's total)."""
-    scale, unit = (1, "") if metric == "total" else (100, " pp")
-    return f"{scale * d['delta']:+.1f} [{scale * d['low']:+.1f}, {scale * d['high']:+.1f}]{unit}"
+    number for a count (MME's total); ``unit=False`` leaves out `` pp``."""
+    scale, suffix = (1, "") if metric == "total" else (100, " pp")
+    return f"{scale * d['delta']:+.1f} [{scale * d['low']:+.1f}, {scale * d['high']:+.1f}]{suffix if unit else ''}"
 
 
 def verdict(metric: str, d: dict[str, Any]) -> str:
@@ -115,35 +118,62 @@ def control_sentence(label: str, deltas: dict[str, Any]) -> str:
 
 
 def partner_text(d: dict[str, Any]) -> str:
-    """``35.5% → 10.2% (−71 %; Δ −25.3 pp [−30.1, −20.0])``: before → after, relative change, paired interval."""
+    """``10.2% (-71 %)``: the rate after and its change relative to before."""
     cut = relative_change(d)
-    relative = f"{100 * cut:+.0f} %; " if cut is not None else ""
-    return f"{100 * d['before']:.1f}% → {100 * d['after']:.1f}% ({relative}Δ {interval_text(PARTNER, d)})"
+    return f"{100 * d['after']:.1f}%" + (f" ({100 * cut:+.0f} %)" if cut is not None else "")
+
+
+def wrap(text: str, width: int = WIDTH, indent: str = "  ", more: str = "    ") -> list[str]:
+    """``text`` in lines of at most ``width`` columns, broken at spaces outside parentheses (an interval with its
+    bounds stays on one line); a single word longer than the width is left whole."""
+    words = re.findall(r"(?:[^\s(]|\([^()]*\))+", text)
+    lines, line = [], indent
+    for word in words:
+        if line.strip() and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = more
+        line += word if not line.strip() else " " + word
+    return [*lines, line] if line.strip() else lines
+
+
+def _columns(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
+    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 def headline_lines(results: dict[str, Any]) -> list[str]:
-    """The terminal headline: per method, Δ POPE-adversarial F1 and Δ CHAIR-i with paired intervals, partner
-    naming before → after, whether the goal is met, and the sentence against the control."""
+    """The terminal headline, at most ``WIDTH`` columns: per method, whether the goal is met and Δ POPE-adversarial
+    F1, Δ CHAIR-i and Δ partner naming with paired intervals; partner naming before → after; the goal; the
+    sentences against the control."""
     methods = results["methods"]
     n_scenes = results["world"]["test_scenes"]
-    lines = ["", f"Headline: change from the SFT baseline on {n_scenes} held-out scenes (paired bootstrap 95 % "
-             f"intervals, seed {results['settings']['seed']})"]  # fmt: skip
-    width = max(len(m["label"]) for m in methods.values()) + 2
-    lines.append(f"  {'method':<{width}}{'goal':<9}{'Δ POPE-adv F1':<25}{'Δ CHAIR-i':<25}partner naming (captions)")
+    lines = ["", f"Headline: change from the SFT baseline on {n_scenes} held-out scenes (seed "
+             f"{results['settings']['seed']})",
+             "  Δ: percentage points [paired bootstrap 95 % interval]; ↑ higher is better, ↓ lower"]  # fmt: skip
+    rows = [["method", "goal", "Δ POPE-adv F1 ↑", "Δ CHAIR-i ↓", "Δ partner naming ↓"]]
+    after = []
     for name, method in methods.items():
         d = results["vs_baseline"][name]
         goal = "met" if all(c["pass"] for c in results["criteria"]["methods"][name]) else "not met"
-        f1, chair_i = interval_text("f1", d["pope_adversarial"]["f1"]), interval_text("chair_i", d["chair"]["chair_i"])
-        lines.append(f"  {method['label']:<{width}}{goal:<9}{f1:<25}{chair_i:<25}{partner_text(d['chair'][PARTNER])}")
+        rows.append([method["label"], goal, interval_text("f1", d["pope_adversarial"]["f1"], unit=False),
+                     interval_text("chair_i", d["chair"]["chair_i"], unit=False),
+                     interval_text(PARTNER, d["chair"][PARTNER], unit=False)])  # fmt: skip
+        after.append(f"{method['label']} {partner_text(d['chair'][PARTNER])}")
+    lines += _columns(rows)
+    if after:
+        before = 100 * next(iter(results["vs_baseline"].values()))["chair"][PARTNER]["before"]
+        lines += wrap(f"Partner naming (captions naming an absent partner): baseline {before:.1f}%; "
+                      + ", ".join(after) + ".")  # fmt: skip
     met = [
         methods[n]["label"] for n, checks in results["criteria"]["methods"].items() if all(c["pass"] for c in checks)
     ]
-    lines.append(f"  Goal (partner naming −50 %, CHAIR-i −0.03, recall −0.06 at most, POPE-adv accuracy not worse): "
-                 f"{'met by ' + ', '.join(met) if met else 'met by no method'}.")  # fmt: skip
+    lines += wrap(f"Goal (partner naming −50 %, CHAIR-i −0.03, recall −0.06 at most, POPE-adv accuracy not worse): "
+                  f"{'met by ' + ', '.join(met) if met else 'met by no method'}.")  # fmt: skip
     failed = [c["check"] for c in results["criteria"]["baseline"] if not c["pass"]]
     if failed:
-        lines.append(f"  Warning: the baseline fails {'; '.join(failed)}: the comparison says little.")
+        lines += wrap(f"Warning: the baseline fails {'; '.join(failed)}: the comparison says little.")
     if results["claims"]:
         lines.append("Against the SFT-on-chosen control (same pairs, same steps; paired intervals):")
-        lines += [f"  {sentence}" for sentence in results["claims"].values()]
+        for sentence in results["claims"].values():
+            lines += wrap(sentence)
     return lines

@@ -8,14 +8,15 @@
 4. ``pairs``: preference pairs from the training split by two builders (:mod:`mmalign.demo.pairs`);
 5. ``train <method>`` then ``eval <method>``: every method from the same baseline on the same budget;
 6. the report (:mod:`mmalign.demo.report`): paired deltas against the baseline and against the control,
-   ``report.md``, ``results.json``, the plots, and the headline printed at the end.
+   ``report.md``, ``report.html``, ``results.json``, the plots, and the headline printed at the end.
 
 Layout of the output directory (``--out``, default ``demo-out``)::
 
     world/                  the shapes world            models/<name>/    baseline and trained models
     pairs/                  training pairs (+ images)   train/<method>/   training logs, metrics.jsonl
     eval/<name>/            one evaluation run each     compare/          paired deltas (mmalign eval compare)
-    report.md, results.json, *.png, timings.json        .steps/           what is done, with its input key
+    report.md, report.html (self-contained), results.json, *.png, timings.json
+    .steps/                 what is done, with its input key
 
 A rerun skips every step whose outputs exist and were made from the same inputs (:mod:`mmalign.demo.steps`).
 """
@@ -220,7 +221,8 @@ class Pipeline:
         for line in headline:
             self.say(line)
         self.say("\nsteps: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + f"; total {total:.0f} s")
-        self.say(f"report: {layout.out / 'report.md'}   results: {layout.out / 'results.json'}")
+        self.say(f"report: {layout.out / 'report.md'} (in a browser, plots embedded: {layout.out / 'report.html'})")
+        self.say(f"results: {layout.out / 'results.json'}")
         return DemoRun(layout.out, results, headline, seconds)
 
 

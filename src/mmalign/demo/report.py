@@ -1,5 +1,5 @@
 """The demo's outputs: ``results.json`` (byte-identical for the same seed on the same machine), ``report.md``,
-the plots, and the headline.
+``report.html`` (the same report in one self-contained file, plots embedded), the plots, and the headline.
 
 ``results.json`` layout (keys in this order; no timings, no absolute paths: ``timings.json`` has the times)::
 
@@ -115,7 +115,8 @@ def build_results(pipe: Pipeline, methods: list[Method], configs: dict[str, Any]
 
 def write_outputs(pipe: Pipeline, methods: list[Method], configs: dict[str, Any],
                   budget: tuple[int, int]) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
-    """Compare the runs, then write results.json, the plots and report.md; returns the results and headline."""
+    """Compare the runs, then write results.json, the plots, report.md and report.html; returns the results and
+    headline."""
     layout, s = pipe.layout, pipe.s
     compare = layout.out / "compare"
     runs = [layout.eval(BASELINE), *(layout.eval(m.name) for m in methods)]
@@ -134,6 +135,9 @@ def write_outputs(pipe: Pipeline, methods: list[Method], configs: dict[str, Any]
     plot_curves(read_curves({m.name: layout.train(m.name) for m in methods}), labels, layout.out / "curves.png")
     headline = headline_lines(results)
     write_markdown(results, headline, pipe.steps.seconds, layout.out / "report.md")
+    from mmalign.demo.report_html import write_html  # it reads this module's tables
+
+    write_html(results, headline, pipe.steps.seconds, layout.out, layout.out / "report.html")
     return results, headline
 
 
@@ -148,6 +152,14 @@ MAIN_COLUMNS = (("pope_random", "accuracy", "POPE rnd acc"), ("pope_popular", "a
 """The main table's columns: (task, metric, header)."""
 
 
+PLOTS = (("pope.png", "POPE by split"), ("chair.png", "CHAIR and partner naming"),
+         ("curves.png", "Training curves: reward margin and KL to the baseline"))  # fmt: skip
+"""The plots beside the report: (file name, alt text)."""
+
+Table = tuple[list[str], list[list[str]]]
+"""(header, rows) of plain-text cells: report.md and report.html each render it their own way."""
+
+
 def _value(metric: str, iv: dict[str, float] | None) -> str:
     if iv is None:
         return "–"
@@ -158,84 +170,102 @@ def _delta(metric: str, d: dict[str, float] | None) -> str:
     return "–" if d is None else interval_text(metric, d)
 
 
-def _check_rows(checks: list[dict[str, Any]]) -> list[str]:
-    rows = []
-    for c in checks:
-        value = "–" if c["value"] is None else f"{c['value']:.3f}"
-        rows.append(f"| {c['check']} | {value} | {'yes' if c['pass'] else '**no**'} |")
-    return rows
+def model_labels(results: dict[str, Any]) -> dict[str, str]:
+    return {BASELINE: "SFT baseline", **{n: m["label"] for n, m in results["methods"].items()}}
+
+
+def metric_table(results: dict[str, Any]) -> Table:
+    """Every model, every main metric: estimate [95 % interval]."""
+    labels = model_labels(results)
+    header = ["Model", *(f"{h} {arrow(m)}" for _, m, h in MAIN_COLUMNS)]
+    rows = [[labels[name], *(_value(m, tasks.get(t, {}).get(m)) for t, m, _ in MAIN_COLUMNS)]
+            for name, tasks in results["models"].items()]  # fmt: skip
+    return header, rows
+
+
+def delta_table(results: dict[str, Any]) -> Table:
+    """Each method's paired change from the baseline, with its interval."""
+    labels = model_labels(results)
+    header = ["Method", *(f"Δ {h} {arrow(m)}" for _, m, h in MAIN_COLUMNS)]
+    rows = [[labels[name], *(_delta(m, tasks.get(t, {}).get(m)) for t, m, _ in MAIN_COLUMNS)]
+            for name, tasks in results["vs_baseline"].items()]  # fmt: skip
+    return header, rows
+
+
+def check_table(checks: list[dict[str, Any]]) -> Table:
+    """Check, value, passed (``yes``/``no``)."""
+    rows = [[c["check"], "–" if c["value"] is None else f"{c['value']:.3f}", "yes" if c["pass"] else "no"]
+            for c in checks]  # fmt: skip
+    return ["Check", "Value", "Passed"], rows
+
+
+def timing_table(seconds: dict[str, float]) -> Table:
+    return ["Step", "Seconds"], [[step, f"{value:.1f}"] for step, value in seconds.items()]
+
+
+def summary_items(results: dict[str, Any], seconds: dict[str, float]) -> list[str]:
+    """The run in four lines: seed and intervals, baseline, pairs and budget, machine and run time."""
+    import platform
+
+    settings, budget, pairs = results["settings"], results["budget"], results["pairs"]
+    baseline = results["baseline"]
+    where = "the shipped SFT checkpoint" if baseline["source"] == "shipped" else "SFT from scratch"
+    kinds = ", ".join(f"{k} {v}" for k, v in pairs["kinds"].items())
+    return [f"seed {settings['seed']} (world seed {settings['world_seed']}); {results['world']['test_scenes']} "
+            f"held-out test scenes; intervals: percentile bootstrap 95 %, {settings['bootstrap']} resamples",
+            f"baseline: {where} (recipe {baseline['recipe']['config_file']}); weights "
+            f"{baseline['weights_sha256'][:16]}",
+            f"pairs: {pairs['pairs']} from the first {pairs['scenes']} training scenes ({kinds}); every method "
+            f"{budget['steps']} steps × {budget['pairs_per_step']} pairs from the same baseline",
+            f"machine: {platform.machine()} {platform.system()}, Python {platform.python_version()}; run time "
+            f"{sum(seconds.values()) / 60:.1f} min (timings depend on what else runs: see below)"]  # fmt: skip
+
+
+def reproduce_commands(results: dict[str, Any]) -> list[str]:
+    again = f"mmalign demo --seed {results['settings']['seed']} --test-scenes {results['world']['test_scenes']}"
+    again += " --from-scratch" if results["baseline"]["source"] != "shipped" else ""
+    return [f"{again}   # the same results.json on the same machine",
+            "mmalign demo --from-scratch   # train the baseline with configs/demo/sft.yaml first"]  # fmt: skip
+
+
+CONTROL_NOTE = (
+    "The control fine-tunes the baseline on the chosen responses of the same pairs, for the same steps. "
+    "A method is said to beat it only where the paired 95 % interval of (method − control) excludes 0."
+)
+TIMING_NOTE = ("Seconds per step in this run (0: up to date from an earlier run, skipped). The machine may be "
+               "shared: timings are noisy.")  # fmt: skip
+
+
+def _markdown(table: Table, bold_no: bool = False) -> list[str]:
+    header, rows = table
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for row in rows:
+        cells = ["**no**" if bold_no and cell == "no" else cell for cell in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_markdown(results: dict[str, Any], headline: list[str], seconds: dict[str, float], path: Path) -> None:
     """report.md: the settings, the headline, every metric with its interval, the deltas, checks and plots."""
-    import platform
-
-    settings, budget, pairs = results["settings"], results["budget"], results["pairs"]
-    labels = {BASELINE: "SFT baseline", **{n: m["label"] for n, m in results["methods"].items()}}
-    baseline = results["baseline"]
-    where = "the shipped SFT checkpoint" if baseline["source"] == "shipped" else "SFT from scratch"
-    kinds = ", ".join(f"{k} {v}" for k, v in pairs["kinds"].items())
+    labels = model_labels(results)
     lines = ["# mmalign demo: aligning a tiny LLaVA against co-occurrence hallucination", "",
-             f"- seed {settings['seed']} (world seed {settings['world_seed']}); {results['world']['test_scenes']} "
-             f"held-out test scenes; intervals: percentile bootstrap 95 %, {settings['bootstrap']} resamples",
-             f"- baseline: {where} (recipe {baseline['recipe']['config_file']}); weights "
-             f"`{baseline['weights_sha256'][:16]}`",
-             f"- pairs: {pairs['pairs']} from the first {pairs['scenes']} training scenes ({kinds}); every method "
-             f"{budget['steps']} steps × {budget['pairs_per_step']} pairs from the same baseline",
-             f"- machine: {platform.machine()} {platform.system()}, Python {platform.python_version()}; run time "
-             f"{sum(seconds.values()) / 60:.1f} min (timings depend on what else runs: see below)",
+             *(f"- {item}" for item in summary_items(results, seconds)),
              "", "## Headline", "", "```", *[line for line in headline if line], "```"]  # fmt: skip
     lines += ["", "## Every model, every metric", "", "Estimate [95 % interval]; ↑ higher is better, ↓ lower.", ""]
-    lines += ["| Model | " + " | ".join(f"{h} {arrow(m)}" for _, m, h in MAIN_COLUMNS) + " |",
-              "|---" * (len(MAIN_COLUMNS) + 1) + "|"]  # fmt: skip
-    for name, tasks in results["models"].items():
-        cells = [_value(m, tasks.get(t, {}).get(m)) for t, m, _ in MAIN_COLUMNS]
-        lines.append(f"| {labels[name]} | " + " | ".join(cells) + " |")
+    lines += _markdown(metric_table(results))
     lines += ["", "Every headline metric of every task, per model: `eval/<model>/report.md`; all paired deltas: "
               "`compare/vs-baseline/compare.md` and `compare/vs-control/compare.md`.", ""]  # fmt: skip
-    lines += ["## Change from the baseline (paired)", "",
-              "| Method | " + " | ".join(f"Δ {h} {arrow(m)}" for _, m, h in MAIN_COLUMNS) + " |",
-              "|---" * (len(MAIN_COLUMNS) + 1) + "|"]  # fmt: skip
-    for name, tasks in results["vs_baseline"].items():
-        lines.append(f"| {labels[name]} | " + " | ".join(_delta(m, tasks.get(t, {}).get(m)) for t, m, _ in MAIN_COLUMNS)
-                     + " |")  # fmt: skip
-    lines += [
-        "",
-        "## Against the SFT-on-chosen control",
-        "",
-        "The control fine-tunes the baseline on the chosen responses of the same pairs, for the same steps. "
-        "A method is said to beat it only where the paired 95 % interval of (method − control) excludes 0.",
-        "",
-    ]
+    lines += ["## Change from the baseline (paired)", "", *_markdown(delta_table(results))]
+    lines += ["", "## Against the SFT-on-chosen control", "", CONTROL_NOTE, ""]
     lines += [f"- {sentence}" for sentence in results["claims"].values()] or ["- (no method besides the control)"]
-    lines += [
-        "",
-        "## Checks",
-        "",
-        "The baseline must be competent and still hallucinate:",
-        "",
-        "| Check | Value | Passed |",
-        "|---|---|---|",
-        *_check_rows(results["criteria"]["baseline"]),
-    ]
+    lines += ["", "## Checks", "", "The baseline must be competent and still hallucinate:", "",
+              *_markdown(check_table(results["criteria"]["baseline"]), bold_no=True)]  # fmt: skip
     for name, checks in results["criteria"]["methods"].items():
-        lines += ["", f"{labels[name]} against the goal:", "", "| Check | Value | Passed |", "|---|---|---|",
-                  *_check_rows(checks)]  # fmt: skip
-    lines += ["", "## Plots", "", "![POPE by split](pope.png)", "", "![CHAIR and partner naming](chair.png)", "",
-              "![Training curves: reward margin and KL to the baseline](curves.png)", "",
-              "## Timings", "", "Seconds per step in this run (0: up to date from an earlier run, skipped). The "
-              "machine may be shared: timings are noisy.", "", "| Step | Seconds |", "|---|---|"]  # fmt: skip
-    lines += [f"| {step} | {value:.1f} |" for step, value in seconds.items()]
-    again = f"mmalign demo --seed {settings['seed']} --test-scenes {results['world']['test_scenes']}"
-    again += " --from-scratch" if baseline["source"] != "shipped" else ""
-    lines += [
-        "",
-        "## Reproduce",
-        "",
-        "```bash",
-        f"{again}   # the same results.json on the same machine",
-        "mmalign demo --from-scratch   # train the baseline with configs/demo/sft.yaml first",
-        "```",
-    ]
+        lines += ["", f"{labels[name]} against the goal:", "", *_markdown(check_table(checks), bold_no=True)]
+    lines += ["", "## Plots", "", "The same page with the plots embedded: `report.html`.", ""]
+    for file, alt in PLOTS:
+        lines += [f"![{alt}]({file})", ""]
+    lines += ["## Timings", "", TIMING_NOTE, "", *_markdown(timing_table(seconds))]
+    lines += ["", "## Reproduce", "", "```bash", *reproduce_commands(results), "```"]
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
