@@ -34,4 +34,4 @@ test: lint
 	$(BIN)/python -m pytest -n 2
 
 clean:
-	rm -rf $(VENV) demo-out world-out .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo-out world-out pipeline-out .pytest_cache .ruff_cache
