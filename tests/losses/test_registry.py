@@ -117,6 +117,25 @@ def test_preference_metrics(pair):
     assert "kl/chosen_k3" not in metrics  # no token-level log-probs here
 
 
+def test_preference_metrics_with_mean_logps(pair):
+    policy, _ = pair
+    out = build_loss("simpo")(policy)
+    metrics = preference_metrics(out, policy, mean_logps=True)
+    # means per token: chosen [−2/2, −5/4] = [−1, −1.25] → −1.125 ; rejected [−3/1, −4/2] = [−3, −2] → −2.5
+    assert metrics["logps/chosen"] == pytest.approx(-1.125)
+    assert metrics["logps/rejected"] == pytest.approx(-2.5)
+    # the sums stay, under their own names: chosen [−2, −5] → −3.5 ; rejected [−3, −4] → −3.5
+    assert metrics["logps/chosen_sum"] == pytest.approx(-3.5)
+    assert metrics["logps/rejected_sum"] == pytest.approx(-3.5)
+    assert "logps/chosen_sum" not in preference_metrics(out, policy)  # summed losses: logps/chosen is the sum
+
+
+def test_losses_log_the_logps_trl_logs_for_them():
+    # TRL 1.16: CPOTrainer(loss_type="simpo") and ORPOTrainer log per-token means (average_log_prob=True),
+    # DPOTrainer (sigmoid, ipo, robust, hinge...) logs sums.
+    assert {name for name, cls in LOSSES.items() if cls.logs_mean_logps} == {"simpo", "orpo"}
+
+
 def test_preference_metrics_without_reference_and_with_loss_metrics(pair):
     policy, _ = pair
     out = build_loss("orpo")(policy)

@@ -75,6 +75,20 @@ def test_a_run_through_the_cli(setup, capsys, tmp_path):
     assert code == 2 and "already holds a run" in err  # a second run does not mix into the first
 
 
+def test_simpo_logs_mean_logps_as_trl(setup, capsys, tmp_path):
+    out_dir = tmp_path / "simpo"
+    code, _, err = run(capsys, "--config", str(setup["config"]), "--loss", "simpo", f"train.output_dir={out_dir}",
+                       "train.max_steps=1", "--no-progress")  # fmt: skip
+    assert code == 0, err
+    first = next(r for r in read_metrics(out_dir / "metrics.jsonl") if "loss" in r)
+    # TRL's CPOTrainer (simpo) logs mean log-probs per token: the reward β·mean, β = 2 by default
+    assert first["rewards/chosen"] == pytest.approx(2 * first["logps/chosen"], rel=1e-5)
+    assert first["rewards/rejected"] == pytest.approx(2 * first["logps/rejected"], rel=1e-5)
+    # every chosen text is the same, so sum / mean is its token count: a whole number above 1
+    tokens = first["logps/chosen_sum"] / first["logps/chosen"]
+    assert tokens > 1 and tokens == pytest.approx(round(tokens), abs=1e-3)
+
+
 BAD = [
     (["train.bogus=1"], "unknown key 'train.bogus'"),
     (["loss.name=dpo"], "unknown loss 'dpo'; choose one of: sigmoid"),

@@ -3,8 +3,9 @@
 The forward pass fills a :class:`PolicyLogps` (and, for losses that need one, a :class:`ReferenceLogps`); a loss
 is a frozen dataclass whose fields are its documented options and whose ``__call__`` maps those containers to a
 :class:`LossOutput`. What a loss needs is declared on the loss (``needs_reference``, ``needs_corrupted_image``,
-``needs_token_weights``, ``needs_chosen_nll``, ``length_normalized``) so the trainer asks it instead of comparing
-names. Read these on the loss *instance*: for IPO and dense DPO, ``length_normalized`` is an option.
+``needs_token_weights``, ``needs_chosen_nll``, ``length_normalized``, ``logs_mean_logps``) so the trainer asks it
+instead of comparing names. Read these on the loss *instance*: for IPO and dense DPO, ``length_normalized`` is an
+option.
 
 Shapes: ``B`` is the number of preference pairs in the batch, ``T`` the padded response length in tokens.
 """
@@ -151,6 +152,9 @@ class PreferenceLoss:
     """The loss reads per-token log-probs with response and span masks (``*_token_logps``, ``*_span_mask``)."""
     needs_chosen_nll: ClassVar[bool] = False
     """The loss adds an NLL term on the chosen response (from ``chosen`` unless ``chosen_nll`` is given)."""
+    logs_mean_logps: ClassVar[bool] = False
+    """The trainer logs ``logps/chosen`` and ``logps/rejected`` as mean log-probs per response token (the sums
+    then as ``logps/chosen_sum`` and ``logps/rejected_sum``), as TRL logs the loss it mirrors; else the sums."""
 
     def __post_init__(self) -> None:
         self.validate()

@@ -1,7 +1,10 @@
 """What a trainer logs about a preference loss: rewards, margins, accuracy, log-probs, and drift from the reference.
 
-Names follow TRL's DPO logs (``rewards/chosen``, ``rewards/margins``, ``rewards/accuracies``, ``logps/chosen``)
-so curves compare directly.
+Names follow TRL's logs (``rewards/chosen``, ``rewards/margins``, ``rewards/accuracies``, ``logps/chosen``) and
+so do the quantities, so curves compare directly: ``logps/chosen`` is the summed log-prob of the response, as
+TRL's ``DPOTrainer`` logs it, except for the losses that declare ``logs_mean_logps`` (SimPO, ORPO), where it is
+the mean per response token, as TRL's ``CPOTrainer`` (``loss_type="simpo"``) and ``ORPOTrainer`` log it; their
+sums are then logged as ``logps/chosen_sum`` and ``logps/rejected_sum``.
 """
 
 from __future__ import annotations
@@ -46,11 +49,14 @@ def sequence_kl(policy: PolicyLogps, reference: ReferenceLogps) -> Tensor:
 
 
 def preference_metrics(
-    output: LossOutput, policy: PolicyLogps, reference: ReferenceLogps | None = None
+    output: LossOutput, policy: PolicyLogps, reference: ReferenceLogps | None = None, *, mean_logps: bool = False
 ) -> dict[str, float]:
     """Batch means for logging: rewards and their margin and accuracy, policy log-probs, KL to the reference.
 
     ``rewards/accuracies`` is the fraction of pairs whose chosen reward is strictly higher (as TRL).
+    ``logps/chosen`` and ``logps/rejected`` are summed log-probs, or with ``mean_logps`` (pass the loss's
+    ``logs_mean_logps``) mean log-probs per response token, the sums then under ``logps/chosen_sum`` and
+    ``logps/rejected_sum``.
     ``kl/chosen`` (k1, per token, on the chosen responses) and, when token-level log-probs are present,
     ``kl/chosen_k3`` need the reference. The loss's own metrics (``output.metrics``) are included as they are.
     """
@@ -60,9 +66,15 @@ def preference_metrics(
         "rewards/rejected": rejected.mean().item(),
         "rewards/margins": (chosen - rejected).mean().item(),
         "rewards/accuracies": (chosen > rejected).float().mean().item(),
-        "logps/chosen": policy.chosen.detach().mean().item(),
-        "logps/rejected": policy.rejected.detach().mean().item(),
     }
+    if mean_logps:
+        out["logps/chosen"] = policy.chosen_mean.detach().mean().item()
+        out["logps/rejected"] = policy.rejected_mean.detach().mean().item()
+        out["logps/chosen_sum"] = policy.chosen.detach().mean().item()
+        out["logps/rejected_sum"] = policy.rejected.detach().mean().item()
+    else:
+        out["logps/chosen"] = policy.chosen.detach().mean().item()
+        out["logps/rejected"] = policy.rejected.detach().mean().item()
     if reference is not None:
         out["kl/chosen"] = sequence_kl(policy, reference).item()
         if (

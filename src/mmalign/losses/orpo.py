@@ -45,6 +45,7 @@ class ORPOLoss(PreferenceLoss):
     needs_reference: ClassVar[bool] = False
     length_normalized: ClassVar[bool] = True
     needs_chosen_nll: ClassVar[bool] = True
+    logs_mean_logps: ClassVar[bool] = True  # TRL 1.16 ORPOTrainer logs per-token means (average_log_prob=True)
 
     odds_ratio_weight: float = option(0.1, help="λ: weight of the odds-ratio term (TRL's ORPOConfig.beta).")
     nll_reduction: NLLReduction = option(

@@ -49,6 +49,7 @@ class SimPOLoss(PreferenceLoss):
     paper: ClassVar[str] = "SimPO, Meng et al. 2024, Eq. 6"
     needs_reference: ClassVar[bool] = False
     length_normalized: ClassVar[bool] = True
+    logs_mean_logps: ClassVar[bool] = True  # TRL 1.16 CPOTrainer (loss_type="simpo") logs per-token means
 
     beta: float = option(
         2.0,

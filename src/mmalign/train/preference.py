@@ -160,7 +160,7 @@ class PreferenceTrainer(FiniteSteps, Trainer):
             tokens = (policy.chosen_token_logps, policy.rejected_token_logps)
             align_tokens(reference, *[None if t is None else t.shape[1] for t in tokens])
         output = self.loss(policy, reference)
-        metrics = preference_metrics(output, policy, reference)
+        metrics = preference_metrics(output, policy, reference, mean_logps=self.loss.logs_mean_logps)
         if not model.training:
             metrics["loss"] = output.loss.item()
         self._store("train" if model.training else "eval", metrics, len(batch))
