@@ -10,7 +10,7 @@ from mmalign.errors import ConfigError, DataError
 from mmalign.models import Example, load
 from mmalign.models.collate import IGNORE, Collator
 
-VLMS = ("tiny-llava", "tiny-qwen2-vl", "tiny-idefics3")
+VLMS = ("tiny-llava", "tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-idefics3")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_prompt_is_what_the_processor_makes_and_labels_are_the_response(tiny_dir
         assert (batch.labels[row, length:] == IGNORE).all() and (batch.attention_mask[row, :length] == 1).all()
         assert torch.equal(batch.labels[row, n:length], batch.input_ids[row, n:length])
     assert batch.padding_side == "right" and batch.labels.shape == batch.input_ids.shape
-    if preset == "tiny-qwen2-vl":  # mRoPE needs token types; the response is text (0)
+    if preset.startswith("tiny-qwen"):  # mRoPE needs token types; the response is text (0)
         types = batch.extras["mm_token_type_ids"]
         assert types.shape == batch.input_ids.shape
         assert torch.equal(types.bool(), batch.input_ids == loaded.processor.image_token_id)
@@ -83,6 +83,20 @@ def test_preference_rows_are_chosen_then_rejected_with_rejected_images(llava, mk
     assert torch.equal(single.extras["pixel_values"][1], pixels[3])
 
 
+@pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+def test_qwen_preference_rows_carry_their_image_grids_in_row_order(tiny_dir, preset, mk):
+    loaded = load(tiny_dir(preset))
+    wide, tall = mk.image(size=(64, 32)), mk.image((40, 170, 60), (32, 64))
+    pairs = [mk.pref(0), mk.pref(1, "Red.", "Green.", images=[wide], rejected_images=[tall])]
+    batch = loaded.collator()(pairs)
+    # rows chosen 0, chosen 1, rejected 0, rejected 1; 48 x 48 -> 6 x 6, 64 x 32 -> 4 x 8, 32 x 64 -> 8 x 4 patches
+    grid = batch.extras["image_grid_thw"]
+    assert grid.tolist() == [[1, 6, 6], [1, 4, 8], [1, 6, 6], [1, 8, 4]]
+    tokens = (batch.input_ids == loaded.processor.image_token_id).sum(-1)
+    assert tokens.tolist() == (grid.prod(-1) // 4).tolist() == [9, 8, 9, 8]  # merged 2 x 2
+    assert batch.extras["pixel_values"].shape[0] == int(grid.prod(-1).sum())
+
+
 def test_response_offsets_locate_record_text(llava, mk):
     batch = llava.collator()([mk.sft(0, "A big star.")])
     offsets, start = batch.response_offsets[0], batch.response_text_start[0]
@@ -92,27 +106,47 @@ def test_response_offsets_locate_record_text(llava, mk):
     assert "".join(pieces) == response and pieces[-1] == "<|end|>"
 
 
-def test_truncation_cuts_the_response_never_the_prompt(llava, mk):
-    record = mk.sft(0, "There is a small red circle and a large blue star.")
-    full = llava.collator()([record])
+@pytest.mark.parametrize("preset", VLMS)
+def test_truncation_cuts_the_response_never_the_prompt(tiny_dir, preset, mk):
+    loaded = load(tiny_dir(preset))
+    record = mk.sft(0, "There is a small red circle and a large blue star.", images=[mk.image(size=(64, 32))])
+    full = loaded.collator()([record])
     n_prompt = int(full.prompt_lengths[0])
     n_response = int((full.labels != IGNORE).sum())
     assert n_response > 3
-    cut = llava.collator(max_length=n_prompt + 3)([record])
-    assert cut.input_ids.shape[1] == n_prompt + 3
+    cut = loaded.collator(max_length=n_prompt + 3)([record])
+    assert cut.input_ids.shape[1] == n_prompt + 3 and int(cut.prompt_lengths[0]) == n_prompt
     assert torch.equal(cut.input_ids[0], full.input_ids[0, : n_prompt + 3])  # the start of the response stays
     assert int((cut.labels != IGNORE).sum()) == 3
+    assert cut.extras.keys() == full.extras.keys()
+    for key, value in full.extras.items():  # per-token inputs cut with the tokens, image inputs untouched
+        expected = value[:, : n_prompt + 3] if value.shape[:2] == full.input_ids.shape else value
+        assert torch.equal(cut.extras[key], expected), key
+    if preset.startswith("tiny-qwen"):  # every image token kept, as many as image_grid_thw says
+        image_id = loaded.processor.image_token_id
+        grid = cut.extras["image_grid_thw"]
+        assert grid.tolist() == [[1, 4, 8]]  # 64 x 32 px at 8 px patches
+        merge = loaded.model.config.vision_config.spatial_merge_size
+        assert int((cut.input_ids == image_id).sum()) == int(grid.prod(-1).sum()) // merge**2 == 8
+        assert cut.extras["pixel_values"].shape[0] == int(grid.prod(-1).sum())
 
 
-def test_prompt_that_cannot_fit_is_an_error_or_skipped_and_counted(llava, mk):
+@pytest.mark.parametrize("preset", VLMS)
+def test_prompt_that_cannot_fit_is_an_error_or_skipped_and_counted(tiny_dir, preset, mk):
+    loaded = load(tiny_dir(preset))
     long_prompt = mk.sft(7, question="Describe the image in one short sentence please.")
-    n_prompt = int(llava.collator()([long_prompt]).prompt_lengths[0])
+    n_prompt = int(loaded.collator()([long_prompt]).prompt_lengths[0])
     with pytest.raises(DataError, match=r"\(id 's-7'\).*no room for a response within max_length"):
-        llava.collator(max_length=n_prompt)([mk.sft(0, question="Hi?"), long_prompt])
-    collator = llava.collator(max_length=n_prompt, on_overflow="skip")
-    batch = collator([mk.sft(0, question="Hi?"), long_prompt, mk.sft(2, question="Hi?")])
+        loaded.collator(max_length=n_prompt)([mk.sft(0, question="Hi?"), long_prompt])
+    collator = loaded.collator(max_length=n_prompt, on_overflow="skip")
+    small = {"images": [mk.image(size=(32, 32))]}  # Qwen: a 4 x 4 grid, so the kept images are told apart
+    batch = collator([mk.sft(0, question="Hi?", **small), long_prompt, mk.sft(2, question="Hi?")])
     assert batch.ids == ["s-0", "s-2"] and batch.skipped == ["s-7"] and collator.n_skipped == 1
-    assert batch.extras["pixel_values"].shape[0] == 2  # the skipped record's image is gone too
+    if preset.startswith("tiny-qwen"):  # the skipped record's image is gone too
+        assert batch.extras["image_grid_thw"].tolist() == [[1, 4, 4], [1, 6, 6]]
+        assert batch.extras["pixel_values"].shape[0] == 16 + 36
+    else:
+        assert batch.extras["pixel_values"].shape[0] == 2
     empty = collator([long_prompt])
     assert len(empty) == 0 and empty.skipped == ["s-7"] and collator.n_skipped == 2
 

@@ -67,6 +67,7 @@ def test_unknown_and_contradictory_options(tiny_dir):
     [
         ("tiny-llava", "model.vision_tower.", "model.multi_modal_projector."),
         ("tiny-qwen2-vl", "model.visual.", "model.visual.merger."),
+        ("tiny-qwen2.5-vl", "model.visual.", "model.visual.merger."),
         ("tiny-idefics3", "model.vision_model.", "model.connector."),
     ],
 )

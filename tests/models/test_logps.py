@@ -67,6 +67,32 @@ def test_preference_logps_one_forward_equal_the_reference(tiny_dir, preset, mk):
     torch.testing.assert_close(out.rejected.token_logps.double(), ref.token_logps[2:, :10], **TOL)
 
 
+@pytest.mark.parametrize("preset", FAMILIES)
+def test_a_cut_response_keeps_the_log_probs_of_its_tokens(tiny_dir, preset, mk):
+    loaded = load(tiny_dir(preset))
+    n = 1 if loaded.multimodal else 0
+    long = "There is a red circle and a small blue star. " * 150  # over the collator's text budget: cut as text first
+    records = [*records_for(loaded, mk), mk.sft(3, long.strip(), images=[mk.image((40, 170, 60), (32, 64))][:n])]
+    full = loaded.collator()(records)
+    limit = int(full.prompt_lengths.max()) + 2  # the longest prompt keeps 2 response tokens, the others more
+    collator = loaded.collator(max_length=limit)
+    assert collator.text_budget is not None and collator.text_budget < len(long)
+    cut = collator(records)
+    assert torch.equal(cut.prompt_lengths, full.prompt_lengths)  # prompts and their image tokens are never cut
+    for key in ("image_grid_thw", "pixel_values"):
+        if key in full.extras:
+            assert torch.equal(cut.extras[key], full.extras[key]), key
+    with torch.no_grad():
+        a = sequence_logps(loaded.model, full, token_level=True)
+        b = sequence_logps(loaded.model, cut, token_level=True)
+    kept = torch.minimum(a.n_tokens, limit - full.prompt_lengths)
+    assert b.n_tokens.tolist() == kept.tolist() and int(kept.min()) == 2 and bool((kept < a.n_tokens).any())
+    assert b.token_logps is not None and a.token_logps is not None
+    width = b.token_logps.shape[1]
+    torch.testing.assert_close(b.token_logps, a.token_logps[:, :width] * b.token_mask, **TOL)
+    torch.testing.assert_close(b.sum, (a.token_logps[:, :width] * b.token_mask).sum(-1), **TOL)
+
+
 def test_rejected_images_change_only_the_rejected_side(tiny_dir, mk):
     loaded = load(tiny_dir("tiny-llava"))
     red, green = mk.image((220, 40, 40)), mk.image((40, 170, 60))

@@ -71,6 +71,53 @@ def test_shared_prefix_equals_the_concatenated_forward(tiny_dir, preset, mk):
         torch.testing.assert_close(shared_grads[name], grad, **TOL, msg=name)
 
 
+def rope_positions(model, fn, batch) -> tuple[list[torch.Tensor], object]:
+    """The position ids every call of ``model``'s text rotary embedding received while ``fn`` scored ``batch``."""
+    rotary = next(m for name, m in model.named_modules() if name.endswith("language_model.rotary_emb"))
+    seen: list[torch.Tensor] = []
+    hook = rotary.register_forward_pre_hook(lambda m, args: seen.append(args[1].clone()))
+    with torch.no_grad():
+        out = fn(model, batch, token_level=True)
+    hook.remove()
+    return seen, out
+
+
+@pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+@pytest.mark.parametrize("cut", [False, True], ids=["whole", "cut"])
+def test_mrope_positions_of_the_shared_path_are_the_concatenated_ones(tiny_dir, preset, cut, mk):
+    loaded = load(tiny_dir(preset))
+    model = loaded.model
+    pairs = mixed_pairs(mk, True)
+    batch = loaded.collator()(pairs)
+    if cut:  # responses cut by max_length: the longest prompt keeps 2 response tokens
+        batch = loaded.collator(max_length=int(batch.prompt_lengths.max()) + 2)(pairs)
+        assert int((batch.labels != -100).sum(-1).min()) == 2
+    plan = plan_prefixes(model, batch)
+    assert plan.reason is None
+    # the concatenated forward: the model numbers the whole sequence itself (get_rope_index), (3, B, T)
+    (full,), naive = rope_positions(model, preference_logps, batch)
+    owner = next(m for m in model.modules() if callable(getattr(m, "get_rope_index", None)))
+    expected, _ = owner.get_rope_index(batch.input_ids, batch.extras["mm_token_type_ids"],
+                                       image_grid_thw=batch.extras["image_grid_thw"],
+                                       attention_mask=batch.attention_mask)  # fmt: skip
+    assert full.shape == (3, *batch.input_ids.shape)
+    ends = batch.attention_mask.sum(-1)
+    for row, end in enumerate(ends.tolist()):
+        assert torch.equal(full[:, row, :end], expected[:, row, :end])
+    # images really are 3-D: height and width positions differ from the temporal ones inside the image
+    assert not torch.equal(full[0], full[1])
+    # the shared path: prefixes (prompt minus its last token), then each row from its last prompt token on
+    (prefixes, continuations), shared = rope_positions(model, shared_prefix_preference_logps, batch)
+    assert prefixes.shape[:2] == (3, plan.n_prefixes) and continuations.shape[:2] == (3, len(batch))
+    for row, (end, start) in enumerate(zip(ends.tolist(), (batch.prompt_lengths - 1).tolist(), strict=True)):
+        joined = torch.cat([prefixes[:, plan.row_prefix[row], :start], continuations[:, row, : end - start]], dim=1)
+        assert torch.equal(joined, full[:, row, :end]), row
+    for side in ("chosen", "rejected"):
+        a, b = getattr(naive, side), getattr(shared, side)
+        torch.testing.assert_close(b.sum, a.sum, atol=1e-5, rtol=0)
+        torch.testing.assert_close(b.token_logps, a.token_logps, atol=1e-5, rtol=0)
+
+
 def test_mdpo_conditional_rows_share_the_same_two_forwards(tiny_dir, mk):
     # mDPO's three sequences per pair in one batch: chosen | m, rejected | m, chosen | m' (corrupted image).
     loaded = load(tiny_dir("tiny-qwen2-vl"))

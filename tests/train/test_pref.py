@@ -148,6 +148,25 @@ def test_each_loss_trains_two_steps(name, model_dir, data, tmp_path):
     assert len(moved) > 50
 
 
+@pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+def test_one_dpo_step_on_qwen_changes_every_trainable_parameter(preset, tiny_dir, data, tmp_path):
+    model_dir = tiny_dir(preset)
+    config = make_config(model_dir, data["train4"], tmp_path / "run", "train.max_steps=1")
+    loaded = load(model_dir)
+    start = {n: p.detach().clone() for n, p in loaded.model.named_parameters()}
+    trainer = build_trainer(config, loaded)
+    assert trainer.shares_prefix and isinstance(trainer.reference, ModelReference)
+    # step 1: policy = reference, every log-ratio is 0, so the loss is -log σ(0) = ln 2 (checked on the plain forward)
+    assert expected_loss("sigmoid", loaded.model, pairs(4), loaded) == pytest.approx(math.log(2), abs=1e-5)
+    trainer.train()
+    losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
+    assert losses == [pytest.approx(math.log(2), abs=1e-5)]
+    params = dict(loaded.model.named_parameters())
+    moved = {n for n, p in params.items() if not torch.equal(p.detach(), start[n])}
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    assert moved == trainable and len(moved) > 60  # vision tower, merger, decoder and head all moved
+
+
 def test_metrics_are_the_batch_means_and_eval_is_held_out(model_dir, data, tmp_path):
     config = make_config(model_dir, data["train4"], tmp_path / "run", f"data.eval={data['eval']}",
                          "train.eval_steps=1")  # fmt: skip
@@ -178,10 +197,12 @@ def test_metrics_are_the_batch_means_and_eval_is_held_out(model_dir, data, tmp_p
     assert evals[-1]["eval_loss"] == pytest.approx(-torch.nn.functional.logsigmoid(margin).mean().item(), abs=1e-4)
 
 
-@pytest.mark.parametrize("name", ["sigmoid", "rpo"])
-def test_gradient_accumulation_is_exact(name, model_dir, data, tmp_path):
+@pytest.mark.parametrize(("name", "preset"), [("sigmoid", "tiny-llava"), ("rpo", "tiny-llava"),
+                                             ("sigmoid", "tiny-qwen2-vl")])  # fmt: skip
+def test_gradient_accumulation_is_exact(name, preset, tiny_dir, data, tmp_path):
     """Batch 8 × accumulation 1 takes the same steps as batch 2 × accumulation 4. For RPO the NLL term averages
     over every chosen token of the step (responses here differ in length, so per-micro-batch means would not)."""
+    model_dir = tiny_dir(preset)
     runs = []
     for batch, accum in ((8, 1), (2, 4)):
         config = make_config(model_dir, data["train8"], tmp_path / f"run{batch}", f"loss.name={name}",
@@ -239,8 +260,10 @@ def test_guard_stops_a_run_whose_held_out_margin_collapses(model_dir, data, tmp_
     assert margins[-1] < max(margins) - 0.05
 
 
-def test_shared_prefix_and_plain_forward_train_alike(model_dir, data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("preset", ["tiny-llava", "tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+def test_shared_prefix_and_plain_forward_train_alike(preset, tiny_dir, data, tmp_path, monkeypatch):
     """mDPO (three rows a pair, the corrupted one with its own image) through both forwards: same losses."""
+    model_dir = tiny_dir(preset)
     runs = {}
     for share in (True, False):
         config = make_config(model_dir, data["train4"], tmp_path / f"run{share}", "loss.name=mdpo",

@@ -52,7 +52,9 @@ def collator_for(loaded, loss_name: str, root: Path | None = None) -> Preference
     return PreferenceCollator(loaded.collator(mode="train", image_root=root), build_loss(loss_name), seed=3)
 
 
-def test_lora_reference_is_the_base_model(model_dir):
+@pytest.mark.parametrize("preset", ["tiny-llava", "tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+def test_lora_reference_is_the_base_model(preset, tiny_dir):
+    model_dir = tiny_dir(preset)
     base = load(model_dir)
     lora = load(model_dir, lora={"r": 4, "alpha": 8, "dropout": 0.1})
     with torch.no_grad():  # move the adapter off zero, so the adapted model differs from its base
@@ -71,8 +73,10 @@ def test_lora_reference_is_the_base_model(model_dir):
     assert (adapted.chosen.sum - want.chosen.sum).abs().max() > 1e-2  # the adapter does change the policy
 
 
+@pytest.mark.parametrize("preset", ["tiny-llava", "tiny-qwen2-vl", "tiny-qwen2.5-vl"])
 @pytest.mark.parametrize("loss_name", ["sigmoid", "mdpo", "ddpo"])
-def test_precomputed_equals_the_live_reference(loss_name, model_dir, data, tmp_path):
+def test_precomputed_equals_the_live_reference(loss_name, preset, tiny_dir, data, tmp_path):
+    model_dir = tiny_dir(preset)
     loaded = load(model_dir)
     records = list(read_records(data))
     collator = collator_for(loaded, loss_name, data.parent)

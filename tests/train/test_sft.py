@@ -84,7 +84,9 @@ def test_one_step_changes_every_trainable_parameter_of_the_other_families(world,
     assert changed == trainable and len(changed) > 60  # these towers feed every layer they have to the model
 
 
-def test_one_lora_step_changes_only_adapters(world, model_dir, tmp_path):
+@pytest.mark.parametrize("preset", ["tiny-llava", "tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+def test_one_lora_step_changes_only_adapters(world, preset, tiny_dir, tmp_path):
+    model_dir = tiny_dir(preset)
     config = make_config(world, model_dir, tmp_path / "run", lora=True, max_steps=1)
     changed, trainable, _ = _one_step(config, model_dir)
     assert trainable and all("lora_" in n for n in trainable)
@@ -95,8 +97,11 @@ def test_one_lora_step_changes_only_adapters(world, model_dir, tmp_path):
     assert lora_b and changed == lora_b
 
 
-def test_gradient_accumulation_matches_one_big_batch(world, model_dir, tmp_path):
-    """Batch 8 x accumulation 1 and batch 2 x accumulation 4 see the same 8 records and take the same step."""
+@pytest.mark.parametrize("preset", ["tiny-llava", "tiny-qwen2-vl"])
+def test_gradient_accumulation_matches_one_big_batch(world, preset, tiny_dir, tmp_path):
+    """Batch 8 x accumulation 1 and batch 2 x accumulation 4 see the same 8 records and take the same step (Qwen:
+    8 images of their own sizes in one forward, or 2 by 2, each with its own grid and M-RoPE positions)."""
+    model_dir = tiny_dir(preset)
     logs = []
     for batch, accum in ((8, 1), (2, 4)):
         config = make_config(world, model_dir, tmp_path / f"b{batch}", max_steps=1, batch_size=batch, grad_accum=accum)
