@@ -16,6 +16,7 @@ from rich.console import Console
 
 from mmalign.cli import data, demo, eval, model, train, world
 from mmalign.cli.failures import explain
+from mmalign.cli.help import FlagHelpGroup
 
 app = typer.Typer(
     name="mmalign",
@@ -23,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=FlagHelpGroup,  # flags show no value type in --help (typer 0.29 prints --debug <bool>)
 )
 app.add_typer(data.app, name="data")
 app.add_typer(model.app, name="model")
