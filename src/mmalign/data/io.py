@@ -297,6 +297,17 @@ def write_records(
         return write_columnar(tmp, fmt, records, src_root, kind)
 
 
+def nonempty(records: Iterable[Record], why: Callable[[], str]) -> Iterator[Record]:
+    """``records`` as they come; at their end, when there were none, a :class:`DataError` saying ``why()``. An empty
+    output is an error, never a success: raised while :func:`write_records` writes, it leaves nothing written."""
+    n = 0
+    for record in records:
+        n += 1
+        yield record
+    if n == 0:
+        raise DataError(why())
+
+
 def convert(
     src: str | Path,
     dst: str | Path,
@@ -319,6 +330,8 @@ def convert(
     records = read_records(src, kind=kind, root=src_root, check_images=check_images, max_pixels=max_pixels)
     if on_progress is not None:
         records = _counted(records, on_progress)
+    what = f"records of kind {kind}" if kind else "records"
+    records = nonempty(records, lambda: f"{src} holds no {what}: {dst} not written")
     return write_records(dst, records, root=out_root, src_root=src_root, kind=kind)
 
 

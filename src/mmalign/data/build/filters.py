@@ -27,7 +27,7 @@ from PIL import Image
 
 from mmalign.config import check_ranges, option
 from mmalign.data.images import encode_png, resolve_image
-from mmalign.data.io import default_root, read_records, write_jsonl, write_records
+from mmalign.data.io import default_root, nonempty, read_records, write_jsonl, write_records
 from mmalign.data.records import ImageBlob, ImageRef, PreferenceRecord, Record, prompt_text
 from mmalign.errors import ConfigError, DataError
 
@@ -174,7 +174,11 @@ def filter_file(
                 report.dropped[reason] += 1
                 removed.append({"id": record.id, "reason": reason})
 
-    write_records(dst, kept(), root=out_root if out_root is not None else _out_root(dst, src_root),
+    def why() -> str:
+        dropped = ", ".join(f"{reason} {n}" for reason, n in report.dropped.items() if n)
+        return f"{src}: no record kept of {report.read} read (dropped: {dropped or 'none'}): {dst} not written"
+
+    write_records(dst, nonempty(kept(), why), root=out_root if out_root is not None else _out_root(dst, src_root),
                   src_root=src_root, kind="preference")  # fmt: skip
     if dropped is not None:
         write_jsonl(dropped, removed)

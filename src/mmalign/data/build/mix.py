@@ -135,6 +135,8 @@ def mix(
         if record.id in seen:
             raise DataError(f"id {record.id!r} is in both {seen[record.id]} and {path}: pass --prefix-ids")
         seen[record.id] = path
+    if not picked:
+        raise DataError(f"the sources hold no records to mix ({', '.join(map(str, taken))}): {out} not written")
     if shuffle:
         random.Random(f"{seed}:mix:shuffle").shuffle(picked)
     write_records(out, picked, root=root, src_root=root)
@@ -234,6 +236,12 @@ def split(
     records = list(read_records(src, root=src_root))
     labels = assign_splits(records, ratios, group_by, seed)
     suffix = src.suffix if src.suffix in (".jsonl", ".parquet") else ""
+    empty = [name for name in ratios if name not in labels]
+    if empty:
+        raise DataError(
+            f"split {', '.join(map(repr, empty))} would get none of the {len(records)} records of {src}: nothing "
+            "written; change --ratio (or --group-by) so that every split gets some"
+        )
     counts = {}
     for name in ratios:
         target = out_dir / f"{name}{suffix}"

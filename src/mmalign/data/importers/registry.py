@@ -23,7 +23,7 @@ from typing import Any
 from mmalign.config import config_from_dict, describe
 from mmalign.data.images import ImageChecker, resolve_image
 from mmalign.data.importers.base import Importer, SkipRow, iter_source
-from mmalign.data.io import detect_format, write_records
+from mmalign.data.io import detect_format, nonempty, write_records
 from mmalign.data.parse import record_from_dict
 from mmalign.data.records import PreferenceRecord
 from mmalign.data.staging import remove_empty_dirs
@@ -205,6 +205,12 @@ def import_file(
     report = ImportReport(out=out, out_root=root)
     records = import_records(importer, src, report, limit, Path(image_root) if image_root is not None else None,
                              split)  # fmt: skip
+
+    def why() -> str:
+        skipped = ", ".join(f"{reason} {n}" for reason, n in sorted(report.skipped.items()))
+        return f"{src}: no record imported of {report.rows} rows (skipped: {skipped or 'none'}): {out} not written"
+
+    records = nonempty(records, why)
     if detect_format(out, writing=True) != "jsonl":
         write_records(out, records, root=root, src_root=src_root, kind="preference")  # images embedded
         return report
