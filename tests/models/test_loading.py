@@ -102,6 +102,16 @@ def test_lora_targets_the_language_model_only(tiny_dir):
     ]
 
 
+@pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+def test_lora_on_qwen_leaves_the_vision_tower_alone(tiny_dir, preset):
+    # Qwen2.5-VL's vision blocks have gate/up/down_proj too: matched by module name alone, LoRA would adapt them
+    loaded = load(tiny_dir(preset), lora={"r": 4})
+    adapted = [n for n, m in loaded.model.named_modules() if hasattr(m, "lora_A")]
+    assert len(adapted) == 3 * 7 and all(".language_model." in n for n in adapted)  # 3 layers x q k v o gate up down
+    trainable = {n for n, p in loaded.model.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_" in n for n in trainable)
+
+
 def test_dtype_attention_checkpointing_and_text_models(tiny_dir):
     loaded = load(tiny_dir("tiny-qwen2-vl"), LoadOptions(dtype="bfloat16"), attn_implementation="eager")
     assert {p.dtype for p in loaded.model.parameters()} == {torch.bfloat16}

@@ -85,9 +85,10 @@ def make_config(model_dir: Path, train: Path, out: Path, *overrides: str) -> Pre
     return config_from_dict(PreferenceConfig, apply_overrides(base, list(overrides)), "test")
 
 
-def live_models() -> int:
+def live_models(name: str = "LlavaForConditionalGeneration") -> int:
+    """Model objects of class ``name`` alive now."""
     gc.collect()
-    return sum(type(o).__name__ == "LlavaForConditionalGeneration" for o in gc.get_objects())
+    return sum(type(o).__name__ == name for o in gc.get_objects())
 
 
 def expected_loss(name: str, model: Any, records: list[PreferenceRecord], loaded: Any) -> float:
@@ -120,9 +121,12 @@ AT_START = {
 }
 
 
+@pytest.mark.parametrize("preset", ["tiny-llava", "tiny-qwen2-vl"])
 @pytest.mark.parametrize("name", sorted(LOSSES))
-def test_each_loss_trains_two_steps(name, model_dir, data, tmp_path):
-    before = live_models()
+def test_each_loss_trains_two_steps(name, preset, tiny_dir, data, tmp_path):
+    model_dir = tiny_dir(preset)
+    kind = {"tiny-llava": "LlavaForConditionalGeneration", "tiny-qwen2-vl": "Qwen2VLForConditionalGeneration"}[preset]
+    before = live_models(kind)
     config = make_config(model_dir, data["train4"], tmp_path / "run", f"loss.name={name}")
     loaded = load(model_dir)
     start = {n: p.detach().clone() for n, p in loaded.model.named_parameters()}
@@ -130,10 +134,10 @@ def test_each_loss_trains_two_steps(name, model_dir, data, tmp_path):
     loss = config.build_loss()
     if loss.needs_reference:
         assert isinstance(trainer.reference, ModelReference) and trainer.reference.model is not trainer.model
-        assert live_models() - before == 2  # the policy and its frozen copy
+        assert live_models(kind) - before == 2  # the policy and its frozen copy
     else:
         assert trainer.reference is None
-        assert live_models() - before == 1  # reference-free: no second model anywhere
+        assert live_models(kind) - before == 1  # reference-free: no second model anywhere
     assert trainer.shares_prefix
     # 4 records, batch 2 × accumulation 2: step 1 sees all of them, so its loss is the whole set's.
     want = expected_loss(name, loaded.model, pairs(4), loaded)

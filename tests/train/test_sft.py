@@ -151,8 +151,11 @@ def test_resume_continues_identically(world, model_dir, tmp_path, lora):
         torch.testing.assert_close(weights_b[name], value, rtol=0, atol=1e-6, msg=name)
 
 
-def test_lora_saves_adapter_and_merged_model(world, model_dir, tmp_path):
+@pytest.mark.parametrize("preset", ["tiny-llava", "tiny-qwen2-vl"])
+def test_lora_saves_adapter_and_merged_model(world, preset, tiny_dir, tmp_path):
     from peft import PeftModel
+
+    model_dir = tiny_dir(preset)
 
     config = make_config(world, model_dir, tmp_path / "lora", lora=True, max_steps=3, learning_rate=1e-2)
     result = train_sft(config, progress=False, write=lambda s: None)
@@ -169,6 +172,9 @@ def test_lora_saves_adapter_and_merged_model(world, model_dir, tmp_path):
         "completion": [{"role": "assistant", "content": "There is a red circle."}],
     }
     batch = merged.collator(image_root=world)([record])
+    again = load(model_dir).collator(image_root=world)([record])  # the saved processor encodes as the original
+    assert batch.extras.keys() == again.extras.keys() and torch.equal(batch.input_ids, again.input_ids)
+    assert all(torch.equal(value, again.extras[key]) for key, value in batch.extras.items())
     with torch.no_grad():
         merged_logits = merged.model(**batch.model_inputs()).logits
         adapter_logits = with_adapter(**batch.model_inputs()).logits
