@@ -32,6 +32,7 @@ from mmalign.data.build.registry import BuildInputs, make_builder
 from mmalign.data.build.shards import run_build
 from mmalign.world.config import WorldConfig
 from mmalign.world.generate import generate_world
+from timing import print_header
 
 OPTIONS: dict[str, dict[str, Any]] = {
     "hallucinate": {"kinds": ["add", "swap", "attribute", "existence"]},
@@ -100,7 +101,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="sample-rank: interleaved runs; the best is kept.")
     parser.add_argument("--json", type=Path, default=None, help="Also write the results to this JSON file.")
     args = parser.parse_args()
-    print(f"preference building, {os.cpu_count()} CPUs, world of {args.scenes} train scenes at {args.image_size} px")
+    print_header(f"preference building, world of {args.scenes} train scenes at {args.image_size} px")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         world = Path(tmp) / "world"

@@ -26,10 +26,8 @@ Every setting is measured alone and contended ``--repeats`` times, alternately; 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -128,22 +126,6 @@ def train_command(work: Path, setting: str | None, args: argparse.Namespace, env
             "train.save_steps=100000", f"train.logging_steps={args.steps}"]  # fmt: skip
 
 
-def machine() -> str:
-    from mmalign.threads import affinity_cpus, cgroup_cpu_limit
-
-    model = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    limit = cgroup_cpu_limit()
-    return (f"{platform.platform()}, {model}, {os.cpu_count()} CPUs, affinity {affinity_cpus()}, cgroup quota "
-            f"{'none' if limit is None else f'{limit:g} CPUs'}")  # fmt: skip
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="Measured seconds per run (after warm-up).")
@@ -160,19 +142,13 @@ def main() -> None:
         worker(args.worker, None if args.setting == "none" else args.setting, args.seconds, args.batch_size)
         return
 
-    import torch
     import transformers
 
-    import mmalign
     from mmalign.models import save_tiny, spec_for
+    from timing import print_header
 
     what = "`mmalign train sft` (demo SFT config)" if args.train else "training steps (forward, backward, AdamW)"
-    print(f"CPU contention: tiny-llava {what}, examples/s")
-    print(f"  command: python {' '.join(sys.argv)}")
-    print(f"  date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}")
-    print(f"  machine: {machine()}")
-    print(f"  versions: Python {platform.python_version()}, torch {torch.__version__}, transformers "
-          f"{transformers.__version__}, mmalign {mmalign.__version__}")  # fmt: skip
+    print_header(f"CPU contention: tiny-llava {what}, examples/s")
     print(f"  load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     length = f"{args.steps} steps" if args.train else f"{args.seconds:g} s"
     print(f"  batch {args.batch_size}, {length} a run, best of {args.repeats}; competitor: one process spinning on "

@@ -16,7 +16,6 @@ a warm-up. Also printed: how often the two ways give the same answer (the report
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import tempfile
 import time
@@ -33,7 +32,7 @@ from mmalign.eval.metrics.pope import official_yes_no
 from mmalign.eval.metrics.tasks_hallucination import read_eval_items
 from mmalign.models import ensure_preset, generate, load, sequence_logps
 from mmalign.world import WorldConfig, generate_world
-from timing import best_rate
+from timing import best_rate, print_header
 
 
 def fit(loaded, world: Path, seconds: float, seed: int = 0) -> int:
@@ -71,6 +70,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="Timed runs per measurement; the best is kept.")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default).")
     args = parser.parse_args()
+    print_header("eval speed: fast path (option log-probs) against generate-and-parse")
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,7 +106,7 @@ def main() -> None:
         print(
             f"eval speed, {name} ({loaded.n_parameters() / 1e6:.2f}M params"
             + (f", {steps} SFT steps in {args.train_seconds:.0f} s" if steps else "")
-            + f"), {n} POPE items, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads, "
+            + f"), {n} POPE items, {torch.get_num_threads()} threads, "
             f"max_new_tokens {args.max_new_tokens}, best of {args.repeats}"
         )
         rates = {}

@@ -22,18 +22,12 @@ The last lines are the ``MEASURED`` entries to paste when the figures change.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-import transformers
 
-import mmalign
 from mmalign.demo import checkpoint
 from mmalign.eval.agreement import MIN_AGREEMENT, agreement, parsed_answer
 from mmalign.eval.cache import model_fingerprint
@@ -42,6 +36,7 @@ from mmalign.eval.tasks import TASKS
 from mmalign.eval.world_tasks import world_input
 from mmalign.models import load
 from mmalign.world import WorldConfig, generate_world
+from timing import print_header
 
 
 def main() -> None:
@@ -62,11 +57,8 @@ def main() -> None:
     world_options = dict(checkpoint.read_manifest(model_dir)["world"]) if args.model is None else {"seed": 0}
     world_options.update(val_scenes=0, test_scenes=args.test_scenes)
     started = time.perf_counter()
-    print(f"fast path agreement, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
-    print(f"  command: python {' '.join(sys.argv)}")
-    print(f"  machine: {platform.platform()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads")
-    print(f"  versions: mmalign {mmalign.__version__}, torch {torch.__version__}, transformers "
-          f"{transformers.__version__}, Python {platform.python_version()}")  # fmt: skip
+    print_header("fast path agreement")
+    print(f"  torch threads: {torch.get_num_threads()}")
     fingerprint = model_fingerprint(model_dir)
     print(f"  model: {model_dir} (fingerprint {fingerprint[:16]}); world seed {world_options.get('seed')}, "
           f"{world_options.get('train_scenes', 'default')} training scenes, test split of {args.test_scenes} scenes; "

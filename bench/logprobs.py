@@ -12,7 +12,6 @@ processing, tokenization) is outside the timed region; each measurement is the b
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import tempfile
 from collections.abc import Callable
@@ -23,7 +22,7 @@ import torch
 from mmalign.data.records import PreferenceRecord, SFTRecord, assistant, user_prompt
 from mmalign.models import load, preference_logps, save_tiny, sequence_logps, spec_for
 from mmalign.world import WorldConfig, reference_caption, render, sample_scene
-from timing import best_rate
+from timing import best_rate, print_header
 
 
 def world_records(n: int, seed: int = 0) -> tuple[list[SFTRecord], list[PreferenceRecord]]:
@@ -92,9 +91,10 @@ def main() -> None:
         help="Tiny presets to measure.",
     )
     args = parser.parse_args()
+    print_header("response log-probs")
     print(
-        f"response log-probs, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{args.sequences} world captions, batch {args.batch_size}, fp32, best of {args.repeats}"
+        f"  {torch.get_num_threads()} threads, {args.sequences} world captions, batch {args.batch_size}, fp32, "
+        f"best of {args.repeats}"
     )
     header = f"{'family':<16} {'params':>7} {'tok/seq':>7} {'batched':>9} {'one-by-one':>10} {'ratio':>6}"
     print(header + f" {'fwd+bwd':>9} {'pairs (1 fwd)':>13}")

@@ -25,8 +25,14 @@ as mmalign's collator makes.
 
 Throughput is pairs per second from the median step time over steps 2..N (the first step is warm-up; the median
 keeps a busy shared machine's spikes out), data collation included on both sides.
-Peak memory on CPU is the process's peak RSS (``ru_maxrss``) above its RSS after imports (every run imports the
-same libraries); on CUDA, ``torch.cuda.max_memory_allocated``. Losses are compared step by step with TRL's.
+Peak memory is printed two ways, both measured in every run, each as a ratio to TRL's:
+
+* *absolute peak resident memory*: the process's peak RSS (``ru_maxrss``), everything it held, libraries included;
+* *peak above the process baseline*: that peak minus the process's RSS after imports, before any data or model is
+  loaded (every run imports the same libraries, so the baselines match): the memory training itself added.
+
+On CUDA the peak of ``torch.cuda.max_memory_allocated`` is printed as well. Losses are compared step by step with
+TRL's.
 """
 
 from __future__ import annotations
@@ -45,6 +51,11 @@ from typing import Any
 
 RUNS = ("trl", "mmalign", "mmalign-precomputed", "mmalign-concat")
 QUESTIONS = ("Describe the image.", "What is in the image? Describe it.")
+# The two peak-memory figures every run measures: (result key, the name the report prints).
+MEMORY = (
+    ("peak_rss_mb", "absolute peak resident memory (the process's peak RSS, libraries included)"),
+    ("peak_above_baseline_mb", "peak resident memory above the process baseline (peak RSS - RSS after imports)"),
+)
 
 
 def pref_records(n: int, image_size: int, seed: int = 0) -> list[Any]:
@@ -214,10 +225,11 @@ def worker(args: argparse.Namespace) -> None:
     result = run_trl(args, data_file) if args.run == "trl" else run_mmalign(args, data_file)
     steps = [b - a for a, b in zip(result["times"], result["times"][1:], strict=False)]  # steps 2..N
     result["pairs_per_s"] = args.batch_size / statistics.median(steps) if steps else float("nan")
+    result["baseline_rss_mb"] = baseline
+    result["peak_rss_mb"] = peak_rss_mb()
+    result["peak_above_baseline_mb"] = result["peak_rss_mb"] - baseline
     if args.device == "cuda":
-        result["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        result["peak_mb"] = peak_rss_mb() - baseline
+        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     result["threads"] = torch.get_num_threads()
     Path(args.out).write_text(json.dumps(result), encoding="utf-8")
 
@@ -247,9 +259,10 @@ def main() -> None:
         worker(args)
         return
 
-    import torch
-
     from mmalign.models import save_tiny, spec_for
+    from timing import print_header
+
+    print_header("DPO against TRL: throughput, peak memory and losses", libraries=("trl", "accelerate", "datasets"))
 
     runs = RUNS if args.all else RUNS[:3]
     results: dict[str, dict[str, Any]] = {}
@@ -270,33 +283,43 @@ def main() -> None:
                     results[run] = result  # the fastest repeat (its losses are checked like every repeat's)
                 if result["losses"] != results[run]["losses"]:
                     raise SystemExit(f"{run}: losses changed between repeats")
-    report(args, results, torch.__version__)
+    report(args, results)
 
 
-def report(args: argparse.Namespace, results: dict[str, dict[str, Any]], torch_version: str) -> None:
+def ratio(results: dict[str, dict[str, Any]], run: str, key: str) -> float:
+    """``run``'s figure ``key`` over TRL's."""
+    return results[run][key] / results["trl"][key]
+
+
+def report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None:
     trl, ours = results["trl"], results["mmalign"]
     n_image = (args.image_size // args.patch_size) ** 2
     print(f"\nDPO, tiny LLaVA ({n_image} image tokens, prompt {ours['tokens']['prompt']:.0f} tokens with them, "
           f"chosen response {ours['tokens']['response']:.0f} tokens), {args.steps} steps x {args.batch_size} pairs, "
-          f"fp32, {args.device}, torch {torch_version}, {trl['threads']} threads")  # fmt: skip
+          f"fp32, {args.device}, {trl['threads']} threads")  # fmt: skip
     print(f"same prompt and response tokens on both sides: {trl['same_tokens']}")
     print(f"TRL with precompute_ref_log_probs=True: {trl['refusal'] or 'accepted'}")
-    print(f"{'run':<22} {'pairs/s':>8} {'x TRL':>6} {'peak MB':>8} {'x TRL':>6} {'max |loss - TRL|':>17}  losses")
+    print("memory in MB: 'peak RSS' = absolute peak resident memory; 'baseline' = resident memory after imports, "
+          "before data and models; 'above' = peak RSS - baseline")  # fmt: skip
+    cuda = args.device == "cuda"
+    print(f"{'run':<22} {'pairs/s':>8} {'x TRL':>6} {'peak RSS':>8} {'x TRL':>6} {'baseline':>8} {'above':>7} "
+          f"{'x TRL':>6}{'  CUDA MB  x TRL' if cuda else ''} {'max |loss - TRL|':>17}  losses")  # fmt: skip
     for name, r in results.items():
         diff = max(abs(a - b) for a, b in zip(r["losses"], trl["losses"], strict=True))
         extra = f" (setup with the reference pass {r['setup_s']:.1f} s)" if name == "mmalign-precomputed" else ""
-        print(f"{name:<22} {r['pairs_per_s']:>8.2f} {r['pairs_per_s'] / trl['pairs_per_s']:>6.2f} "
-              f"{r['peak_mb']:>8.0f} {r['peak_mb'] / trl['peak_mb']:>6.2f} {diff:>17.1e}  "
-              f"{' '.join(f'{x:.4f}' for x in r['losses'])}{extra}")  # fmt: skip
-    pre = results["mmalign-precomputed"]
-    print(
-        f"precomputed reference: throughput ratio mmalign/TRL {pre['pairs_per_s'] / trl['pairs_per_s']:.2f}, "
-        f"peak memory ratio {pre['peak_mb'] / trl['peak_mb']:.2f}"
-    )
-    print("reference model in memory on both sides (the like-for-like comparison):")
+        gpu = f" {r['peak_cuda_mb']:>8.0f} {ratio(results, name, 'peak_cuda_mb'):>6.2f}" if cuda else ""
+        print(f"{name:<22} {r['pairs_per_s']:>8.2f} {ratio(results, name, 'pairs_per_s'):>6.2f} "
+              f"{r['peak_rss_mb']:>8.0f} {ratio(results, name, 'peak_rss_mb'):>6.2f} {r['baseline_rss_mb']:>8.0f} "
+              f"{r['peak_above_baseline_mb']:>7.0f} {ratio(results, name, 'peak_above_baseline_mb'):>6.2f}{gpu} "
+              f"{diff:>17.1e}  {' '.join(f'{x:.4f}' for x in r['losses'])}{extra}")  # fmt: skip
+    memory = [*MEMORY, *([("peak_cuda_mb", "peak CUDA memory allocated (torch.cuda.max_memory_allocated)")] * cuda)]
+    like_for_like = "reference model in memory on both sides (the like-for-like comparison)"
+    for name, label in (("mmalign-precomputed", "precomputed reference"), ("mmalign", like_for_like)):
+        print(f"{label}:")
+        print(f"  throughput ratio mmalign/TRL: {ratio(results, name, 'pairs_per_s'):.2f}")
+        for key, what in memory:
+            print(f"  memory ratio mmalign/TRL, {what}: {ratio(results, name, key):.2f}")
     worst = max(abs(a - b) for r in results.values() for a, b in zip(r["losses"], trl["losses"], strict=True))
-    print(f"throughput ratio mmalign/TRL: {ours['pairs_per_s'] / trl['pairs_per_s']:.2f}")
-    print(f"peak memory ratio mmalign/TRL: {ours['peak_mb'] / trl['peak_mb']:.2f}")
     print(f"loss max abs diff: {worst:.1e}")
 
 

@@ -94,6 +94,9 @@ def main() -> None:
     if args.child:
         child(args.child)
         return
+    from timing import print_header  # here, not at the top: the child's memory stays as it was measured
+
+    print_header("mmalign data validate: records/s and peak memory, one fresh process per file")
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="mmalign-bench-validate-") as tmp:

@@ -9,7 +9,6 @@ temporary directory and reports the wall time of ``generate_world``, and of rend
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import tempfile
 import time
@@ -19,6 +18,7 @@ from mmalign.world.config import WorldConfig
 from mmalign.world.draw import render, save_png
 from mmalign.world.generate import generate_world
 from mmalign.world.scene import sample_scene
+from timing import print_header
 
 
 def bench_render(size: int, n: int, out: Path) -> float:
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="Rendering processes.")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 336], help="Image sizes to measure.")
     args = parser.parse_args()
-    print(f"shapes world generation, {os.cpu_count()} CPUs, {args.workers} render worker(s)")
+    print_header(f"shapes world generation, {args.workers} render worker(s)")
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             cfg = WorldConfig(image_size=size, train_scenes=args.scenes)
