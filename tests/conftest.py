@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +18,14 @@ import torch
 from mmalign.cli.main import main
 
 os.environ.setdefault("MMALIGN_THREADS", "1")
+
+JUDGE_SERVER = "mmalign_tests_judge_server"
+"""The judge tests' fake server (``tests/judge/conftest.py``) as an importable module: test modules cannot import a
+conftest, so it is loaded here once, before any test module, and they ``import mmalign_tests_judge_server``."""
+if JUDGE_SERVER not in sys.modules:
+    _spec = importlib.util.spec_from_file_location(JUDGE_SERVER, Path(__file__).parent / "judge" / "conftest.py")
+    sys.modules[JUDGE_SERVER] = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+    _spec.loader.exec_module(sys.modules[JUDGE_SERVER])  # type: ignore[union-attr]
 
 
 @pytest.fixture

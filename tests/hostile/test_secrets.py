@@ -9,15 +9,14 @@ folders, the captured stdout/stderr and the log records are searched for the key
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import logging
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import mmalign_tests_judge_server
 import pytest
 
 from mmalign.judge import JudgeCache, JudgeClient, JudgeConfig, JudgeError
@@ -26,21 +25,7 @@ from mmalign.world import WorldConfig, generate_world
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-JUDGE_CONFTEST = Path(__file__).resolve().parents[1] / "judge" / "conftest.py"
-
-
-def judge_module() -> Any:
-    """The judge tests' fake server module (test modules cannot import a conftest)."""
-    name = "mmalign_tests_judge_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, JUDGE_CONFTEST)
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules[name] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules[name]
-
-
-SERVER = judge_module()
+SERVER = mmalign_tests_judge_server  # the fake judge server, registered by tests/conftest.py
 KEY = SERVER.SECRET
 
 

@@ -10,15 +10,12 @@ with the fast path on every yes/no item). The fake OpenAI-compatible judge is th
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import mmalign_tests_judge_server
 import pytest
-
-JUDGE_CONFTEST = Path(__file__).resolve().parents[2] / "judge" / "conftest.py"
 
 
 def run_cli(args: list[str]) -> int:
@@ -95,20 +92,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"base": base, "yesno": determined}
 
 
-def _judge_module() -> Any:
-    name = "mmalign_tests_judge_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, JUDGE_CONFTEST)
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules[name] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules[name]
-
-
 @pytest.fixture
 def judge_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The judge tests' fake server, with its API key in the environment variable it expects."""
-    module = _judge_module()
+    module = mmalign_tests_judge_server
     server = module.FakeJudgeServer(api_key=module.SECRET)
     monkeypatch.setenv(module.KEY_ENV, module.SECRET)
     yield server
