@@ -36,11 +36,8 @@ def judge(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     server.respond = lambda request: SERVER.Reply(
         "8 6" if "[Assistant 1]" in SERVER.last_user_text(request) else "[[A]]"
     )
-    timer = threading.Timer(120, server.close)  # a hung test never leaves the server behind
-    timer.daemon = True
-    timer.start()
+    server.close_after(120)  # a hung test never leaves the server behind
     yield server
-    timer.cancel()
     server.close()
 
 

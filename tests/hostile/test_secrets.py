@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,11 +64,8 @@ def echo_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         return SERVER.Reply(f"{verdict}\nYou sent Authorization: {auth}. Key {KEY}, base64 {b64(auth)} {b64(KEY)}.")
 
     server.respond = echo
-    timer = threading.Timer(120, server.close)  # a hung test never leaves the server behind
-    timer.daemon = True
-    timer.start()
+    server.close_after(120)  # a hung test never leaves the server behind
     yield server
-    timer.cancel()
     server.close()
 
 

@@ -79,6 +79,13 @@ class FakeJudgeServer:
         self._httpd.handle_error = lambda request, address: None  # clients that time out close early
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
+        self._timer: threading.Timer | None = None
+
+    def close_after(self, seconds: float) -> None:
+        """Close the server after ``seconds`` even if the test hangs (a fixture still calls :meth:`close`)."""
+        self._timer = threading.Timer(seconds, self.close)
+        self._timer.daemon = True
+        self._timer.start()
 
     @property
     def url(self) -> str:
@@ -91,6 +98,8 @@ class FakeJudgeServer:
         return [r["json"] for r in self.requests]
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         self._httpd.shutdown()
         self._httpd.server_close()
 

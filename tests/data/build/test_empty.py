@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from mmalign.cli.main import main
 from mmalign.data.build import shards
 from mmalign.data.build.filters import FilterConfig, filter_file
 from mmalign.data.build.mix import mix, parse_source, split
@@ -19,22 +18,11 @@ from mmalign.world.config import WorldConfig
 from mmalign.world.generate import generate_world
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_build_from_a_split_without_scenes_is_an_error_and_writes_nothing(tmp_path, capsys):
+def test_build_from_a_split_without_scenes_is_an_error_and_writes_nothing(tmp_path, cli_run):
     world = tmp_path / "w"
     generate_world(world, WorldConfig(train_scenes=20, val_scenes=0, test_scenes=5, image_size=32))
     out = world / "pref" / "val.jsonl"
-    code, text, err = run(["data", "build", str(out), "-s", "hallucinate", "--world", str(world), "--split", "val"],
-                          capsys)  # fmt: skip
+    code, text, err = cli_run(["data", "build", str(out), "-s", "hallucinate", "--world", str(world), "--split", "val"])
     assert code == 2 and text == ""
     assert f"split 'val' of world {world} has no scenes" in err and "--val-scenes N" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -50,13 +38,13 @@ def test_a_build_that_makes_no_pairs_is_an_error_and_writes_nothing(world, tmp_p
     assert not out.exists() and not shards_dir(out).exists()
 
 
-def test_files_inside_a_world_validate_without_root(world, tmp_path, capsys):
+def test_files_inside_a_world_validate_without_root(world, tmp_path, cli_run):
     pairs = world / "pref" / "issue14.jsonl"
-    code, _, err = run(["data", "build", str(pairs), "-s", "hallucinate", "--world", str(world)], capsys)
+    code, _, err = cli_run(["data", "build", str(pairs), "-s", "hallucinate", "--world", str(world)])
     assert code == 0, err
     for path in (world / "train" / "sft.jsonl", pairs):
         assert default_root(path) == world.resolve()  # the nearest folder above with a world.json
-        code, text, err = run(["data", "validate", str(path)], capsys)
+        code, text, err = cli_run(["data", "validate", str(path)])
         assert code == 0, err
         assert " 0 bad " in text
     loose = tmp_path / "loose" / "x.jsonl"
@@ -105,11 +93,11 @@ def test_convert_and_mix_of_no_records_are_errors_and_write_nothing(data_dir, tm
     assert not (tmp_path / "m.jsonl").exists()
 
 
-def test_import_of_no_records_is_an_error_and_writes_nothing(tmp_path, capsys):
+def test_import_of_no_records_is_an_error_and_writes_nothing(tmp_path, cli_run):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     out = tmp_path / "out" / "pairs.jsonl"
-    code, text, err = run(["data", "import", "trl", str(empty), str(out)], capsys)
+    code, text, err = cli_run(["data", "import", "trl", str(empty), str(out)])
     assert code == 2 and text == ""
     assert f"{empty}: no record imported of 0 rows (skipped: none): {out} not written" in err
     assert not out.exists() and not [p for p in tmp_path.rglob("*") if p.is_file() and p != empty]
