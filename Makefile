@@ -29,6 +29,7 @@ demo: setup
 
 lint: setup-dev
 	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 
 test: lint
 	$(BIN)/python -m pytest -n 2

@@ -66,9 +66,16 @@ def bench_sample_rank(world: Path, model: Path, batch_size: int, args: argparse.
     """One timed ``sample-rank`` build generating in batches of ``batch_size``."""
     from mmalign.data.build.sample_rank import STATS, policy_model
 
-    options = {"model": str(model), "scorer": "truth", "k": args.k, "max_new_tokens": args.max_new_tokens,
-               "batch_size": batch_size, "prompts_per_unit": args.prompts_per_unit, "limit": args.sample_rank_prompts,
-               "min_gap": 0.0}  # fmt: skip
+    options = {
+        "model": str(model),
+        "scorer": "truth",
+        "k": args.k,
+        "max_new_tokens": args.max_new_tokens,
+        "batch_size": batch_size,
+        "prompts_per_unit": args.prompts_per_unit,
+        "limit": args.sample_rank_prompts,
+        "min_gap": 0.0,
+    }
     policy_model(str(model), "float32", None)  # loaded once per process: not part of the timing
     prompts_before, start = STATS["prompts"], time.perf_counter()
     result = run_build(make_builder("sample-rank", options), BuildInputs(world=world), out, out_root=world)
@@ -92,8 +99,13 @@ def main() -> None:
     parser.add_argument("--procs", type=int, nargs="+", default=[1, 2], help="Process counts to measure.")
     parser.add_argument("--strategies", nargs="+", default=list(OPTIONS), help="Strategies to measure.")
     parser.add_argument("--shard-size", type=int, default=1000, help="Units per shard.")
-    parser.add_argument("--sample-rank-batches", type=int, nargs="*", default=[1, 16],
-                        help="sample-rank: generation batch sizes to measure (none: skip sample-rank).")  # fmt: skip
+    parser.add_argument(
+        "--sample-rank-batches",
+        type=int,
+        nargs="*",
+        default=[1, 16],
+        help="sample-rank: generation batch sizes to measure (none: skip sample-rank).",
+    )
     parser.add_argument("--sample-rank-prompts", type=int, default=32, help="sample-rank: prompts (scenes) used.")
     parser.add_argument("--k", type=int, default=4, help="sample-rank: samples per prompt.")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="sample-rank: longest sample, in tokens.")
@@ -141,8 +153,10 @@ def main() -> None:
                         best[batch_size] = row
             for batch_size, row in best.items():
                 results.append(row)
-                print(f"{'sample-rank':>14} batch {batch_size}, best of {args.repeats}: "
-                      f"{row['generations_per_second']:.2f} generations/s")  # fmt: skip
+                print(
+                    f"{'sample-rank':>14} batch {batch_size}, best of {args.repeats}: "
+                    f"{row['generations_per_second']:.2f} generations/s"
+                )
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 

@@ -38,8 +38,15 @@ from pathlib import Path
 
 from mmalign.threads import available_cpus
 
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
-               "KMP_BLOCKTIME", "MMALIGN_THREADS")  # fmt: skip
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "OMP_WAIT_POLICY",
+    "GOMP_SPINCOUNT",
+    "KMP_BLOCKTIME",
+    "MMALIGN_THREADS",
+)
 SETTINGS = {
     "torch defaults (before)": None,
     "mmalign defaults": "auto",
@@ -79,8 +86,9 @@ def worker(model_dir: Path, setting: str | None, seconds: float, batch_size: int
         step(batches[steps % len(batches)])
         steps += 1
     rate = steps * batch_size / (time.perf_counter() - start)
-    print(json.dumps({"rate": rate, "threads": torch.get_num_threads(),
-                      "wait_policy": os.environ.get("OMP_WAIT_POLICY")}))  # fmt: skip
+    print(
+        json.dumps({"rate": rate, "threads": torch.get_num_threads(), "wait_policy": os.environ.get("OMP_WAIT_POLICY")})
+    )
 
 
 def measure(work: Path, setting: str | None, contended: bool, args: argparse.Namespace) -> dict:
@@ -89,8 +97,18 @@ def measure(work: Path, setting: str | None, contended: bool, args: argparse.Nam
     if args.train:
         command = train_command(work, setting, args, env)
     else:
-        command = [sys.executable, __file__, "--worker", str(work), "--setting", setting or "none",
-                   "--seconds", str(args.seconds), "--batch-size", str(args.batch_size)]  # fmt: skip
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            str(work),
+            "--setting",
+            setting or "none",
+            "--seconds",
+            str(args.seconds),
+            "--batch-size",
+            str(args.batch_size),
+        ]
     competitor = None
     if contended:
         competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -107,8 +125,11 @@ def measure(work: Path, setting: str | None, contended: bool, args: argparse.Nam
     if rate is None:
         raise SystemExit(f"no 'done: ... ex/s' line in the output of {' '.join(command)}:\n{done.stdout[-2000:]}")
     threads = {None: os.cpu_count(), "auto": available_cpus()}.get(setting, setting)
-    return {"rate": float(rate.group(1)), "threads": threads, "wait_policy": env.get("OMP_WAIT_POLICY", "PASSIVE")
-            if setting is not None else None}  # fmt: skip
+    return {
+        "rate": float(rate.group(1)),
+        "threads": threads,
+        "wait_policy": env.get("OMP_WAIT_POLICY", "PASSIVE") if setting is not None else None,
+    }
 
 
 def train_command(work: Path, setting: str | None, args: argparse.Namespace, env: dict[str, str]) -> list[str]:
@@ -120,10 +141,23 @@ def train_command(work: Path, setting: str | None, args: argparse.Namespace, env
     out = work / "sft"
     shutil.rmtree(out, ignore_errors=True)
     config = Path(__file__).resolve().parents[1] / "configs" / "demo" / "sft.yaml"
-    return [sys.executable, "-m", "mmalign.cli.main", "train", "sft", "--config", str(config), "--no-progress",
-            f"data.train={work / 'world' / 'train' / 'sft.jsonl'}", f"data.root={work / 'world'}",
-            f"train.output_dir={out}", f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}",
-            "train.save_steps=100000", f"train.logging_steps={args.steps}"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "mmalign.cli.main",
+        "train",
+        "sft",
+        "--config",
+        str(config),
+        "--no-progress",
+        f"data.train={work / 'world' / 'train' / 'sft.jsonl'}",
+        f"data.root={work / 'world'}",
+        f"train.output_dir={out}",
+        f"train.max_steps={args.steps}",
+        f"train.batch_size={args.batch_size}",
+        "train.save_steps=100000",
+        f"train.logging_steps={args.steps}",
+    ]
 
 
 def main() -> None:
@@ -151,8 +185,9 @@ def main() -> None:
     print_header(f"CPU contention: tiny-llava {what}, examples/s")
     print(f"  load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     length = f"{args.steps} steps" if args.train else f"{args.seconds:g} s"
-    print(f"  batch {args.batch_size}, {length} a run, best of {args.repeats}; competitor: one process spinning on "
-          "a core")  # fmt: skip
+    print(
+        f"  batch {args.batch_size}, {length} a run, best of {args.repeats}; competitor: one process spinning on a core"
+    )
     results: dict[str, dict[str, list[dict]]] = {label: {"alone": [], "contended": []} for label in SETTINGS}
     transformers.utils.logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp:
@@ -174,8 +209,10 @@ def main() -> None:
         contended = max(r["rate"] for r in runs["contended"])
         first = runs["alone"][0]
         every = " / ".join(f"{r['rate']:.0f}" for c in ("alone", "contended") for r in runs[c])
-        print(f"{label:<26} {first['threads']:>7} {first['wait_policy'] or 'spin':>8} {alone:>7.1f}/s "
-              f"{contended:>8.1f}/s {alone / contended:>8.2f}x  {every}")  # fmt: skip
+        print(
+            f"{label:<26} {first['threads']:>7} {first['wait_policy'] or 'spin':>8} {alone:>7.1f}/s "
+            f"{contended:>8.1f}/s {alone / contended:>8.2f}x  {every}"
+        )
     print(
         "slowdown = alone / contended (fair share of 2 cores with one competitor: about 2x); runs: every alone "
         "rate, then every contended rate"

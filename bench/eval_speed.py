@@ -63,9 +63,7 @@ def main() -> None:
         "--model", default=None, help="Model directory or preset name (default: the demo's shipped SFT baseline)."
     )
     parser.add_argument("--max-new-tokens", type=int, default=8, help="Generation budget (an answer is 'Yes.' + end).")
-    parser.add_argument(
-        "--train-seconds", type=float, default=0.0, help="SFT seconds before measuring (0: as loaded)."
-    )
+    parser.add_argument("--train-seconds", type=float, default=0.0, help="SFT seconds before measuring (0: as loaded).")
     parser.add_argument("--train-scenes", type=int, default=400, help="Training scenes of the world (test: 10%).")
     parser.add_argument("--repeats", type=int, default=2, help="Timed runs per measurement; the best is kept.")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default).")
@@ -84,8 +82,9 @@ def main() -> None:
         else:
             loaded, name = load(ensure_preset(args.model, tmp)), args.model
         steps = fit(loaded, world, args.train_seconds) if args.train_seconds > 0 else 0
-        items = [i for t in ("random", "popular", "adversarial")
-                 for i in read_eval_items(world / "test" / f"pope_{t}.jsonl")][: args.items]  # fmt: skip
+        items = [
+            i for t in ("random", "popular", "adversarial") for i in read_eval_items(world / "test" / f"pope_{t}.jsonl")
+        ][: args.items]
         n = len(items)
 
         def fast(batch: int) -> Callable[[], list[str]]:
@@ -117,8 +116,10 @@ def main() -> None:
         one = rates[("generate", 1)]
         print(f"fast/generate at batch 1: {rates[('fast', 1)] / one:.1f}x")
         for b in args.batch_sizes:
-            print(f"fast batch {b}/generate batch 1: {rates[('fast', b)] / one:.1f}x  "
-                  f"(lmms-eval's default: generating one item at a time)")  # fmt: skip
+            print(
+                f"fast batch {b}/generate batch 1: {rates[('fast', b)] / one:.1f}x  "
+                f"(lmms-eval's default: generating one item at a time)"
+            )
             print(f"fast/generate at batch {b}: {rates[('fast', b)] / rates[('generate', b)]:.1f}x  (both batched)")
         b = args.batch_sizes[0]
         fast_answers, generated_answers = fast(b)(), generated(b)()

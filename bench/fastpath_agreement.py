@@ -60,9 +60,11 @@ def main() -> None:
     print_header("fast path agreement")
     print(f"  torch threads: {torch.get_num_threads()}")
     fingerprint = model_fingerprint(model_dir)
-    print(f"  model: {model_dir} (fingerprint {fingerprint[:16]}); world seed {world_options.get('seed')}, "
-          f"{world_options.get('train_scenes', 'default')} training scenes, test split of {args.test_scenes} scenes; "
-          f"batch {args.batch_size}, max_new_tokens {args.max_new_tokens}")  # fmt: skip
+    print(
+        f"  model: {model_dir} (fingerprint {fingerprint[:16]}); world seed {world_options.get('seed')}, "
+        f"{world_options.get('train_scenes', 'default')} training scenes, test split of {args.test_scenes} scenes; "
+        f"batch {args.batch_size}, max_new_tokens {args.max_new_tokens}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         world = Path(tmp) / "world"
         generate_world(world, WorldConfig(**world_options))
@@ -79,18 +81,22 @@ def main() -> None:
             # as mmalign eval run: the items off the greedy path generated in batches of their own
             off = [k for k, r in enumerate(rows) if not r["greedy"]]
             texts = [r["text"] for r in rows]
-            for k, text in zip(off, runner.generate(name, [items[k] for k in off], inp.image_root, args.max_new_tokens),
-                               strict=True):  # fmt: skip
+            for k, text in zip(
+                off, runner.generate(name, [items[k] for k in off], inp.image_root, args.max_new_tokens), strict=True
+            ):
                 texts[k] = text
             generated = reference_runner.generate(name, items, inp.image_root, args.max_new_tokens)
             ids = [i.id for i in items]
             reference = [parsed_answer(spec, i, t) for i, t in zip(items, generated, strict=True)]
-            options_only = agreement([parsed_answer(spec, i, r["text"]) for i, r in zip(items, rows, strict=True)],
-                                     reference, ids)  # fmt: skip
+            options_only = agreement(
+                [parsed_answer(spec, i, r["text"]) for i, r in zip(items, rows, strict=True)], reference, ids
+            )
             result = agreement([parsed_answer(spec, i, t) for i, t in zip(items, texts, strict=True)], reference, ids)
             default = "fast path" if result["agreement"] >= MIN_AGREEMENT else "generate"
-            print(f"  {name:<18} {len(items):>6} {100 * options_only['agreement']:>12.1f}% {len(off):>10} "
-                  f"{100 * result['agreement']:>9.1f}%  {default}")  # fmt: skip
+            print(
+                f"  {name:<18} {len(items):>6} {100 * options_only['agreement']:>12.1f}% {len(off):>10} "
+                f"{100 * result['agreement']:>9.1f}%  {default}"
+            )
             if result["disagreements"]:
                 print(f"    disagreements (first {len(result['disagreements'])}): {', '.join(result['disagreements'])}")
             measured[name] = (result["agree"], result["n"])

@@ -136,31 +136,66 @@ def run_trl(args: argparse.Namespace, data_file: Path) -> dict[str, Any]:
 
     def trl_config(precompute: bool) -> DPOConfig:
         return DPOConfig(
-            output_dir=str(Path(args.work) / "trl-out"), max_steps=args.steps,
-            per_device_train_batch_size=args.batch_size, learning_rate=args.lr, beta=args.beta,
-            loss_type=["sigmoid"], gradient_checkpointing=False, bf16=False, fp16=False, optim="adamw_torch",
-            lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, max_length=None,
-            train_sampling_strategy="sequential", logging_steps=1, save_strategy="no", report_to=[],
-            use_cpu=args.device == "cpu", seed=args.seed, dataloader_num_workers=0,
-            precompute_ref_log_probs=precompute, disable_tqdm=True,
-        )  # fmt: skip
+            output_dir=str(Path(args.work) / "trl-out"),
+            max_steps=args.steps,
+            per_device_train_batch_size=args.batch_size,
+            learning_rate=args.lr,
+            beta=args.beta,
+            loss_type=["sigmoid"],
+            gradient_checkpointing=False,
+            bf16=False,
+            fp16=False,
+            optim="adamw_torch",
+            lr_scheduler_type="linear",
+            warmup_steps=0,
+            weight_decay=0.0,
+            max_grad_norm=1.0,
+            max_length=None,
+            train_sampling_strategy="sequential",
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            use_cpu=args.device == "cpu",
+            seed=args.seed,
+            dataloader_num_workers=0,
+            precompute_ref_log_probs=precompute,
+            disable_tqdm=True,
+        )
 
     records = RecordDataset.from_file(data_file, kinds=("preference",)).records
-    rows = [{"images": [Image.open(data_file.parent / path).convert("RGB") for path in r.images],
-             "prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in records]  # fmt: skip
+    rows = [
+        {
+            "images": [Image.open(data_file.parent / path).convert("RGB") for path in r.images],
+            "prompt": r.prompt,
+            "chosen": r.chosen,
+            "rejected": r.rejected,
+        }
+        for r in records
+    ]
     dataset = Dataset.from_list(rows)
     policy, reference = load(args.model_dir), load(args.model_dir)
     refusal = None
     try:
-        DPOTrainer(policy.model, ref_model=reference.model, args=trl_config(True), train_dataset=dataset,
-                   processing_class=policy.processor)  # fmt: skip
+        DPOTrainer(
+            policy.model,
+            ref_model=reference.model,
+            args=trl_config(True),
+            train_dataset=dataset,
+            processing_class=policy.processor,
+        )
     except ValueError as err:
         refusal = str(err).split(". ")[0]
     policy, reference = load(args.model_dir), load(args.model_dir)  # fresh weights after the refused attempt
     times: list[float] = []
     losses: list[float] = []
-    trainer = DPOTrainer(policy.model, ref_model=reference.model, args=trl_config(False), train_dataset=dataset,
-                         processing_class=policy.processor, callbacks=[recorder(args, times, losses)])  # fmt: skip
+    trainer = DPOTrainer(
+        policy.model,
+        ref_model=reference.model,
+        args=trl_config(False),
+        train_dataset=dataset,
+        processing_class=policy.processor,
+        callbacks=[recorder(args, times, losses)],
+    )
     trl_batch = trainer.data_collator([dataset[i] for i in range(args.batch_size)])
     same = same_tokens(trl_batch, policy.collator(image_root=data_file.parent)(records[: args.batch_size]))
     trainer.train()
@@ -190,24 +225,48 @@ def run_mmalign(args: argparse.Namespace, data_file: Path) -> dict[str, Any]:
     out = Path(args.work) / f"{args.run}-{os.getpid()}"
     precomputed = args.run == "mmalign-precomputed"
     reference = {"mode": "precomputed", "cache_dir": str(out / "reference-cache")} if precomputed else {"mode": "model"}
-    config = config_from_dict(PreferenceConfig, {
-        "model": {"path": args.model_dir}, "data": {"train": str(data_file)},
-        "train": {"output_dir": str(out), "max_steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
-                  "learning_rate": args.lr, "lr_scheduler": "linear", "max_grad_norm": 1.0, "logging_steps": 1},
-        "loss": {"name": "sigmoid", "options": {"beta": args.beta}}, "reference": reference,
-        "share_prefix": args.run != "mmalign-concat",
-    })  # fmt: skip
+    config = config_from_dict(
+        PreferenceConfig,
+        {
+            "model": {"path": args.model_dir},
+            "data": {"train": str(data_file)},
+            "train": {
+                "output_dir": str(out),
+                "max_steps": args.steps,
+                "batch_size": args.batch_size,
+                "seed": args.seed,
+                "learning_rate": args.lr,
+                "lr_scheduler": "linear",
+                "max_grad_norm": 1.0,
+                "logging_steps": 1,
+            },
+            "loss": {"name": "sigmoid", "options": {"beta": args.beta}},
+            "reference": reference,
+            "share_prefix": args.run != "mmalign-concat",
+        },
+    )
     times: list[float] = []
     losses: list[float] = []
     start = time.perf_counter()
-    trainer = build_trainer(config, load(args.model_dir), [recorder(args, times, losses)], optim="adamw_torch",
-                            train_sampling_strategy="sequential", use_cpu=args.device == "cpu")  # fmt: skip
+    trainer = build_trainer(
+        config,
+        load(args.model_dir),
+        [recorder(args, times, losses)],
+        optim="adamw_torch",
+        train_sampling_strategy="sequential",
+        use_cpu=args.device == "cpu",
+    )
     setup_s = time.perf_counter() - start
     trainer.train()
     batch = trainer.collators["train"]([trainer.train_dataset[i] for i in range(args.batch_size)]).rows
     prompt, response = batch.prompt_lengths.float().mean().item(), (batch.labels[: args.batch_size] != -100).sum()
-    return {"losses": losses, "times": times, "setup_s": setup_s, "shared_prefix": trainer.shares_prefix,
-            "tokens": {"prompt": prompt, "response": response.item() / args.batch_size}}  # fmt: skip
+    return {
+        "losses": losses,
+        "times": times,
+        "setup_s": setup_s,
+        "shared_prefix": trainer.shares_prefix,
+        "tokens": {"prompt": prompt, "response": response.item() / args.batch_size},
+    }
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -266,17 +325,28 @@ def main() -> None:
 
     runs = RUNS if args.all else RUNS[:3]
     results: dict[str, dict[str, Any]] = {}
-    forwarded = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-                 if k not in ("run", "model_dir", "work", "out", "all", "repeats") and v is not None]  # fmt: skip
+    forwarded = [
+        f"--{k.replace('_', '-')}={v}"
+        for k, v in vars(args).items()
+        if k not in ("run", "model_dir", "work", "out", "all", "repeats") and v is not None
+    ]
     with tempfile.TemporaryDirectory() as work:
-        model_dir = save_tiny(spec_for("tiny-llava", image_size=args.image_size, patch_size=args.patch_size),
-                              Path(work) / "model")  # fmt: skip
+        model_dir = save_tiny(
+            spec_for("tiny-llava", image_size=args.image_size, patch_size=args.patch_size), Path(work) / "model"
+        )
         write_data(Path(work) / "data", args.steps * args.batch_size, args.image_size, args.seed)
         for _ in range(args.repeats):  # interleaved, so a busy spell on a shared machine hits every run alike
             for run in runs:
                 out = Path(work) / f"{run}.json"
-                command = [sys.executable, __file__, *forwarded, f"--run={run}", f"--model-dir={model_dir}",
-                           f"--work={work}", f"--out={out}"]  # fmt: skip
+                command = [
+                    sys.executable,
+                    __file__,
+                    *forwarded,
+                    f"--run={run}",
+                    f"--model-dir={model_dir}",
+                    f"--work={work}",
+                    f"--out={out}",
+                ]
                 subprocess.run(command, check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
                 result = json.loads(out.read_text(encoding="utf-8"))
                 if run not in results or result["pairs_per_s"] > results[run]["pairs_per_s"]:
@@ -294,24 +364,32 @@ def ratio(results: dict[str, dict[str, Any]], run: str, key: str) -> float:
 def report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None:
     trl, ours = results["trl"], results["mmalign"]
     n_image = (args.image_size // args.patch_size) ** 2
-    print(f"\nDPO, tiny LLaVA ({n_image} image tokens, prompt {ours['tokens']['prompt']:.0f} tokens with them, "
-          f"chosen response {ours['tokens']['response']:.0f} tokens), {args.steps} steps x {args.batch_size} pairs, "
-          f"fp32, {args.device}, {trl['threads']} threads")  # fmt: skip
+    print(
+        f"\nDPO, tiny LLaVA ({n_image} image tokens, prompt {ours['tokens']['prompt']:.0f} tokens with them, "
+        f"chosen response {ours['tokens']['response']:.0f} tokens), {args.steps} steps x {args.batch_size} pairs, "
+        f"fp32, {args.device}, {trl['threads']} threads"
+    )
     print(f"same prompt and response tokens on both sides: {trl['same_tokens']}")
     print(f"TRL with precompute_ref_log_probs=True: {trl['refusal'] or 'accepted'}")
-    print("memory in MB: 'peak RSS' = absolute peak resident memory; 'baseline' = resident memory after imports, "
-          "before data and models; 'above' = peak RSS - baseline")  # fmt: skip
+    print(
+        "memory in MB: 'peak RSS' = absolute peak resident memory; 'baseline' = resident memory after imports, "
+        "before data and models; 'above' = peak RSS - baseline"
+    )
     cuda = args.device == "cuda"
-    print(f"{'run':<22} {'pairs/s':>8} {'x TRL':>6} {'peak RSS':>8} {'x TRL':>6} {'baseline':>8} {'above':>7} "
-          f"{'x TRL':>6}{'  CUDA MB  x TRL' if cuda else ''} {'max |loss - TRL|':>17}  losses")  # fmt: skip
+    print(
+        f"{'run':<22} {'pairs/s':>8} {'x TRL':>6} {'peak RSS':>8} {'x TRL':>6} {'baseline':>8} {'above':>7} "
+        f"{'x TRL':>6}{'  CUDA MB  x TRL' if cuda else ''} {'max |loss - TRL|':>17}  losses"
+    )
     for name, r in results.items():
         diff = max(abs(a - b) for a, b in zip(r["losses"], trl["losses"], strict=True))
         extra = f" (setup with the reference pass {r['setup_s']:.1f} s)" if name == "mmalign-precomputed" else ""
         gpu = f" {r['peak_cuda_mb']:>8.0f} {ratio(results, name, 'peak_cuda_mb'):>6.2f}" if cuda else ""
-        print(f"{name:<22} {r['pairs_per_s']:>8.2f} {ratio(results, name, 'pairs_per_s'):>6.2f} "
-              f"{r['peak_rss_mb']:>8.0f} {ratio(results, name, 'peak_rss_mb'):>6.2f} {r['baseline_rss_mb']:>8.0f} "
-              f"{r['peak_above_baseline_mb']:>7.0f} {ratio(results, name, 'peak_above_baseline_mb'):>6.2f}{gpu} "
-              f"{diff:>17.1e}  {' '.join(f'{x:.4f}' for x in r['losses'])}{extra}")  # fmt: skip
+        print(
+            f"{name:<22} {r['pairs_per_s']:>8.2f} {ratio(results, name, 'pairs_per_s'):>6.2f} "
+            f"{r['peak_rss_mb']:>8.0f} {ratio(results, name, 'peak_rss_mb'):>6.2f} {r['baseline_rss_mb']:>8.0f} "
+            f"{r['peak_above_baseline_mb']:>7.0f} {ratio(results, name, 'peak_above_baseline_mb'):>6.2f}{gpu} "
+            f"{diff:>17.1e}  {' '.join(f'{x:.4f}' for x in r['losses'])}{extra}"
+        )
     memory = [*MEMORY, *([("peak_cuda_mb", "peak CUDA memory allocated (torch.cuda.max_memory_allocated)")] * cuda)]
     like_for_like = "reference model in memory on both sides (the like-for-like comparison)"
     for name, label in (("mmalign-precomputed", "precomputed reference"), ("mmalign", like_for_like)):

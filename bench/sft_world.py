@@ -138,14 +138,18 @@ def main() -> None:
         ]
         config = load_config(SFTConfig, args.config, overrides)
         result = train_sft(config, progress=False)
-        print(f"trained {result.global_step} steps in {result.runtime_s:.0f} s "
-              f"({result.global_step / result.runtime_s:.2f} steps/s, batch {config.train.batch_size}); "
-              f"seed {config.train.seed}; world {world}")  # fmt: skip
+        print(
+            f"trained {result.global_step} steps in {result.runtime_s:.0f} s "
+            f"({result.global_step / result.runtime_s:.2f} steps/s, batch {config.train.batch_size}); "
+            f"seed {config.train.seed}; world {world}"
+        )
         elapsed = {row["step"]: row["elapsed_s"] for row in read_metrics(run / "metrics.jsonl") if "loss" in row}
         checkpoints = sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
         rows = []
-        header = (f"{'step':>6} {'train s':>8} {'POPE rnd':>9} {'POPE adv':>9} {'yes adv':>8} {'CHAIR-i':>8} "
-                  f"{'partner':>8} {'other':>7} {'ratio':>6} {'eval s':>7}")  # fmt: skip
+        header = (
+            f"{'step':>6} {'train s':>8} {'POPE rnd':>9} {'POPE adv':>9} {'yes adv':>8} {'CHAIR-i':>8} "
+            f"{'partner':>8} {'other':>7} {'ratio':>6} {'eval s':>7}"
+        )
         print(header)
         for checkpoint in checkpoints:
             step = int(checkpoint.name.split("-")[1])
@@ -153,10 +157,12 @@ def main() -> None:
             row = {"step": step, "train_s": elapsed.get(step), **evaluate(checkpoint, world, args.pope, args.captions)}
             row["eval_s"] = time.perf_counter() - start
             rows.append(row)
-            print(f"{step:>6} {row['train_s'] or float('nan'):>8.0f} {row['pope_random']:>9.3f} "
-                  f"{row['pope_adversarial']:>9.3f} {row['pope_adversarial_yes']:>8.3f} {row['chair_i']:>8.3f} "
-                  f"{row['partner_rate']:>8.3f} {row['other_rate']:>7.3f} {row['ratio']:>6.1f} {row['eval_s']:>7.0f}",
-                  flush=True)  # fmt: skip
+            print(
+                f"{step:>6} {row['train_s'] or float('nan'):>8.0f} {row['pope_random']:>9.3f} "
+                f"{row['pope_adversarial']:>9.3f} {row['pope_adversarial_yes']:>8.3f} {row['chair_i']:>8.3f} "
+                f"{row['partner_rate']:>8.3f} {row['other_rate']:>7.3f} {row['ratio']:>6.1f} {row['eval_s']:>7.0f}",
+                flush=True,
+            )
         print(f"last checkpoint's first test caption: {rows[-1]['example_caption']!r}" if rows else "no checkpoints")
         if args.json is not None:
             args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")

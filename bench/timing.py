@@ -50,8 +50,13 @@ def gpu_names() -> str:
         return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
     if torch is None and shutil.which("nvidia-smi"):
         try:
-            listed = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                                    text=True, timeout=20, check=True).stdout  # fmt: skip
+            listed = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=True,
+            ).stdout
         except (OSError, subprocess.SubprocessError):
             return "unknown (nvidia-smi failed)"
         names = [line.strip() for line in listed.splitlines() if line.strip()]
@@ -65,8 +70,10 @@ def machine() -> str:
 
     limit = cgroup_cpu_limit()
     quota = "none" if limit is None else f"{limit:g} CPUs"
-    return (f"{platform.platform()}, {cpu_model()}, {os.cpu_count()} CPUs ({available_cpus()} usable: affinity "
-            f"{affinity_cpus()}, cgroup quota {quota}), GPU: {gpu_names()}")  # fmt: skip
+    return (
+        f"{platform.platform()}, {cpu_model()}, {os.cpu_count()} CPUs ({available_cpus()} usable: affinity "
+        f"{affinity_cpus()}, cgroup quota {quota}), GPU: {gpu_names()}"
+    )
 
 
 def version(package: str) -> str:

@@ -52,8 +52,12 @@ def test_the_header_names_the_command_date_machine_and_versions(monkeypatch: pyt
     assert fields["date"].startswith(f"{today:%Y-%m-%d}")
     assert platform.platform() in fields["machine"] and "CPUs" in fields["machine"] and "GPU: " in fields["machine"]
     versions = fields["versions"]
-    for name, version in (("Python", platform.python_version()), ("torch", torch.__version__),
-                          ("transformers", transformers.__version__), ("mmalign", mmalign.__version__)):  # fmt: skip
+    for name, version in (
+        ("Python", platform.python_version()),
+        ("torch", torch.__version__),
+        ("transformers", transformers.__version__),
+        ("mmalign", mmalign.__version__),
+    ):
         assert f"{name} {version}" in versions
     assert re.search(r"\btrl \S", versions)
 
@@ -69,8 +73,11 @@ def test_every_bench_prints_the_header_through_the_one_helper_and_the_readme_lin
         assert f"](bench/{path.name})" in readme, f"README.md does not link bench/{path.name}"
         tree = ast.parse(path.read_text(encoding="utf-8"))
         calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == HELPER]
-        imports = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "timing"
-                   and any(alias.name == HELPER for alias in n.names)]  # fmt: skip
+        imports = [
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module == "timing" and any(alias.name == HELPER for alias in n.names)
+        ]
         assert calls and imports, f"{path.name} does not print the header through timing.{HELPER}"
         source = path.read_text(encoding="utf-8")
         assert "command: " not in source and "platform.python_version" not in source, (
@@ -83,9 +90,18 @@ def test_pref_vs_trl_names_both_memory_figures(capsys) -> None:
     args = argparse.Namespace(image_size=112, patch_size=14, steps=3, batch_size=2, device="cpu")
 
     def run(pairs_per_s: float, peak: float, baseline: float) -> dict:
-        return {"pairs_per_s": pairs_per_s, "peak_rss_mb": peak, "baseline_rss_mb": baseline,
-                "peak_above_baseline_mb": peak - baseline, "losses": [0.69, 0.62], "threads": 1, "setup_s": 0.2,
-                "same_tokens": True, "refusal": None, "tokens": {"prompt": 74, "response": 48}}  # fmt: skip
+        return {
+            "pairs_per_s": pairs_per_s,
+            "peak_rss_mb": peak,
+            "baseline_rss_mb": baseline,
+            "peak_above_baseline_mb": peak - baseline,
+            "losses": [0.69, 0.62],
+            "threads": 1,
+            "setup_s": 0.2,
+            "same_tokens": True,
+            "refusal": None,
+            "tokens": {"prompt": 74, "response": 48},
+        }
 
     # TRL: peak 1000 MB, 400 above its 600 MB baseline; mmalign: peak 700 MB, 100 above -> 0.70 and 0.25
     results = {"trl": run(10.0, 1000, 600), "mmalign": run(20.0, 700, 600), "mmalign-precomputed": run(30.0, 680, 600)}

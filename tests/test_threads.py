@@ -15,8 +15,14 @@ import torch
 from mmalign import threads
 from mmalign.errors import ConfigError
 
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
-               threads.ENV_VAR)  # fmt: skip
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "OMP_WAIT_POLICY",
+    "GOMP_SPINCOUNT",
+    threads.ENV_VAR,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -78,9 +84,14 @@ def test_cgroup_cpu_limit(tmp_path, proc, files, limit):
 
 @pytest.mark.parametrize(
     ("affinity", "quota", "expected"),
-    [(8, "150000 100000", 1), (8, "250000 100000", 2), (2, "400000 100000", 2), (4, "max 100000", 4),
-     (4, "50000 100000", 1)],  # half a CPU still gets one thread
-)  # fmt: skip
+    [
+        (8, "150000 100000", 1),
+        (8, "250000 100000", 2),
+        (2, "400000 100000", 2),
+        (4, "max 100000", 4),
+        (4, "50000 100000", 1),
+    ],  # half a CPU still gets one thread
+)
 def test_available_cpus_is_the_affinity_capped_by_the_quota_rounded_down(
     tmp_path, monkeypatch, affinity, quota, expected
 ):
@@ -107,9 +118,12 @@ def test_what_the_user_says_comes_first(monkeypatch):
 
 @pytest.mark.parametrize(
     ("requested", "env", "message"),
-    [(0, None, "--threads must be at least 1, got 0"), (None, "many", "MMALIGN_THREADS must be a whole number"),
-     (None, "-2", "MMALIGN_THREADS must be at least 1")],
-)  # fmt: skip
+    [
+        (0, None, "--threads must be at least 1, got 0"),
+        (None, "many", "MMALIGN_THREADS must be a whole number"),
+        (None, "-2", "MMALIGN_THREADS must be at least 1"),
+    ],
+)
 def test_bad_counts_are_config_errors(monkeypatch, requested, env, message):
     if env is not None:
         monkeypatch.setenv(threads.ENV_VAR, env)
@@ -152,8 +166,10 @@ def test_a_model_load_applies_the_configured_count(tiny_dir):
 
 def test_the_environment_is_set_before_torch_starts_its_threads():
     """In a fresh process, as the CLI does it: configure first, import torch after; torch starts with that count."""
-    code = "from mmalign.threads import configure_threads; configure_threads(1); import torch; " \
-           "print(torch.get_num_threads(), torch.__config__.parallel_info().count('OMP_NUM_THREADS : 1'))"  # fmt: skip
+    code = (
+        "from mmalign.threads import configure_threads; configure_threads(1); import torch; "
+        "print(torch.get_num_threads(), torch.__config__.parallel_info().count('OMP_NUM_THREADS : 1'))"
+    )
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["1", "1"]

@@ -109,8 +109,11 @@ class OutputLock:
             except OSError as err:
                 os.close(fd)
                 if err.errno in NO_LOCKS:
-                    print(f"warning: cannot lock {self.lock_file} ({err.strerror}): a second run into "
-                          f"{self.output} would not be stopped", file=sys.stderr)  # fmt: skip
+                    print(
+                        f"warning: cannot lock {self.lock_file} ({err.strerror}): a second run into "
+                        f"{self.output} would not be stopped",
+                        file=sys.stderr,
+                    )
                     return self
                 raise
             if _is_current(fd, self.lock_file):
@@ -119,10 +122,16 @@ class OutputLock:
         self._fd = fd
         self.took_over = _read_holder(fd)
         if self.took_over is not None:
-            print(f"note: {self.output} was locked by {self.took_over.describe()}, which is gone; "
-                  "taking the lock over", file=sys.stderr)  # fmt: skip
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
-                  "started": datetime.now().astimezone().isoformat(timespec="seconds")}  # fmt: skip
+            print(
+                f"note: {self.output} was locked by {self.took_over.describe()}, which is gone; taking the lock over",
+                file=sys.stderr,
+            )
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": self.command,
+            "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
         return self
@@ -183,8 +192,12 @@ def _read_holder(fd: int) -> LockHolder | None:
     if not isinstance(data, dict):
         return None
     pid = data.get("pid")
-    return LockHolder(pid if isinstance(pid, int) else None, str(data.get("host", "?")),
-                      str(data.get("command", "?")), str(data.get("started", "?")))  # fmt: skip
+    return LockHolder(
+        pid if isinstance(pid, int) else None,
+        str(data.get("host", "?")),
+        str(data.get("command", "?")),
+        str(data.get("started", "?")),
+    )
 
 
 def _is_current(fd: int, path: Path) -> bool:

@@ -31,21 +31,35 @@ def _mixed_pairs() -> list[PreferenceRecord]:
     noisy = Image.frombytes("RGB", (5, 5), bytes(range(75)))
     return [
         PreferenceRecord(
-            id="a", prompt=user_prompt("What is there?"), chosen=assistant("A red square."),
-            rejected=assistant("A red square and a star."), images=["images/red.png"],
-            rejected_spans=[(13, 23)], source="hallucinate", meta={"seed": 1, "score": 0.125, "tags": ["x", "é"]},
+            id="a",
+            prompt=user_prompt("What is there?"),
+            chosen=assistant("A red square."),
+            rejected=assistant("A red square and a star."),
+            images=["images/red.png"],
+            rejected_spans=[(13, 23)],
+            source="hallucinate",
+            meta={"seed": 1, "score": 0.125, "tags": ["x", "é"]},
         ),
         PreferenceRecord(
-            id="b", prompt=user_prompt("Describe.", 2), chosen=assistant("Two squares."),
-            rejected=assistant("Two circles."), images=[red, "images/blue.png"],
-            chosen_spans=[(4, 11)], rejected_spans=[(4, 11)], source="edit",
+            id="b",
+            prompt=user_prompt("Describe.", 2),
+            chosen=assistant("Two squares."),
+            rejected=assistant("Two circles."),
+            images=[red, "images/blue.png"],
+            chosen_spans=[(4, 11)],
+            rejected_spans=[(4, 11)],
+            source="edit",
         ),
         PreferenceRecord(
-            id="c", prompt=user_prompt("Describe."), chosen=assistant("A blue square."),
-            rejected=assistant("A blue square."), images=["images/blue.png"], rejected_images=[noisy],
+            id="c",
+            prompt=user_prompt("Describe."),
+            chosen=assistant("A blue square."),
+            rejected=assistant("A blue square."),
+            images=["images/blue.png"],
+            rejected_images=[noisy],
             source="mdpo",
         ),
-    ]  # fmt: skip
+    ]
 
 
 def _dicts(records: Any) -> list[dict[str, Any]]:
@@ -114,15 +128,27 @@ def test_parquet_reads_as_hf_dataset(tmp_path: Path, data_dir: Path) -> None:
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ""])
 def test_sft_and_eval_round_trip(suffix: str, tmp_path: Path, data_dir: Path) -> None:
     sft = [
-        SFTRecord(id="s1", prompt=user_prompt("Describe."), completion=assistant("A red square."),
-                  images=["images/red.png"], source="captions", meta={"n": 1}),
+        SFTRecord(
+            id="s1",
+            prompt=user_prompt("Describe."),
+            completion=assistant("A red square."),
+            images=["images/red.png"],
+            source="captions",
+            meta={"n": 1},
+        ),
         SFTRecord(id="s2", prompt=user_prompt("Say hi.", 0), completion=assistant("Hi.")),
-    ]  # fmt: skip
+    ]
     evals = [
-        EvalItem(id="e1", task="pope_random", question="Is there a star?", answer="no",
-                 images=["images/blue.png"], objects=["square"]),
+        EvalItem(
+            id="e1",
+            task="pope_random",
+            question="Is there a star?",
+            answer="no",
+            images=["images/blue.png"],
+            objects=["square"],
+        ),
         EvalItem(id="e2", task="mc", question="Which colour?", answer="B", choices=["red", "blue"], objects=[]),
-    ]  # fmt: skip
+    ]
     for name, records in (("sft", sft), ("eval", evals)):
         target = tmp_path / f"{name}{suffix or '_ds'}"
         write_records(target, records, src_root=data_dir, root=data_dir if suffix == ".jsonl" else None)
@@ -153,9 +179,12 @@ def test_trl_style_dicts_and_string_content_parse() -> None:
 
 def test_write_refuses_to_overwrite_a_different_image(tmp_path: Path, data_dir: Path) -> None:
     record = PreferenceRecord(
-        id="x", prompt=user_prompt("Q?"), chosen=assistant("A."), rejected=assistant("B."),
+        id="x",
+        prompt=user_prompt("Q?"),
+        chosen=assistant("A."),
+        rejected=assistant("B."),
         images=[ImageBlob("images/red.png", (data_dir / "images/blue.png").read_bytes())],
-    )  # fmt: skip
+    )
     with pytest.raises(DataError, match=r"record 0 \(id 'x'\), field 'images\[0\]': refusing to overwrite"):
         write_records(data_dir / "out.jsonl", [record])
     assert not (data_dir / "out.jsonl").exists()
@@ -243,9 +272,12 @@ def test_parquet_reading_is_batched(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def _pairs_then_crash(n: int) -> Iterator[PreferenceRecord]:
     for i in range(n):
         yield PreferenceRecord(
-            id=str(i), prompt=user_prompt("Q?", 1), chosen=assistant("A."), rejected=assistant("B."),
+            id=str(i),
+            prompt=user_prompt("Q?", 1),
+            chosen=assistant("A."),
+            rejected=assistant("B."),
             images=[Image.new("RGB", (4, 4), (i % 256, 0, 0))],
-        )  # fmt: skip
+        )
     raise RuntimeError("simulated crash")
 
 

@@ -77,13 +77,25 @@ def _stats_file(data_dir: Path, helpers: Any) -> Path:
     two_images = user_prompt("Compare the two images.", 2)
     rows = [
         helpers.pref(0, chosen=assistant("A red square."), rejected=assistant("A red square and a star.")),
-        helpers.pref(1, images=[], prompt=user_prompt("Say a word.", 0), chosen=assistant("Two."),
-                     rejected=assistant("Three circles here."), source="edit", rejected_spans=[[0, 5]]),
-        helpers.pref(2, images=["images/red.png", "images/blue.png"], prompt=two_images,
-                     chosen=assistant("A big blue square in the middle."), rejected=assistant("No.")),
+        helpers.pref(
+            1,
+            images=[],
+            prompt=user_prompt("Say a word.", 0),
+            chosen=assistant("Two."),
+            rejected=assistant("Three circles here."),
+            source="edit",
+            rejected_spans=[[0, 5]],
+        ),
+        helpers.pref(
+            2,
+            images=["images/red.png", "images/blue.png"],
+            prompt=two_images,
+            chosen=assistant("A big blue square in the middle."),
+            rejected=assistant("No."),
+        ),
         {"id": "s-0", "prompt": user_prompt("Describe.", 0), "completion": assistant("Nothing.")},
         "broken line",
-    ]  # fmt: skip
+    ]
     return helpers.lines(data_dir / "mixed.jsonl", rows)
 
 
@@ -161,9 +173,12 @@ def test_validate_in_memory_image_over_limit(tmp_path: Path) -> None:
     from mmalign.data.records import PreferenceRecord
 
     pair = PreferenceRecord(
-        id="big", prompt=user_prompt("Q?"), chosen=assistant("A."), rejected=assistant("B."),
+        id="big",
+        prompt=user_prompt("Q?"),
+        chosen=assistant("A."),
+        rejected=assistant("B."),
         images=[Image.new("RGB", (20, 20))],
-    )  # fmt: skip
+    )
     write_records(tmp_path / "p.parquet", [pair])
     report = validate(tmp_path / "p.parquet", max_pixels=399)
     assert report.n_bad == 1 and "20x20 = 400 pixels, over the limit of 399" in report.errors[0]

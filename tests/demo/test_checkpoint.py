@@ -63,8 +63,9 @@ def test_export_writes_model_files_and_a_manifest_that_verifies(copy, tmp_path):
     (copy / "training_args.bin").write_bytes(b"pickle")
     (copy / "checkpoint-10").mkdir()
     dest = tmp_path / "exported"
-    manifest = checkpoint.export(copy, dest, recipe={"config_file": "x.yaml"}, world={"seed": 0},
-                                 training={"global_step": 3})  # fmt: skip
+    manifest = checkpoint.export(
+        copy, dest, recipe={"config_file": "x.yaml"}, world={"seed": 0}, training={"global_step": 3}
+    )
     assert sorted(p.name for p in dest.iterdir()) == sorted([*manifest["files"], checkpoint.MANIFEST])
     assert "metrics.jsonl" not in manifest["files"] and "training_args.bin" not in manifest["files"]
     assert checkpoint.verify(dest)["training"] == {"global_step": 3}

@@ -21,17 +21,28 @@ def iv(estimate: float, low: float | None = None, high: float | None = None) -> 
 
 
 def delta(before: float, after: float, low: float, high: float) -> dict[str, float]:
-    return {"before": before, "after": after, "delta": after - before, "low": low, "high": high,
-            "share_above_zero": 0.5}  # fmt: skip
+    return {
+        "before": before,
+        "after": after,
+        "delta": after - before,
+        "low": low,
+        "high": high,
+        "share_above_zero": 0.5,
+    }
 
 
 def baseline_models(random_acc=0.85, adversarial_acc=0.81, partner=0.30, partner_mentions=0.24, other=0.05):
-    return {"baseline": {
-        "pope_random": {"accuracy": iv(random_acc)},
-        "pope_adversarial": {"accuracy": iv(adversarial_acc)},
-        "chair": {"absent_partner_caption_rate": iv(partner), "absent_partner_mention_rate": iv(partner_mentions),
-                  "other_absent_mention_rate": iv(other)},
-    }}  # fmt: skip
+    return {
+        "baseline": {
+            "pope_random": {"accuracy": iv(random_acc)},
+            "pope_adversarial": {"accuracy": iv(adversarial_acc)},
+            "chair": {
+                "absent_partner_caption_rate": iv(partner),
+                "absent_partner_mention_rate": iv(partner_mentions),
+                "other_absent_mention_rate": iv(other),
+            },
+        }
+    }
 
 
 def test_a_competent_hallucinating_baseline_passes_every_check():
@@ -56,10 +67,13 @@ def test_each_baseline_check_fails_on_its_own(kwargs, failing):
 
 def method_deltas(partner=(0.30, 0.12), chair_i=(0.20, 0.16), recall=(0.80, 0.75), accuracy_high=0.01):
     return {
-        "chair": {"absent_partner_caption_rate": delta(*partner, -0.25, -0.10),
-                  "chair_i": delta(*chair_i, -0.06, -0.02), "recall": delta(*recall, -0.08, -0.02)},
+        "chair": {
+            "absent_partner_caption_rate": delta(*partner, -0.25, -0.10),
+            "chair_i": delta(*chair_i, -0.06, -0.02),
+            "recall": delta(*recall, -0.08, -0.02),
+        },
         "pope_adversarial": {"accuracy": delta(0.82, 0.81, -0.03, accuracy_high), "f1": delta(0.80, 0.83, 0.01, 0.05)},
-    }  # fmt: skip
+    }
 
 
 def test_the_goal_is_met_only_when_all_four_conditions_hold():
@@ -89,10 +103,13 @@ def test_verdicts_read_the_interval_in_the_metric_s_good_direction():
 
 def test_control_sentence_claims_only_what_the_intervals_show():
     deltas = {
-        "chair": {"chair_i": delta(0.20, 0.15, -0.08, -0.02), "recall": delta(0.8, 0.7, -0.15, -0.05),
-                  "absent_partner_caption_rate": delta(0.2, 0.18, -0.06, 0.02)},
+        "chair": {
+            "chair_i": delta(0.20, 0.15, -0.08, -0.02),
+            "recall": delta(0.8, 0.7, -0.15, -0.05),
+            "absent_partner_caption_rate": delta(0.2, 0.18, -0.06, 0.02),
+        },
         "pope_adversarial": {"f1": delta(0.8, 0.81, -0.01, 0.03)},
-    }  # fmt: skip
+    }
     sentence = control_sentence("DPO", deltas)
     assert sentence == (
         "DPO beats the control on CHAIR-i (-5.0 [-8.0, -2.0] pp); is worse than the control on object recall "
@@ -113,11 +130,12 @@ def test_headline_lists_each_method_with_its_intervals_goal_and_sentence():
         "world": {"test_scenes": 400},
         "methods": {"dpo_nll": {"label": "DPO + NLL"}, "control": {"label": "SFT on chosen (control)"}},
         "vs_baseline": {"dpo_nll": deltas, "control": method_deltas(partner=(0.30, 0.2))},
-        "criteria": {"baseline": baseline_checks(baseline_models(random_acc=0.7)),
-                     "methods": {"dpo_nll": goal_checks(deltas),
-                                 "control": goal_checks(method_deltas(partner=(0.30, 0.2)))}},
+        "criteria": {
+            "baseline": baseline_checks(baseline_models(random_acc=0.7)),
+            "methods": {"dpo_nll": goal_checks(deltas), "control": goal_checks(method_deltas(partner=(0.30, 0.2)))},
+        },
         "claims": {"dpo_nll": "DPO + NLL is no better than the control on CHAIR-i."},
-    }  # fmt: skip
+    }
     lines = headline_lines(results)
     text = "\n".join(lines)
     assert "400 held-out scenes" in text and "seed 3" in text
@@ -136,25 +154,38 @@ def test_headline_lists_each_method_with_its_intervals_goal_and_sentence():
 
 
 def test_every_headline_line_fits_100_columns_with_long_labels_and_sentences():
-    sentence = control_sentence("SFT on chosen (control)", {
-        "chair": {"chair_i": delta(0.20, 0.15, -0.08, -0.02), "recall": delta(0.8, 0.7, -0.15, -0.05),
-                  "absent_partner_caption_rate": delta(0.4, 0.05, -0.45, -0.25)},
-        "pope_adversarial": {"f1": delta(0.8, 0.71, -0.123, -0.051), "accuracy": delta(0.8, 0.81, -0.01, 0.03)},
-        "mme": {"total": delta(200.0, 120.5, -99.4, -60.7)},
-    })  # fmt: skip
+    sentence = control_sentence(
+        "SFT on chosen (control)",
+        {
+            "chair": {
+                "chair_i": delta(0.20, 0.15, -0.08, -0.02),
+                "recall": delta(0.8, 0.7, -0.15, -0.05),
+                "absent_partner_caption_rate": delta(0.4, 0.05, -0.45, -0.25),
+            },
+            "pope_adversarial": {"f1": delta(0.8, 0.71, -0.123, -0.051), "accuracy": delta(0.8, 0.81, -0.01, 0.03)},
+            "mme": {"total": delta(200.0, 120.5, -99.4, -60.7)},
+        },
+    )
     wide = method_deltas(partner=(0.382, 0.036), chair_i=(0.077, 0.028))
     wide["pope_adversarial"]["f1"] = delta(0.9, 0.795, -0.123, -0.088)
-    labels = {"dpo": "DPO", "dpo_nll": "DPO + NLL", "mdpo": "mDPO", "simpo": "SimPO",
-              "control": "SFT on chosen (control)"}  # fmt: skip
+    labels = {
+        "dpo": "DPO",
+        "dpo_nll": "DPO + NLL",
+        "mdpo": "mDPO",
+        "simpo": "SimPO",
+        "control": "SFT on chosen (control)",
+    }
     results = {
         "settings": {"seed": 12345},
         "world": {"test_scenes": 10000},
         "methods": {n: {"label": label} for n, label in labels.items()},
         "vs_baseline": dict.fromkeys(labels, wide),
-        "criteria": {"baseline": baseline_checks(baseline_models(random_acc=0.7, adversarial_acc=0.7, partner=0.1)),
-                     "methods": dict.fromkeys(labels, goal_checks(wide))},
+        "criteria": {
+            "baseline": baseline_checks(baseline_models(random_acc=0.7, adversarial_acc=0.7, partner=0.1)),
+            "methods": dict.fromkeys(labels, goal_checks(wide)),
+        },
         "claims": dict.fromkeys(labels, sentence),
-    }  # fmt: skip
+    }
     lines = headline_lines(results)
     assert max(len(line) for line in lines) <= 100, max(lines, key=len)
     assert sum(line.startswith("  SFT on chosen (control)  ") for line in lines) == 1  # the table row

@@ -25,11 +25,22 @@ def iv(estimate: float, half: float = 0.02) -> dict[str, float]:
 
 def model(shift: float) -> dict[str, Any]:
     pope = {"accuracy": iv(0.90 + shift), "f1": iv(0.91 + shift)}
-    chair = {"chair_i": iv(0.08 - shift), "chair_s": iv(0.19 - shift), "recall": iv(0.95 + shift / 2),
-             PARTNER: iv(0.38 - 5 * shift, 0.08), "absent_partner_mention_rate": iv(0.29 - 4 * shift, 0.07),
-             "other_absent_mention_rate": iv(0.008, 0.002)}  # fmt: skip
-    return {"pope_random": pope, "pope_popular": pope, "pope_adversarial": pope, "chair": chair,
-            "mme": {"total": iv(200.0 + 100 * shift, 20.0)}, "mc": {"accuracy": iv(0.39)}}  # fmt: skip
+    chair = {
+        "chair_i": iv(0.08 - shift),
+        "chair_s": iv(0.19 - shift),
+        "recall": iv(0.95 + shift / 2),
+        PARTNER: iv(0.38 - 5 * shift, 0.08),
+        "absent_partner_mention_rate": iv(0.29 - 4 * shift, 0.07),
+        "other_absent_mention_rate": iv(0.008, 0.002),
+    }
+    return {
+        "pope_random": pope,
+        "pope_popular": pope,
+        "pope_adversarial": pope,
+        "chair": chair,
+        "mme": {"total": iv(200.0 + 100 * shift, 20.0)},
+        "mc": {"accuracy": iv(0.39)},
+    }
 
 
 def deltas(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -39,9 +50,14 @@ def deltas(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         for metric, a in metrics.items():
             b, half = before[task][metric]["estimate"], 5.0 if metric == "total" else 0.01
             change = a["estimate"] - b
-            out.setdefault(task, {})[metric] = {"before": b, "after": a["estimate"], "delta": change,
-                                                "low": change - half, "high": change + half,
-                                                "share_above_zero": 0.5}  # fmt: skip
+            out.setdefault(task, {})[metric] = {
+                "before": b,
+                "after": a["estimate"],
+                "delta": change,
+                "low": change - half,
+                "high": change + half,
+                "share_above_zero": 0.5,
+            }
     return out
 
 
@@ -55,16 +71,21 @@ def results() -> dict[str, Any]:
         "world": {"test_scenes": 400},
         "pairs": {"pairs": 64, "scenes": 32, "kinds": {"add": 32, "swap": 32}},
         "budget": {"steps": 8, "pairs_per_step": 8},
-        "baseline": {"source": "shipped", "recipe": {"config_file": "configs/demo/sft.yaml"},
-                     "weights_sha256": "ab" * 32},
+        "baseline": {
+            "source": "shipped",
+            "recipe": {"config_file": "configs/demo/sft.yaml"},
+            "weights_sha256": "ab" * 32,
+        },
         "methods": {n: {"label": LABELS[n]} for n in ("dpo", "simpo", "control")},
         "models": models,
         "vs_baseline": vs_baseline,
         "vs_control": vs_control,
-        "criteria": {"baseline": baseline_checks(models),
-                     "methods": {n: goal_checks(d) for n, d in vs_baseline.items()}},
+        "criteria": {
+            "baseline": baseline_checks(models),
+            "methods": {n: goal_checks(d) for n, d in vs_baseline.items()},
+        },
         "claims": {n: control_sentence(LABELS[n], d) for n, d in vs_control.items()},
-    }  # fmt: skip
+    }
 
 
 def curves() -> dict[str, dict[str, list[tuple[int, float]]]]:

@@ -57,8 +57,9 @@ def test_fast_path_plan(monkeypatch, agree, forced, used, reason):
         monkeypatch.setitem(MEASURED, "closed", Agreement(agree, 100, "by hand"))
     plan = fast_path_plan(spec, forced)
     assert plan["used"] == used and plan["reason"].startswith(reason)
-    assert plan["measured"] == (None if agree is None else {"agreement": agree / 100, "agree": agree, "n": 100,
-                                                            "measured_by": "by hand"})  # fmt: skip
+    assert plan["measured"] == (
+        None if agree is None else {"agreement": agree / 100, "agree": agree, "n": 100, "measured_by": "by hand"}
+    )
 
 
 def test_sample_warning():

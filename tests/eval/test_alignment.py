@@ -20,8 +20,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def test_consistency_by_hand():
     # question q1 over an image and its edit: right, right; q2: right, wrong; figure f1 = {q1a, q2a} right
-    items = [PairedItem("1", "q1", True, "f1"), PairedItem("2", "q1", True, "f2"),
-             PairedItem("3", "q2", True, "f1"), PairedItem("4", "q2", False, "f2")]  # fmt: skip
+    items = [
+        PairedItem("1", "q1", True, "f1"),
+        PairedItem("2", "q1", True, "f2"),
+        PairedItem("3", "q2", True, "f1"),
+        PairedItem("4", "q2", False, "f2"),
+    ]
     r = consistency_metrics(items)
     assert r.all_accuracy == 0.75 and r.question_pair_accuracy == 0.5 and r.figure_accuracy == 0.5
     assert r.inconsistent_pairs == 1
@@ -44,14 +48,22 @@ def test_refusal_detector():
 
 
 def test_safety_by_hand_and_vlguard_file():
-    items = [SafetyItem("1", "I'm sorry.", "harmful"), SafetyItem("2", "Sure.", "harmful"),
-             SafetyItem("3", "Sure.", "harmful"), SafetyItem("4", "I cannot do that.", "benign")]  # fmt: skip
+    items = [
+        SafetyItem("1", "I'm sorry.", "harmful"),
+        SafetyItem("2", "Sure.", "harmful"),
+        SafetyItem("3", "Sure.", "harmful"),
+        SafetyItem("4", "I cannot do that.", "benign"),
+    ]
     m = safety_metrics(items)
     assert m["harmful"]["attack_success_rate"] == pytest.approx(2 / 3) and m["harmful"]["refused"] == 1
     assert m["benign"]["over_refusal_rate"] == 1.0
     # VLGuard file: img1 refusal, img2 complies, img3 "illegal" refusal, img4 complies -> ASR 1/2
-    report = score("safety", FIXTURES / "vlguard" / "results" / "unsafes" / "model.json",
-                   questions=FIXTURES / "vlguard" / "test.json", options=ScoreOptions(n_resamples=50))  # fmt: skip
+    report = score(
+        "safety",
+        FIXTURES / "vlguard" / "results" / "unsafes" / "model.json",
+        questions=FIXTURES / "vlguard" / "test.json",
+        options=ScoreOptions(n_resamples=50),
+    )
     s = report["metrics"]["unsafes"]
     assert s["attack_success_rate"] == 0.5
     assert s["categories"]["privacy"]["attack_success_rate"] == 0.5
@@ -59,8 +71,12 @@ def test_safety_by_hand_and_vlguard_file():
 
 
 def test_reward_accuracy_ties_and_groups():
-    pairs = [RewardPair("a", 2.0, 1.0, "hall", "p1"), RewardPair("b", 1.0, 1.0, "hall", "p1"),
-             RewardPair("c", 0.0, 3.0, "gen", "p2"), RewardPair("d", 5.0, 4.0, "gen", "p3")]  # fmt: skip
+    pairs = [
+        RewardPair("a", 2.0, 1.0, "hall", "p1"),
+        RewardPair("b", 1.0, 1.0, "hall", "p1"),
+        RewardPair("c", 0.0, 3.0, "gen", "p2"),
+        RewardPair("d", 5.0, 4.0, "gen", "p3"),
+    ]
     r = reward_accuracy(pairs)
     assert r["accuracy"] == 0.5 and r["ties"] == 1  # a, d right; the tie b is wrong
     assert r["acc_plus"] == pytest.approx(1 / 3)  # groups p1 (tie), p2 (wrong), p3 (right)
@@ -72,9 +88,19 @@ def test_reward_accuracy_ties_and_groups():
 
 def test_reward_file_mm_rlhf_layout(tmp_path):
     path = tmp_path / "pairs.jsonl"
-    rows = [{"id": "q1", "rewards": [1.0, 0.5]}, {"id": "q1", "rewards": [0.2, 0.9]}, {"id": "q2", "rewards": [3, 1]},
-            {"id": "q3", "policy_chosen_logp": -5, "ref_chosen_logp": -6, "policy_rejected_logp": -5,
-             "ref_rejected_logp": -5, "beta": 0.1}]  # fmt: skip
+    rows = [
+        {"id": "q1", "rewards": [1.0, 0.5]},
+        {"id": "q1", "rewards": [0.2, 0.9]},
+        {"id": "q2", "rewards": [3, 1]},
+        {
+            "id": "q3",
+            "policy_chosen_logp": -5,
+            "ref_chosen_logp": -6,
+            "policy_rejected_logp": -5,
+            "ref_rejected_logp": -5,
+            "beta": 0.1,
+        },
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     m = score("reward", path, options=ScoreOptions(n_resamples=50))["metrics"]
     assert m["accuracy"] == 0.75 and m["n_groups"] == 3 and m["acc_plus"] == pytest.approx(2 / 3)
@@ -98,8 +124,12 @@ def test_bradley_terry_by_hand():
 
 
 def test_leaderboard_and_battle_file(tmp_path):
-    battles = ([Battle("A", "B", "model_a")] * 30 + [Battle("A", "B", "model_b")] * 10
-               + [Battle("B", "C", "model_a")] * 20 + [Battle("B", "C", "model_b")] * 20)  # fmt: skip
+    battles = (
+        [Battle("A", "B", "model_a")] * 30
+        + [Battle("A", "B", "model_b")] * 10
+        + [Battle("B", "C", "model_a")] * 20
+        + [Battle("B", "C", "model_b")] * 20
+    )
     board = leaderboard(battles, anchor="C", n_rounds=30, seed=1)
     rows = {r["model"]: r for r in board.rows}
     assert board.rows[0]["model"] == "A"

@@ -55,8 +55,12 @@ def test_coco_extraction(caption, want):
 def test_shapes_vocabulary():
     shapes = shapes_vocabulary()
     got = words("There is a red circle and a large blue star. Two red circles and three green crosses.", shapes)
-    assert got == [("red circle", "red circle"), ("blue star", "blue star"), ("red circle", "red circle"),
-                   ("green cross", "green cross")]  # fmt: skip
+    assert got == [
+        ("red circle", "red circle"),
+        ("blue star", "blue star"),
+        ("red circle", "red circle"),
+        ("green cross", "green cross"),
+    ]
     assert words("A circle and a red thing.", shapes) == []  # a bare shape has no colour: not an object type
     assert len(shapes.objects) == 64
 
@@ -94,9 +98,11 @@ def test_chair_delta_pairs_captions_by_image():
     # before (Object HalBench style "answer" key, other order): image 3 kitten, sofa, dog (hallucinated);
     # image 1 man, dog; image 2 toilet -> 6 mentions, 1 hallucinated: CHAIR-i 1/6, CHAIR-s 1/3
     report = score(
-        "chair", FIXTURES / "chair_captions.json", baseline=FIXTURES / "chair_captions_before.jsonl",
+        "chair",
+        FIXTURES / "chair_captions.json",
+        baseline=FIXTURES / "chair_captions_before.jsonl",
         options=ScoreOptions(annotations=FIXTURES / "coco", n_resamples=200),
-    )  # fmt: skip
+    )
     d = report["deltas"]
     assert d["chair_i"]["before"] == pytest.approx(1 / 6) and d["chair_i"]["delta"] == pytest.approx(3 / 9 - 1 / 6)
     assert d["chair_s"]["delta"] == pytest.approx(2 / 3 - 1 / 3)

@@ -52,8 +52,10 @@ def test_score_eval_items_per_split(tmp_path, capsys):
 def test_mme_and_mc_items(tmp_path, capsys):
     q = tmp_path / "mme.jsonl"
     meta = {"group": "img1", "subtask": "count"}
-    rows = [{"id": "m0", "task": "mme", "question": "Q", "answer": "yes", "meta": meta},
-            {"id": "m1", "task": "mme", "question": "Q", "answer": "no", "meta": meta}]  # fmt: skip
+    rows = [
+        {"id": "m0", "task": "mme", "question": "Q", "answer": "yes", "meta": meta},
+        {"id": "m1", "task": "mme", "question": "Q", "answer": "no", "meta": meta},
+    ]
     q.write_text("".join(json.dumps(r) + "\n" for r in rows))
     a = tmp_path / "a.jsonl"
     a.write_text('{"id": "m0", "text": "Yes"}\n{"id": "m1", "text": "No"}\n')

@@ -17,9 +17,19 @@ OPTIONS = ["red", "blue", "green", "yellow"]
 
 @pytest.mark.parametrize(
     ("pred", "want"),
-    [("Yes", "yes"), ("no", "no"), ("No, it is not.", "no"), ("Not sure", "no"), ("none", "no"), (" yes", "yes"),
-     ("The answer is yes", "other"), ("", "other"), ("yes\n", "yes"), ("Nyes", "yes")],
-)  # fmt: skip
+    [
+        ("Yes", "yes"),
+        ("no", "no"),
+        ("No, it is not.", "no"),
+        ("Not sure", "no"),
+        ("none", "no"),
+        (" yes", "yes"),
+        ("The answer is yes", "other"),
+        ("", "other"),
+        ("yes\n", "yes"),
+        ("Nyes", "yes"),
+    ],
+)
 def test_mme_parse(pred, want):
     assert mme_parse(pred) == want
 
@@ -27,8 +37,9 @@ def test_mme_parse(pred, want):
 def test_mme_subtask_by_hand():
     # image 1: both right; image 2: one right; image 3: none right (one "other")
     # acc = 3/6, acc+ = 1/3, score = 50 + 33.33
-    s = mme_subtask("existence", [[("Yes", "yes"), ("No", "no")], [("Yes", "no"), ("No", "no")],
-                                  [("Yes", "maybe"), ("No", "yes")]])  # fmt: skip
+    s = mme_subtask(
+        "existence", [[("Yes", "yes"), ("No", "no")], [("Yes", "no"), ("No", "no")], [("Yes", "maybe"), ("No", "yes")]]
+    )
     assert (s.n_correct, s.n_images_both_correct, s.n_other) == (3, 1, 1)
     assert s.score == pytest.approx(100 * 3 / 6 + 100 * 1 / 3)
 
@@ -113,8 +124,14 @@ def test_mme_delta_pairs_images_not_lines(tmp_path):
     before = tmp_path / "before"
     before.mkdir()
     # same images as fixtures/mme/existence.txt, other order, everything answered "yes": acc 3/6, acc+ 0 -> 50
-    lines = ["c.jpg\tQ\tYes\tyes", "c.jpg\tQ\tNo\tyes", "a.jpg\tQ\tYes\tyes", "a.jpg\tQ\tNo\tyes",
-             "b.jpg\tQ\tYes\tyes", "b.jpg\tQ\tNo\tyes"]  # fmt: skip
+    lines = [
+        "c.jpg\tQ\tYes\tyes",
+        "c.jpg\tQ\tNo\tyes",
+        "a.jpg\tQ\tYes\tyes",
+        "a.jpg\tQ\tNo\tyes",
+        "b.jpg\tQ\tYes\tyes",
+        "b.jpg\tQ\tNo\tyes",
+    ]
     (before / "existence.txt").write_text("\n".join(lines) + "\n")
     after = tmp_path / "after"
     after.mkdir()

@@ -73,10 +73,16 @@ def test_unparsed_answers_under_both_rules():
 
 def test_seed_is_recorded_and_only_for_mc(tmp_path):
     records = [
-        {"id": "validation_Art_1", "question_type": "multiple-choice", "answer": "A", "all_choices": list("ABCD"),
-         "index2ans": dict(zip("ABCD", ABCD, strict=True)), "response": "no idea"},
+        {
+            "id": "validation_Art_1",
+            "question_type": "multiple-choice",
+            "answer": "A",
+            "all_choices": list("ABCD"),
+            "index2ans": dict(zip("ABCD", ABCD, strict=True)),
+            "response": "no idea",
+        },
         {"id": "validation_Art_2", "question_type": "short-answer", "answer": "4", "response": "It is 4."},
-    ]  # fmt: skip
+    ]
     path = tmp_path / "output.json"
     path.write_text(json.dumps(records))
     plain = score("mc", path, options=ScoreOptions(n_resamples=10))
@@ -167,8 +173,14 @@ def test_an_id_twice_is_an_error(tmp_path):
 
 
 def test_bad_all_choices_names_the_record(tmp_path):
-    record = {"id": "validation_Art_9", "question_type": "multiple-choice", "answer": "A", "all_choices": ["A", "C"],
-              "index2ans": {"A": "x", "B": "y"}, "response": "A"}  # fmt: skip
+    record = {
+        "id": "validation_Art_9",
+        "question_type": "multiple-choice",
+        "answer": "A",
+        "all_choices": ["A", "C"],
+        "index2ans": {"A": "x", "B": "y"},
+        "response": "A",
+    }
     path = tmp_path / "output.json"
     path.write_text(json.dumps([record]))
     with pytest.raises(DataError, match=r"record 0 \(id 'validation_Art_9'\), field 'all_choices'"):

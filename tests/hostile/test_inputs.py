@@ -212,8 +212,13 @@ def test_a_json_source_over_the_limit_is_refused(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("MMALIGN_MAX_JSON_BYTES", "100")  # the default is 2 GiB
     code, _, stderr = cli_run(["data", "import", "trl", str(src), str(tmp_path / "again.jsonl")])
     size = src.stat().st_size
-    one_clear_line(code, stderr, f"{src}: is {size:,} bytes, over the limit of 100", "convert it to JSONL",
-                   "MMALIGN_MAX_JSON_BYTES")  # fmt: skip
+    one_clear_line(
+        code,
+        stderr,
+        f"{src}: is {size:,} bytes, over the limit of 100",
+        "convert it to JSONL",
+        "MMALIGN_MAX_JSON_BYTES",
+    )
     assert not (tmp_path / "again.jsonl").exists()
 
 
@@ -221,15 +226,27 @@ def test_a_json_source_over_the_limit_is_refused(tmp_path: Path, monkeypatch: py
 def test_a_columnar_text_cell_over_the_line_limit_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_run: Any, command: list[str]
 ) -> None:
-    rows = [{"id": f"t-{i}", "prompt": user_prompt("Describe.", 0), "chosen": assistant("A red circle."),
-             "rejected": assistant("y" * 5000 if i == 300 else "A star.")} for i in range(400)]  # fmt: skip
+    rows = [
+        {
+            "id": f"t-{i}",
+            "prompt": user_prompt("Describe.", 0),
+            "chosen": assistant("A red circle."),
+            "rejected": assistant("y" * 5000 if i == 300 else "A star."),
+        }
+        for i in range(400)
+    ]
     src = tmp_path / "src.parquet"
     pq.write_table(pa.Table.from_pylist(rows), src)  # row 300 is in the second batch of 256 rows
     out = tmp_path / "out" / "pairs.jsonl"
     monkeypatch.setenv("MMALIGN_MAX_LINE_BYTES", "1000")
     code, _, stderr = cli_run([*command, str(src), str(out)])
-    one_clear_line(code, stderr, f"{src}, record 300, field 'rejected': holds 5,", "over the limit of 1,000",
-                   "MMALIGN_MAX_LINE_BYTES")  # fmt: skip
+    one_clear_line(
+        code,
+        stderr,
+        f"{src}, record 300, field 'rejected': holds 5,",
+        "over the limit of 1,000",
+        "MMALIGN_MAX_LINE_BYTES",
+    )
     assert not out.exists()
 
 
@@ -263,8 +280,16 @@ def test_import_refuses_a_bomb_named_by_path(tmp_path: Path, cli_run: Any) -> No
     images.mkdir()
     (images / "ok.png").write_bytes(png())
     (images / "bomb.png").write_bytes(bomb_png())
-    rows = [{"id": f"t-{i}", "prompt": "Describe.", "chosen": "A red circle.", "rejected": "A star.",
-             "images": ["bomb.png" if i == 2 else "ok.png"]} for i in (1, 2)]  # fmt: skip
+    rows = [
+        {
+            "id": f"t-{i}",
+            "prompt": "Describe.",
+            "chosen": "A red circle.",
+            "rejected": "A star.",
+            "images": ["bomb.png" if i == 2 else "ok.png"],
+        }
+        for i in (1, 2)
+    ]
     src = write_jsonl(tmp_path / "src.jsonl", rows)
     out = tmp_path / "out" / "pairs.jsonl"
     out.parent.mkdir()
@@ -277,10 +302,25 @@ def test_import_refuses_a_bomb_named_by_path(tmp_path: Path, cli_run: Any) -> No
 
 def test_import_refuses_a_corrupt_embedded_image(tmp_path: Path, cli_run: Any) -> None:
     image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    schema = pa.schema([("id", pa.string()), ("prompt", pa.string()), ("chosen", pa.string()),
-                        ("rejected", pa.string()), ("images", pa.list_(image))])  # fmt: skip
-    rows = [{"id": f"t-{i}", "prompt": "Describe.", "chosen": "A red circle.", "rejected": "A star.",
-             "images": [{"bytes": corrupt_png() if i == 1 else png(), "path": None}]} for i in (0, 1)]  # fmt: skip
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("prompt", pa.string()),
+            ("chosen", pa.string()),
+            ("rejected", pa.string()),
+            ("images", pa.list_(image)),
+        ]
+    )
+    rows = [
+        {
+            "id": f"t-{i}",
+            "prompt": "Describe.",
+            "chosen": "A red circle.",
+            "rejected": "A star.",
+            "images": [{"bytes": corrupt_png() if i == 1 else png(), "path": None}],
+        }
+        for i in (0, 1)
+    ]
     src = tmp_path / "src.parquet"
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), src)
     out = tmp_path / "out" / "pairs.jsonl"
@@ -299,8 +339,16 @@ def test_a_corrupt_image_at_training_names_file_and_line(
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("previous output")
-    argv = ["train", "sft", f"model.path={tiny_dir('tiny-llava')}", f"data.train={src}", f"train.output_dir={out}",
-            "train.max_steps=2", "train.batch_size=2", "--no-progress"]  # fmt: skip
+    argv = [
+        "train",
+        "sft",
+        f"model.path={tiny_dir('tiny-llava')}",
+        f"data.train={src}",
+        f"train.output_dir={out}",
+        "train.max_steps=2",
+        "train.batch_size=2",
+        "--no-progress",
+    ]
     code, _, stderr = cli_run(argv)
     bad = tmp_path / "data" / "images" / "bad.png"
     one_clear_line(code, stderr, f"{src}, line 3 (id 's-3'), field 'images[0]'", str(bad), "corrupt or truncated")
@@ -315,8 +363,16 @@ def test_a_corrupt_image_at_evaluation_names_file_and_line(llava: Any, tmp_path:
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "ok.png").write_bytes(png())
     (tmp_path / "images" / "bad.png").write_bytes(corrupt_png())
-    rows = [{"id": f"e-{i}", "task": "pope", "question": "Is there a red circle?", "answer": "yes",
-             "images": ["images/bad.png" if i == 2 else "images/ok.png"]} for i in (1, 2)]  # fmt: skip
+    rows = [
+        {
+            "id": f"e-{i}",
+            "task": "pope",
+            "question": "Is there a red circle?",
+            "answer": "yes",
+            "images": ["images/bad.png" if i == 2 else "images/ok.png"],
+        }
+        for i in (1, 2)
+    ]
     path = write_jsonl(tmp_path / "items.jsonl", rows)
     items = read_eval_items(path)
     with pytest.raises(DataError) as caught:
@@ -336,8 +392,16 @@ def test_a_corrupt_image_in_a_preference_batch_names_file_and_line(llava: Any, t
     (tmp_path / "images" / "ok.png").write_bytes(png())
     (tmp_path / "images" / "bad.png").write_bytes(corrupt_png())
     prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe."}]}]
-    rows = [{"id": f"p-{i}", "images": ["images/bad.png" if i == 2 else "images/ok.png"], "prompt": prompt,
-             "chosen": assistant("A red circle."), "rejected": assistant("A blue star.")} for i in (1, 2)]  # fmt: skip
+    rows = [
+        {
+            "id": f"p-{i}",
+            "images": ["images/bad.png" if i == 2 else "images/ok.png"],
+            "prompt": prompt,
+            "chosen": assistant("A red circle."),
+            "rejected": assistant("A blue star."),
+        }
+        for i in (1, 2)
+    ]
     path = write_jsonl(tmp_path / "pairs.jsonl", rows)
     records = list(read_records(path, kind="preference"))
     collate = PreferenceCollator(Collator(llava.processor, image_root=tmp_path), build_loss(loss))
@@ -358,16 +422,28 @@ def test_a_50_mb_eval_item_costs_memory_by_max_length(tiny_dir: Callable[[str], 
     rows = [{"id": f"e-{i}", "task": "pope", "question": "Is there a red circle?", "answer": "yes"} for i in (1, 2)]
     path = write_jsonl(tmp_path / "items.jsonl", rows)
     items = read_eval_items(path)
-    pairs_path = write_jsonl(tmp_path / "pairs.jsonl", [{"id": f"p-{i}", "prompt": user_prompt("Describe.", 0),
-        "chosen": assistant("A red circle."), "rejected": assistant("A blue star.")} for i in (1, 2)])  # fmt: skip
+    pairs_path = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {
+                "id": f"p-{i}",
+                "prompt": user_prompt("Describe.", 0),
+                "chosen": assistant("A red circle."),
+                "rejected": assistant("A blue star."),
+            }
+            for i in (1, 2)
+        ],
+    )
     pairs = list(read_records(pairs_path, kind="preference"))
     text = ("Is the red circle left of the blue square? " * 1_200_000)[:50_000_000]
     hostile = [dataclasses.replace(items[1], question=text)]
     hostile_pair = [pairs[0], dataclasses.replace(pairs[1], chosen=assistant(text))]
     runner = Runner(loaded, "f" * 64, tmp_path / "cache", batch_size=2, progress=False, max_length=256)
-    calls = {"generate": lambda: runner.generate("pope", [items[0], *hostile], None, 4),
-             "choose": lambda: runner.choose("pope", [items[0], *hostile], None),
-             "pair_logps": lambda: runner.pair_logps("reward", hostile_pair, None)}  # fmt: skip
+    calls = {
+        "generate": lambda: runner.generate("pope", [items[0], *hostile], None, 4),
+        "choose": lambda: runner.choose("pope", [items[0], *hostile], None),
+        "pair_logps": lambda: runner.pair_logps("reward", hostile_pair, None),
+    }
     for name, call in calls.items():
         with peak_rss() as peak, pytest.raises(DataError) as caught:
             call()
@@ -386,13 +462,18 @@ def test_eval_items_within_max_length_give_the_same_results(tiny_dir: Callable[[
     loaded = load(tiny_dir("tiny-llama"))
     question = " ".join(WORDS * 3) + "?"
     items = [EvalItem(f"e-{i}", "pope", question[: 40 * i], "yes") for i in (1, 2, 3)]
-    pairs = [PreferenceRecord(f"p-{i}", user_prompt(question[: 30 * i], 0), assistant(" ".join(WORDS[:i * 4])),
-                              assistant("A blue star.")) for i in (1, 2)]  # fmt: skip
+    pairs = [
+        PreferenceRecord(
+            f"p-{i}", user_prompt(question[: 30 * i], 0), assistant(" ".join(WORDS[: i * 4])), assistant("A blue star.")
+        )
+        for i in (1, 2)
+    ]
     runner = Runner(loaded, "f" * 64, tmp_path / "cache", batch_size=3, progress=False)
     assert runner.generate("pope", items, None, 6) == generate(loaded, items, max_new_tokens=6, batch_size=3)
     unbounded = choose_options(loaded, items, [options_for(i) for i in items], batch_size=3)
-    assert [r["logps"] for r in runner.choose("pope", items, None)] == [[round(v, 6) for v in c.logps]
-                                                                      for c in unbounded]  # fmt: skip
+    assert [r["logps"] for r in runner.choose("pope", items, None)] == [
+        [round(v, 6) for v in c.logps] for c in unbounded
+    ]
     with torch.no_grad():
         out = preference_logps(loaded.model, Collator(loaded.processor)(pairs))
     assert [r["chosen_logp"] for r in runner.pair_logps("reward", pairs, None)] == out.chosen.sum.tolist()

@@ -68,10 +68,34 @@ def answers_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_eval(cli_run, server, tiny_dir, world, cache, out, tasks="dialogue", limit=10, *extra) -> tuple[int, str, str]:
-    args = ["eval", "run", "--model", str(tiny_dir("tiny-llava")), "--data", str(world), "--out", str(out),
-            "--tasks", tasks, "--limit", str(limit), "--max-new-tokens", "3", "--no-progress", "--bootstrap", "20",
-            "--cache-dir", str(cache), "--judge-url", server.url, "--judge-model", "fake-judge",
-            "--judge-key-env", SERVER.KEY_ENV, *extra]  # fmt: skip
+    args = [
+        "eval",
+        "run",
+        "--model",
+        str(tiny_dir("tiny-llava")),
+        "--data",
+        str(world),
+        "--out",
+        str(out),
+        "--tasks",
+        tasks,
+        "--limit",
+        str(limit),
+        "--max-new-tokens",
+        "3",
+        "--no-progress",
+        "--bootstrap",
+        "20",
+        "--cache-dir",
+        str(cache),
+        "--judge-url",
+        server.url,
+        "--judge-model",
+        "fake-judge",
+        "--judge-key-env",
+        SERVER.KEY_ENV,
+        *extra,
+    ]
     return cli_run(args)
 
 
@@ -94,8 +118,9 @@ def failed_entry(out: Path, task: str) -> dict[str, Any]:
     return entry
 
 
-def test_a_judge_that_fails_every_call_fails_both_judged_tasks(judge, world, tiny_dir, answers_cache, tmp_path,
-                                                              cli_run):  # fmt: skip
+def test_a_judge_that_fails_every_call_fails_both_judged_tasks(
+    judge, world, tiny_dir, answers_cache, tmp_path, cli_run
+):
     # HTTP 500 asking for no wait: each request is retried 5 times at once, then given up
     judge.respond = lambda request: SERVER.Reply(status=500, headers={"Retry-After": "0"})
     out = tmp_path / "run"
@@ -130,8 +155,7 @@ def test_failures_up_to_the_stated_fraction_are_counted_and_left_out_of_the_scor
     )
 
 
-def test_more_failures_than_the_stated_fraction_fail_the_task(judge, world, tiny_dir, answers_cache, tmp_path,
-                                                              cli_run):  # fmt: skip
+def test_more_failures_than_the_stated_fraction_fail_the_task(judge, world, tiny_dir, answers_cache, tmp_path, cli_run):
     failing_first(judge, 2, SERVER.Reply(status=400))
     out = tmp_path / "run"
     code, _, err = run_eval(cli_run, judge, tiny_dir, world, answers_cache, out)
@@ -142,8 +166,9 @@ def test_more_failures_than_the_stated_fraction_fail_the_task(judge, world, tiny
     # the same judgments pass with a looser limit, from the judge's cache (only the failed two are asked again)
     failing_first(judge, 2, SERVER.Reply(status=400))
     before = len(judge.requests)
-    code, _, err = run_eval(cli_run, judge, tiny_dir, world, answers_cache, out, "dialogue", 10,
-                            "--judge-max-failed", "0.25")  # fmt: skip
+    code, _, err = run_eval(
+        cli_run, judge, tiny_dir, world, answers_cache, out, "dialogue", 10, "--judge-max-failed", "0.25"
+    )
     assert code == 0, err
     assert len(judge.requests) - before == 2
 
@@ -157,8 +182,9 @@ def test_unreadable_replies_are_failed_judgments(judge, world, tiny_dir, answers
     failed_entry(out, "dialogue")
 
 
-def test_a_refused_key_fails_the_judged_tasks_and_names_the_variable(judge, world, tiny_dir, answers_cache,
-                                                                      tmp_path, cli_run, monkeypatch):  # fmt: skip
+def test_a_refused_key_fails_the_judged_tasks_and_names_the_variable(
+    judge, world, tiny_dir, answers_cache, tmp_path, cli_run, monkeypatch
+):
     monkeypatch.setenv(SERVER.KEY_ENV, "sk-wrong-0123456789abcdef")
     out = tmp_path / "run"
     code, stdout, err = run_eval(cli_run, judge, tiny_dir, world, answers_cache, out, "dialogue,preference", 2)

@@ -24,29 +24,73 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 # command, whether its lock lives inside the output folder (else beside it), its arguments for output OUT
 COMMANDS: list[tuple[str, bool, Callable[[Path], list[str]]]] = [
-    ("train sft", True, lambda out: ["train", "sft", "model.path=none", "data.train=none.jsonl",
-                                     f"train.output_dir={out}"]),
-    ("train pref", True, lambda out: ["train", "pref", "model.path=none", "data.train=none.jsonl",
-                                      f"train.output_dir={out}"]),
-    ("eval run", True, lambda out: ["eval", "run", "--model", str(out.parent / "none"), "--out", str(out),
-                                    "--tasks", "pope_random", "--no-progress"]),
+    (
+        "train sft",
+        True,
+        lambda out: ["train", "sft", "model.path=none", "data.train=none.jsonl", f"train.output_dir={out}"],
+    ),
+    (
+        "train pref",
+        True,
+        lambda out: ["train", "pref", "model.path=none", "data.train=none.jsonl", f"train.output_dir={out}"],
+    ),
+    (
+        "eval run",
+        True,
+        lambda out: [
+            "eval",
+            "run",
+            "--model",
+            str(out.parent / "none"),
+            "--out",
+            str(out),
+            "--tasks",
+            "pope_random",
+            "--no-progress",
+        ],
+    ),
     ("eval compare", True, lambda out: ["eval", "compare", str(out.parent / "a"), "--out", str(out)]),
     ("demo", True, lambda out: ["demo", "--out", str(out), "--quick", "--no-progress"]),
     ("data split", True, lambda out: ["data", "split", str(out.parent / "none.jsonl"), str(out)]),
     ("world", False, lambda out: ["world", "--out", str(out), "--scenes", "10"]),
     ("model init", False, lambda out: ["model", "init", "--out", str(out)]),
-    ("data build", False, lambda out: ["data", "build", str(out), "--strategy", "hallucinate",
-                                       "--world", str(out.parent / "none")]),
+    (
+        "data build",
+        False,
+        lambda out: ["data", "build", str(out), "--strategy", "hallucinate", "--world", str(out.parent / "none")],
+    ),
     ("data import", False, lambda out: ["data", "import", "trl", str(out.parent / "none.jsonl"), str(out)]),
     ("data convert", False, lambda out: ["data", "convert", str(out.parent / "none.jsonl"), str(out)]),
     ("data filter", False, lambda out: ["data", "filter", str(out.parent / "none.jsonl"), str(out)]),
-    ("data filter --dropped", False, lambda out: ["data", "filter", str(out.parent / "none.jsonl"),
-                                                  str(out.parent / "kept.jsonl"), "--dropped", str(out)]),
+    (
+        "data filter --dropped",
+        False,
+        lambda out: [
+            "data",
+            "filter",
+            str(out.parent / "none.jsonl"),
+            str(out.parent / "kept.jsonl"),
+            "--dropped",
+            str(out),
+        ],
+    ),
     ("data dedup", False, lambda out: ["data", "dedup", str(out.parent / "none.jsonl"), str(out)]),
     ("data mix", False, lambda out: ["data", "mix", str(out), "--input", str(out.parent / "none.jsonl")]),
-    ("eval score --json", False, lambda out: ["eval", "score", "--task", "pope", "--answers",
-                                              str(out.parent / "none.jsonl"), "--json", str(out)]),
-]  # fmt: skip
+    (
+        "eval score --json",
+        False,
+        lambda out: [
+            "eval",
+            "score",
+            "--task",
+            "pope",
+            "--answers",
+            str(out.parent / "none.jsonl"),
+            "--json",
+            str(out),
+        ],
+    ),
+]
 
 
 def held(out: Path, inside: bool) -> OutputLock:

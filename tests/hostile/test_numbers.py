@@ -43,10 +43,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
     records = [
-        PreferenceRecord(f"p-{i}", user_prompt("What is in the image?"), assistant("A blue square."),
-                         assistant(f"A blue square and {i} red stars."), [Image.new("RGB", (48, 48), (40, 80, 220))])
+        PreferenceRecord(
+            f"p-{i}",
+            user_prompt("What is in the image?"),
+            assistant("A blue square."),
+            assistant(f"A blue square and {i} red stars."),
+            [Image.new("RGB", (48, 48), (40, 80, 220))],
+        )
         for i in range(4)
-    ]  # fmt: skip
+    ]
     write_records(path, records)
     return path
 
@@ -122,22 +127,50 @@ def test_pref_numbers_are_refused_at_start(override, message, cli_run, tmp_path)
 OTHER_COMMANDS = [
     (["world", "--out", "{tmp}/w", "--caption-noise", "nan"], "key 'caption_noise' must be a finite number in [0, 1]"),
     (["world", "--out", "{tmp}/w", "--skew", "inf"], "key 'frequency_skew' must be a finite number >= 0, got inf"),
-    (["eval", "run", "--model", "{tmp}/m", "--out", "{tmp}/e", "--tasks", "pope", "--beta", "nan"],
-     "--beta must be a finite number > 0, got nan"),
-    (["eval", "run", "--model", "{tmp}/m", "--out", "{tmp}/e", "--tasks", "pope", "--bootstrap", "0"],
-     "--bootstrap must be an integer >= 1, got 0"),
-    (["eval", "run", "--model", "{tmp}/m", "--out", "{tmp}/e", "--tasks", "pope", "--judge-url",
-      "http://127.0.0.1:1/v1", "--judge-model", "j", "--judge-concurrency", "0"],
-     "key 'judge.max_concurrency' must be an integer >= 1, got 0"),
-    (["demo", "--quick", "--out", "{tmp}/d", "--no-progress", "--bootstrap", "0"],
-     "--bootstrap must be an integer >= 1, got 0"),
-    (["data", "filter", "{tmp}/a.jsonl", "{tmp}/b.jsonl", "--max-length-ratio", "nan"],
-     "--max-length-ratio must be a finite number >= 1, got nan"),
-    (["data", "mix", "{tmp}/b.jsonl", "-i", "{tmp}/a.jsonl:w=nan", "--total", "3"],
-     "counts and weights must be finite numbers >= 0"),
-    (["data", "split", "{tmp}/a.jsonl", "{tmp}/s", "--ratio", "train=nan", "--ratio", "val=0.1"],
-     "split ratio 'train=nan' must look like NAME=FRACTION"),
-]  # fmt: skip
+    (
+        ["eval", "run", "--model", "{tmp}/m", "--out", "{tmp}/e", "--tasks", "pope", "--beta", "nan"],
+        "--beta must be a finite number > 0, got nan",
+    ),
+    (
+        ["eval", "run", "--model", "{tmp}/m", "--out", "{tmp}/e", "--tasks", "pope", "--bootstrap", "0"],
+        "--bootstrap must be an integer >= 1, got 0",
+    ),
+    (
+        [
+            "eval",
+            "run",
+            "--model",
+            "{tmp}/m",
+            "--out",
+            "{tmp}/e",
+            "--tasks",
+            "pope",
+            "--judge-url",
+            "http://127.0.0.1:1/v1",
+            "--judge-model",
+            "j",
+            "--judge-concurrency",
+            "0",
+        ],
+        "key 'judge.max_concurrency' must be an integer >= 1, got 0",
+    ),
+    (
+        ["demo", "--quick", "--out", "{tmp}/d", "--no-progress", "--bootstrap", "0"],
+        "--bootstrap must be an integer >= 1, got 0",
+    ),
+    (
+        ["data", "filter", "{tmp}/a.jsonl", "{tmp}/b.jsonl", "--max-length-ratio", "nan"],
+        "--max-length-ratio must be a finite number >= 1, got nan",
+    ),
+    (
+        ["data", "mix", "{tmp}/b.jsonl", "-i", "{tmp}/a.jsonl:w=nan", "--total", "3"],
+        "counts and weights must be finite numbers >= 0",
+    ),
+    (
+        ["data", "split", "{tmp}/a.jsonl", "{tmp}/s", "--ratio", "train=nan", "--ratio", "val=0.1"],
+        "split ratio 'train=nan' must look like NAME=FRACTION",
+    ),
+]
 
 
 @pytest.mark.parametrize(
@@ -212,11 +245,21 @@ def nan_at_step(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 def sft_args(world: Path, model: Path, out: Path, *overrides: str) -> list[str]:
     return [
-        "train", "sft", f"model.path={model}", f"data.train={world / 'train' / 'sft.jsonl'}", f"data.root={world}",
-        f"train.output_dir={out}", "train.batch_size=2", "train.max_steps=3", "train.save_steps=1",
-        "train.save_total_limit=null", "train.logging_steps=1", "train.learning_rate=1e-3", "--no-progress",
+        "train",
+        "sft",
+        f"model.path={model}",
+        f"data.train={world / 'train' / 'sft.jsonl'}",
+        f"data.root={world}",
+        f"train.output_dir={out}",
+        "train.batch_size=2",
+        "train.max_steps=3",
+        "train.save_steps=1",
+        "train.save_total_limit=null",
+        "train.logging_steps=1",
+        "train.learning_rate=1e-3",
+        "--no-progress",
         *overrides,
-    ]  # fmt: skip
+    ]
 
 
 def finite_checkpoint(path: Path) -> bool:
@@ -287,10 +330,20 @@ def test_a_learning_rate_that_overflows_the_weights_stops_the_run(world, tiny_di
 def test_pref_nan_loss_stops_naming_the_step(pairs, tiny_dir, tmp_path, cli_run, nan_at_step):
     out = tmp_path / "run"
     nan_at_step(PreferenceTrainer, {2})
-    code, _, err = cli_run([
-        "train", "pref", f"model.path={tiny_dir('tiny-llava')}", f"data.train={pairs}", f"train.output_dir={out}",
-        "train.batch_size=2", "train.max_steps=3", "train.save_steps=1", "train.logging_steps=1", "--no-progress",
-    ])  # fmt: skip
+    code, _, err = cli_run(
+        [
+            "train",
+            "pref",
+            f"model.path={tiny_dir('tiny-llava')}",
+            f"data.train={pairs}",
+            f"train.output_dir={out}",
+            "train.batch_size=2",
+            "train.max_steps=3",
+            "train.save_steps=1",
+            "train.logging_steps=1",
+            "--no-progress",
+        ]
+    )
     line = one_line_error(code, err)
     assert "training stopped at step 2: the loss is nan" in line
     assert f"the latest checkpoint (every weight finite) is {out / 'checkpoint-1'}" in line
@@ -304,9 +357,11 @@ def test_non_finite_weights_are_never_saved(world, tiny_dir, tmp_path):
     from mmalign.train.sft import SFTConfig, build_trainer
 
     out = tmp_path / "run"
-    data = {"model": {"path": str(tiny_dir("tiny-llava"))},
-            "data": {"train": str(world / "train" / "sft.jsonl"), "root": str(world)},
-            "train": {"output_dir": str(out), "max_steps": 1}}  # fmt: skip
+    data = {
+        "model": {"path": str(tiny_dir("tiny-llava"))},
+        "data": {"train": str(world / "train" / "sft.jsonl"), "root": str(world)},
+        "train": {"output_dir": str(out), "max_steps": 1},
+    }
     config = config_from_dict(SFTConfig, data, "test")
     loaded = load(config.model.path)
     trainer, _ = build_trainer(config, loaded, [])

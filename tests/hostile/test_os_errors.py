@@ -45,15 +45,20 @@ def a_file(tmp_path: Path) -> Path:
 
 WHERE_A_FOLDER_IS_EXPECTED = {
     "train pref": lambda f: ["train", "pref", "model.path=m", "data.train=d.jsonl", f"train.output_dir={f}/run"],
-    "train sft (output is a file)": lambda f: ["train", "sft", "model.path=m", "data.train=d.jsonl",
-                                               f"train.output_dir={f}"],
+    "train sft (output is a file)": lambda f: [
+        "train",
+        "sft",
+        "model.path=m",
+        "data.train=d.jsonl",
+        f"train.output_dir={f}",
+    ],
     "world": lambda f: ["world", "--out", f"{f}/world", "--scenes", "10"],
     "eval run": lambda f: ["eval", "run", "--model", "m", "--out", f"{f}/eval", "--tasks", "pope_random"],
     "demo": lambda f: ["demo", "--out", f"{f}/demo", "--quick"],
     "data build": lambda f: ["data", "build", f"{f}/pairs.jsonl", "--strategy", "hallucinate", "--world", "w"],
     "data convert": lambda f: ["data", "convert", "in.jsonl", f"{f}/out.jsonl"],
     "model init": lambda f: ["model", "init", "--out", f"{f}/model"],
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("name", list(WHERE_A_FOLDER_IS_EXPECTED))
@@ -74,8 +79,13 @@ def test_debug_shows_the_traceback(a_file, monkeypatch):
 
 def test_a_real_process_prints_one_line_and_exits_3(a_file):
     env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "mmalign.cli.main", "world", "--out", f"{a_file}/w"], env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmalign.cli.main", "world", "--out", f"{a_file}/w"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == EXIT_SYSTEM
     assert "is a file where a folder is expected" in one_line_error(proc.stderr)
 
@@ -84,7 +94,9 @@ def test_disk_full_while_saving_weights_is_safetensors_own_error(cli_run, tmp_pa
     from safetensors import SafetensorError
 
     def full(tensors: Any, filename: str, metadata: Any = None) -> None:
-        raise SafetensorError(f'Error while serializing: I/O error: No space left on device (os error 28) at path "{filename}"')  # fmt: skip  # noqa: E501
+        raise SafetensorError(
+            f'Error while serializing: I/O error: No space left on device (os error 28) at path "{filename}"'
+        )
 
     monkeypatch.setattr("transformers.modeling_utils.safe_save_file", full)
     out = tmp_path / "models" / "tiny"
@@ -192,19 +204,32 @@ def test_errors_outside_a_known_place_still_get_one_line():
 
 def pair(i: int) -> PreferenceRecord:
     image = Image.new("RGB", (32, 32), (40 * i, 90, 160))
-    return PreferenceRecord(f"p-{i}", user_prompt("Describe the image."), assistant("A blue square."),
-                            assistant("A blue square and a red star."), [image])  # fmt: skip
+    return PreferenceRecord(
+        f"p-{i}",
+        user_prompt("Describe the image."),
+        assistant("A blue square."),
+        assistant("A blue square and a red star."),
+        [image],
+    )
 
 
 @pytest.fixture
 def trained(tmp_path: Path, tiny_dir) -> dict[str, Path]:
     """A one-step preference run with its checkpoint-1, and its config."""
     write_records(tmp_path / "train.jsonl", [pair(i) for i in range(4)])
-    config = {"kind": "pref", "model": {"path": str(tiny_dir("tiny-llava"))},
-              "data": {"train": str(tmp_path / "train.jsonl")},
-              "train": {"output_dir": str(tmp_path / "run"), "batch_size": 2, "max_steps": 1, "save_steps": 1,
-                        "logging_steps": 1},
-              "loss": {"name": "sigmoid"}}  # fmt: skip
+    config = {
+        "kind": "pref",
+        "model": {"path": str(tiny_dir("tiny-llava"))},
+        "data": {"train": str(tmp_path / "train.jsonl")},
+        "train": {
+            "output_dir": str(tmp_path / "run"),
+            "batch_size": 2,
+            "max_steps": 1,
+            "save_steps": 1,
+            "logging_steps": 1,
+        },
+        "loss": {"name": "sigmoid"},
+    }
     (tmp_path / "pref.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     return {"config": tmp_path / "pref.yaml", "run": tmp_path / "run", "checkpoint": tmp_path / "run" / "checkpoint-1"}
 
@@ -238,8 +263,15 @@ def test_a_tampered_optimizer_pickle_on_resume_is_untrusted(cli_run, trained, tm
     marker = tmp_path / "pwned"
     optimizer.write_bytes(pickle.dumps({"state": Payload(marker), "param_groups": []}))
     files = sorted(p.name for p in trained["checkpoint"].iterdir())
-    resume = ["train", "pref", "--config", str(trained["config"]), "train.resume=true", "train.max_steps=2",
-              "--no-progress"]  # fmt: skip
+    resume = [
+        "train",
+        "pref",
+        "--config",
+        str(trained["config"]),
+        "train.resume=true",
+        "train.max_steps=2",
+        "--no-progress",
+    ]
 
     code, _, err = cli_run(resume)
     assert code == EXIT_BAD_INPUT

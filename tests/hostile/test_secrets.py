@@ -85,7 +85,7 @@ def client(server: Any, cache: Path, **options: Any) -> JudgeClient:
         "progress": False,
         "cache_path": str(cache),
     }
-    return JudgeClient(JudgeConfig(**{**config, **options}))  # fmt: skip
+    return JudgeClient(JudgeConfig(**{**config, **options}))
 
 
 # ------------------------------------------------------------------------------------------------ scrub
@@ -192,8 +192,14 @@ def test_the_data_builders_judge_scorer_caches_no_key(echo_server, tmp_path):
     from mmalign.data.records import user_prompt
 
     echo_server.respond = lambda request: SERVER.Reply(f"Rating: [[7]] (you sent Bearer {KEY})")
-    options = scorers.JudgeOptions(base_url=echo_server.url, model="fake-judge", api_key_env=SERVER.KEY_ENV,
-                                   timeout_s=5.0, max_retries=0, progress=False)  # fmt: skip
+    options = scorers.JudgeOptions(
+        base_url=echo_server.url,
+        model="fake-judge",
+        api_key_env=SERVER.KEY_ENV,
+        timeout_s=5.0,
+        max_retries=0,
+        progress=False,
+    )
     context = scorers.ScoreContext("p-1", "Describe the image.", user_prompt("Describe the image."))
     try:
         assert scorers.JudgeScorer(options, tmp_path).score(["A red circle.", "A star."], context) == [7.0, 7.0]
@@ -214,9 +220,31 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def eval_args(server: Any, model: Path, world: Path, out: Path, tasks: str = "dialogue,preference") -> list[str]:
-    return ["eval", "run", "--model", str(model), "--data", str(world), "--out", str(out), "--tasks", tasks,
-            "--limit", "2", "--max-new-tokens", "3", "--no-progress", "--bootstrap", "20",
-            "--judge-url", server.url, "--judge-model", "fake-judge", "--judge-key-env", SERVER.KEY_ENV]  # fmt: skip
+    return [
+        "eval",
+        "run",
+        "--model",
+        str(model),
+        "--data",
+        str(world),
+        "--out",
+        str(out),
+        "--tasks",
+        tasks,
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "3",
+        "--no-progress",
+        "--bootstrap",
+        "20",
+        "--judge-url",
+        server.url,
+        "--judge-model",
+        "fake-judge",
+        "--judge-key-env",
+        SERVER.KEY_ENV,
+    ]
 
 
 def test_an_echoing_judge_leaves_no_key_in_a_run(echo_server, world, tiny_dir, tmp_path, cli_run, caplog):

@@ -194,4 +194,3 @@ def make_client(server: FakeJudgeServer, monkeypatch: pytest.MonkeyPatch) -> Ite
     yield make
     for client in clients:
         client.close()
-

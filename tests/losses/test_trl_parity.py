@@ -70,11 +70,21 @@ def _trl_dpo(loss_types, loss_weights, beta, label_smoothing=0.0, seed=0):
 
     trainer = object.__new__(DPOTrainer)
     attrs = {
-        "model": model, "accelerator": _Accelerator(), "aux_loss_enabled": False, "ld_alpha": None,
-        "precompute_ref_logps": True, "f_divergence_type": "reverse_kl", "loss_types": loss_types,
-        "loss_weights": loss_weights, "beta": beta, "label_smoothing": label_smoothing, "use_weighting": False,
-        "_metrics": defaultdict(lambda: defaultdict(list)), "_total_train_tokens": 0, "_tp_size": 1,
-    }  # fmt: skip
+        "model": model,
+        "accelerator": _Accelerator(),
+        "aux_loss_enabled": False,
+        "ld_alpha": None,
+        "precompute_ref_logps": True,
+        "f_divergence_type": "reverse_kl",
+        "loss_types": loss_types,
+        "loss_weights": loss_weights,
+        "beta": beta,
+        "label_smoothing": label_smoothing,
+        "use_weighting": False,
+        "_metrics": defaultdict(lambda: defaultdict(list)),
+        "_total_train_tokens": 0,
+        "_tp_size": 1,
+    }
     for key, value in attrs.items():
         setattr(trainer, key, value)
     # completion_mask has one prompt token in front: the shifted mask is the response mask
@@ -162,9 +172,13 @@ def _logit_batch(seed: int = 1):
     ids_c, att_c, lab_c = side(lengths_c)
     ids_r, att_r, lab_r = side(lengths_r)
     batch = {
-        "chosen_input_ids": ids_c, "chosen_attention_mask": att_c, "chosen_labels": lab_c,
-        "rejected_input_ids": ids_r, "rejected_attention_mask": att_r, "rejected_labels": lab_r,
-    }  # fmt: skip
+        "chosen_input_ids": ids_c,
+        "chosen_attention_mask": att_c,
+        "chosen_labels": lab_c,
+        "rejected_input_ids": ids_r,
+        "rejected_attention_mask": att_r,
+        "rejected_labels": lab_r,
+    }
     logits = torch.randn(2 * B, length, V, generator=g, dtype=torch.float64) * 2
     return batch, logits
 
@@ -181,9 +195,13 @@ def _policy_from_logits(batch, logits):
 def _minimal(cls, **attrs):
     trainer = object.__new__(cls)
     common = {
-        "accelerator": _Accelerator(), "is_encoder_decoder": False, "aux_loss_enabled": False,
-        "pad_token_id": 0, "padding_value": 0, "label_pad_token_id": -100,
-    }  # fmt: skip
+        "accelerator": _Accelerator(),
+        "is_encoder_decoder": False,
+        "aux_loss_enabled": False,
+        "pad_token_id": 0,
+        "padding_value": 0,
+        "label_pad_token_id": -100,
+    }
     for key, value in {**common, **attrs}.items():
         setattr(trainer, key, value)
     return trainer

@@ -210,8 +210,14 @@ def test_bad_batches_and_options(llava, mk):
 
 def test_pairs_with_identical_sides_are_allowed_only_via_images(llava, mk):
     # an image-side pair (mDPO): same text, other image; rows differ only in pixels
-    pair = PreferenceRecord("i-0", user_prompt("Describe.", 1), assistant("Red."), assistant("Red."), [mk.image()],
-                            rejected_images=[mk.image((40, 80, 220))])  # fmt: skip
+    pair = PreferenceRecord(
+        "i-0",
+        user_prompt("Describe.", 1),
+        assistant("Red."),
+        assistant("Red."),
+        [mk.image()],
+        rejected_images=[mk.image((40, 80, 220))],
+    )
     batch = llava.collator()([pair])
     assert torch.equal(batch.input_ids[0], batch.input_ids[1])
     assert not torch.equal(batch.extras["pixel_values"][0], batch.extras["pixel_values"][1])

@@ -97,9 +97,12 @@ def test_mrope_positions_of_the_shared_path_are_the_concatenated_ones(tiny_dir, 
     # the concatenated forward: the model numbers the whole sequence itself (get_rope_index), (3, B, T)
     (full,), naive = rope_positions(model, preference_logps, batch)
     owner = next(m for m in model.modules() if callable(getattr(m, "get_rope_index", None)))
-    expected, _ = owner.get_rope_index(batch.input_ids, batch.extras["mm_token_type_ids"],
-                                       image_grid_thw=batch.extras["image_grid_thw"],
-                                       attention_mask=batch.attention_mask)  # fmt: skip
+    expected, _ = owner.get_rope_index(
+        batch.input_ids,
+        batch.extras["mm_token_type_ids"],
+        image_grid_thw=batch.extras["image_grid_thw"],
+        attention_mask=batch.attention_mask,
+    )
     assert full.shape == (3, *batch.input_ids.shape)
     ends = batch.attention_mask.sum(-1)
     for row, end in enumerate(ends.tolist()):
@@ -147,8 +150,14 @@ def test_mdpo_conditional_rows_share_the_same_two_forwards(tiny_dir, mk):
 def test_a_batch_without_shared_prefixes_runs_the_concatenated_forward(tiny_dir, mk):
     loaded = load(tiny_dir("tiny-llava"))
     pairs = [mk.pref(i, images=[mk.image()], rejected_images=[mk.image((40, 170, 60))]) for i in range(2)]
-    pairs[1] = mk.pref(1, "Red.", "Green.", question="What colour?", images=[mk.image((1, 2, 3))],
-                       rejected_images=[mk.image((40, 170, 60))])  # fmt: skip
+    pairs[1] = mk.pref(
+        1,
+        "Red.",
+        "Green.",
+        question="What colour?",
+        images=[mk.image((1, 2, 3))],
+        rejected_images=[mk.image((40, 170, 60))],
+    )
     batch = loaded.collator()(pairs)
     plan = plan_prefixes(loaded.model, batch)
     assert plan.reason == "no two rows share a prompt and its images" and plan.n_prefixes == 4

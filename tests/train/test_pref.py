@@ -50,8 +50,14 @@ def pairs(n: int, prefix: str = "p", swap: bool = False) -> list[PreferenceRecor
         chosen = f"There is a {'large ' * (i % 3)}{colour} {shape}."
         rejected = f"{chosen[:-1]} and a small {other} {extra}."
         span = [[len(chosen) - 1, len(rejected) - 1]]
-        record = PreferenceRecord(f"{prefix}-{i}", user_prompt("Describe the image."), assistant(chosen),
-                                  assistant(rejected), [image(colour, i % 4)], rejected_spans=span)  # fmt: skip
+        record = PreferenceRecord(
+            f"{prefix}-{i}",
+            user_prompt("Describe the image."),
+            assistant(chosen),
+            assistant(rejected),
+            [image(colour, i % 4)],
+            rejected_spans=span,
+        )
         if swap:  # the held-out preference reversed: what the policy learns on train is wrong here
             record = PreferenceRecord(record.id, record.prompt, record.rejected, record.chosen, record.images)
         out.append(record)
@@ -79,9 +85,16 @@ def make_config(model_dir: Path, train: Path, out: Path, *overrides: str) -> Pre
     base = {
         "model": {"path": str(model_dir)},
         "data": {"train": str(train)},
-        "train": {"output_dir": str(out), "batch_size": 2, "grad_accum": 2, "max_steps": 2, "logging_steps": 1,
-                  "learning_rate": 1e-3, "lr_scheduler": "constant"},
-    }  # fmt: skip
+        "train": {
+            "output_dir": str(out),
+            "batch_size": 2,
+            "grad_accum": 2,
+            "max_steps": 2,
+            "logging_steps": 1,
+            "learning_rate": 1e-3,
+            "lr_scheduler": "constant",
+        },
+    }
     return config_from_dict(PreferenceConfig, apply_overrides(base, list(overrides)), "test")
 
 
@@ -100,9 +113,15 @@ def expected_loss(name: str, model: Any, records: list[PreferenceRecord], loaded
     c, r = s.chosen, s.rejected
     extra = {"corrupted_chosen": None if s.corrupted is None else s.corrupted.sum}
     if loss.needs_token_weights:
-        policy = PolicyLogps.from_token_logps(c.token_logps, c.token_mask, r.token_logps, r.token_mask,
-                                              chosen_span_mask=batch.chosen_span_mask.float(),
-                                              rejected_span_mask=batch.rejected_span_mask.float(), **extra)  # fmt: skip
+        policy = PolicyLogps.from_token_logps(
+            c.token_logps,
+            c.token_mask,
+            r.token_logps,
+            r.token_mask,
+            chosen_span_mask=batch.chosen_span_mask.float(),
+            rejected_span_mask=batch.rejected_span_mask.float(),
+            **extra,
+        )
     else:
         policy = PolicyLogps(c.sum, r.sum, c.n_tokens.float(), r.n_tokens.float(), **extra)
     reference = ReferenceLogps(c.sum, r.sum, c.token_logps, r.token_logps, extra["corrupted_chosen"])
@@ -172,8 +191,7 @@ def test_one_dpo_step_on_qwen_changes_every_trainable_parameter(preset, tiny_dir
 
 
 def test_metrics_are_the_batch_means_and_eval_is_held_out(model_dir, data, tmp_path):
-    config = make_config(model_dir, data["train4"], tmp_path / "run", f"data.eval={data['eval']}",
-                         "train.eval_steps=1")  # fmt: skip
+    config = make_config(model_dir, data["train4"], tmp_path / "run", f"data.eval={data['eval']}", "train.eval_steps=1")
     loaded = load(model_dir)
     with torch.no_grad():
         start = sequence_logps(loaded.model, loaded.collator(mode="train")(pairs(4)))
@@ -181,8 +199,15 @@ def test_metrics_are_the_batch_means_and_eval_is_held_out(model_dir, data, tmp_p
     trainer.train()
     rows = [row for row in trainer.state.log_history if "loss" in row]
     first = rows[0]
-    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
-                "logps/rejected", "kl/chosen"):  # fmt: skip
+    for key in (
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/margins",
+        "rewards/accuracies",
+        "logps/chosen",
+        "logps/rejected",
+        "kl/chosen",
+    ):
         assert key in first and key in rows[1]
     # Step 1: policy = reference, so rewards, margin and KL are 0 and no pair is (strictly) won.
     assert first["rewards/margins"] == pytest.approx(0.0, abs=1e-6) and first["kl/chosen"] == pytest.approx(0, abs=1e-6)
@@ -201,16 +226,24 @@ def test_metrics_are_the_batch_means_and_eval_is_held_out(model_dir, data, tmp_p
     assert evals[-1]["eval_loss"] == pytest.approx(-torch.nn.functional.logsigmoid(margin).mean().item(), abs=1e-4)
 
 
-@pytest.mark.parametrize(("name", "preset"), [("sigmoid", "tiny-llava"), ("rpo", "tiny-llava"),
-                                             ("sigmoid", "tiny-qwen2-vl")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "preset"), [("sigmoid", "tiny-llava"), ("rpo", "tiny-llava"), ("sigmoid", "tiny-qwen2-vl")]
+)
 def test_gradient_accumulation_is_exact(name, preset, tiny_dir, data, tmp_path):
     """Batch 8 × accumulation 1 takes the same steps as batch 2 × accumulation 4. For RPO the NLL term averages
     over every chosen token of the step (responses here differ in length, so per-micro-batch means would not)."""
     model_dir = tiny_dir(preset)
     runs = []
     for batch, accum in ((8, 1), (2, 4)):
-        config = make_config(model_dir, data["train8"], tmp_path / f"run{batch}", f"loss.name={name}",
-                             f"train.batch_size={batch}", f"train.grad_accum={accum}", "train.max_steps=3")  # fmt: skip
+        config = make_config(
+            model_dir,
+            data["train8"],
+            tmp_path / f"run{batch}",
+            f"loss.name={name}",
+            f"train.batch_size={batch}",
+            f"train.grad_accum={accum}",
+            "train.max_steps=3",
+        )
         loaded = load(model_dir)
         trainer = build_trainer(config, loaded)
         trainer.train()
@@ -225,8 +258,14 @@ def test_gradient_accumulation_is_exact(name, preset, tiny_dir, data, tmp_path):
 
 def test_lora_trains_with_the_adapter_as_reference(model_dir, data, tmp_path):
     before = live_models()
-    config = make_config(model_dir, data["train4"], tmp_path / "run", "model.lora.enabled=true", "model.lora.r=4",
-                         "model.lora.dropout=0.0")  # fmt: skip
+    config = make_config(
+        model_dir,
+        data["train4"],
+        tmp_path / "run",
+        "model.lora.enabled=true",
+        "model.lora.r=4",
+        "model.lora.dropout=0.0",
+    )
     loaded = load(model_dir, **config.model.load_options())
     trainer = build_trainer(config, loaded)
     assert isinstance(trainer.reference, AdapterReference)
@@ -251,8 +290,15 @@ def test_guard_by_hand():
 
 def test_guard_stops_a_run_whose_held_out_margin_collapses(model_dir, data, tmp_path):
     # Held-out pairs are the training preference reversed: the better the policy fits train, the lower their margin.
-    config = make_config(model_dir, data["train4"], tmp_path / "run", f"data.eval={data['anti']}",
-                         "train.eval_steps=1", "train.max_steps=12", "guard.margin_drop=0.05")  # fmt: skip
+    config = make_config(
+        model_dir,
+        data["train4"],
+        tmp_path / "run",
+        f"data.eval={data['anti']}",
+        "train.eval_steps=1",
+        "train.max_steps=12",
+        "guard.margin_drop=0.05",
+    )
     lines: list[str] = []
     result = train_preference(config, progress=False, write=lines.append)
     assert result.global_step < 12
@@ -270,8 +316,9 @@ def test_shared_prefix_and_plain_forward_train_alike(preset, tiny_dir, data, tmp
     model_dir = tiny_dir(preset)
     runs = {}
     for share in (True, False):
-        config = make_config(model_dir, data["train4"], tmp_path / f"run{share}", "loss.name=mdpo",
-                             f"share_prefix={str(share).lower()}")  # fmt: skip
+        config = make_config(
+            model_dir, data["train4"], tmp_path / f"run{share}", "loss.name=mdpo", f"share_prefix={str(share).lower()}"
+        )
         trainer = build_trainer(config, load(model_dir))
         assert trainer.shares_prefix is share
         trainer.train()

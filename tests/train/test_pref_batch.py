@@ -25,8 +25,14 @@ def picture(shift: int = 0) -> Image.Image:
 
 def pair(i: int, **kw) -> PreferenceRecord:
     question = kw.pop("question", "Describe the image.")
-    return PreferenceRecord(f"b-{i}", user_prompt(question), assistant("There is a red circle."),
-                            assistant("There is a red circle and a blue star."), [picture(i)], **kw)  # fmt: skip
+    return PreferenceRecord(
+        f"b-{i}",
+        user_prompt(question),
+        assistant("There is a red circle."),
+        assistant("There is a red circle and a blue star."),
+        [picture(i)],
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")

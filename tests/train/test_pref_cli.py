@@ -22,9 +22,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def record(i: int) -> PreferenceRecord:
     img = Image.new("RGB", (48, 48), (64, 64, 64))
     ImageDraw.Draw(img).rectangle((4 + 4 * i, 8, 24 + 4 * i, 28), fill=(40, 80 + 40 * i, 220))
-    return PreferenceRecord(f"c-{i}", user_prompt("Describe the image."), assistant("There is a blue square."),
-                            assistant(f"There is a blue square and {'a red star' if i % 2 else 'a green circle'}."),
-                            [img], rejected_spans=[[22, 35]])  # fmt: skip
+    return PreferenceRecord(
+        f"c-{i}",
+        user_prompt("Describe the image."),
+        assistant("There is a blue square."),
+        assistant(f"There is a blue square and {'a red star' if i % 2 else 'a green circle'}."),
+        [img],
+        rejected_spans=[[22, 35]],
+    )
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -55,16 +60,32 @@ def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
 
 def test_a_run_through_the_cli(setup, capsys, tmp_path):
     out_dir = tmp_path / "run"
-    code, out, err = run(capsys, "--config", str(setup["config"]), "--loss", "mdpo", f"train.output_dir={out_dir}",
-                         "loss.options.anchor=0.5", "--no-progress")  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "--config",
+        str(setup["config"]),
+        "--loss",
+        "mdpo",
+        f"train.output_dir={out_dir}",
+        "loss.options.anchor=0.5",
+        "--no-progress",
+    )
     assert code == 0, err
     assert "dropping the options the config gives loss 'sigmoid'" in err  # beta=0.2 was sigmoid's, not mdpo's
     assert "pref: loss mdpo" in out and "trained 2 steps" in out
     rows = read_metrics(out_dir / "metrics.jsonl")
     train_rows = [r for r in rows if "loss" in r]
     assert [r["step"] for r in train_rows] == [1, 2]
-    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
-                "kl/chosen", "image_loss", "rewards/image_margins"):  # fmt: skip
+    for key in (
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/margins",
+        "rewards/accuracies",
+        "logps/chosen",
+        "kl/chosen",
+        "image_loss",
+        "rewards/image_margins",
+    ):
         assert key in train_rows[0], key
     # mDPO at step 1 (policy = reference): DPO ln 2 + image term ln 2 + anchor -log σ(0 - 0.5) = 0.974077
     assert train_rows[0]["loss"] == pytest.approx(2 * 0.693147 + 0.974077, abs=1e-5)
@@ -77,8 +98,16 @@ def test_a_run_through_the_cli(setup, capsys, tmp_path):
 
 def test_simpo_logs_mean_logps_as_trl(setup, capsys, tmp_path):
     out_dir = tmp_path / "simpo"
-    code, _, err = run(capsys, "--config", str(setup["config"]), "--loss", "simpo", f"train.output_dir={out_dir}",
-                       "train.max_steps=1", "--no-progress")  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "--config",
+        str(setup["config"]),
+        "--loss",
+        "simpo",
+        f"train.output_dir={out_dir}",
+        "train.max_steps=1",
+        "--no-progress",
+    )
     assert code == 0, err
     first = next(r for r in read_metrics(out_dir / "metrics.jsonl") if "loss" in r)
     # TRL's CPOTrainer (simpo) logs mean log-probs per token: the reward β·mean, β = 2 by default

@@ -27,9 +27,14 @@ from mmalign.train.reference import AdapterReference, CachedReference, ModelRefe
 def record(i: int, text: str = "There is a red circle.") -> PreferenceRecord:
     img = Image.new("RGB", (48, 48), (64, 64, 64))
     ImageDraw.Draw(img).ellipse((4 + 3 * i, 8, 28 + 3 * i, 32), fill=(220, 40 + 30 * i, 40))
-    return PreferenceRecord(f"r-{i}", user_prompt("Describe the image."), assistant(text),
-                            assistant(f"There is a blue star and {'a green square ' * (i % 2)}nothing else."),
-                            [img], rejected_spans=[[9, 20]])  # fmt: skip
+    return PreferenceRecord(
+        f"r-{i}",
+        user_prompt("Describe the image."),
+        assistant(text),
+        assistant(f"There is a blue star and {'a green square ' * (i % 2)}nothing else."),
+        [img],
+        rejected_spans=[[9, 20]],
+    )
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -80,8 +85,9 @@ def test_precomputed_equals_the_live_reference(loss_name, preset, tiny_dir, data
     loaded = load(model_dir)
     records = list(read_records(data))
     collator = collator_for(loaded, loss_name, data.parent)
-    cached = precompute_reference(loaded.model, records, collator, loaded.processor, tmp_path / "cache",
-                                  batch_size=3, scorer=sequence_logps)  # fmt: skip
+    cached = precompute_reference(
+        loaded.model, records, collator, loaded.processor, tmp_path / "cache", batch_size=3, scorer=sequence_logps
+    )
     live = ModelReference(frozen_copy(loaded.model), collator.loss.needs_token_weights, sequence_logps)
     batch = collator([records[3], records[1]])  # another batching than the precompute pass
     got, want = cached.logps(loaded.model, batch), live.logps(loaded.model, batch)
@@ -114,8 +120,15 @@ def test_cache_is_reused_and_never_read_stale(model_dir, data, tmp_path, monkeyp
     cache = tmp_path / "cache"
 
     def run(records, model=loaded.model) -> CachedReference:
-        return precompute_reference(model, records, collator_for(loaded, "sigmoid", data.parent), loaded.processor,
-                                    cache, batch_size=4, scorer=sequence_logps)  # fmt: skip
+        return precompute_reference(
+            model,
+            records,
+            collator_for(loaded, "sigmoid", data.parent),
+            loaded.processor,
+            cache,
+            batch_size=4,
+            scorer=sequence_logps,
+        )
 
     records = list(read_records(data))
     first = run(records)
@@ -124,8 +137,12 @@ def test_cache_is_reused_and_never_read_stale(model_dir, data, tmp_path, monkeyp
     assert counter.calls == 1
     torch.testing.assert_close(again.tensors["chosen"], first.tensors["chosen"])
 
-    edited = [PreferenceRecord(r.id, r.prompt, assistant("There is a green square."), r.rejected, r.images)
-              if r.id == "r-2" else r for r in records]  # fmt: skip
+    edited = [
+        PreferenceRecord(r.id, r.prompt, assistant("There is a green square."), r.rejected, r.images)
+        if r.id == "r-2"
+        else r
+        for r in records
+    ]
     changed_text = run(edited)
     assert counter.calls == 2 and len(list(cache.iterdir())) == 2
     assert changed_text.tensors["chosen"][2] != first.tensors["chosen"][2]
@@ -152,8 +169,9 @@ def test_a_stale_or_damaged_file_under_the_expected_name_is_recomputed(model_dir
     args = (loaded.processor, tmp_path / "cache")
 
     def run(rs):
-        return precompute_reference(loaded.model, rs, collator_for(loaded, "sigmoid", data.parent), *args,
-                                    batch_size=4, scorer=sequence_logps)  # fmt: skip
+        return precompute_reference(
+            loaded.model, rs, collator_for(loaded, "sigmoid", data.parent), *args, batch_size=4, scorer=sequence_logps
+        )
 
     good = run(records)
     (path,) = good.files
@@ -169,8 +187,15 @@ def test_a_stale_or_damaged_file_under_the_expected_name_is_recomputed(model_dir
 def test_duplicate_ids_are_refused(model_dir, tmp_path):
     loaded = load(model_dir)
     with pytest.raises(DataError, match="duplicate record id"):
-        precompute_reference(loaded.model, [record(0), record(0)], collator_for(loaded, "sigmoid"), loaded.processor,
-                             tmp_path, batch_size=2, scorer=sequence_logps)  # fmt: skip
+        precompute_reference(
+            loaded.model,
+            [record(0), record(0)],
+            collator_for(loaded, "sigmoid"),
+            loaded.processor,
+            tmp_path,
+            batch_size=2,
+            scorer=sequence_logps,
+        )
 
 
 def test_trainer_with_precomputed_reference(model_dir, data, tmp_path, monkeypatch):
@@ -178,11 +203,17 @@ def test_trainer_with_precomputed_reference(model_dir, data, tmp_path, monkeypat
     settings = {
         "model": {"path": str(model_dir), "lora": {"enabled": True, "r": 4, "dropout": 0.0}},
         "data": {"train": str(data), "eval": str(data)},
-        "train": {"output_dir": str(tmp_path / "run"), "batch_size": 2, "max_steps": 2, "logging_steps": 1,
-                  "learning_rate": 1e-3, "eval_steps": 2},
+        "train": {
+            "output_dir": str(tmp_path / "run"),
+            "batch_size": 2,
+            "max_steps": 2,
+            "logging_steps": 1,
+            "learning_rate": 1e-3,
+            "eval_steps": 2,
+        },
         "loss": {"name": "mdpo"},
         "reference": {"mode": "precomputed", "cache_dir": str(tmp_path / "cache")},
-    }  # fmt: skip
+    }
     config = config_from_dict(PreferenceConfig, settings, "test")
     trainer = build_trainer(config, load(model_dir, **config.model.load_options()))
     assert isinstance(trainer.reference, CachedReference) and counter.calls == 2  # train and eval splits

@@ -44,8 +44,9 @@ def record(i: int) -> PreferenceRecord:
     img = Image.new("RGB", (48, 48), (64, 64, 64))
     ImageDraw.Draw(img).ellipse((4 + 5 * i, 6, 26 + 5 * i, 28), fill=(220, 200 - 40 * i, 40))
     rejected = assistant(f"There is a yellow circle and {'a red star' * (1 + i % 2)}.")
-    return PreferenceRecord(f"k-{i}", user_prompt("Describe the image."), assistant("There is a yellow circle."),
-                            rejected, [img])  # fmt: skip
+    return PreferenceRecord(
+        f"k-{i}", user_prompt("Describe the image."), assistant("There is a yellow circle."), rejected, [img]
+    )
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -64,10 +65,17 @@ def write_config(setup: dict[str, Path], out: Path, **train: object) -> Path:
         "kind": "pref",
         "model": {"path": str(setup["model"])},
         "data": {"train": str(setup["train"])},
-        "train": {"output_dir": str(out), "batch_size": 2, "max_steps": 5, "logging_steps": 1, "save_steps": 2,
-                  "learning_rate": 1e-3, **train},
+        "train": {
+            "output_dir": str(out),
+            "batch_size": 2,
+            "max_steps": 5,
+            "logging_steps": 1,
+            "save_steps": 2,
+            "learning_rate": 1e-3,
+            **train,
+        },
         "loss": {"name": "rpo"},
-    }  # fmt: skip
+    }
     path = out.parent / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
@@ -92,8 +100,12 @@ def test_sigkill_after_a_checkpoint_then_resume(setup, tmp_path, capsys):
     config = write_config(setup, killed)
     (tmp_path / "child.py").write_text(CHILD, encoding="utf-8")
     marker = tmp_path / "saved"
-    child = subprocess.Popen([sys.executable, str(tmp_path / "child.py"), str(config), str(marker)], env=env(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, str(tmp_path / "child.py"), str(config), str(marker)],
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 300
         while not marker.exists():
@@ -126,13 +138,36 @@ def test_two_processes_match_one_with_the_same_global_batch(setup, tmp_path, cap
     write_records(data, [record(i) for i in range(4)])
     one, two = tmp_path / "one", tmp_path / "two"
     with pytest.raises(SystemExit):
-        main(["train", "pref", "--config", str(write_config(setup, one, batch_size=4, max_steps=3, save_steps=None)),
-              f"data.train={data}", "--no-progress"])  # fmt: skip
+        main(
+            [
+                "train",
+                "pref",
+                "--config",
+                str(write_config(setup, one, batch_size=4, max_steps=3, save_steps=None)),
+                f"data.train={data}",
+                "--no-progress",
+            ]
+        )
     config = write_config(setup, two, batch_size=2, max_steps=3, save_steps=None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-               "mmalign.cli.main", "train", "pref", "--config", str(config), f"data.train={data}", "--no-progress"]
-    proc = subprocess.run(command, env={**env(), "ACCELERATE_USE_CPU": "true"}, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "mmalign.cli.main",
+        "train",
+        "pref",
+        "--config",
+        str(config),
+        f"data.train={data}",
+        "--no-progress",
+    ]
+    proc = subprocess.run(
+        command, env={**env(), "ACCELERATE_USE_CPU": "true"}, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "4 pairs a step" in proc.stdout and proc.stdout.count("trained 3 steps") == 1
     single, ddp = losses(one), losses(two)

@@ -77,8 +77,10 @@ def test_fingerprint_follows_content(data_dir):
     write_jsonl(data_dir / "edited.jsonl", edited)
     assert RecordDataset.from_file(data_dir / "edited.jsonl").fingerprint() != a
     assert RecordDataset.from_file(data_dir / "sft.jsonl", limit=5).fingerprint() != a
-    in_memory = [SFTRecord("m", user_prompt("Describe.", 1), assistant("x"), [Image.new("RGB", (4, 4), c)])
-                 for c in ((1, 2, 3), (3, 2, 1))]  # fmt: skip
+    in_memory = [
+        SFTRecord("m", user_prompt("Describe.", 1), assistant("x"), [Image.new("RGB", (4, 4), c)])
+        for c in ((1, 2, 3), (3, 2, 1))
+    ]
     prints = {RecordDataset([r]).fingerprint() for r in in_memory}
     assert len(prints) == 2  # same id and text, different pixels
 

@@ -27,8 +27,17 @@ def _texts(value) -> list[str]:
 
 def test_corpus_covers_every_word_of_a_generated_world(tmp_path):
     # Every colour and shape, a 4x4 grid, up to 10 objects; sizes on.
-    cfg = WorldConfig(n_colours=8, n_shapes=8, grid_rows=4, grid_cols=4, max_objects=10, image_size=32,
-                      train_scenes=150, val_scenes=40, test_scenes=40)  # fmt: skip
+    cfg = WorldConfig(
+        n_colours=8,
+        n_shapes=8,
+        grid_rows=4,
+        grid_cols=4,
+        max_objects=10,
+        image_size=32,
+        train_scenes=150,
+        val_scenes=40,
+        test_scenes=40,
+    )
     root = generate_world(tmp_path / "w", cfg).out_dir
     corpus = list(tokenizer_corpus(cfg.n_colours, cfg.n_shapes))
     words = {w for line in corpus for w in line.split()}

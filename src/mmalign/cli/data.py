@@ -264,9 +264,17 @@ def build(
     lock = OutputLock.beside(out, "mmalign data build")
     with lock, _build_progress(f"{strategy}: {get_builder_class(strategy).unit_name}") as report:
         result = run_build(
-            builder, inputs, out, seed=seed, out_root=out_root, num_proc=num_proc, shard_size=shard_size,
-            restart=restart, keep_shards=keep_shards, progress=report,
-        )  # fmt: skip
+            builder,
+            inputs,
+            out,
+            seed=seed,
+            out_root=out_root,
+            num_proc=num_proc,
+            shard_size=shard_size,
+            restart=restart,
+            keep_shards=keep_shards,
+            progress=report,
+        )
     resumed = f"; resumed {result.resumed_shards} of {result.shards} shards" if result.resumed_shards else ""
     typer.echo(
         f"wrote {result.pairs} pairs from {result.description} to {out} in {result.seconds:.1f} s "
@@ -334,9 +342,18 @@ def import_data(
 
     with OutputLock.beside(out, "mmalign data import"):
         report = import_file(
-            fmt, src, out, image_root=image_root, out_root=out_root, image_prefix=image_prefix,
-            ignore_fields=tuple(ignore_field), options=_options(None, option), seed=seed, limit=limit, split=split,
-        )  # fmt: skip
+            fmt,
+            src,
+            out,
+            image_root=image_root,
+            out_root=out_root,
+            image_prefix=image_prefix,
+            ignore_fields=tuple(ignore_field),
+            options=_options(None, option),
+            seed=seed,
+            limit=limit,
+            split=split,
+        )
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(report.skipped.items()))
     typer.echo(
         f"wrote {report.records} records from {report.rows} {fmt} rows to {out}"
@@ -426,8 +443,9 @@ def mix(
 
     with _locked("mmalign data mix", out):
         sources = [parse_source(spec, root) for spec in inputs]
-        taken = mix_files(sources, out, total=total, seed=seed, shuffle=shuffle, prefix_ids=prefix_ids,
-                          out_root=out_root)  # fmt: skip
+        taken = mix_files(
+            sources, out, total=total, seed=seed, shuffle=shuffle, prefix_ids=prefix_ids, out_root=out_root
+        )
     typer.echo(f"wrote {sum(taken.values())} records to {out} ({', '.join(f'{n} from {p}' for p, n in taken.items())})")
 
 

@@ -73,9 +73,15 @@ def score(
     from mmalign.files import OutputLock
 
     options = ScoreOptions(
-        annotations=annotations, strict=strict, caption_key=caption_key, ties=ties, anchor=anchor,
-        n_resamples=n_resamples, seed=seed, mc_random_seed=mc_random_seed,
-    )  # fmt: skip
+        annotations=annotations,
+        strict=strict,
+        caption_key=caption_key,
+        ties=ties,
+        anchor=anchor,
+        n_resamples=n_resamples,
+        seed=seed,
+        mc_random_seed=mc_random_seed,
+    )
     lock = contextlib.nullcontext() if json_out is None else OutputLock.beside(json_out, "mmalign eval score")
     with lock:
         report = run_score(task, answers, questions=questions, baseline=baseline, options=options)
@@ -199,16 +205,41 @@ def run(
     if judge_url is not None:
         from mmalign.judge import JudgeConfig
 
-        judge = JudgeConfig(base_url=judge_url, model=judge_model or "", api_key_env=judge_key_env,
-                            max_concurrency=judge_concurrency, progress=progress)  # fmt: skip
+        judge = JudgeConfig(
+            base_url=judge_url,
+            model=judge_model or "",
+            api_key_env=judge_key_env,
+            max_concurrency=judge_concurrency,
+            progress=progress,
+        )
     cfg = EvalConfig(
-        model=model, out=out, tasks=tasks, suite=suite, data=data, split=split, sources=_sources(source),
-        image_root=image_root, limit=limit, batch_size=batch_size, fast=fast, agreement_sample=agreement_sample,
-        max_new_tokens=max_new_tokens, reference=reference, beta=beta, opponents=list(opponent), judge=judge,
-        judge_max_failed=judge_max_failed, max_length=max_length,
-        n_resamples=n_resamples, seed=seed, cache_dir=cache_dir, device=device, dtype=dtype,
-        world_scenes=world_scenes, progress=progress,
-    )  # fmt: skip
+        model=model,
+        out=out,
+        tasks=tasks,
+        suite=suite,
+        data=data,
+        split=split,
+        sources=_sources(source),
+        image_root=image_root,
+        limit=limit,
+        batch_size=batch_size,
+        fast=fast,
+        agreement_sample=agreement_sample,
+        max_new_tokens=max_new_tokens,
+        reference=reference,
+        beta=beta,
+        opponents=list(opponent),
+        judge=judge,
+        judge_max_failed=judge_max_failed,
+        max_length=max_length,
+        n_resamples=n_resamples,
+        seed=seed,
+        cache_dir=cache_dir,
+        device=device,
+        dtype=dtype,
+        world_scenes=world_scenes,
+        progress=progress,
+    )
     with OutputLock(out, "mmalign eval run"):
         results = evaluate(cfg, echo=typer.echo)
     for key, dim in results["dimensions"].items():
@@ -216,9 +247,11 @@ def run(
     for name, entry in results["tasks"].items():
         fp = entry.get("fast_path") or {}
         if fp.get("applies"):
-            sample = "" if fp.get("agreement") is None else (
-                f"; this run: {100 * fp['agreement']:.1f}% of {fp['n']} sampled items agree"
-            )  # fmt: skip
+            sample = (
+                ""
+                if fp.get("agreement") is None
+                else (f"; this run: {100 * fp['agreement']:.1f}% of {fp['n']} sampled items agree")
+            )
             typer.echo(f"  {name}: {'fast path' if fp['used'] else 'generated'}, {fp['reason']}{sample}")
     typer.echo(f"results written to {out / 'results.json'}, report to {out / 'report.md'}")
     failed = {name: entry["reason"] for name, entry in results["tasks"].items() if entry["status"] == "failed"}
@@ -226,8 +259,10 @@ def run(
         from mmalign.errors import MMAlignError
 
         listed = "; ".join(f"{name}: {reason}" for name, reason in failed.items())
-        raise MMAlignError(f"{len(failed)} of {len(results['tasks'])} tasks failed, with no score ({listed}); "
-                           f"{out / 'results.json'} and report.md say so, with the other tasks' scores")  # fmt: skip
+        raise MMAlignError(
+            f"{len(failed)} of {len(results['tasks'])} tasks failed, with no score ({listed}); "
+            f"{out / 'results.json'} and report.md say so, with the other tasks' scores"
+        )
 
 
 @app.command("compare")
@@ -249,6 +284,8 @@ def compare(
                 typer.echo(f"  {task} {run_name}: {row.get('reason', row['status'])}")
                 continue
             for metric, d in row["deltas"].items():
-                typer.echo(f"  {task} {metric} {run_name}: {d['before']:.4f} → {d['after']:.4f}  "
-                           f"Δ {d['delta']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]")  # fmt: skip
+                typer.echo(
+                    f"  {task} {metric} {run_name}: {d['before']:.4f} → {d['after']:.4f}  "
+                    f"Δ {d['delta']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+                )
     typer.echo(f"comparison written to {out / 'compare.md'}")

@@ -85,8 +85,12 @@ def _config_data(config: Path | None, loss: str | None, overrides: list[str]) ->
 def _list_losses() -> None:
     from mmalign.losses import LOSSES
 
-    flags = {"needs_reference": "reference", "needs_corrupted_image": "corrupted image",
-             "needs_token_weights": "span masks", "needs_chosen_nll": "chosen NLL"}  # fmt: skip
+    flags = {
+        "needs_reference": "reference",
+        "needs_corrupted_image": "corrupted image",
+        "needs_token_weights": "span masks",
+        "needs_chosen_nll": "chosen NLL",
+    }
     rows = []
     for name, cls in LOSSES.items():
         needs = [label for flag, label in flags.items() if getattr(cls, flag)]

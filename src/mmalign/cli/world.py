@@ -129,13 +129,26 @@ def world(
     cfg = build_config(
         config,
         {
-            "train_scenes": scenes, "val_scenes": val_scenes, "test_scenes": test_scenes, "image_size": size,
-            "seed": seed, "caption_noise": caption_noise, "partner_prob": partner_prob, "n_partner_pairs": pairs,
-            "n_colours": colours, "n_shapes": shapes, "grid_rows": grid_rows, "grid_cols": grid_cols,
-            "min_objects": min_objects, "max_objects": max_objects, "object_sizes": object_sizes,
-            "frequency_skew": skew, "pope_k": pope_k, "qa_per_scene": qa_per_scene,
+            "train_scenes": scenes,
+            "val_scenes": val_scenes,
+            "test_scenes": test_scenes,
+            "image_size": size,
+            "seed": seed,
+            "caption_noise": caption_noise,
+            "partner_prob": partner_prob,
+            "n_partner_pairs": pairs,
+            "n_colours": colours,
+            "n_shapes": shapes,
+            "grid_rows": grid_rows,
+            "grid_cols": grid_cols,
+            "min_objects": min_objects,
+            "max_objects": max_objects,
+            "object_sizes": object_sizes,
+            "frequency_skew": skew,
+            "pope_k": pope_k,
+            "qa_per_scene": qa_per_scene,
         },
-    )  # fmt: skip
+    )
     from mmalign.files import OutputLock
 
     console = Console()

@@ -54,8 +54,10 @@ def _check_text_cells(column: Any, limit: int, path: Path, name: str, start: int
             raise DataError(
                 f"holds {size:,} bytes of text, over the limit of {limit:,} for one record "
                 f"(set {MAX_LINE_BYTES_ENV} to raise it if the record is genuine)",
-                file=path, index=start + i, field=name,
-            )  # fmt: skip
+                file=path,
+                index=start + i,
+                field=name,
+            )
 
 
 def _text_bytes(array: Any) -> int:
@@ -168,19 +170,40 @@ def features_for(kind: str) -> Any:
     images, spans = List(Image()), List(List(Value("int64")))
     columns: dict[str, dict[str, Any]] = {
         "preference": {
-            "id": text, "images": images, "prompt": messages, "chosen": messages, "rejected": messages,
-            "rejected_images": images, "chosen_spans": spans, "rejected_spans": spans, "source": text,
-            "meta": text, "image_paths": List(text), "rejected_image_paths": List(text),
+            "id": text,
+            "images": images,
+            "prompt": messages,
+            "chosen": messages,
+            "rejected": messages,
+            "rejected_images": images,
+            "chosen_spans": spans,
+            "rejected_spans": spans,
+            "source": text,
+            "meta": text,
+            "image_paths": List(text),
+            "rejected_image_paths": List(text),
         },
         "sft": {
-            "id": text, "images": images, "prompt": messages, "completion": messages, "source": text,
-            "meta": text, "image_paths": List(text),
+            "id": text,
+            "images": images,
+            "prompt": messages,
+            "completion": messages,
+            "source": text,
+            "meta": text,
+            "image_paths": List(text),
         },
         "eval": {
-            "id": text, "task": text, "images": images, "question": text, "answer": text, "objects": List(text),
-            "choices": List(text), "meta": text, "image_paths": List(text),
+            "id": text,
+            "task": text,
+            "images": images,
+            "question": text,
+            "answer": text,
+            "objects": List(text),
+            "choices": List(text),
+            "meta": text,
+            "image_paths": List(text),
         },
-    }  # fmt: skip
+    }
     if kind not in columns:
         raise DataError(f"unknown record kind {kind!r}; expected one of {sorted(columns)}")
     return Features(columns[kind])

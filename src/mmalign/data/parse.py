@@ -190,8 +190,10 @@ def parse_spans(value: Any, field_name: str, text: str) -> list[tuple[int, int]]
         raise DataError("must be a list of [start, end] pairs", field=field_name)
     spans: list[tuple[int, int]] = []
     for i, span in enumerate(value):
-        ok = isinstance(span, list | tuple) and len(span) == 2 and all(
-            isinstance(x, int) and not isinstance(x, bool) for x in span
+        ok = (
+            isinstance(span, list | tuple)
+            and len(span) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in span)
         )
         if not ok:
             raise DataError("must be a list of [start, end] integer pairs", field=f"{field_name}[{i}]")

@@ -155,9 +155,17 @@ class PreferenceRecord:
 
     kind: ClassVar[str] = "preference"
     fields: ClassVar[tuple[str, ...]] = (
-        "id", "images", "prompt", "chosen", "rejected", "rejected_images",
-        "chosen_spans", "rejected_spans", "source", "meta",
-    )  # fmt: skip
+        "id",
+        "images",
+        "prompt",
+        "chosen",
+        "rejected",
+        "rejected_images",
+        "chosen_spans",
+        "rejected_spans",
+        "source",
+        "meta",
+    )
 
     @property
     def chosen_text(self) -> str:
@@ -243,8 +251,15 @@ class EvalItem:
 
     kind: ClassVar[str] = "eval"
     fields: ClassVar[tuple[str, ...]] = (
-        "id", "task", "images", "question", "answer", "objects", "choices", "meta",
-    )  # fmt: skip
+        "id",
+        "task",
+        "images",
+        "question",
+        "answer",
+        "objects",
+        "choices",
+        "meta",
+    )
 
     def image_lists(self) -> dict[str, list[ImageRef]]:
         return {"images": self.images}

@@ -44,9 +44,10 @@ def shipped_dir() -> Path:
 def model_files(model_dir: Path) -> list[Path]:
     """The files that make up the model in ``model_dir`` (top level; checkpoints and logs left out), sorted."""
     return sorted(
-        p for p in Path(model_dir).iterdir()
+        p
+        for p in Path(model_dir).iterdir()
         if p.is_file() and p.suffix in MODEL_SUFFIXES and p.name not in NOT_MODEL and p.name != MANIFEST
-    )  # fmt: skip
+    )
 
 
 def sha256(path: Path) -> str:
@@ -99,8 +100,9 @@ def verify(directory: Path | None = None) -> dict[str, Any]:
     return manifest
 
 
-def export(model_dir: Path, dest: Path, *, recipe: dict[str, Any], world: dict[str, Any],
-           training: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def export(
+    model_dir: Path, dest: Path, *, recipe: dict[str, Any], world: dict[str, Any], training: dict[str, Any]
+) -> dict[str, Any]:
     """Write ``model_dir``'s model files and a manifest to ``dest`` (replacing it atomically); returns the manifest.
 
     ``recipe``: the SFT config as run; ``world``: the world's config; ``training``: the training result."""

@@ -58,9 +58,12 @@ def baseline_checks(models: dict[str, Any]) -> list[dict[str, Any]]:
         _check("POPE random accuracy ≥ 0.80", random_acc, random_acc >= BASELINE_MIN_ACCURACY),
         _check("POPE adversarial accuracy ≥ 0.80", adversarial_acc, adversarial_acc >= BASELINE_MIN_ACCURACY),
         _check("absent partners named in ≥ 15 % of captions", partner, partner >= BASELINE_MIN_PARTNER),
-        _check("absent partners named ≥ 3× as often as other absent objects", ratio,
-               (ratio is None and partner_mentions > 0) or (ratio is not None and ratio >= BASELINE_MIN_RATIO)),
-    ]  # fmt: skip
+        _check(
+            "absent partners named ≥ 3× as often as other absent objects",
+            ratio,
+            (ratio is None and partner_mentions > 0) or (ratio is not None and ratio >= BASELINE_MIN_RATIO),
+        ),
+    ]
 
 
 def relative_change(delta: dict[str, Any]) -> float | None:
@@ -147,28 +150,39 @@ def headline_lines(results: dict[str, Any]) -> list[str]:
     sentences against the control."""
     methods = results["methods"]
     n_scenes = results["world"]["test_scenes"]
-    lines = ["", f"Headline: change from the SFT baseline on {n_scenes} held-out scenes (seed "
-             f"{results['settings']['seed']})",
-             "  Δ: percentage points [paired bootstrap 95 % interval]; ↑ higher is better, ↓ lower"]  # fmt: skip
+    lines = [
+        "",
+        f"Headline: change from the SFT baseline on {n_scenes} held-out scenes (seed {results['settings']['seed']})",
+        "  Δ: percentage points [paired bootstrap 95 % interval]; ↑ higher is better, ↓ lower",
+    ]
     rows = [["method", "goal", "Δ POPE-adv F1 ↑", "Δ CHAIR-i ↓", "Δ partner naming ↓"]]
     after = []
     for name, method in methods.items():
         d = results["vs_baseline"][name]
         goal = "met" if all(c["pass"] for c in results["criteria"]["methods"][name]) else "not met"
-        rows.append([method["label"], goal, interval_text("f1", d["pope_adversarial"]["f1"], unit=False),
-                     interval_text("chair_i", d["chair"]["chair_i"], unit=False),
-                     interval_text(PARTNER, d["chair"][PARTNER], unit=False)])  # fmt: skip
+        rows.append(
+            [
+                method["label"],
+                goal,
+                interval_text("f1", d["pope_adversarial"]["f1"], unit=False),
+                interval_text("chair_i", d["chair"]["chair_i"], unit=False),
+                interval_text(PARTNER, d["chair"][PARTNER], unit=False),
+            ]
+        )
         after.append(f"{method['label']} {partner_text(d['chair'][PARTNER])}")
     lines += _columns(rows)
     if after:
         before = 100 * next(iter(results["vs_baseline"].values()))["chair"][PARTNER]["before"]
-        lines += wrap(f"Partner naming (captions naming an absent partner): baseline {before:.1f}%; "
-                      + ", ".join(after) + ".")  # fmt: skip
+        lines += wrap(
+            f"Partner naming (captions naming an absent partner): baseline {before:.1f}%; " + ", ".join(after) + "."
+        )
     met = [
         methods[n]["label"] for n, checks in results["criteria"]["methods"].items() if all(c["pass"] for c in checks)
     ]
-    lines += wrap(f"Goal (partner naming −50 %, CHAIR-i −0.03, recall −0.06 at most, POPE-adv accuracy not worse): "
-                  f"{'met by ' + ', '.join(met) if met else 'met by no method'}.")  # fmt: skip
+    lines += wrap(
+        f"Goal (partner naming −50 %, CHAIR-i −0.03, recall −0.06 at most, POPE-adv accuracy not worse): "
+        f"{'met by ' + ', '.join(met) if met else 'met by no method'}."
+    )
     failed = [c["check"] for c in results["criteria"]["baseline"] if not c["pass"]]
     if failed:
         lines += wrap(f"Warning: the baseline fails {'; '.join(failed)}: the comparison says little.")

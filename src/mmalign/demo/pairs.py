@@ -40,15 +40,26 @@ def hallucination_pairs(world: Path, n_pairs: int, seed: int) -> tuple[list[Pref
         records += builder.build(unit, plan.shared, unit_seed(seed, builder.name, str(unit["id"])))
         scenes += 1
     if len(records) < n_pairs:
-        raise ConfigError(f"the world's {scenes} training scenes give {len(records)} pairs, fewer than the "
-                          f"{n_pairs} the budget needs: raise --train-scenes")  # fmt: skip
+        raise ConfigError(
+            f"the world's {scenes} training scenes give {len(records)} pairs, fewer than the "
+            f"{n_pairs} the budget needs: raise --train-scenes"
+        )
     return records[:n_pairs], scenes
 
 
 def chosen_records(pairs: list[PreferenceRecord]) -> list[SFTRecord]:
     """The chosen response of each pair as an SFT example (same id, prompt and images)."""
-    return [SFTRecord(id=p.id, prompt=p.prompt, completion=p.chosen, images=list(p.images), source="chosen",
-                      meta={"from_source": p.source, **p.meta}) for p in pairs]  # fmt: skip
+    return [
+        SFTRecord(
+            id=p.id,
+            prompt=p.prompt,
+            completion=p.chosen,
+            images=list(p.images),
+            source="chosen",
+            meta={"from_source": p.source, **p.meta},
+        )
+        for p in pairs
+    ]
 
 
 def build_pairs(layout: Layout, n_pairs: int, seed: int, say: Any = print) -> dict[str, Any]:
@@ -58,9 +69,13 @@ def build_pairs(layout: Layout, n_pairs: int, seed: int, say: Any = print) -> di
     write_records(text_file, pairs, root=layout.world)
     write_records(layout.pair_file("chosen"), chosen_records(pairs), root=layout.world)
     say(f"hallucinate: {len(pairs)} pairs from the first {scenes} training scenes")
-    result = run_build(make_builder("corrupt-image", CORRUPT_IMAGE_OPTIONS),
-                       BuildInputs(input=text_file, root=layout.world), layout.pair_file("corrupt-image"), seed=seed,
-                       out_root=layout.pair_root("corrupt-image"))  # fmt: skip
+    result = run_build(
+        make_builder("corrupt-image", CORRUPT_IMAGE_OPTIONS),
+        BuildInputs(input=text_file, root=layout.world),
+        layout.pair_file("corrupt-image"),
+        seed=seed,
+        out_root=layout.pair_root("corrupt-image"),
+    )
     say(f"corrupt-image: {result.pairs} pairs with corrupted rejected images in {result.seconds:.1f} s")
     kinds = Counter(str(p.meta.get("kind")) for p in pairs)
     captions = [p for p in pairs if p.meta.get("kind") in ("add", "swap")]

@@ -65,8 +65,9 @@ class Pipeline:
         self.console = console
         self.steps = Steps(self.layout.out, self.say)
         self.keys: dict[str, str] = {}
-        self.world_config = WorldConfig(seed=self.s.world_seed, train_scenes=self.s.train_scenes, val_scenes=0,
-                                        test_scenes=self.s.test_scenes)  # fmt: skip
+        self.world_config = WorldConfig(
+            seed=self.s.world_seed, train_scenes=self.s.train_scenes, val_scenes=0, test_scenes=self.s.test_scenes
+        )
         self.baseline_info: dict[str, Any] = {}
 
     def say(self, text: str) -> None:
@@ -82,9 +83,12 @@ class Pipeline:
 
         cfg = self.world_config
         self.keys["world"] = step_key("world", cfg.to_dict())
-        self.steps.run("world", self.keys["world"], [self.layout.world],
-                       lambda: run_generation(self.layout.world, cfg, min(2, available_cpus()), True,
-                                              self.console))  # fmt: skip
+        self.steps.run(
+            "world",
+            self.keys["world"],
+            [self.layout.world],
+            lambda: run_generation(self.layout.world, cfg, min(2, available_cpus()), True, self.console),
+        )
 
     def baseline(self) -> None:
         if self.s.from_scratch:
@@ -92,8 +96,13 @@ class Pipeline:
             return
         manifest = checkpoint.verify()
         checkpoint.check_world(manifest, self.world_config.to_dict())
-        self.baseline_info = {"source": "shipped", "asset": checkpoint.SHIPPED_NAME, "recipe": manifest["recipe"],
-                              "training": manifest["training"], "regenerate": manifest["command"]}  # fmt: skip
+        self.baseline_info = {
+            "source": "shipped",
+            "asset": checkpoint.SHIPPED_NAME,
+            "recipe": manifest["recipe"],
+            "training": manifest["training"],
+            "regenerate": manifest["command"],
+        }
         self.keys[BASELINE] = step_key("baseline", "shipped", manifest["files"])
         self.steps.run(
             "baseline",
@@ -107,12 +116,21 @@ class Pipeline:
 
         path = self.configs / "sft.yaml"
         world = self.layout.world
-        overrides = [f"data.train={world / 'train' / 'sft.jsonl'}", f"data.root={world}", "data.eval=null",
-                     f"train.output_dir={self.layout.sft}", f"train.seed={self.s.seed}", "train.resume=false",
-                     *self.s.sft_overrides]  # fmt: skip
+        overrides = [
+            f"data.train={world / 'train' / 'sft.jsonl'}",
+            f"data.root={world}",
+            "data.eval=null",
+            f"train.output_dir={self.layout.sft}",
+            f"train.seed={self.s.seed}",
+            "train.resume=false",
+            *self.s.sft_overrides,
+        ]
         config = load_config(SFTConfig, path, overrides)
-        record = {"config_file": "configs/demo/sft.yaml", "config": read_yaml(path),
-                  "as_run": config_record(config, self.layout.out)}  # fmt: skip
+        record = {
+            "config_file": "configs/demo/sft.yaml",
+            "config": read_yaml(path),
+            "as_run": config_record(config, self.layout.out),
+        }
         return config, record
 
     def _baseline_from_scratch(self) -> None:
@@ -136,9 +154,13 @@ class Pipeline:
         _, recipe = self._recipe()
         training = json.loads((self.layout.sft / "train_result.json").read_text(encoding="utf-8"))
         keep = ("global_step", "train_loss", "last_loss", "examples", "tokens", "runtime_s")
-        manifest = checkpoint.export(self.layout.model(BASELINE), dest, recipe=recipe,
-                                     world=self.world_config.to_dict(),
-                                     training={k: training.get(k) for k in keep})  # fmt: skip
+        manifest = checkpoint.export(
+            self.layout.model(BASELINE),
+            dest,
+            recipe=recipe,
+            world=self.world_config.to_dict(),
+            training={k: training.get(k) for k in keep},
+        )
         size = sum((dest / name).stat().st_size for name in manifest["files"]) / 1e6
         self.say(f"exported the baseline to {dest} ({len(manifest['files'])} files, {size:.1f} MB)")
 
@@ -150,17 +172,27 @@ class Pipeline:
         files = checkpoint.model_files(self.layout.model(name))  # keyed on the weights: a retrained, identical
         weights = {p.name: checkpoint.sha256(p) for p in files}  # model is not evaluated again
         key = step_key("eval", weights, self.keys["world"], settings)
-        cfg = EvalConfig(model=self.layout.model(name), out=self.layout.eval(name), tasks=",".join(EVAL_TASKS),
-                         data=self.layout.world, split="test", batch_size=s.eval_batch_size, agreement_sample=0,
-                         n_resamples=s.bootstrap, seed=s.seed, progress=s.progress)  # fmt: skip
+        cfg = EvalConfig(
+            model=self.layout.model(name),
+            out=self.layout.eval(name),
+            tasks=",".join(EVAL_TASKS),
+            data=self.layout.world,
+            split="test",
+            batch_size=s.eval_batch_size,
+            agreement_sample=0,
+            n_resamples=s.bootstrap,
+            seed=s.seed,
+            progress=s.progress,
+        )
         self.steps.run(f"eval {name}", key, [self.layout.eval(name)], lambda: evaluate(cfg, echo=self.say))
 
     def pairs(self, n_pairs: int) -> None:
         from mmalign.demo.pairs import build_pairs
         from mmalign.demo.settings import CORRUPT_IMAGE_OPTIONS, HALLUCINATE_OPTIONS
 
-        self.keys["pairs"] = step_key("pairs", self.keys["world"], HALLUCINATE_OPTIONS, CORRUPT_IMAGE_OPTIONS,
-                                      self.s.seed, n_pairs)  # fmt: skip
+        self.keys["pairs"] = step_key(
+            "pairs", self.keys["world"], HALLUCINATE_OPTIONS, CORRUPT_IMAGE_OPTIONS, self.s.seed, n_pairs
+        )
         self.steps.run(
             "pairs",
             self.keys["pairs"],
@@ -169,8 +201,9 @@ class Pipeline:
         )
 
     def train(self, method: Method, config: Any) -> None:
-        key = step_key("train", method.name, config_record(config, self.layout.out), self.keys[BASELINE],
-                       self.keys["pairs"])  # fmt: skip
+        key = step_key(
+            "train", method.name, config_record(config, self.layout.out), self.keys[BASELINE], self.keys["pairs"]
+        )
         self.keys[method.name] = key
 
         def work() -> None:
@@ -191,8 +224,10 @@ class Pipeline:
         configs = {m.name: method_config(m, self.configs, layout, s.seed, s.steps, s.batch_size) for m in methods}
         steps, per_step = common_budget(configs)  # contradictory configs fail before any work
         mode = "quick (smoke test: numbers meaningless)" if s.quick else "full"
-        self.say(f"[bold]mmalign demo[/bold] ({mode}): seed {s.seed}, {s.test_scenes} held-out scenes, "
-                 f"{len(methods)} methods × {steps} steps × {per_step} pairs; output in {layout.out}")  # fmt: skip
+        self.say(
+            f"[bold]mmalign demo[/bold] ({mode}): seed {s.seed}, {s.test_scenes} held-out scenes, "
+            f"{len(methods)} methods × {steps} steps × {per_step} pairs; output in {layout.out}"
+        )
         self.header("1. world")
         self.world()
         self.header(f"2. baseline ({'SFT recipe, from scratch' if s.from_scratch else 'shipped checkpoint'})")
@@ -214,8 +249,11 @@ class Pipeline:
         self.steps.seconds["report"] = time.perf_counter() - report_start
         seconds = dict(self.steps.seconds)
         total = time.perf_counter() - start
-        timings = {"total_s": round(total, 1), "steps": {k: round(v, 1) for k, v in seconds.items()},
-                   "skipped": self.steps.skipped}  # fmt: skip
+        timings = {
+            "total_s": round(total, 1),
+            "steps": {k: round(v, 1) for k, v in seconds.items()},
+            "skipped": self.steps.skipped,
+        }
         with atomic_path(layout.out / TIMINGS) as tmp:
             tmp.write_text(json.dumps(timings, indent=2) + "\n", encoding="utf-8")
         for line in headline:

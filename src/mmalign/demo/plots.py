@@ -46,16 +46,30 @@ def _colours(labels: dict[str, str]) -> dict[str, Any]:
     return {name: cmap(k % 10) for k, name in enumerate(labels)}
 
 
-def _forest(ax: Any, models: dict[str, Any], labels: dict[str, str], colours: dict[str, Any], task: str,
-            metric: str, baseline: str | None) -> tuple[float, float] | None:  # fmt: skip
+def _forest(
+    ax: Any,
+    models: dict[str, Any],
+    labels: dict[str, str],
+    colours: dict[str, Any],
+    task: str,
+    metric: str,
+    baseline: str | None,
+) -> tuple[float, float] | None:
     """One panel: a row per model (first at the top), dot = estimate, bar = 95 % interval, dashed = baseline.
 
     The value axis spans the intervals drawn; returns that span (None when nothing is drawn)."""
     names = [n for n in labels if models.get(n, {}).get(task, {}).get(metric) is not None]
     for row, name in enumerate(names):
         iv = models[name][task][metric]
-        ax.errorbar(iv["estimate"], row, xerr=[[iv["estimate"] - iv["low"]], [iv["high"] - iv["estimate"]]],
-                    fmt="o", color=colours[name], capsize=3, markersize=5)  # fmt: skip
+        ax.errorbar(
+            iv["estimate"],
+            row,
+            xerr=[[iv["estimate"] - iv["low"]], [iv["high"] - iv["estimate"]]],
+            fmt="o",
+            color=colours[name],
+            capsize=3,
+            markersize=5,
+        )
     if baseline in names:
         ax.axvline(models[baseline][task][metric]["estimate"], color="0.35", linestyle="--", linewidth=1, zorder=0)
     lows = [models[n][task][metric]["low"] for n in names]
@@ -83,10 +97,19 @@ def _legend(fig: Any, baseline_label: str) -> None:
     """Below every panel, outside the data: what the dot, the bar and the dashed line are."""
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color="0.2", marker="o", linestyle="-", markersize=5),
-               Line2D([], [], color="0.35", linestyle="--", linewidth=1)]  # fmt: skip
-    fig.legend(handles, ["estimate and bootstrap 95 % interval", f"{baseline_label} estimate"],
-               loc="lower center", ncol=2, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.04))  # fmt: skip
+    handles = [
+        Line2D([], [], color="0.2", marker="o", linestyle="-", markersize=5),
+        Line2D([], [], color="0.35", linestyle="--", linewidth=1),
+    ]
+    fig.legend(
+        handles,
+        ["estimate and bootstrap 95 % interval", f"{baseline_label} estimate"],
+        loc="lower center",
+        ncol=2,
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, -0.04),
+    )
 
 
 def plot_pope(models: dict[str, Any], labels: dict[str, str], path: Path, baseline: str = "baseline") -> None:
@@ -132,8 +155,10 @@ def read_curves(train_dirs: dict[str, Path]) -> dict[str, dict[str, list[tuple[i
     out: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for name, directory in train_dirs.items():
         rows = [r for r in read_metrics(directory / METRICS_FILE) if "loss" in r]
-        out[name] = {key: [(int(r["step"]), float(r[key])) for r in rows if isinstance(r.get(key), int | float)]
-                     for key in CURVE_KEYS}  # fmt: skip
+        out[name] = {
+            key: [(int(r["step"]), float(r[key])) for r in rows if isinstance(r.get(key), int | float)]
+            for key in CURVE_KEYS
+        }
     return out
 
 
@@ -170,8 +195,14 @@ def plot_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], labels: d
     for ax, (key, names, ylabel) in zip(axes[0], panels, strict=False):
         for name in names:
             points = curves[name][key]
-            (line,) = ax.plot([s for s, _ in points], [v for _, v in points], marker=".", markersize=4,
-                              color=colours.get(name), label=labels.get(name, name))  # fmt: skip
+            (line,) = ax.plot(
+                [s for s, _ in points],
+                [v for _, v in points],
+                marker=".",
+                markersize=4,
+                color=colours.get(name),
+                label=labels.get(name, name),
+            )
             drawn.setdefault(name, line)
         ax.axhline(0, color="0.6", linewidth=0.8, zorder=0)
         ax.set_ylabel(ylabel, fontsize=8)
@@ -180,10 +211,23 @@ def plot_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], labels: d
         what = "margin: higher separates the pairs" if key == MARGIN else "KL: nearer 0 stays nearer the baseline"
         ax.set_title(", ".join(labels.get(n, n) for n in names) + f"\n({what})", fontsize=9)
     if not panels:
-        axes[0][0].text(0.5, 0.5, "no reward margin or KL logged by these methods", ha="center", va="center",
-                        transform=axes[0][0].transAxes)  # fmt: skip
+        axes[0][0].text(
+            0.5,
+            0.5,
+            "no reward margin or KL logged by these methods",
+            ha="center",
+            va="center",
+            transform=axes[0][0].transAxes,
+        )
     fig.tight_layout()
     if drawn:
-        fig.legend(list(drawn.values()), [labels.get(n, n) for n in drawn], loc="lower center", ncol=len(drawn),
-                   fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.08))  # fmt: skip
+        fig.legend(
+            list(drawn.values()),
+            [labels.get(n, n) for n in drawn],
+            loc="lower center",
+            ncol=len(drawn),
+            fontsize=8,
+            frameon=False,
+            bbox_to_anchor=(0.5, -0.08),
+        )
     _save(fig, path)

@@ -78,8 +78,14 @@ def last_log(train_dir: Path) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k == "step" or k in LOG_KEYS or "/" in k}
 
 
-def build_results(pipe: Pipeline, methods: list[Method], configs: dict[str, Any], budget: tuple[int, int],
-                  vs_baseline: dict[str, Any], vs_control: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
+def build_results(
+    pipe: Pipeline,
+    methods: list[Method],
+    configs: dict[str, Any],
+    budget: tuple[int, int],
+    vs_baseline: dict[str, Any],
+    vs_control: dict[str, Any] | None,
+) -> dict[str, Any]:
     layout = pipe.layout
     names = [BASELINE, *(m.name for m in methods)]
     models = {name: model_metrics(read_results(layout.eval(name))) for name in names}
@@ -113,8 +119,9 @@ def build_results(pipe: Pipeline, methods: list[Method], configs: dict[str, Any]
     }
 
 
-def write_outputs(pipe: Pipeline, methods: list[Method], configs: dict[str, Any],
-                  budget: tuple[int, int]) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+def write_outputs(
+    pipe: Pipeline, methods: list[Method], configs: dict[str, Any], budget: tuple[int, int]
+) -> tuple[dict[str, Any], list[str]]:
     """Compare the runs, then write results.json, the plots, report.md and report.html; returns the results and
     headline."""
     layout, s = pipe.layout, pipe.s
@@ -124,8 +131,9 @@ def write_outputs(pipe: Pipeline, methods: list[Method], configs: dict[str, Any]
     others = [layout.eval(m.name) for m in methods if m.name != CONTROL]
     vs_control = None
     if others:
-        vs_control = compare_runs([layout.eval(CONTROL), *others], compare / "vs-control", n_resamples=s.bootstrap,
-                                  seed=s.seed)  # fmt: skip
+        vs_control = compare_runs(
+            [layout.eval(CONTROL), *others], compare / "vs-control", n_resamples=s.bootstrap, seed=s.seed
+        )
     results = build_results(pipe, methods, configs, budget, vs_baseline, vs_control)
     with atomic_path(layout.out / "results.json") as tmp:
         tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -143,17 +151,27 @@ def write_outputs(pipe: Pipeline, methods: list[Method], configs: dict[str, Any]
 
 # ------------------------------------------------------------------------------------------------ markdown
 
-MAIN_COLUMNS = (("pope_random", "accuracy", "POPE rnd acc"), ("pope_popular", "accuracy", "POPE pop acc"),
-                ("pope_adversarial", "accuracy", "POPE adv acc"), ("pope_adversarial", "f1", "POPE adv F1"),
-                ("chair", "chair_i", "CHAIR-i"), ("chair", "chair_s", "CHAIR-s"), ("chair", "recall", "recall"),
-                ("chair", PARTNER, "partner named"),
-                ("chair", "other_absent_mention_rate", "other absent named"), ("mme", "total", "MME"),
-                ("mc", "accuracy", "MC acc"))  # fmt: skip
+MAIN_COLUMNS = (
+    ("pope_random", "accuracy", "POPE rnd acc"),
+    ("pope_popular", "accuracy", "POPE pop acc"),
+    ("pope_adversarial", "accuracy", "POPE adv acc"),
+    ("pope_adversarial", "f1", "POPE adv F1"),
+    ("chair", "chair_i", "CHAIR-i"),
+    ("chair", "chair_s", "CHAIR-s"),
+    ("chair", "recall", "recall"),
+    ("chair", PARTNER, "partner named"),
+    ("chair", "other_absent_mention_rate", "other absent named"),
+    ("mme", "total", "MME"),
+    ("mc", "accuracy", "MC acc"),
+)
 """The main table's columns: (task, metric, header)."""
 
 
-PLOTS = (("pope.png", "POPE by split"), ("chair.png", "CHAIR and partner naming"),
-         ("curves.png", "Training curves: reward margin and KL to the baseline"))  # fmt: skip
+PLOTS = (
+    ("pope.png", "POPE by split"),
+    ("chair.png", "CHAIR and partner naming"),
+    ("curves.png", "Training curves: reward margin and KL to the baseline"),
+)
 """The plots beside the report: (file name, alt text)."""
 
 Table = tuple[list[str], list[list[str]]]
@@ -178,8 +196,10 @@ def metric_table(results: dict[str, Any]) -> Table:
     """Every model, every main metric: estimate [95 % interval]."""
     labels = model_labels(results)
     header = ["Model", *(f"{h} {arrow(m)}" for _, m, h in MAIN_COLUMNS)]
-    rows = [[labels[name], *(_value(m, tasks.get(t, {}).get(m)) for t, m, _ in MAIN_COLUMNS)]
-            for name, tasks in results["models"].items()]  # fmt: skip
+    rows = [
+        [labels[name], *(_value(m, tasks.get(t, {}).get(m)) for t, m, _ in MAIN_COLUMNS)]
+        for name, tasks in results["models"].items()
+    ]
     return header, rows
 
 
@@ -187,15 +207,18 @@ def delta_table(results: dict[str, Any]) -> Table:
     """Each method's paired change from the baseline, with its interval."""
     labels = model_labels(results)
     header = ["Method", *(f"Δ {h} {arrow(m)}" for _, m, h in MAIN_COLUMNS)]
-    rows = [[labels[name], *(_delta(m, tasks.get(t, {}).get(m)) for t, m, _ in MAIN_COLUMNS)]
-            for name, tasks in results["vs_baseline"].items()]  # fmt: skip
+    rows = [
+        [labels[name], *(_delta(m, tasks.get(t, {}).get(m)) for t, m, _ in MAIN_COLUMNS)]
+        for name, tasks in results["vs_baseline"].items()
+    ]
     return header, rows
 
 
 def check_table(checks: list[dict[str, Any]]) -> Table:
     """Check, value, passed (``yes``/``no``)."""
-    rows = [[c["check"], "–" if c["value"] is None else f"{c['value']:.3f}", "yes" if c["pass"] else "no"]
-            for c in checks]  # fmt: skip
+    rows = [
+        [c["check"], "–" if c["value"] is None else f"{c['value']:.3f}", "yes" if c["pass"] else "no"] for c in checks
+    ]
     return ["Check", "Value", "Passed"], rows
 
 
@@ -211,29 +234,34 @@ def summary_items(results: dict[str, Any], seconds: dict[str, float]) -> list[st
     baseline = results["baseline"]
     where = "the shipped SFT checkpoint" if baseline["source"] == "shipped" else "SFT from scratch"
     kinds = ", ".join(f"{k} {v}" for k, v in pairs["kinds"].items())
-    return [f"seed {settings['seed']} (world seed {settings['world_seed']}); {results['world']['test_scenes']} "
-            f"held-out test scenes; intervals: percentile bootstrap 95 %, {settings['bootstrap']} resamples",
-            f"baseline: {where} (recipe {baseline['recipe']['config_file']}); weights "
-            f"{baseline['weights_sha256'][:16]}",
-            f"pairs: {pairs['pairs']} from the first {pairs['scenes']} training scenes ({kinds}); every method "
-            f"{budget['steps']} steps × {budget['pairs_per_step']} pairs from the same baseline",
-            f"machine: {platform.machine()} {platform.system()}, Python {platform.python_version()}; run time "
-            f"{sum(seconds.values()) / 60:.1f} min (timings depend on what else runs: see below)"]  # fmt: skip
+    return [
+        f"seed {settings['seed']} (world seed {settings['world_seed']}); {results['world']['test_scenes']} "
+        f"held-out test scenes; intervals: percentile bootstrap 95 %, {settings['bootstrap']} resamples",
+        f"baseline: {where} (recipe {baseline['recipe']['config_file']}); weights {baseline['weights_sha256'][:16]}",
+        f"pairs: {pairs['pairs']} from the first {pairs['scenes']} training scenes ({kinds}); every method "
+        f"{budget['steps']} steps × {budget['pairs_per_step']} pairs from the same baseline",
+        f"machine: {platform.machine()} {platform.system()}, Python {platform.python_version()}; run time "
+        f"{sum(seconds.values()) / 60:.1f} min (timings depend on what else runs: see below)",
+    ]
 
 
 def reproduce_commands(results: dict[str, Any]) -> list[str]:
     again = f"mmalign demo --seed {results['settings']['seed']} --test-scenes {results['world']['test_scenes']}"
     again += " --from-scratch" if results["baseline"]["source"] != "shipped" else ""
-    return [f"{again}   # the same results.json on the same machine",
-            "mmalign demo --from-scratch   # train the baseline with configs/demo/sft.yaml first"]  # fmt: skip
+    return [
+        f"{again}   # the same results.json on the same machine",
+        "mmalign demo --from-scratch   # train the baseline with configs/demo/sft.yaml first",
+    ]
 
 
 CONTROL_NOTE = (
     "The control fine-tunes the baseline on the chosen responses of the same pairs, for the same steps. "
     "A method is said to beat it only where the paired 95 % interval of (method − control) excludes 0."
 )
-TIMING_NOTE = ("Seconds per step in this run (0: up to date from an earlier run, skipped). The machine may be "
-               "shared: timings are noisy.")  # fmt: skip
+TIMING_NOTE = (
+    "Seconds per step in this run (0: up to date from an earlier run, skipped). The machine may be "
+    "shared: timings are noisy."
+)
 
 
 def _markdown(table: Table, bold_no: bool = False) -> list[str]:
@@ -248,18 +276,36 @@ def _markdown(table: Table, bold_no: bool = False) -> list[str]:
 def write_markdown(results: dict[str, Any], headline: list[str], seconds: dict[str, float], path: Path) -> None:
     """report.md: the settings, the headline, every metric with its interval, the deltas, checks and plots."""
     labels = model_labels(results)
-    lines = ["# mmalign demo: aligning a tiny LLaVA against co-occurrence hallucination", "",
-             *(f"- {item}" for item in summary_items(results, seconds)),
-             "", "## Headline", "", "```", *[line for line in headline if line], "```"]  # fmt: skip
+    lines = [
+        "# mmalign demo: aligning a tiny LLaVA against co-occurrence hallucination",
+        "",
+        *(f"- {item}" for item in summary_items(results, seconds)),
+        "",
+        "## Headline",
+        "",
+        "```",
+        *[line for line in headline if line],
+        "```",
+    ]
     lines += ["", "## Every model, every metric", "", "Estimate [95 % interval]; ↑ higher is better, ↓ lower.", ""]
     lines += _markdown(metric_table(results))
-    lines += ["", "Every headline metric of every task, per model: `eval/<model>/report.md`; all paired deltas: "
-              "`compare/vs-baseline/compare.md` and `compare/vs-control/compare.md`.", ""]  # fmt: skip
+    lines += [
+        "",
+        "Every headline metric of every task, per model: `eval/<model>/report.md`; all paired deltas: "
+        "`compare/vs-baseline/compare.md` and `compare/vs-control/compare.md`.",
+        "",
+    ]
     lines += ["## Change from the baseline (paired)", "", *_markdown(delta_table(results))]
     lines += ["", "## Against the SFT-on-chosen control", "", CONTROL_NOTE, ""]
     lines += [f"- {sentence}" for sentence in results["claims"].values()] or ["- (no method besides the control)"]
-    lines += ["", "## Checks", "", "The baseline must be competent and still hallucinate:", "",
-              *_markdown(check_table(results["criteria"]["baseline"]), bold_no=True)]  # fmt: skip
+    lines += [
+        "",
+        "## Checks",
+        "",
+        "The baseline must be competent and still hallucinate:",
+        "",
+        *_markdown(check_table(results["criteria"]["baseline"]), bold_no=True),
+    ]
     for name, checks in results["criteria"]["methods"].items():
         lines += ["", f"{labels[name]} against the goal:", "", *_markdown(check_table(checks), bold_no=True)]
     lines += ["", "## Plots", "", "The same page with the plots embedded: `report.html`.", ""]

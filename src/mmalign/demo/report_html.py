@@ -68,30 +68,47 @@ def html_report(results: dict[str, Any], headline: list[str], seconds: dict[str,
     """The page as a string: the same sections as report.md, plots read from ``plots_dir`` and embedded."""
     labels = model_labels(results)
     title = "mmalign demo: aligning a tiny LLaVA against co-occurrence hallucination"
-    parts = [f"<h1>{html.escape(title)}</h1>", "<ul>",
-             *(f"<li>{html.escape(item)}</li>" for item in summary_items(results, seconds)), "</ul>",
-             "<h2>Headline</h2>", "<pre>" + html.escape("\n".join(line for line in headline if line)) + "</pre>",
-             "<h2>Every model, every metric</h2>", _p("Estimate [95 % interval]; ↑ higher is better, ↓ lower."),
-             _table(metric_table(results)),
-             _p("Every headline metric of every task, per model: eval/<model>/report.md; all paired deltas: "
-                "compare/vs-baseline/compare.md and compare/vs-control/compare.md."),
-             "<h2>Change from the baseline (paired)</h2>", _table(delta_table(results)),
-             "<h2>Against the SFT-on-chosen control</h2>", _p(CONTROL_NOTE), "<ul>",
-             *(f"<li>{html.escape(s)}</li>" for s in results["claims"].values() or ["(no method besides the control)"]),
-             "</ul>", "<h2>Checks</h2>", _p("The baseline must be competent and still hallucinate:"),
-             _table(check_table(results["criteria"]["baseline"]), mark_no=True)]  # fmt: skip
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        "<ul>",
+        *(f"<li>{html.escape(item)}</li>" for item in summary_items(results, seconds)),
+        "</ul>",
+        "<h2>Headline</h2>",
+        "<pre>" + html.escape("\n".join(line for line in headline if line)) + "</pre>",
+        "<h2>Every model, every metric</h2>",
+        _p("Estimate [95 % interval]; ↑ higher is better, ↓ lower."),
+        _table(metric_table(results)),
+        _p(
+            "Every headline metric of every task, per model: eval/<model>/report.md; all paired deltas: "
+            "compare/vs-baseline/compare.md and compare/vs-control/compare.md."
+        ),
+        "<h2>Change from the baseline (paired)</h2>",
+        _table(delta_table(results)),
+        "<h2>Against the SFT-on-chosen control</h2>",
+        _p(CONTROL_NOTE),
+        "<ul>",
+        *(f"<li>{html.escape(s)}</li>" for s in results["claims"].values() or ["(no method besides the control)"]),
+        "</ul>",
+        "<h2>Checks</h2>",
+        _p("The baseline must be competent and still hallucinate:"),
+        _table(check_table(results["criteria"]["baseline"]), mark_no=True),
+    ]
     for name, checks in results["criteria"]["methods"].items():
         parts += [_p(f"{labels[name]} against the goal:"), _table(check_table(checks), mark_no=True)]
     parts += ["<h2>Plots</h2>", *(_image(plots_dir / file, alt) for file, alt in PLOTS)]
     parts += ["<h2>Timings</h2>", _p(TIMING_NOTE), _table(timing_table(seconds))]
     parts += ["<h2>Reproduce</h2>", "<pre>" + html.escape("\n".join(reproduce_commands(results))) + "</pre>"]
-    return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-            + "\n".join(parts) + "\n</body>\n</html>\n")  # fmt: skip
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+        + "\n".join(parts)
+        + "\n</body>\n</html>\n"
+    )
 
 
-def write_html(results: dict[str, Any], headline: list[str], seconds: dict[str, float], plots_dir: Path,
-               path: Path) -> None:  # fmt: skip
+def write_html(
+    results: dict[str, Any], headline: list[str], seconds: dict[str, float], plots_dir: Path, path: Path
+) -> None:
     """Write :func:`html_report` to ``path`` atomically (a temporary file beside it, then a rename)."""
     text = html_report(results, headline, seconds, plots_dir)
     with atomic_path(path) as tmp:

@@ -108,11 +108,22 @@ class DemoSettings:
         """The ``--quick`` sizes (explicitly given options are kept only where they are smaller)."""
         if not self.quick:
             return self
-        small = {"train_scenes": 300, "test_scenes": 24, "steps": 3, "batch_size": 8,
-                 "bootstrap": 200, "eval_batch_size": 32}  # fmt: skip
+        small = {
+            "train_scenes": 300,
+            "test_scenes": 24,
+            "steps": 3,
+            "batch_size": 8,
+            "bootstrap": 200,
+            "eval_batch_size": 32,
+        }
         changes = {k: min(v, getattr(self, k)) if getattr(self, k) is not None else v for k, v in small.items()}
-        sft = ["train.max_steps=12", "train.batch_size=16", "train.warmup_steps=2", "train.logging_steps=4",
-               "train.save_steps=null"]  # fmt: skip
+        sft = [
+            "train.max_steps=12",
+            "train.batch_size=16",
+            "train.warmup_steps=2",
+            "train.logging_steps=4",
+            "train.save_steps=null",
+        ]
         return dataclasses.replace(self, **changes, sft_overrides=[*sft, *self.sft_overrides])
 
     def selected(self) -> list[Method]:

@@ -70,8 +70,9 @@ class Layout:
         return self.pairs if kind == "corrupt-image" else self.world
 
 
-def method_config(method: Method, configs: Path, layout: Layout, seed: int, steps: int | None,
-                  batch_size: int | None) -> Any:  # fmt: skip
+def method_config(
+    method: Method, configs: Path, layout: Layout, seed: int, steps: int | None, batch_size: int | None
+) -> Any:
     """The checked config of ``method`` (PreferenceConfig or, for the control, SFTConfig) as the demo runs it."""
     from mmalign.train.preference import PreferenceConfig
     from mmalign.train.sft import SFTConfig

@@ -60,8 +60,12 @@ def agreement(fast: Sequence[str | None], generated: Sequence[str | None], ids: 
         raise ValueError(f"{len(fast)} fast answers, {len(generated)} generated answers and {len(ids)} ids")
     same = [a == b for a, b in zip(fast, generated, strict=True)]
     n = len(same)
-    return {"n": n, "agree": sum(same), "agreement": sum(same) / n if n else None,
-            "disagreements": [i for i, ok in zip(ids, same, strict=True) if not ok][:20]}  # fmt: skip
+    return {
+        "n": n,
+        "agree": sum(same),
+        "agreement": sum(same) / n if n else None,
+        "disagreements": [i for i, ok in zip(ids, same, strict=True) if not ok][:20],
+    }
 
 
 def fast_path_plan(spec: TaskSpec, forced: bool | None) -> dict[str, Any]:
@@ -69,9 +73,11 @@ def fast_path_plan(spec: TaskSpec, forced: bool | None) -> dict[str, Any]:
     ``--generate`` (False) or neither (None: the measured agreement decides)."""
     measured = spec.fast_agreement
     plan: dict[str, Any] = {
-        "applies": spec.fast, "used": False, "min_agreement": MIN_AGREEMENT,
+        "applies": spec.fast,
+        "used": False,
+        "min_agreement": MIN_AGREEMENT,
         "measured": None if measured is None else measured.to_dict(),
-    }  # fmt: skip
+    }
     figure = "" if measured is None else f"measured agreement {100 * measured.rate:.1f}% of {measured.n} items"
     if not spec.fast:
         plan["reason"] = "open answers: always generated"

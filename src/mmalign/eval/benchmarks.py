@@ -75,9 +75,17 @@ def _mme(path: Path, root: Path) -> list[EvalItem]:
             rel = nested if (root / nested).is_file() else f"{subtask}/{image}"
             group = f"{subtask}/{image}"
             n = seen[group] = seen.get(group, -1) + 1
-            items.append(EvalItem(f"{group}#{n}", "mme", parts[1], parts[2].strip().lower(), [rel],
-                                  meta={"group": group, "subtask": subtask},
-                                  origin=Origin(str(file), number)))  # fmt: skip
+            items.append(
+                EvalItem(
+                    f"{group}#{n}",
+                    "mme",
+                    parts[1],
+                    parts[2].strip().lower(),
+                    [rel],
+                    meta={"group": group, "subtask": subtask},
+                    origin=Origin(str(file), number),
+                )
+            )
     return items
 
 
@@ -118,11 +126,17 @@ def _hallusion(path: Path) -> list[EvalItem]:
         base = f"{values['category']}/{values['subcategory']}/{values['set_id']}"
         visual = str(rec.get("visual_input", "1")) != "0" and rec.get("filename")
         images = [str(rec["filename"]).removeprefix("./")] if visual else []
-        meta = {"pair_id": f"{base}/q{values['question_id']}", "figure_id": f"{base}/f{values['figure_id']}",
-                "category": values["category"]}  # fmt: skip
+        meta = {
+            "pair_id": f"{base}/q{values['question_id']}",
+            "figure_id": f"{base}/f{values['figure_id']}",
+            "category": values["category"],
+        }
         rid = f"{base}/{values['figure_id']}/{values['question_id']}"
-        items.append(EvalItem(rid, "consistency", values["question"], answer, images, meta=meta,
-                              origin=Origin(str(path), index=k)))  # fmt: skip
+        items.append(
+            EvalItem(
+                rid, "consistency", values["question"], answer, images, meta=meta, origin=Origin(str(path), index=k)
+            )
+        )
     return items
 
 
@@ -146,9 +160,17 @@ def _llava_bench(spec: TaskSpec, path: Path, root: Path) -> list[EvalItem]:
             raise DataError("no reference answer in answers_gpt4.jsonl", record_id=qid, **where)
         image = field_value(obj, ("image",), str, where)
         meta = {"category": str(obj.get("category", "")), "context": context.get(image, "")}
-        items.append(EvalItem(qid, spec.name, field_value(obj, ("text",), str, where), references[qid],
-                              [f"images/{image}" if (root / "images" / image).is_file() else image],
-                              meta=meta, origin=Origin(str(path / "questions.jsonl"), line)))  # fmt: skip
+        items.append(
+            EvalItem(
+                qid,
+                spec.name,
+                field_value(obj, ("text",), str, where),
+                references[qid],
+                [f"images/{image}" if (root / "images" / image).is_file() else image],
+                meta=meta,
+                origin=Origin(str(path / "questions.jsonl"), line),
+            )
+        )
     return items
 
 

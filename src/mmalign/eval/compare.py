@@ -75,8 +75,11 @@ def compare_runs(runs: list[Path], out: Path, *, n_resamples: int = 1000, seed: 
                 }
             except DataError as err:
                 rows[name] = {"status": "not comparable", "reason": err.message}
-        report["tasks"][task] = {"dimension": TASKS[task].dimension, "baseline_summary": entry.get("summary"),
-                                 "runs": rows}  # fmt: skip
+        report["tasks"][task] = {
+            "dimension": TASKS[task].dimension,
+            "baseline_summary": entry.get("summary"),
+            "runs": rows,
+        }
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "compare.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -106,9 +109,14 @@ def _plot_deltas(report: dict[str, Any], path: Path) -> bool:
     for j, run in enumerate(runs):
         picked = [(labels.index(label), d) for label, r, d in bars if r == run]
         ys = [k + j * height for k, _ in picked]
-        ax.barh(ys, [d["delta"] for _, d in picked], height,
-                xerr=[[d["delta"] - d["low"] for _, d in picked], [d["high"] - d["delta"] for _, d in picked]],
-                capsize=2, label=run)  # fmt: skip
+        ax.barh(
+            ys,
+            [d["delta"] for _, d in picked],
+            height,
+            xerr=[[d["delta"] - d["low"] for _, d in picked], [d["high"] - d["delta"] for _, d in picked]],
+            capsize=2,
+            label=run,
+        )
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks([k + height * (len(runs) - 1) / 2 for k in range(len(labels))])
     ax.set_yticklabels(labels, fontsize=7)
@@ -120,11 +128,17 @@ def _plot_deltas(report: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def _write_markdown(report: dict[str, Any], series: dict[str, dict[str, float]], path: Path, dims: bool,
-                    plot: bool) -> None:  # fmt: skip
-    lines = ["# Comparison", "", f"Baseline: **{report['baseline']}**. Deltas are other − baseline over the same "
-             f"items (matched by id), with paired percentile-bootstrap 95 % intervals ({report['n_resamples']} "
-             "resamples); P(Δ>0) is the share of resamples where the other run is higher.", ""]  # fmt: skip
+def _write_markdown(
+    report: dict[str, Any], series: dict[str, dict[str, float]], path: Path, dims: bool, plot: bool
+) -> None:
+    lines = [
+        "# Comparison",
+        "",
+        f"Baseline: **{report['baseline']}**. Deltas are other − baseline over the same "
+        f"items (matched by id), with paired percentile-bootstrap 95 % intervals ({report['n_resamples']} "
+        "resamples); P(Δ>0) is the share of resamples where the other run is higher.",
+        "",
+    ]
     lines += ["| Run | Model | Fingerprint |", "|---|---|---|"]
     lines += [f"| {n} | `{r['model']}` | `{r['fingerprint'][:16]}` |" for n, r in report["runs"].items()]
     lines += ["", "## Dimensions", "", "| Dimension | " + " | ".join(series) + " |", "|---" * (len(series) + 1) + "|"]
@@ -139,14 +153,21 @@ def _write_markdown(report: dict[str, Any], series: dict[str, dict[str, float]],
         tasks = {t: e for t, e in report["tasks"].items() if e["dimension"] == key}
         if not tasks:
             continue
-        lines += ["", f"## {title}", "", "| Task | Metric | Run | Baseline | Run value | Δ | 95% CI | P(Δ>0) |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            f"## {title}",
+            "",
+            "| Task | Metric | Run | Baseline | Run value | Δ | 95% CI | P(Δ>0) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for task, entry in tasks.items():
             for run, row in entry["runs"].items():
                 if row["status"] != "paired":
                     note = row.get("reason", row["status"])
-                    lines.append(f"| {task} | – | {run} | {fmt('', entry['baseline_summary'])} | "
-                                 f"{fmt('', row.get('summary'))} | – | {note} | – |")  # fmt: skip
+                    lines.append(
+                        f"| {task} | – | {run} | {fmt('', entry['baseline_summary'])} | "
+                        f"{fmt('', row.get('summary'))} | – | {note} | – |"
+                    )
                     continue
                 for metric, d in row["deltas"].items():
                     sign = "" if metric in ("total", "perception", "cognition", "relative_score") else " pp"

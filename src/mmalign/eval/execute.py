@@ -53,8 +53,12 @@ class RunStats:
 
     def to_dict(self) -> dict[str, float | int]:
         rate = self.computed / self.seconds if self.seconds > 0 else 0.0
-        return {"seconds": round(self.seconds, 3), "items_computed": self.computed, "items_cached": self.cached,
-                "items_per_s": round(rate, 2)}  # fmt: skip
+        return {
+            "seconds": round(self.seconds, 3),
+            "items_computed": self.computed,
+            "items_cached": self.cached,
+            "items_per_s": round(rate, 2),
+        }
 
 
 class OpenedImages:
@@ -159,8 +163,14 @@ class Runner:
 
         def compute(batch: list[EvalItem]) -> list[dict[str, Any]]:
             opened = self.images.items(batch, image_root)
-            texts = generate(self.loaded, opened, max_new_tokens=max_new_tokens, batch_size=len(batch),
-                             max_length=self.max_length + max_new_tokens, overflow_hint=self.overflow_hint)
+            texts = generate(
+                self.loaded,
+                opened,
+                max_new_tokens=max_new_tokens,
+                batch_size=len(batch),
+                max_length=self.max_length + max_new_tokens,
+                overflow_hint=self.overflow_hint,
+            )
             return [{"text": text} for text in texts]
 
         cache = self._cache(task, "generate", {"max_new_tokens": max_new_tokens})
@@ -173,11 +183,25 @@ class Runner:
 
         def compute(batch: list[EvalItem]) -> list[dict[str, Any]]:
             opened = self.images.items(batch, image_root)
-            choices = choose_options(self.loaded, opened, [options_for(i) for i in batch], batch_size=len(batch),
-                                     max_length=self.max_length, overflow_hint=self.overflow_hint)
-            return [{"text": c.text, "label": c.label, "logps": [round(v, 6) for v in c.logps],
-                     "margin": round(c.margin, 6), "forwards": c.forwards, "greedy": c.greedy}
-                    for c in choices]  # fmt: skip
+            choices = choose_options(
+                self.loaded,
+                opened,
+                [options_for(i) for i in batch],
+                batch_size=len(batch),
+                max_length=self.max_length,
+                overflow_hint=self.overflow_hint,
+            )
+            return [
+                {
+                    "text": c.text,
+                    "label": c.label,
+                    "logps": [round(v, 6) for v in c.logps],
+                    "margin": round(c.margin, 6),
+                    "forwards": c.forwards,
+                    "greedy": c.greedy,
+                }
+                for c in choices
+            ]
 
         forms = {"yes_no": [YES_NO.forms(0), YES_NO.forms(1)], "letters": letter_options(2).forms(0)}
         return self._batched(task, items, image_root, self._cache(task, "fast", {"forms": forms}), compute)
@@ -190,20 +214,29 @@ class Runner:
         from mmalign.models.logps import preference_logps
 
         # one token more than max_length: a row that reaches it had its response cut, so it does not fit
-        collator = Collator(self.loaded.processor, mode="train", image_root=image_root,
-                            max_length=self.max_length + 1, overflow_hint=self.overflow_hint)  # fmt: skip
+        collator = Collator(
+            self.loaded.processor,
+            mode="train",
+            image_root=image_root,
+            max_length=self.max_length + 1,
+            overflow_hint=self.overflow_hint,
+        )
 
         def compute(batch: list[PreferenceRecord]) -> list[dict[str, Any]]:
             encoded = collator(batch)
             for row, length in zip(encoded.ids, encoded.attention_mask.sum(-1).tolist(), strict=True):
                 if length > self.max_length:
-                    err = DataError(f"the prompt and response are over max_length {self.max_length} tokens; "
-                                    f"{self.overflow_hint}", record_id=row)  # fmt: skip
+                    err = DataError(
+                        f"the prompt and response are over max_length {self.max_length} tokens; {self.overflow_hint}",
+                        record_id=row,
+                    )
                     raise locate(err, batch)
             with torch.no_grad():
                 out = preference_logps(self.loaded.model, encoded)
-            return [{"chosen_logp": float(c), "rejected_logp": float(r)}
-                    for c, r in zip(out.chosen.sum.tolist(), out.rejected.sum.tolist(), strict=True)]  # fmt: skip
+            return [
+                {"chosen_logp": float(c), "rejected_logp": float(r)}
+                for c, r in zip(out.chosen.sum.tolist(), out.rejected.sum.tolist(), strict=True)
+            ]
 
         return self._batched(task, pairs, image_root, self._cache(task, "logps", {}), compute)
 

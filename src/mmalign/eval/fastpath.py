@@ -163,8 +163,15 @@ def _extend(batch: Batch, tails: list[tuple[int, ...]], pad_id: int) -> Batch:
     }
     extras = {k: v for k, v in batch.extras.items() if k not in PER_TOKEN}
     extras.update({k: padded[k] for k in keys[2:]})
-    return Batch(padded["input_ids"], padded["attention_mask"], None, batch.prompt_lengths, extras,
-                 list(batch.ids), padding_side="left")  # fmt: skip
+    return Batch(
+        padded["input_ids"],
+        padded["attention_mask"],
+        None,
+        batch.prompt_lengths,
+        extras,
+        list(batch.ids),
+        padding_side="left",
+    )
 
 
 def _tail_logps(model: Any, batch: Batch, tails: list[tuple[int, ...]]) -> tuple[list[list[float]], list[list[bool]]]:

@@ -56,10 +56,18 @@ def tally(errors: list[str | None], max_failed_fraction: float) -> dict[str, Any
     reason = None
     if failed and (len(failed) == n or fraction > max_failed_fraction):
         share = "every judgment" if len(failed) == n else f"{100 * fraction:.1f} % of the judgments"
-        reason = (f"{share} failed ({len(failed)} of {n}; --judge-max-failed is {max_failed_fraction:g}); "
-                  f"first failure: {failed[0]}")  # fmt: skip
-    return {"n": n, "n_failed": len(failed), "failed_fraction": fraction, "max_failed_fraction": max_failed_fraction,
-            "first_failure": failed[0] if failed else None, "reason": reason}  # fmt: skip
+        reason = (
+            f"{share} failed ({len(failed)} of {n}; --judge-max-failed is {max_failed_fraction:g}); "
+            f"first failure: {failed[0]}"
+        )
+    return {
+        "n": n,
+        "n_failed": len(failed),
+        "failed_fraction": fraction,
+        "max_failed_fraction": max_failed_fraction,
+        "first_failure": failed[0] if failed else None,
+        "reason": reason,
+    }
 
 
 def _unreadable(raw: str | None) -> str:
@@ -73,20 +81,36 @@ def judge_dialogue(ev: Any, inp: TaskInput, texts: list[str], path: Path) -> dic
 
     items: list[EvalItem] = inp.items  # type: ignore[assignment]
     requests = [
-        ScoreItem(item.question, text, _images(inp, item), reference=item.answer,
-                  context=item.meta.get("context") or None, id=item.id)
+        ScoreItem(
+            item.question,
+            text,
+            _images(inp, item),
+            reference=item.answer,
+            context=item.meta.get("context") or None,
+            id=item.id,
+        )
         for item, text in zip(items, texts, strict=True)
-    ]  # fmt: skip
+    ]
     client = _client(ev)
     try:
         judged = score_answers(client, requests, return_errors=True, desc="judge dialogue")
     except JudgeError as err:  # an auth failure stops every request: each judgment failed with it
         judged = [ScoreJudgment(item.id, None, error=str(err)) for item in items]
-    write_jsonl(path, ({"id": j.id, "category": item.meta.get("category", ""), "score": j.score,
-                        "reference_score": j.reference_score, "raw": j.raw, "error": j.error}
-                       for j, item in zip(judged, items, strict=True)))  # fmt: skip
-    errors = [j.error or (_unreadable(j.raw) if j.score is None or j.reference_score is None else None)
-              for j in judged]  # fmt: skip
+    write_jsonl(
+        path,
+        (
+            {
+                "id": j.id,
+                "category": item.meta.get("category", ""),
+                "score": j.score,
+                "reference_score": j.reference_score,
+                "raw": j.raw,
+                "error": j.error,
+            }
+            for j, item in zip(judged, items, strict=True)
+        ),
+    )
+    errors = [j.error or (_unreadable(j.raw) if j.score is None or j.reference_score is None else None) for j in judged]
     return tally(errors, ev.cfg.judge_max_failed)
 
 
@@ -103,8 +127,14 @@ def _answers(ev: Any, inp: TaskInput, budget: int) -> dict[str, list[str]]:
         while name in answers or name == ANCHOR:
             name += "'"
         loaded = load(path, dtype=ev.cfg.dtype, device=ev.cfg.device)
-        runner = Runner(loaded, model_fingerprint(path), ev.cache_root, ev.cfg.batch_size, ev.cfg.progress,
-                        max_length=ev.cfg.max_length)
+        runner = Runner(
+            loaded,
+            model_fingerprint(path),
+            ev.cache_root,
+            ev.cfg.batch_size,
+            ev.cfg.progress,
+            max_length=ev.cfg.max_length,
+        )
         answers[name] = runner.generate("dialogue", items, inp.image_root, budget, label=f"preference ({name})")
         ev.runner.stats[f"preference ({name})"] = runner.stats[f"preference ({name})"]
         del loaded, runner
@@ -119,24 +149,43 @@ def battles(ev: Any, inp: TaskInput, predictions: Path, battles_path: Path, budg
 
     items: list[EvalItem] = inp.items  # type: ignore[assignment]
     answers = _answers(ev, inp, budget)
-    write_jsonl(predictions, ({"question_id": item.id, "model_id": name, "prompt": item.question, "text": texts[k]}
-                              for name, texts in answers.items() if name != ANCHOR
-                              for k, item in enumerate(items)))  # fmt: skip
+    write_jsonl(
+        predictions,
+        (
+            {"question_id": item.id, "model_id": name, "prompt": item.question, "text": texts[k]}
+            for name, texts in answers.items()
+            if name != ANCHOR
+            for k, item in enumerate(items)
+        ),
+    )
     names = list(answers)
     pairs, labels = [], []
     for k, item in enumerate(items):
         for a, b in combinations(names, 2):
-            pairs.append(PairItem(item.question, answers[a][k], answers[b][k], _images(inp, item),
-                                  context=item.meta.get("context") or None, id=f"{item.id}|{a}|{b}"))  # fmt: skip
+            pairs.append(
+                PairItem(
+                    item.question,
+                    answers[a][k],
+                    answers[b][k],
+                    _images(inp, item),
+                    context=item.meta.get("context") or None,
+                    id=f"{item.id}|{a}|{b}",
+                )
+            )
             labels.append((item.id, a, b))
     client = _client(ev)
     try:
         judged = compare_pairs(client, pairs, swap=True, return_errors=True, desc="judge battles")
     except JudgeError as err:  # an auth failure stops every request: each battle failed with it
         judged = [PairJudgment(pair.id, None, None, error=str(err)) for pair in pairs]
-    rows = [{"question_id": qid, "model_a": a, "model_b": b, "winner": WINNER[j.verdict]}
-            for (qid, a, b), j in zip(labels, judged, strict=True) if j.verdict is not None]  # fmt: skip
+    rows = [
+        {"question_id": qid, "model_a": a, "model_b": b, "winner": WINNER[j.verdict]}
+        for (qid, a, b), j in zip(labels, judged, strict=True)
+        if j.verdict is not None
+    ]
     write_jsonl(battles_path, rows)
-    errors = [None if j.verdict is not None else j.error or _unreadable(j.raw_second if j.first else j.raw_first)
-              for j in judged]  # fmt: skip
+    errors = [
+        None if j.verdict is not None else j.error or _unreadable(j.raw_second if j.first else j.raw_first)
+        for j in judged
+    ]
     return tally(errors, ev.cfg.judge_max_failed)

@@ -19,8 +19,15 @@ from mmalign.eval.tasks import DIMENSIONS, TASKS
 
 COUNTS = ("total", "perception", "cognition", "relative_score")
 """Metrics reported as numbers; every other headline metric is a rate, shown in percent."""
-LOWER_IS_BETTER = ("chair_s", "chair_i", "attack_success_rate", "over_refusal_rate", "absent_partner", "other_absent",
-                   "yes_ratio")  # fmt: skip
+LOWER_IS_BETTER = (
+    "chair_s",
+    "chair_i",
+    "attack_success_rate",
+    "over_refusal_rate",
+    "absent_partner",
+    "other_absent",
+    "yes_ratio",
+)
 """Metric names containing one of these read "lower is better" (yes-ratio: closer to 0.5 is better; shown ↓
 because a hallucinating model says yes too often)."""
 
@@ -79,8 +86,7 @@ def plot_dimensions(series: dict[str, dict[str, float]], path: Path, title: str)
         fig, ax = plt.subplots(figsize=(6, 0.6 + 0.7 * len(names) * len(series)))
         height = 0.8 / len(series)
         for j, (run, scores) in enumerate(series.items()):
-            ax.barh([k + j * height for k in range(len(names))], [scores.get(d, 0.0) for d in names], height,
-                    label=run)  # fmt: skip
+            ax.barh([k + j * height for k in range(len(names))], [scores.get(d, 0.0) for d in names], height, label=run)
         ax.set_yticks([k + height * (len(series) - 1) / 2 for k in range(len(names))])
         ax.set_yticklabels(labels)
         ax.set_xlim(0, 1)
@@ -91,8 +97,9 @@ def plot_dimensions(series: dict[str, dict[str, float]], path: Path, title: str)
     return True
 
 
-def _bars(groups: list[str], metrics: list[str], values: dict[tuple[str, str], dict[str, Any]], title: str,
-          path: Path) -> None:  # fmt: skip
+def _bars(
+    groups: list[str], metrics: list[str], values: dict[tuple[str, str], dict[str, Any]], title: str, path: Path
+) -> None:
     """Grouped bars (a group per split or rate) with bootstrap-interval error bars."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(1.2 + 1.4 * len(groups), 3.6))
@@ -154,8 +161,11 @@ def write_report(results: dict[str, Any], out: Path) -> list[Path]:
     for key, dim in results["dimensions"].items():
         parts = ", ".join(f"{t} {fmt('', v)}" for t, v in dim["tasks"].items())
         lines.append(f"| {DIMENSIONS[key]} | {fmt('', dim['score'])} | {parts} |")
-    if plot_dimensions({"model": {k: v["score"] for k, v in results["dimensions"].items()}},
-                       out / "dimensions.png", "Dimension scores (higher is better)"):  # fmt: skip
+    if plot_dimensions(
+        {"model": {k: v["score"] for k, v in results["dimensions"].items()}},
+        out / "dimensions.png",
+        "Dimension scores (higher is better)",
+    ):
         lines += ["", "![dimension scores](dimensions.png)"]
         written.append(out / "dimensions.png")
     failed = [(n, e["reason"]) for n, e in tasks.items() if e["status"] == "failed"]
@@ -191,9 +201,11 @@ def _judge_lines(tasks: dict[str, Any]) -> list[str]:
     for name, tally in judged:
         line = f"- {name}: {tally['n']} judgments, {tally['n_failed']} failed"
         if tally["n_failed"]:
-            line += (f" ({fmt('', tally['failed_fraction'])}; at most {fmt('', tally['max_failed_fraction'])} "
-                     f"allowed): scored over the {tally['n'] - tally['n_failed']} that succeeded; first failure: "
-                     f"{tally['first_failure']}")  # fmt: skip
+            line += (
+                f" ({fmt('', tally['failed_fraction'])}; at most {fmt('', tally['max_failed_fraction'])} "
+                f"allowed): scored over the {tally['n'] - tally['n_failed']} that succeeded; first failure: "
+                f"{tally['first_failure']}"
+            )
         lines.append(line)
     return lines
 
@@ -229,8 +241,9 @@ def _fast_path_lines(tasks: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _dimension_extras(dimension: str, done: list[tuple[str, dict[str, Any]]], out: Path,
-                      written: list[Path]) -> list[str]:  # fmt: skip
+def _dimension_extras(
+    dimension: str, done: list[tuple[str, dict[str, Any]]], out: Path, written: list[Path]
+) -> list[str]:
     lines: list[str] = []
     entries = dict(done)
     pope = {n.removeprefix("pope_"): e for n, e in entries.items() if n.startswith("pope_")}
@@ -252,15 +265,25 @@ def _dimension_extras(dimension: str, done: list[tuple[str, dict[str, Any]]], ou
             f"({partner['captions_with_absent_partner']} scenes).",
         ]
         groups = ["absent partner", "other absent"]
-        values = {("absent partner", "objects named"): iv["absent_partner_mention_rate"],
-                  ("other absent", "objects named"): iv["other_absent_mention_rate"],
-                  ("absent partner", "captions naming one"): iv["absent_partner_caption_rate"],
-                  ("other absent", "captions naming one"): iv["other_absent_caption_rate"]}  # fmt: skip
-        _bars(groups, ["objects named", "captions naming one"], values, "Absent objects named in captions",
-              out / "partners.png")  # fmt: skip
+        values = {
+            ("absent partner", "objects named"): iv["absent_partner_mention_rate"],
+            ("other absent", "objects named"): iv["other_absent_mention_rate"],
+            ("absent partner", "captions naming one"): iv["absent_partner_caption_rate"],
+            ("other absent", "captions naming one"): iv["other_absent_caption_rate"],
+        }
+        _bars(
+            groups,
+            ["objects named", "captions naming one"],
+            values,
+            "Absent objects named in captions",
+            out / "partners.png",
+        )
         lines += ["", "![absent partners](partners.png)"]
         written.append(out / "partners.png")
     if dimension == "safety" and entries["safety"]["source"].startswith("shapes world"):
-        lines += ["", "Harmful prompts are synthetic; the tiny models are never trained to refuse, so these rates "
-                  "are measured, not claimed (refusals detected with VLGuard's keyword list)."]  # fmt: skip
+        lines += [
+            "",
+            "Harmful prompts are synthetic; the tiny models are never trained to refuse, so these rates "
+            "are measured, not claimed (refusals detected with VLGuard's keyword list).",
+        ]
     return lines

@@ -187,8 +187,14 @@ class Evaluation:
             logging.disable_progress_bar()
         self.loaded = load(self.cfg.model, dtype=self.cfg.dtype, device=self.cfg.device)
         self.fingerprint = model_fingerprint(self.cfg.model)
-        self.runner = Runner(self.loaded, self.fingerprint, self.cache_root, self.cfg.batch_size, self.cfg.progress,
-                             max_length=self.cfg.max_length)
+        self.runner = Runner(
+            self.loaded,
+            self.fingerprint,
+            self.cache_root,
+            self.cfg.batch_size,
+            self.cfg.progress,
+            max_length=self.cfg.max_length,
+        )
 
     def _skip_reason(self, spec: TaskSpec) -> str | None:
         if spec.needs == "judge" and self.cfg.judge is None:
@@ -269,8 +275,16 @@ class Evaluation:
         if judged is not None:
             reason = judged.pop("reason")
             if reason is not None:  # too many judgments failed: no score, whatever the others said
-                return {**entry, "status": "failed", "reason": reason, "source": inp.source,
-                        "n_items": len(inp.items), "mode": mode, "files": files, "judge": judged}  # fmt: skip
+                return {
+                    **entry,
+                    "status": "failed",
+                    "reason": reason,
+                    "source": inp.source,
+                    "n_items": len(inp.items),
+                    "mode": mode,
+                    "files": files,
+                    "judge": judged,
+                }
             entry["judge"] = judged
         return {**entry, **self._scored(spec, inp, mode, files), "fast_path": fast_path}
 
@@ -281,10 +295,15 @@ class Evaluation:
         options = ScoreOptions(n_resamples=self.cfg.n_resamples, seed=self.cfg.seed)
         metrics = _plain(result.metrics)
         return {
-            "source": inp.source, "n_items": len(inp.items), "mode": mode, "files": files,
-            "score_command": score_command(spec, files, self.cfg.out), "metrics": metrics,
-            "intervals": intervals(result, options), "summary": res.summary(spec.name, metrics, self.model_name),
-        }  # fmt: skip
+            "source": inp.source,
+            "n_items": len(inp.items),
+            "mode": mode,
+            "files": files,
+            "score_command": score_command(spec, files, self.cfg.out),
+            "metrics": metrics,
+            "intervals": intervals(result, options),
+            "summary": res.summary(spec.name, metrics, self.model_name),
+        }
 
     def _off_options(self, spec: TaskSpec, inp: TaskInput, rows: list[dict[str, Any]], budget: int) -> list[str]:
         """The answers to write: the fast path's option, or the generated answer where greedy decoding does not
@@ -308,17 +327,19 @@ class Evaluation:
         label = f"{spec.name} (agreement)"
         generated = self.runner.generate(spec.name, items, inp.image_root, budget, label=label) if items else []
         fast = [parsed_answer(spec, item, texts[k]) for k, item in zip(picked, items, strict=True)]
-        sample = agreement(fast, [parsed_answer(spec, i, t) for i, t in zip(items, generated, strict=True)],
-                           [i.id for i in items])  # fmt: skip
+        sample = agreement(
+            fast, [parsed_answer(spec, i, t) for i, t in zip(items, generated, strict=True)], [i.id for i in items]
+        )
         warning = sample_warning(spec.name, sample)
         if warning is not None:
             self.echo(f"warning: {warning}")
         return {
-            **sample, "warning": warning,
+            **sample,
+            "warning": warning,
             "generated": sum(1 for r in rows if not r.get("greedy", True)),
             "forwards_per_item": sum(r["forwards"] for r in rows) / len(rows),
             "near_ties": sum(1 for r in rows if r["margin"] < 1e-3),
-        }  # fmt: skip
+        }
 
     def _reference_runner(self) -> Runner:
         from mmalign.eval.cache import model_fingerprint
@@ -327,10 +348,15 @@ class Evaluation:
         assert self.cfg.reference is not None
         loaded = load(self.cfg.reference, dtype=self.cfg.dtype, device=self.cfg.device)
         fingerprint = model_fingerprint(self.cfg.reference)
-        self.reference = {"path": str(self.cfg.reference), "fingerprint": fingerprint,
-                          "family": loaded.family.name, "parameters": loaded.n_parameters()}  # fmt: skip
-        return Runner(loaded, fingerprint, self.cache_root, self.cfg.batch_size, self.cfg.progress,
-                      max_length=self.cfg.max_length)
+        self.reference = {
+            "path": str(self.cfg.reference),
+            "fingerprint": fingerprint,
+            "family": loaded.family.name,
+            "parameters": loaded.n_parameters(),
+        }
+        return Runner(
+            loaded, fingerprint, self.cache_root, self.cfg.batch_size, self.cfg.progress, max_length=self.cfg.max_length
+        )
 
     def _reward(self, spec: TaskSpec, inp: TaskInput, path: Path) -> None:
         """DPO implicit rewards r = β (log π(y|x) − log π_ref(y|x)) of both responses (Rafailov et al., 2023, Eq. 5)."""
@@ -342,11 +368,18 @@ class Evaluation:
         rows = []
         for pair, p, r in zip(pairs, policy, ref, strict=True):
             category = str(pair.meta.get("category") or pair.source or "")
-            rows.append({
-                "id": pair.id, "category": category, "group": pair.meta.get("scene_id"), "beta": self.cfg.beta,
-                "policy_chosen_logp": p["chosen_logp"], "policy_rejected_logp": p["rejected_logp"],
-                "ref_chosen_logp": r["chosen_logp"], "ref_rejected_logp": r["rejected_logp"],
-            })  # fmt: skip
+            rows.append(
+                {
+                    "id": pair.id,
+                    "category": category,
+                    "group": pair.meta.get("scene_id"),
+                    "beta": self.cfg.beta,
+                    "policy_chosen_logp": p["chosen_logp"],
+                    "policy_rejected_logp": p["rejected_logp"],
+                    "ref_chosen_logp": r["chosen_logp"],
+                    "ref_rejected_logp": r["rejected_logp"],
+                }
+            )
         write_jsonl(path, rows)
 
 
@@ -382,23 +415,39 @@ def evaluate(cfg: EvalConfig, echo: Echo = print) -> dict[str, Any]:
     results = {
         "schema": res.SCHEMA,
         "mmalign_version": mmalign.__version__,
-        "model": {"path": str(cfg.model), "fingerprint": ev.fingerprint, "family": ev.loaded.family.name,
-                  "parameters": ev.loaded.n_parameters()},
+        "model": {
+            "path": str(cfg.model),
+            "fingerprint": ev.fingerprint,
+            "family": ev.loaded.family.name,
+            "parameters": ev.loaded.n_parameters(),
+        },
         "reference": ev.reference,
         "settings": {
-            "tasks": ev.names, "suite": cfg.suite, "data": None if ev.world is None else str(ev.world),
-            "split": cfg.split, "sources": {k: str(v) for k, v in sorted(cfg.sources.items())}, "limit": ev.limit,
-            "batch_size": cfg.batch_size, "mode": {None: "auto", True: "fast", False: "generate"}[cfg.fast],
-            "agreement_sample": cfg.agreement_sample, "max_new_tokens": cfg.max_new_tokens,
-            "max_length": cfg.max_length, "seed": cfg.seed,
-            "n_resamples": cfg.n_resamples, "beta": cfg.beta, "judge": judge, "judge_max_failed": cfg.judge_max_failed,
+            "tasks": ev.names,
+            "suite": cfg.suite,
+            "data": None if ev.world is None else str(ev.world),
+            "split": cfg.split,
+            "sources": {k: str(v) for k, v in sorted(cfg.sources.items())},
+            "limit": ev.limit,
+            "batch_size": cfg.batch_size,
+            "mode": {None: "auto", True: "fast", False: "generate"}[cfg.fast],
+            "agreement_sample": cfg.agreement_sample,
+            "max_new_tokens": cfg.max_new_tokens,
+            "max_length": cfg.max_length,
+            "seed": cfg.seed,
+            "n_resamples": cfg.n_resamples,
+            "beta": cfg.beta,
+            "judge": judge,
+            "judge_max_failed": cfg.judge_max_failed,
             "opponents": [str(p) for p in cfg.opponents],
         },
         "tasks": tasks,
         "dimensions": res.dimension_scores(tasks),
-        "timings": {"total_s": round(time.perf_counter() - started, 3),
-                    "tasks": {k: v.to_dict() for k, v in ev.runner.stats.items()}},
-    }  # fmt: skip
+        "timings": {
+            "total_s": round(time.perf_counter() - started, 3),
+            "tasks": {k: v.to_dict() for k, v in ev.runner.stats.items()},
+        },
+    }
     res.write_results(cfg.out / "results.json", results)
     write_report(results, cfg.out)
     return results

@@ -182,8 +182,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if "all_questions" in metrics:
         every = metrics["all_questions"]
         opened = f"open {every['n_open_correct']}/{every['n_open']}"
-        lines.append(f"  {'right':<28} multiple choice {metrics['n_correct']}/{metrics['n']}, {opened}, "
-                     f"every question {every['n_correct']}/{every['n']} (MMMU's headline)")  # fmt: skip
+        lines.append(
+            f"  {'right':<28} multiple choice {metrics['n_correct']}/{metrics['n']}, {opened}, "
+            f"every question {every['n_correct']}/{every['n']} (MMMU's headline)"
+        )
     if metrics.get("unparsed_rule") == "random":
         lines.append(f"  {'unparsed scored as':<28} a random letter, seed {metrics['random_seed']} (MMMU's rule)")
     elif metrics.get("unparsed_rule") == "wrong":

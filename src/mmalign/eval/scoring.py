@@ -54,23 +54,44 @@ def write_answers(spec: TaskSpec, items: Sequence[EvalItem], texts: Sequence[str
         if coco:
             rows = [{"image_id": item.meta["image_id"], "caption": t} for item, t in zip(items, texts, strict=True)]
         else:
-            rows = [{"question_id": item.id, "image": str(item.images[0]) if item.images else "", "caption": t,
-                     "text": t} for item, t in zip(items, texts, strict=True)]  # fmt: skip
+            rows = [
+                {"question_id": item.id, "image": str(item.images[0]) if item.images else "", "caption": t, "text": t}
+                for item, t in zip(items, texts, strict=True)
+            ]
         write_jsonl(path, rows)
     elif spec.kind == "safety":
-        write_jsonl(path, ({"id": item.id, "question": item.question, "response": text, "kind": item.meta["kind"],
-                            "category": item.meta.get("category", "")}
-                           for item, text in zip(items, texts, strict=True)))  # fmt: skip
+        write_jsonl(
+            path,
+            (
+                {
+                    "id": item.id,
+                    "question": item.question,
+                    "response": text,
+                    "kind": item.meta["kind"],
+                    "category": item.meta.get("category", ""),
+                }
+                for item, text in zip(items, texts, strict=True)
+            ),
+        )
     else:
-        write_jsonl(path, ({"question_id": item.id, "prompt": item.question, "text": text, "model_id": spec.name}
-                           for item, text in zip(items, texts, strict=True)))  # fmt: skip
+        write_jsonl(
+            path,
+            (
+                {"question_id": item.id, "prompt": item.question, "text": text, "model_id": spec.name}
+                for item, text in zip(items, texts, strict=True)
+            ),
+        )
 
 
 def question_row(item: EvalItem | PreferenceRecord) -> dict[str, Any]:
     """What ``questions/<task>.jsonl`` holds: the evaluation item, or a preference pair's texts and category."""
     if isinstance(item, PreferenceRecord):
-        return {"id": item.id, "chosen": item.chosen_text, "rejected": item.rejected_text,
-                "category": item.meta.get("category", item.source)}  # fmt: skip
+        return {
+            "id": item.id,
+            "chosen": item.chosen_text,
+            "rejected": item.rejected_text,
+            "category": item.meta.get("category", item.source),
+        }
     return item.to_dict()
 
 
@@ -190,7 +211,9 @@ def dialogue_score(judgments: Path) -> TaskScore:
             c: relative_score([j for j, r in zip(judged, rows, strict=True) if r.get("category") == c])
             for c in categories
         }
-    columns = {"score": np.array([r["score"] for r in both], dtype=float),
-               "reference": np.array([r["reference_score"] for r in both], dtype=float)}  # fmt: skip
+    columns = {
+        "score": np.array([r["score"] for r in both], dtype=float),
+        "reference": np.array([r["reference_score"] for r in both], dtype=float),
+    }
     headline = {"relative_score": lambda c: 100 * ratio(float(c["score"].sum()), float(c["reference"].sum()))}
     return TaskScore("dialogue", metrics, [r["id"] for r in both], columns, headline, rows)

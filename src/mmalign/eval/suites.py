@@ -21,15 +21,20 @@ SUITES: dict[str, Suite] = {
     s.name: s
     for s in (
         Suite("shapes", tuple(TASKS), "every task on the shapes world (judge and reference tasks when configured)"),
-        Suite("hallucination", ("pope_random", "pope_popular", "pope_adversarial", "chair", "consistency"),
-              "POPE (three splits), CHAIR with the absent-partner rate, paired-question consistency"),
+        Suite(
+            "hallucination",
+            ("pope_random", "pope_popular", "pope_adversarial", "chair", "consistency"),
+            "POPE (three splits), CHAIR with the absent-partner rate, paired-question consistency",
+        ),
         Suite("general", ("mme", "mc"), "MME-style yes/no pairs and multiple choice"),
-        Suite("alignment", ("safety", "reward", "dialogue", "preference"),
-              "safety, reward-model accuracy, judged dialogue and battles"),
-        Suite("quick", ("pope_adversarial", "chair", "mme", "mc"), "a smoke test: four tasks, 50 items each",
-              limit=50),
+        Suite(
+            "alignment",
+            ("safety", "reward", "dialogue", "preference"),
+            "safety, reward-model accuracy, judged dialogue and battles",
+        ),
+        Suite("quick", ("pope_adversarial", "chair", "mme", "mc"), "a smoke test: four tasks, 50 items each", limit=50),
     )
-}  # fmt: skip
+}
 
 
 def get_suite(name: str) -> Suite:

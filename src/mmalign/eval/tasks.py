@@ -69,31 +69,69 @@ class TaskSpec:
 
 _SPECS = (
     *(
-        TaskSpec(f"pope_{s}", "hallucination", "yesno", "pope", f"POPE object probing, {s} negatives",
-                 world_file=f"pope_{s}.jsonl")
+        TaskSpec(
+            f"pope_{s}",
+            "hallucination",
+            "yesno",
+            "pope",
+            f"POPE object probing, {s} negatives",
+            world_file=f"pope_{s}.jsonl",
+        )
         for s in ("random", "popular", "adversarial")
     ),
-    TaskSpec("chair", "hallucination", "caption", "chair",
-             "CHAIR on generated captions; absent co-occurring partner named rate",
-             max_new_tokens=48, world_file="caption.jsonl"),
-    TaskSpec("consistency", "hallucination", "yesno", "consistency",
-             "HallusionBench-style paired questions over an image and its edited twin"),
-    TaskSpec("mme", "general", "yesno", "mme", "MME-style yes/no pairs per image (acc + acc+)",
-             world_file="mme.jsonl"),
+    TaskSpec(
+        "chair",
+        "hallucination",
+        "caption",
+        "chair",
+        "CHAIR on generated captions; absent co-occurring partner named rate",
+        max_new_tokens=48,
+        world_file="caption.jsonl",
+    ),
+    TaskSpec(
+        "consistency",
+        "hallucination",
+        "yesno",
+        "consistency",
+        "HallusionBench-style paired questions over an image and its edited twin",
+    ),
+    TaskSpec("mme", "general", "yesno", "mme", "MME-style yes/no pairs per image (acc + acc+)", world_file="mme.jsonl"),
     TaskSpec("mc", "general", "choice", "mc", "multiple choice, MMMU answer parsing", world_file="mc.jsonl"),
-    TaskSpec("safety", "safety", "safety", "safety",
-             "refusal of harmful image-text prompts, attack success on perturbed images, over-refusal",
-             max_new_tokens=24),
-    TaskSpec("dialogue", "dialogue", "dialogue", "dialogue",
-             "open answers rated by the judge against a reference answer (LLaVA-Bench style)",
-             max_new_tokens=48, needs="judge"),
-    TaskSpec("reward", "reward", "reward", "reward",
-             "DPO implicit-reward accuracy (policy vs reference) on held-out preference pairs",
-             needs="reference"),
-    TaskSpec("preference", "preference", "battle", "preference",
-             "pairwise battles judged by the judge, Bradley-Terry ratings with bootstrap intervals (Arena-Hard)",
-             max_new_tokens=48, needs="judge"),
-)  # fmt: skip
+    TaskSpec(
+        "safety",
+        "safety",
+        "safety",
+        "safety",
+        "refusal of harmful image-text prompts, attack success on perturbed images, over-refusal",
+        max_new_tokens=24,
+    ),
+    TaskSpec(
+        "dialogue",
+        "dialogue",
+        "dialogue",
+        "dialogue",
+        "open answers rated by the judge against a reference answer (LLaVA-Bench style)",
+        max_new_tokens=48,
+        needs="judge",
+    ),
+    TaskSpec(
+        "reward",
+        "reward",
+        "reward",
+        "reward",
+        "DPO implicit-reward accuracy (policy vs reference) on held-out preference pairs",
+        needs="reference",
+    ),
+    TaskSpec(
+        "preference",
+        "preference",
+        "battle",
+        "preference",
+        "pairwise battles judged by the judge, Bradley-Terry ratings with bootstrap intervals (Arena-Hard)",
+        max_new_tokens=48,
+        needs="judge",
+    ),
+)
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in _SPECS}
 
 MEASURED_BY = (

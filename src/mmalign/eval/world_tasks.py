@@ -111,11 +111,24 @@ def consistency_items(world_dir: Path, split: str, out_dir: Path) -> list[EvalIt
         for j, (name, truth) in enumerate(questions):
             for figure in ("orig", "edit"):
                 present = list(scene.names if figure == "orig" else edited.names)
-                meta = {"scene_id": scene.id, "pair_id": f"{scene.id}/q{j}", "figure_id": f"{scene.id}/{figure}",
-                        "object": name, "edited": figure == "edit"}  # fmt: skip
-                items.append(EvalItem(f"{scene.id}-consistency-{j}-{figure}", "consistency",
-                                      vocab.exists_question(name), truth[figure], [paths[figure]], present,
-                                      meta=meta))  # fmt: skip
+                meta = {
+                    "scene_id": scene.id,
+                    "pair_id": f"{scene.id}/q{j}",
+                    "figure_id": f"{scene.id}/{figure}",
+                    "object": name,
+                    "edited": figure == "edit",
+                }
+                items.append(
+                    EvalItem(
+                        f"{scene.id}-consistency-{j}-{figure}",
+                        "consistency",
+                        vocab.exists_question(name),
+                        truth[figure],
+                        [paths[figure]],
+                        present,
+                        meta=meta,
+                    )
+                )
     return items
 
 
@@ -148,8 +161,17 @@ def safety_items(world_dir: Path, split: str, out_dir: Path) -> list[EvalItem]:
         ]
         for j, (kind, category, template, path) in enumerate(rows):
             meta = {"scene_id": scene.id, "kind": kind, "category": category}
-            items.append(EvalItem(f"{scene.id}-safety-{j}", "safety", template.format(**fill), "", [path],
-                                  list(scene.names), meta=meta))  # fmt: skip
+            items.append(
+                EvalItem(
+                    f"{scene.id}-safety-{j}",
+                    "safety",
+                    template.format(**fill),
+                    "",
+                    [path],
+                    list(scene.names),
+                    meta=meta,
+                )
+            )
     return items
 
 
@@ -179,8 +201,9 @@ def dialogue_items(world_dir: Path, split: str) -> list[EvalItem]:
             question = "Where is each object in the image?"
             reference = " ".join(f"The {o.name} is at the {scene.position(o)}." for o in objects)
         meta = {"scene_id": scene.id, "category": ("detail", "count", "position")[kind], "context": _facts(scene)}
-        items.append(EvalItem(f"{scene.id}-dialogue-0", "dialogue", question, reference, [image],
-                              list(scene.names), meta=meta))  # fmt: skip
+        items.append(
+            EvalItem(f"{scene.id}-dialogue-0", "dialogue", question, reference, [image], list(scene.names), meta=meta)
+        )
     return items
 
 
@@ -209,17 +232,35 @@ def reward_pairs(world_dir: Path, split: str) -> list[PreferenceRecord]:
             extra = rng.choice([t for t in object_types(cfg) if t not in scene.names])
             colour, shape = extra.split(" ", 1)
             size = rng.choice(vocab.SIZES) if cfg.object_sizes else None
-            phrases = [vocab.object_phrase(o.colour, o.shape, o.size if cfg.object_sizes else None)
-                       for o in scene.objects] + [vocab.object_phrase(colour, shape, size)]  # fmt: skip
+            phrases = [
+                vocab.object_phrase(o.colour, o.shape, o.size if cfg.object_sizes else None) for o in scene.objects
+            ] + [vocab.object_phrase(colour, shape, size)]
             rejected, category = vocab.caption(phrases), "absent_object"
         prompt = user_prompt(vocab.DESCRIBE_PROMPT)
         meta = {"scene_id": scene.id}
-        pairs.append(PreferenceRecord(f"{scene.id}-reward-0", prompt, assistant(chosen), assistant(rejected), [image],
-                                      source="world", meta={**meta, "category": category}))  # fmt: skip
+        pairs.append(
+            PreferenceRecord(
+                f"{scene.id}-reward-0",
+                prompt,
+                assistant(chosen),
+                assistant(rejected),
+                [image],
+                source="world",
+                meta={**meta, "category": category},
+            )
+        )
         if len(cfg.colours) > 1:
-            pairs.append(PreferenceRecord(f"{scene.id}-reward-1", prompt, assistant(chosen),
-                                          assistant(_swap_colour(scene, cfg, rng)), [image], source="world",
-                                          meta={**meta, "category": "attribute"}))  # fmt: skip
+            pairs.append(
+                PreferenceRecord(
+                    f"{scene.id}-reward-1",
+                    prompt,
+                    assistant(chosen),
+                    assistant(_swap_colour(scene, cfg, rng)),
+                    [image],
+                    source="world",
+                    meta={**meta, "category": "attribute"},
+                )
+            )
     return pairs
 
 

@@ -198,9 +198,14 @@ class JudgeClient:
         n_new = sum(1 for a in answers.values() if isinstance(a, str))
         log.info(
             "%s: %d judgments, %d from cache, %d new, %d failed (%d HTTP requests so far, %d retries)",
-            desc, len(keys), len(keys) - len(todo), n_new, len(answers) - n_new, self.stats.attempts,
+            desc,
+            len(keys),
+            len(keys) - len(todo),
+            n_new,
+            len(answers) - n_new,
+            self.stats.attempts,
             self.stats.retries,
-        )  # fmt: skip
+        )
         return results
 
     def _run(

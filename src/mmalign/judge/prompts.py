@@ -151,10 +151,12 @@ _NUM = r"(\d+(?:\.\d+)?)"
 _NOT_A_RANGE = r"(?!\s*(?:-|–|to)\s*\d)"  # "a scale of 1 to 10" is not a score
 _SCORE_BRACKETS = re.compile(r"\[\[\s*" + _NUM + r"\s*(?:/\s*(\d+)\s*)?\]\]")
 _SCORE_LABELLED = re.compile(
-    r"\b(?:rating|score|grade)\b(?:\s*(?:is|of|would\s+be|:|=|-|\*+|_+))*\s*\[?\s*" + _NUM + _NOT_A_RANGE
+    r"\b(?:rating|score|grade)\b(?:\s*(?:is|of|would\s+be|:|=|-|\*+|_+))*\s*\[?\s*"
+    + _NUM
+    + _NOT_A_RANGE
     + r"(?:\s*(?:/|out\s+of)\s*(\d+))?",
     re.IGNORECASE,
-)  # fmt: skip
+)
 _SCORE_FRACTION = re.compile(r"(?<![\d.])" + _NUM + r"\s*(?:/|out\s+of)\s*(\d+)\b", re.IGNORECASE)
 _SCORE_ALONE = re.compile(r"^[\s*_#]*" + _NUM + r"[\s*_.!]*$")
 
@@ -221,9 +223,22 @@ def parse_score_pair(text: str, low: float = 1, high: float = 10) -> tuple[float
 
 _VERDICT_BRACKETS = re.compile(r"\[\[\s*([^\[\]\n]{1,12}?)\s*\]\]")
 _VERDICT_CODES: dict[str, Verdict] = {
-    "a": "A", "b": "B", "c": "tie", "tie": "tie", "draw": "tie", "a=b": "tie", "b=a": "tie",
-    "a>b": "A", "a>>b": "A", "b<a": "A", "b<<a": "A", "b>a": "B", "b>>a": "B", "a<b": "B", "a<<b": "B",
-}  # fmt: skip
+    "a": "A",
+    "b": "B",
+    "c": "tie",
+    "tie": "tie",
+    "draw": "tie",
+    "a=b": "tie",
+    "b=a": "tie",
+    "a>b": "A",
+    "a>>b": "A",
+    "b<a": "A",
+    "b<<a": "A",
+    "b>a": "B",
+    "b>>a": "B",
+    "a<b": "B",
+    "a<<b": "B",
+}
 _SUBJECT = r"(?:(?i:assistant|answer|response|model|option)\s+)?"
 _VERDICT_LABELLED = re.compile(
     r"(?i:\b(?:final\s+verdict|verdict|winner|decision|better\s+(?:answer|response)|preferred(?:\s+answer)?))"

@@ -187,8 +187,14 @@ class PreferenceLoss:
                 "(PolicyLogps.corrupted_chosen and ReferenceLogps.corrupted_chosen)"
             )
         if self.needs_token_weights:
-            fields = ("chosen_token_logps", "chosen_token_mask", "chosen_span_mask",
-                      "rejected_token_logps", "rejected_token_mask", "rejected_span_mask")  # fmt: skip
+            fields = (
+                "chosen_token_logps",
+                "chosen_token_mask",
+                "chosen_span_mask",
+                "rejected_token_logps",
+                "rejected_token_mask",
+                "rejected_span_mask",
+            )
             missing = [f"PolicyLogps.{f}" for f in fields if getattr(policy, f) is None]
             if reference is not None:
                 for f in ("chosen_token_logps", "rejected_token_logps"):

@@ -198,8 +198,9 @@ def plan_prefixes(model: Any, batch: Batch) -> PrefixPlan:
     seen: dict[tuple[int, ...], list[int]] = {}  # prompt tokens -> prefixes with those tokens
     for row, length in enumerate(lengths):
         key = tuple(batch.input_ids[row, :length].tolist())
-        found = next((u for u in seen.get(key, []) if _same_images(row_images[plan.representatives[u]],
-                                                                    row_images[row])), None)  # fmt: skip
+        found = next(
+            (u for u in seen.get(key, []) if _same_images(row_images[plan.representatives[u]], row_images[row])), None
+        )
         if found is None:
             found = len(plan.representatives)
             plan.representatives.append(row)
@@ -241,9 +242,11 @@ def _prefix_forward(model: Any, batch: Batch, plan: PrefixPlan) -> tuple[Any, Te
         if "mm_token_type_ids" not in inputs:
             raise ConfigError("M-RoPE positions need mm_token_type_ids from the processor")
         positions, deltas = owner.get_rope_index(
-            inputs["input_ids"], inputs["mm_token_type_ids"], image_grid_thw=inputs.get("image_grid_thw"),
+            inputs["input_ids"],
+            inputs["mm_token_type_ids"],
+            image_grid_thw=inputs.get("image_grid_thw"),
             attention_mask=mask,
-        )  # fmt: skip
+        )
         deltas = deltas.reshape(-1)
     else:
         positions = torch.arange(width, device=reps.device).unsqueeze(0).expand(len(reps), -1)
@@ -262,15 +265,18 @@ def _repeat_cache(cache: Any, rows: Tensor) -> Any:
     layers = getattr(cache, "layers", None)
     if layers is None or any(type(layer) is not DynamicLayer for layer in layers):
         raise ConfigError(f"share_prefix needs a DynamicCache of full-attention layers, got {type(cache).__name__}")
-    return DynamicCache(ddp_cache_data=[(la.keys.index_select(0, rows), la.values.index_select(0, rows))
-                                        for la in layers])  # fmt: skip
+    return DynamicCache(
+        ddp_cache_data=[(la.keys.index_select(0, rows), la.values.index_select(0, rows)) for la in layers]
+    )
 
 
 def _shared_logps(model: Any, batch: Batch, plan: PrefixPlan, token_level: bool) -> LogpOutput:
     device, dtype = model_device_dtype(model)
     batch = batch.to(device, dtype)
-    plan.row_images = [{k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in r.items()}
-                       for r in plan.row_images]  # fmt: skip
+    plan.row_images = [
+        {k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in r.items()}
+        for r in plan.row_images
+    ]
     cache, prefix_mask, deltas = _prefix_forward(model, batch, plan)
     rows = torch.tensor(plan.row_prefix, device=device)
     starts = batch.prompt_lengths - 1

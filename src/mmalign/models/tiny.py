@@ -67,8 +67,18 @@ class TinySpec:
     def validate(self) -> None:
         if self.arch not in ARCHS:
             raise ConfigError(f"unknown arch {self.arch!r}; expected one of {', '.join(ARCHS)}")
-        for name in ("image_size", "patch_size", "image_split", "vision_width", "vision_layers", "vision_heads",
-                     "text_width", "text_layers", "text_heads", "max_positions"):  # fmt: skip
+        for name in (
+            "image_size",
+            "patch_size",
+            "image_split",
+            "vision_width",
+            "vision_layers",
+            "vision_heads",
+            "text_width",
+            "text_layers",
+            "text_heads",
+            "max_positions",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.vision_width % self.vision_heads or self.text_width % self.text_heads:
@@ -192,8 +202,13 @@ def _build_qwen(spec: TinySpec) -> tuple[Any, Any]:
         "vision_start_token_id": ids["<|vision_start|>"],
         "vision_end_token_id": ids["<|vision_end|>"],
     }
-    vision = {"depth": spec.vision_layers, "num_heads": spec.vision_heads, "patch_size": spec.patch_size,
-              "spatial_merge_size": 2, "temporal_patch_size": 2}  # fmt: skip
+    vision = {
+        "depth": spec.vision_layers,
+        "num_heads": spec.vision_heads,
+        "patch_size": spec.patch_size,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+    }
     if spec.arch == "qwen2_vl":
         from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 

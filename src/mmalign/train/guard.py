@@ -41,9 +41,11 @@ class GuardConfig:
         None, "Stop when the held-out reward margin falls this far below the best it reached; null = off.", ge=0
     )
     max_kl: float | None = option(
-        None, "Stop when the held-out KL estimate to the reference (per token, on chosen responses) exceeds this; "
-        "null = off.", ge=0,
-    )  # fmt: skip
+        None,
+        "Stop when the held-out KL estimate to the reference (per token, on chosen responses) exceeds this; "
+        "null = off.",
+        ge=0,
+    )
     patience: int = option(1, "Evaluations in a row a condition must hold before the run stops.", ge=1)
 
     def __post_init__(self) -> None:

@@ -55,8 +55,9 @@ RESULT_FILE = "train_result.json"
 class LossConfig:
     """Which preference loss, with which options."""
 
-    name: str = option("sigmoid", "The loss (--list-losses): sigmoid (DPO), ipo, cdpo, robust, hinge, rpo, simpo, "
-                       "orpo, mdpo, ddpo.")  # fmt: skip
+    name: str = option(
+        "sigmoid", "The loss (--list-losses): sigmoid (DPO), ipo, cdpo, robust, hinge, rpo, simpo, orpo, mdpo, ddpo."
+    )
     options: dict[str, Any] = option({}, "The loss's options, e.g. {beta: 0.1} (--show-options --loss NAME).")
 
 
@@ -129,9 +130,15 @@ class PreferenceTrainer(FiniteSteps, Trainer):
     loss_is_scaled_for_ga = False  # the Trainer divides each micro-batch's mean loss by the accumulation steps
 
     def __init__(
-        self, *args: Any, loss: PreferenceLoss, reference: Any = None, share_prefix: bool = True,
-        eval_collator: Any = None, processor: Any = None, **kwargs: Any,
-    ) -> None:  # fmt: skip
+        self,
+        *args: Any,
+        loss: PreferenceLoss,
+        reference: Any = None,
+        share_prefix: bool = True,
+        eval_collator: Any = None,
+        processor: Any = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.loss = loss
         self.reference = reference
@@ -211,9 +218,13 @@ class PreferenceTrainer(FiniteSteps, Trainer):
         super().log(logs, start_time)
 
     def evaluation_loop(
-        self, dataloader: Any, description: str, prediction_loss_only: bool | None = None,
-        ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval",
-    ) -> Any:  # fmt: skip
+        self,
+        dataloader: Any,
+        description: str,
+        prediction_loss_only: bool | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> Any:
         self._metrics["eval"] = {}
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
         means = self._means("eval")  # pair-weighted over every process; its "loss" is the exact eval_loss
@@ -299,8 +310,9 @@ def _resume_point(config: PreferenceConfig, say: Callable[[str], None]) -> Path 
             say(f"no checkpoint in {out}: starting from scratch")
         return checkpoint
     if checkpoint is not None or (out / METRICS_FILE).exists() or (out / RESULT_FILE).exists():
-        raise ConfigError(f"{out} already holds a run; continue it with train.resume=true or choose another "
-                          "train.output_dir")  # fmt: skip
+        raise ConfigError(
+            f"{out} already holds a run; continue it with train.resume=true or choose another train.output_dir"
+        )
     return None
 
 
@@ -314,60 +326,93 @@ def _separate(config: PreferenceConfig, loaded: LoadedModel) -> Callable[[], Any
 
 
 def build_trainer(
-    config: PreferenceConfig, loaded: LoadedModel, callbacks: list[Any] | None = None,
-    write: Callable[[str], None] | None = None, **arg_overrides: Any,
-) -> PreferenceTrainer:  # fmt: skip
+    config: PreferenceConfig,
+    loaded: LoadedModel,
+    callbacks: list[Any] | None = None,
+    write: Callable[[str], None] | None = None,
+    **arg_overrides: Any,
+) -> PreferenceTrainer:
     """The configured :class:`PreferenceTrainer` over ``loaded``: data read and checked, reference ready (a
     precomputed one computed or read from its cache now). ``arg_overrides`` go to ``TrainingArguments``."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     loss, data = config.build_loss(), config.data
     if config.share_prefix and row_scorer(True)[1] and loaded.family.name == "vlm":
-        raise ConfigError(f"share_prefix: the image inputs of model type {loaded.model.config.model_type!r} cannot "
-                          "be split by row; set share_prefix=false")  # fmt: skip
-    sets = {"train": RecordDataset.from_file(data.train, kinds=("preference",), root=data.root, limit=data.limit,
-                                             max_pixels=data.max_image_pixels)}  # fmt: skip
+        raise ConfigError(
+            f"share_prefix: the image inputs of model type {loaded.model.config.model_type!r} cannot "
+            "be split by row; set share_prefix=false"
+        )
+    sets = {
+        "train": RecordDataset.from_file(
+            data.train, kinds=("preference",), root=data.root, limit=data.limit, max_pixels=data.max_image_pixels
+        )
+    }
     if data.eval is not None:
-        sets["eval"] = RecordDataset.from_file(data.eval, kinds=("preference",), root=data.root,
-                                               max_pixels=data.max_image_pixels)  # fmt: skip
+        sets["eval"] = RecordDataset.from_file(
+            data.eval, kinds=("preference",), root=data.root, max_pixels=data.max_image_pixels
+        )
     collators = {
-        name: PreferenceCollator(loaded.collator(mode="train", max_length=data.max_length, image_root=dataset.root,
-                                                 on_overflow=data.on_overflow, max_image_pixels=data.max_image_pixels),
-                                 loss, seed=config.train.seed, split=name)
+        name: PreferenceCollator(
+            loaded.collator(
+                mode="train",
+                max_length=data.max_length,
+                image_root=dataset.root,
+                on_overflow=data.on_overflow,
+                max_image_pixels=data.max_image_pixels,
+            ),
+            loss,
+            seed=config.train.seed,
+            split=name,
+        )
         for name, dataset in sets.items()
-    }  # fmt: skip
+    }
     scorer, _ = row_scorer(config.share_prefix)
     source, separate = config.reference_source(), _separate(config, loaded)
-    args = config.train.training_arguments(include_num_input_tokens_seen="non_padding", prediction_loss_only=True,
-                                           disable_tqdm=True, dataloader_pin_memory=torch.cuda.is_available(),
-                                           **arg_overrides)  # fmt: skip
+    args = config.train.training_arguments(
+        include_num_input_tokens_seen="non_padding",
+        prediction_loss_only=True,
+        disable_tqdm=True,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        **arg_overrides,
+    )
     guard = [OverOptimisationGuard(config.guard, write=write)] if config.guard.enabled else []
     trainer = PreferenceTrainer(
-        model=loaded.model, args=args, train_dataset=sets["train"], eval_dataset=sets.get("eval"),
+        model=loaded.model,
+        args=args,
+        train_dataset=sets["train"],
+        eval_dataset=sets.get("eval"),
         data_collator=TrainerCollate(collators["train"]),
-        eval_collator=TrainerCollate(collators["eval"]) if "eval" in collators else None, loss=loss,
+        eval_collator=TrainerCollate(collators["eval"]) if "eval" in collators else None,
+        loss=loss,
         reference=live_reference(source, loaded.model, separate, loss.needs_token_weights, scorer),
-        share_prefix=config.share_prefix, processor=loaded.processor, callbacks=[*guard, *(callbacks or [])],
+        share_prefix=config.share_prefix,
+        processor=loaded.processor,
+        callbacks=[*guard, *(callbacks or [])],
         max_nonfinite_steps=config.train.max_nonfinite_steps,
-    )  # fmt: skip
+    )
     for default in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(default)
     trainer.collators = collators
     if source == "precomputed":
         trainer.reference = precompute_splits(
             trainer.model if separate is None else separate().to(args.device),
-            [(name, sets[name].records, c) for name, c in collators.items()], loaded.processor,
+            [(name, sets[name].records, c) for name, c in collators.items()],
+            loaded.processor,
             Path(config.reference.cache_dir or mmalign_home() / "reference-cache"),
-            batch_size=config.reference.batch_size or config.train.batch_size, scorer=scorer,
+            batch_size=config.reference.batch_size or config.train.batch_size,
+            scorer=scorer,
             adapter_off=config.model.lora.enabled and separate is None,
-        )  # fmt: skip
+        )
     return trainer
 
 
 def train_preference(
-    config: PreferenceConfig, *, callbacks: list[Any] | None = None, progress: bool = True,
+    config: PreferenceConfig,
+    *,
+    callbacks: list[Any] | None = None,
+    progress: bool = True,
     write: Callable[[str], None] | None = None,
-) -> PreferenceResult:  # fmt: skip
+) -> PreferenceResult:
     """Train ``config.model`` on ``config.data.train`` with ``config.loss``; returns where everything went.
 
     ``callbacks`` are extra ``TrainerCallback`` objects; ``progress`` shows a progress bar; ``write`` receives
@@ -389,9 +434,11 @@ def train_preference(
         trainer.add_callback(TrainingLog(out, progress=progress, write=write))
     described = "none (reference-free loss)" if trainer.reference is None else trainer.reference.description
     per_step = config.train.batch_size * config.train.grad_accum * trainer.args.world_size
-    say(f"pref: loss {trainer.loss.name} ({trainer.loss.paper}) on {len(trainer.train_dataset)} pairs from "
+    say(
+        f"pref: loss {trainer.loss.name} ({trainer.loss.paper}) on {len(trainer.train_dataset)} pairs from "
         f"{data.train}; {per_step} pairs a step; reference: {described}; shared prefix: "
-        f"{'on' if trainer.shares_prefix else 'off'}; output in {out}")  # fmt: skip
+        f"{'on' if trainer.shares_prefix else 'off'}; output in {out}"
+    )
     if resume_from is not None:
         say(f"resuming from {resume_from}")
     if main:
@@ -406,12 +453,20 @@ def train_preference(
     model_dir, adapter_dir = _save_final(loaded, config, trainer)
     logged = [row for row in trainer.state.log_history if "loss" in row]
     result = PreferenceResult(
-        output_dir=out, model_dir=model_dir, adapter_dir=adapter_dir, global_step=trainer.state.global_step,
-        train_loss=float(output.training_loss), last_logged=logged[-1] if logged else {},
-        eval_metrics=evals[-1] if evals else {}, runtime_s=float(output.metrics.get("train_runtime", 0.0)),
-        resumed_from=resume_from, reference=described, shared_prefix=trainer.shares_prefix,
-        skipped_records=sum(c.collator.n_skipped for c in trainer.collators.values()), guard_stop=trainer.guard_reason,
-    )  # fmt: skip
+        output_dir=out,
+        model_dir=model_dir,
+        adapter_dir=adapter_dir,
+        global_step=trainer.state.global_step,
+        train_loss=float(output.training_loss),
+        last_logged=logged[-1] if logged else {},
+        eval_metrics=evals[-1] if evals else {},
+        runtime_s=float(output.metrics.get("train_runtime", 0.0)),
+        resumed_from=resume_from,
+        reference=described,
+        shared_prefix=trainer.shares_prefix,
+        skipped_records=sum(c.collator.n_skipped for c in trainer.collators.values()),
+        guard_stop=trainer.guard_reason,
+    )
     if main:
         with atomic_path(out / RESULT_FILE) as tmp:
             tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")

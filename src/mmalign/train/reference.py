@@ -297,9 +297,14 @@ def _save_cache(path: Path, tensors: dict[str, Tensor], ids: list[str], fingerpr
 
 
 def _compute(
-    model: Any, records: Sequence[PreferenceRecord], collator: PreferenceCollator, batch_size: int,
-    token_level: bool, scorer: RowScorer, adapter_off: bool,
-) -> tuple[dict[str, Tensor], list[str]]:  # fmt: skip
+    model: Any,
+    records: Sequence[PreferenceRecord],
+    collator: PreferenceCollator,
+    batch_size: int,
+    token_level: bool,
+    scorer: RowScorer,
+    adapter_off: bool,
+) -> tuple[dict[str, Tensor], list[str]]:
     device = next(model.parameters()).device
     ids: list[str] = []
     columns: dict[str, list[Tensor]] = {}
@@ -349,8 +354,11 @@ def precompute_reference(
     seen: set[str] = set()
     for record in records:
         if record.id in seen:
-            raise DataError("duplicate record id; precomputed reference log-probs are looked up by id",
-                            record_id=record.id, field="id")  # fmt: skip
+            raise DataError(
+                "duplicate record id; precomputed reference log-probs are looked up by id",
+                record_id=record.id,
+                field="id",
+            )
         seen.add(record.id)
     token_level = collator.loss.needs_token_weights
     fingerprint = dataset_fingerprint(records, collator.settings(), processor_fingerprint(processor))
@@ -366,8 +374,9 @@ def precompute_reference(
     start = time.perf_counter()
     tensors, ids = _compute(model, records, collator, batch_size, token_level, scorer, adapter_off)
     _save_cache(path, tensors, ids, fingerprint, weights)
-    logger.info("reference log-probs (%s): %d pairs in %.1f s, saved to %s", name, len(ids),
-                time.perf_counter() - start, path)  # fmt: skip
+    logger.info(
+        "reference log-probs (%s): %d pairs in %.1f s, saved to %s", name, len(ids), time.perf_counter() - start, path
+    )
     index = {(name, i): row for row, i in enumerate(ids)}
     return CachedReference(tensors, index, f"{name}: computed, saved to {path}", [path])
 
@@ -413,9 +422,15 @@ def load_separate(path: str | Path, policy: Any, **options: Any) -> Any:
 
 
 def precompute_splits(
-    model: Any, splits: Sequence[tuple[str, Sequence[PreferenceRecord], PreferenceCollator]], processor: Any,
-    cache_dir: Path, *, batch_size: int, scorer: RowScorer, adapter_off: bool,
-) -> CachedReference:  # fmt: skip
+    model: Any,
+    splits: Sequence[tuple[str, Sequence[PreferenceRecord], PreferenceCollator]],
+    processor: Any,
+    cache_dir: Path,
+    *,
+    batch_size: int,
+    scorer: RowScorer,
+    adapter_off: bool,
+) -> CachedReference:
     """Reference log-probs of every pair of every split (train, eval), read from the cache or computed now.
 
     Under several processes the main one computes and saves first; the others then read its cache."""

@@ -128,8 +128,11 @@ def world_info(cfg: WorldConfig, stats: dict[str, CooccurrenceStats], captions: 
     """The content of ``world.json`` (without the file list)."""
     eligible = sum(c.eligible for c in captions)
     noisy = sum(c.noisy for c in captions)
-    cells = [{"row": r, "col": c, "name": position_name(r, c, cfg.grid_rows, cfg.grid_cols)}
-             for r in range(cfg.grid_rows) for c in range(cfg.grid_cols)]  # fmt: skip
+    cells = [
+        {"row": r, "col": c, "name": position_name(r, c, cfg.grid_rows, cfg.grid_cols)}
+        for r in range(cfg.grid_rows)
+        for c in range(cfg.grid_cols)
+    ]
     return {
         "format": FORMAT,
         "config": cfg.to_dict(),
@@ -209,8 +212,9 @@ def generate_world(
         done = len(scenes["train"])
         report("writing", done, total)
         for split in ("val", "test"):
-            files[f"{split}/scenes.jsonl"] = write_jsonl(tmp / split / "scenes.jsonl",
-                                                         [scene_row(s, cfg) for s in scenes[split]])  # fmt: skip
+            files[f"{split}/scenes.jsonl"] = write_jsonl(
+                tmp / split / "scenes.jsonl", [scene_row(s, cfg) for s in scenes[split]]
+            )
             by_task: dict[str, list[dict[str, Any]]] = {task: [] for task in EVAL_TASKS}
             for scene in scenes[split]:
                 for task, items in eval_items(scene, cfg, stats["train"]).items():

@@ -73,10 +73,18 @@ def train_caption(scene: Scene, cfg: WorldConfig) -> TrainCaption:
 
 def _object_row(scene: Scene, obj: SceneObject) -> dict[str, Any]:
     return {
-        "name": obj.name, "colour": obj.colour, "shape": obj.shape, "size": obj.size,
-        "row": obj.row, "col": obj.col, "position": scene.position(obj),
-        "dx": obj.dx, "dy": obj.dy, "box": object_box(scene, obj), "via": obj.via,
-    }  # fmt: skip
+        "name": obj.name,
+        "colour": obj.colour,
+        "shape": obj.shape,
+        "size": obj.size,
+        "row": obj.row,
+        "col": obj.col,
+        "position": scene.position(obj),
+        "dx": obj.dx,
+        "dy": obj.dy,
+        "box": object_box(scene, obj),
+        "via": obj.via,
+    }
 
 
 def scene_row(scene: Scene, cfg: WorldConfig, caption: TrainCaption | None = None) -> dict[str, Any]:
@@ -188,11 +196,18 @@ def eval_items(scene: Scene, cfg: WorldConfig, stats: CooccurrenceStats) -> dict
     """Every evaluation item of one val/test scene, by task (see :data:`EVAL_TASKS`)."""
     rng = scene_rng(cfg, scene.id, "eval")
     out = pope_items(scene, cfg, stats)
-    caption = QA("caption", vocab.DESCRIBE_PROMPT, reference_caption(scene, cfg), reference_caption(scene, cfg),
-                 meta={"absent_partners": absent_partners(scene, cfg)})  # fmt: skip
+    caption = QA(
+        "caption",
+        vocab.DESCRIBE_PROMPT,
+        reference_caption(scene, cfg),
+        reference_caption(scene, cfg),
+        meta={"absent_partners": absent_partners(scene, cfg)},
+    )
     out["caption"] = [_item(scene, "caption", 0, caption)]
-    out["count"] = [_item(scene, "count", 0, count_qa(scene)),
-                    _item(scene, "count", 1, count_qa(scene, pick(rng, list(cfg.shapes))))]  # fmt: skip
+    out["count"] = [
+        _item(scene, "count", 0, count_qa(scene)),
+        _item(scene, "count", 1, count_qa(scene, pick(rng, list(cfg.shapes)))),
+    ]
     unique = unique_shapes(scene)
     out["colour"] = [_item(scene, "colour", 0, colour_qa(pick(rng, unique)))] if unique else []
     out["position"] = [_item(scene, "position", 0, position_qa(scene, pick(rng, list(scene.objects))))]

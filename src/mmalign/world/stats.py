@@ -71,8 +71,12 @@ class CooccurrenceStats:
         """The JSON form written to ``world.json``."""
         partners = partner_of(cfg)
         n_objects = sum(k * v for k, v in self.objects_per_scene.items())
-        others = [self.p_given(b, a) for a in self.types for b in self.types
-                  if a != b and partners.get(a) != b and self.object_counts[a]]  # fmt: skip
+        others = [
+            self.p_given(b, a)
+            for a in self.types
+            for b in self.types
+            if a != b and partners.get(a) != b and self.object_counts[a]
+        ]
         pairs = sorted(self.pair_counts.items(), key=lambda kv: (-kv[1], self._order[kv[0][0]], self._order[kv[0][1]]))
         return {
             "scenes": self.scenes,

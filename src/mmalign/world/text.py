@@ -72,8 +72,13 @@ def noisy_caption(scene: Scene, cfg: WorldConfig, rng: random.Random) -> tuple[s
 
 def existence_qa(scene: Scene, name: str) -> QA:
     present = name in scene.names
-    return QA("existence", vocab.exists_question(name), vocab.sentence(vocab.yes_no(present)), vocab.yes_no(present),
-              meta={"object": name})  # fmt: skip
+    return QA(
+        "existence",
+        vocab.exists_question(name),
+        vocab.sentence(vocab.yes_no(present)),
+        vocab.yes_no(present),
+        meta={"object": name},
+    )
 
 
 def count_qa(scene: Scene, shape: str | None = None) -> QA:
@@ -90,14 +95,20 @@ def unique_shapes(scene: Scene) -> list[SceneObject]:
 
 
 def colour_qa(obj: SceneObject) -> QA:
-    return QA("colour", vocab.colour_question(obj.shape), vocab.sentence(obj.colour), obj.colour,
-              meta={"object": obj.name})  # fmt: skip
+    return QA(
+        "colour", vocab.colour_question(obj.shape), vocab.sentence(obj.colour), obj.colour, meta={"object": obj.name}
+    )
 
 
 def position_qa(scene: Scene, obj: SceneObject) -> QA:
     where = scene.position(obj)
-    return QA("position", vocab.position_question(obj.name), vocab.sentence(where), where,
-              meta={"object": obj.name, "cell": [obj.row, obj.col]})  # fmt: skip
+    return QA(
+        "position",
+        vocab.position_question(obj.name),
+        vocab.sentence(where),
+        where,
+        meta={"object": obj.name, "cell": [obj.row, obj.col]},
+    )
 
 
 def mc_qa(scene: Scene, cfg: WorldConfig, rng: random.Random, hardest_absent: list[str]) -> QA:
@@ -110,8 +121,14 @@ def mc_qa(scene: Scene, cfg: WorldConfig, rng: random.Random, hardest_absent: li
     distractors += sample(rng, [t for t in absent if t not in distractors], n_distract - len(distractors))
     options = shuffled(rng, [answer_obj, *distractors])
     letter = vocab.LETTERS[options.index(answer_obj)]
-    return QA("mc", vocab.mc_question(options), vocab.sentence(letter), letter, choices=options,
-              meta={"object": answer_obj, "distractors": distractors})  # fmt: skip
+    return QA(
+        "mc",
+        vocab.mc_question(options),
+        vocab.sentence(letter),
+        letter,
+        choices=options,
+        meta={"object": answer_obj, "distractors": distractors},
+    )
 
 
 def mme_pair(scene: Scene, cfg: WorldConfig, rng: random.Random) -> list[QA]:
@@ -137,19 +154,28 @@ def mme_pair(scene: Scene, cfg: WorldConfig, rng: random.Random) -> list[QA]:
     elif category == "colour":
         obj = pick(rng, unique_shapes(scene))
         other = pick(rng, [c for c in cfg.colours if c != obj.colour])
-        pairs = [(vocab.mme_colour_question(obj.shape, obj.colour), True),
-                 (vocab.mme_colour_question(obj.shape, other), False)]  # fmt: skip
+        pairs = [
+            (vocab.mme_colour_question(obj.shape, obj.colour), True),
+            (vocab.mme_colour_question(obj.shape, other), False),
+        ]
     else:
         obj = pick(rng, list(scene.objects))
         where = scene.position(obj)
         names = sorted(cell_names - {where})
-        pairs = [(vocab.mme_position_question(obj.name, where), True),
-                 (vocab.mme_position_question(obj.name, pick(rng, names)), False)]  # fmt: skip
+        pairs = [
+            (vocab.mme_position_question(obj.name, where), True),
+            (vocab.mme_position_question(obj.name, pick(rng, names)), False),
+        ]
     return [
-        QA("mme", q + vocab.MME_SUFFIX, vocab.sentence(vocab.yes_no(y)), vocab.yes_no(y),
-           meta={"category": category, "subtask": MME_SUBTASKS[category]})
+        QA(
+            "mme",
+            q + vocab.MME_SUFFIX,
+            vocab.sentence(vocab.yes_no(y)),
+            vocab.yes_no(y),
+            meta={"category": category, "subtask": MME_SUBTASKS[category]},
+        )
         for q, y in pairs
-    ]  # fmt: skip
+    ]
 
 
 def training_qa(scene: Scene, cfg: WorldConfig, rng: random.Random, n: int) -> list[QA]:

@@ -45,8 +45,18 @@ PLURALS: dict[str, str] = {s: s + "s" for s in SHAPES} | {"cross": "crosses"}
 SIZES: tuple[str, ...] = ("small", "large")
 
 NUMBER_WORDS: tuple[str, ...] = (
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-)  # fmt: skip
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+)
 
 LETTERS: tuple[str, ...] = ("A", "B", "C", "D", "E")
 """Option letters of multiple-choice questions."""

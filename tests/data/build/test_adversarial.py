@@ -51,11 +51,14 @@ def test_pgd_raises_the_nll_within_epsilon_after_quantisation(world, loaded):
     examples = questions(world)
     attack = pgd_attack(loaded, examples, epsilon=4.5, step_size=1.5, steps=4, random_start=True, seeds=[1, 2, 3])
     # the PNG the record carries, read back through the processor: the correct answer got less likely
-    attacked = [Example(e.id, e.prompt, [Image.open(io.BytesIO(encode_png(imgs[0])))], e.response)
-                for e, imgs in zip(examples, attack.images, strict=True)]  # fmt: skip
+    attacked = [
+        Example(e.id, e.prompt, [Image.open(io.BytesIO(encode_png(imgs[0])))], e.response)
+        for e, imgs in zip(examples, attack.images, strict=True)
+    ]
     nll_png = response_nll(loaded, attacked)
-    clean_nll = response_nll(loaded, [Example(e.id, e.prompt, clean, e.response)
-                                      for e, clean in zip(examples, attack.clean, strict=True)])  # fmt: skip
+    clean_nll = response_nll(
+        loaded, [Example(e.id, e.prompt, clean, e.response) for e, clean in zip(examples, attack.clean, strict=True)]
+    )
     assert clean_nll == pytest.approx(attack.nll_clean, abs=1e-3)  # the clean view is what the model saw
     for i in range(len(examples)):
         gain, float_gain = nll_png[i] - attack.nll_clean[i], attack.nll_attack[i] - attack.nll_clean[i]
@@ -77,8 +80,10 @@ def test_pgd_is_deterministic_by_seed(world, loaded):
     assert png == [[encode_png(img) for img in imgs] for imgs in again.images]
     assert [encode_png(img) for img in other.images[0]] != png[0]
     # without a random start PGD begins at the clean image: seeds do not matter
-    plain = [pgd_attack(loaded, examples, epsilon=8.0, step_size=2.0, steps=1, random_start=False, seeds=s)
-             for s in ([1, 2], [3, 4])]  # fmt: skip
+    plain = [
+        pgd_attack(loaded, examples, epsilon=8.0, step_size=2.0, steps=1, random_start=False, seeds=s)
+        for s in ([1, 2], [3, 4])
+    ]
     assert [encode_png(i[0]) for i in plain[0].images] == [encode_png(i[0]) for i in plain[1].images]
 
 
@@ -119,8 +124,12 @@ def test_build_from_the_world(world, policy, tmp_path, h):
 
 def test_errors(world, policy, models, tmp_path):
     def build(model: Path | str, inputs: BuildInputs, **options: object) -> None:
-        run_build(make_builder("adversarial", {"model": str(model), "limit": 1, "steps": 1, **options}), inputs,
-                  tmp_path / "o.jsonl", restart=True)  # fmt: skip
+        run_build(
+            make_builder("adversarial", {"model": str(model), "limit": 1, "steps": 1, **options}),
+            inputs,
+            tmp_path / "o.jsonl",
+            restart=True,
+        )
 
     with pytest.raises(ConfigError, match="does not exist"):
         build(tmp_path / "missing", BuildInputs(world=world))

@@ -33,23 +33,38 @@ def test_build_writes_pairs_and_says_where_images_are(world, tmp_path, capsys):
 def test_build_takes_options_from_yaml_and_lists_them(world, tmp_path, capsys):
     config = tmp_path / "opts.yaml"
     config.write_text("kinds: [which]\ngroups: 5\n")
-    code, text, _ = run(["data", "build", str(tmp_path / "m.jsonl"), "-s", "multi-image", "--world", str(world),
-                         "--config", str(config)], capsys)  # fmt: skip
+    code, text, _ = run(
+        [
+            "data",
+            "build",
+            str(tmp_path / "m.jsonl"),
+            "-s",
+            "multi-image",
+            "--world",
+            str(world),
+            "--config",
+            str(config),
+        ],
+        capsys,
+    )
     assert code == 0 and "wrote 5 pairs from 5 groups" in text
     code, text, _ = run(["data", "build", "-s", "hallucinate", "--show-options"], capsys)
     assert code == 0 and "cooccur_prob" in text and "realistic" in text
 
 
-@pytest.mark.parametrize("args, message", [
-    (["-s", "nosuch", "--world", "{world}"], "error: unknown build strategy 'nosuch'; choose one of"),
-    (["-s", "hallucinate", "--world", "{world}", "-o", "cooccur_prob=2"], "must be between 0 and 1, got 2"),
-    (["-s", "hallucinate", "--world", "{world}", "-o", "nope=1"], "unknown key 'nope'"),
-    (["-s", "hallucinate"], "hallucinate needs --world DIR or --input"),
-    (["-s", "multi-image", "--world", "{world}", "--split", "dev"], "unknown split 'dev'"),
-    (["-s", "hallucinate", "--world", "{tmp}"], "world.json is missing"),
-    (["-s", "corrupt-image", "--world", "{world}", "--input", "{tmp}/x.jsonl"], "--input or --world"),
-    (["-s", "multi-image", "--world", "{world}", "--input", "{tmp}/x.jsonl"], "would be ignored"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-s", "nosuch", "--world", "{world}"], "error: unknown build strategy 'nosuch'; choose one of"),
+        (["-s", "hallucinate", "--world", "{world}", "-o", "cooccur_prob=2"], "must be between 0 and 1, got 2"),
+        (["-s", "hallucinate", "--world", "{world}", "-o", "nope=1"], "unknown key 'nope'"),
+        (["-s", "hallucinate"], "hallucinate needs --world DIR or --input"),
+        (["-s", "multi-image", "--world", "{world}", "--split", "dev"], "unknown split 'dev'"),
+        (["-s", "hallucinate", "--world", "{tmp}"], "world.json is missing"),
+        (["-s", "corrupt-image", "--world", "{world}", "--input", "{tmp}/x.jsonl"], "--input or --world"),
+        (["-s", "multi-image", "--world", "{world}", "--input", "{tmp}/x.jsonl"], "would be ignored"),
+    ],
+)
 def test_build_errors_are_one_line(world, tmp_path, capsys, args, message):
     argv = ["data", "build", str(tmp_path / "o.jsonl")] + [a.format(world=world, tmp=tmp_path) for a in args]
     code, _, err = run(argv, capsys)
@@ -58,8 +73,9 @@ def test_build_errors_are_one_line(world, tmp_path, capsys, args, message):
 
 
 def test_filter_dedup_mix_split_commands(data_dir, helpers, tmp_path, capsys):
-    same = helpers.pref(9, chosen=[{"role": "assistant", "content": "Same"}],
-                        rejected=[{"role": "assistant", "content": "same."}])  # fmt: skip
+    same = helpers.pref(
+        9, chosen=[{"role": "assistant", "content": "Same"}], rejected=[{"role": "assistant", "content": "same."}]
+    )
     rows = [helpers.pref(i) for i in range(6)] + [same]
     rows[1]["id"] = "dup"  # helpers.pref rows differ only by id: all but the first are duplicates
     src = helpers.lines(data_dir / "p.jsonl", rows)
@@ -73,8 +89,21 @@ def test_filter_dedup_mix_split_commands(data_dir, helpers, tmp_path, capsys):
     other = helpers.lines(data_dir / "q.jsonl", [helpers.pref(i, id=f"q{i}") for i in range(4)])
     code, text, _ = run(["data", "mix", str(data_dir / "mix.jsonl"), "-i", f"{src}:n=3", "-i", str(other)], capsys)
     assert code == 0 and text.startswith("wrote 7 records") and len(list(read_records(data_dir / "mix.jsonl"))) == 7
-    code, text, _ = run(["data", "split", str(data_dir / "mix.jsonl"), str(data_dir / "parts"), "--group-by", "id",
-                         "--ratio", "a=0.5", "--ratio", "b=0.5"], capsys)  # fmt: skip
+    code, text, _ = run(
+        [
+            "data",
+            "split",
+            str(data_dir / "mix.jsonl"),
+            str(data_dir / "parts"),
+            "--group-by",
+            "id",
+            "--ratio",
+            "a=0.5",
+            "--ratio",
+            "b=0.5",
+        ],
+        capsys,
+    )
     assert code == 0 and "split 7 records" in text
     assert sum(len(list(read_records(data_dir / "parts" / f"{n}.jsonl", root=data_dir))) for n in "ab") == 7
     code, _, err = run(["data", "split", str(src), str(data_dir / "parts"), "--ratio", "a=0.7"], capsys)

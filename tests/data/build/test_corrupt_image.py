@@ -18,8 +18,9 @@ from mmalign.errors import ConfigError, DataError
 
 def test_world_captions_become_image_side_pairs(world, tmp_path, h):
     out = tmp_path / "ci.jsonl"
-    builder = make_builder("corrupt-image", {"variants": 2, "modes": ["blur", "noise"], "severity_min": 0.5,
-                                             "severity_max": 0.5})  # fmt: skip
+    builder = make_builder(
+        "corrupt-image", {"variants": 2, "modes": ["blur", "noise"], "severity_min": 0.5, "severity_max": 0.5}
+    )
     result = run_build(builder, BuildInputs(world=world), out, out_root=world, shard_size=100)
     rows = h.read_lines(out)
     captions = h.read_lines(world / "train" / "captions_clean.jsonl")
@@ -49,8 +50,9 @@ def test_preference_input_keeps_its_text_pair_and_spans(world, tmp_path, h):
     hal = tmp_path / "hal.jsonl"
     run_build(make_builder("hallucinate", {"kinds": ["swap"]}), BuildInputs(world=world), hal, out_root=world)
     out = tmp_path / "both.jsonl"
-    run_build(make_builder("corrupt-image", {"modes": ["pixelate"]}), BuildInputs(input=hal, root=world), out,
-              out_root=world)  # fmt: skip
+    run_build(
+        make_builder("corrupt-image", {"modes": ["pixelate"]}), BuildInputs(input=hal, root=world), out, out_root=world
+    )
     source = {r["id"]: r for r in h.read_lines(hal)}
     for row in h.read_lines(out):
         original = source[row["meta"]["from_id"]]
@@ -77,8 +79,10 @@ def test_severity_range_is_respected_and_bad_options_fail(world, tmp_path, h):
 def test_records_without_images_or_eval_items_are_refused(tmp_path, helpers):
     data = tmp_path / "d"
     helpers.png(data, "images/red.png")
-    bad = helpers.lines(data / "eval.jsonl", [{"id": "e1", "task": "caption", "question": "Describe.", "answer": "x",
-                                               "images": ["images/red.png"]}])  # fmt: skip
+    bad = helpers.lines(
+        data / "eval.jsonl",
+        [{"id": "e1", "task": "caption", "question": "Describe.", "answer": "x", "images": ["images/red.png"]}],
+    )
     with pytest.raises(DataError, match=r"eval.jsonl, line 1 \(id 'e1'\): corrupt-image needs SFT or preference"):
         make_builder("corrupt-image").plan(BuildInputs(input=bad), 0)
     text_only = helpers.pref(0, images=[], prompt=[{"role": "user", "content": "Hi?"}])

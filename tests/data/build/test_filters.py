@@ -46,11 +46,17 @@ def test_each_rule_drops_its_records(messy, data_dir, tmp_path):
     kept = [r.id for r in read_records(data_dir / "clean.jsonl")]
     assert kept == ["a", "other-image", "same-bytes", "other-prompt"]
     assert report.to_dict() == {
-        "read": 8, "kept": 4, "dropped": {"duplicate": 1, "identical": 1, "empty": 1, "length_ratio": 1},
-    }  # fmt: skip
+        "read": 8,
+        "kept": 4,
+        "dropped": {"duplicate": 1, "identical": 1, "empty": 1, "length_ratio": 1},
+    }
     dropped = [json.loads(line) for line in (tmp_path / "dropped.jsonl").read_text().splitlines()]
-    assert dropped == [{"id": "dup-of-a", "reason": "duplicate"}, {"id": "identical", "reason": "identical"},
-                       {"id": "empty", "reason": "empty"}, {"id": "long", "reason": "length_ratio"}]  # fmt: skip
+    assert dropped == [
+        {"id": "dup-of-a", "reason": "duplicate"},
+        {"id": "identical", "reason": "identical"},
+        {"id": "empty", "reason": "empty"},
+        {"id": "long", "reason": "length_ratio"},
+    ]
 
 
 def test_content_dedup_sees_the_same_image_at_another_path(messy, data_dir):
@@ -67,8 +73,9 @@ def test_length_ratio_counts_words():
 
 
 def test_image_side_pairs_are_not_identical_and_bad_config_fails():
-    record = PreferenceRecord("x", user_prompt("Q?"), assistant("Same."), assistant("Same."), images=["a.png"],
-                              rejected_images=["b.png"])  # fmt: skip
+    record = PreferenceRecord(
+        "x", user_prompt("Q?"), assistant("Same."), assistant("Same."), images=["a.png"], rejected_images=["b.png"]
+    )
     assert next(iter(filter_records(iter([record]), FilterConfig())))[1] is None
     with pytest.raises(ConfigError, match="unknown image key"):
         FilterConfig(image_key="name")

@@ -143,10 +143,15 @@ def _coco(tmp_path: Path) -> Path:
     # person+dog+frisbee co-occur (images 1, 2, 4); cat+couch (image 3)
     objects = {1: [1, 2, 4], 2: [1, 2, 4, 5], 3: [3, 6], 4: [1, 2]}
     anns = [{"image_id": i, "category_id": c} for i, cs in objects.items() for c in cs]
-    (folder / "instances_val2014.json").write_text(json.dumps({"images": images, "categories": categories,
-                                                                "annotations": anns}))  # fmt: skip
-    captions = {1: "A man throws a frisbee to his puppy.", 2: "Two people and a dog on a bench.",
-                3: "A kitten sleeps on a couch.", 4: "A woman walks an old dog."}  # fmt: skip
+    (folder / "instances_val2014.json").write_text(
+        json.dumps({"images": images, "categories": categories, "annotations": anns})
+    )
+    captions = {
+        1: "A man throws a frisbee to his puppy.",
+        2: "Two people and a dog on a bench.",
+        3: "A kitten sleeps on a couch.",
+        4: "A woman walks an old dog.",
+    }
     cap = [{"image_id": i, "id": 100 + i, "caption": c} for i, c in captions.items()]
     (folder / "captions_val2014.json").write_text(json.dumps({"images": images, "annotations": cap}))
     return folder
@@ -154,8 +159,9 @@ def _coco(tmp_path: Path) -> Path:
 
 def test_coco_swap_and_add_edit_the_reference_caption(tmp_path, h):
     folder = _coco(tmp_path)
-    builder = make_builder("hallucinate", {"kinds": ["swap", "add", "existence"], "cooccur_prob": 1.0,
-                                           "image_prefix": "val2014/"})  # fmt: skip
+    builder = make_builder(
+        "hallucinate", {"kinds": ["swap", "add", "existence"], "cooccur_prob": 1.0, "image_prefix": "val2014/"}
+    )
     result = run_build(builder, BuildInputs(input=folder), tmp_path / "coco.jsonl")
     rows = {r["id"]: r for r in h.read_lines(tmp_path / "coco.jsonl")}
     assert result.units == 4 and rows["coco-1-hal-swap"]["images"] == ["val2014/COCO_val2014_000000000001.jpg"]

@@ -61,13 +61,16 @@ def test_split_keeps_images_together_and_follows_ratios(data_dir, helpers):
     src = helpers.lines(data_dir / "all.jsonl", rows)
     counts = split(src, data_dir / "splits", parse_ratios(["train=0.8", "val=0.1", "test=0.1"]), seed=4)
     assert counts == {"train": 80, "val": 10, "test": 10}  # 20 groups of 5: exact at these ratios
-    images = {name: {r.images[0] for r in read_records(data_dir / "splits" / f"{name}.jsonl", root=data_dir)}
-              for name in counts}  # fmt: skip
+    images = {
+        name: {r.images[0] for r in read_records(data_dir / "splits" / f"{name}.jsonl", root=data_dir)}
+        for name in counts
+    }
     assert not images["train"] & images["val"] and not images["train"] & images["test"]
     assert not images["val"] & images["test"]
     records = list(read_records(src))
-    assert assign_splits(records, {"a": 0.5, "b": 0.5}, "image", 1) != assign_splits(records, {"a": 0.5, "b": 0.5},
-                                                                                      "image", 2)  # fmt: skip
+    assert assign_splits(records, {"a": 0.5, "b": 0.5}, "image", 1) != assign_splits(
+        records, {"a": 0.5, "b": 0.5}, "image", 2
+    )
     by_id = assign_splits(records, {"a": 0.5, "b": 0.5}, "id", 1)
     assert by_id.count("a") == 50
 

@@ -64,8 +64,10 @@ def test_describe_spans_mark_objects_the_wrong_caption_invents(groups, world, h)
         right, wrong = (truth[meta["scene_ids"][k]] for k in (meta["image"], meta["confused_with"]))
         chosen, rejected = h.texts(row)
         assert chosen == right["caption"] and rejected == wrong["caption"]
-        invented = {rejected[a:b].split(" ", 1)[-1] if rejected[a:b].split(" ")[0] in vocab.SIZES else rejected[a:b]
-                    for a, b in row["rejected_spans"]}  # fmt: skip
+        invented = {
+            rejected[a:b].split(" ", 1)[-1] if rejected[a:b].split(" ")[0] in vocab.SIZES else rejected[a:b]
+            for a, b in row["rejected_spans"]
+        }
         assert invented == set(wrong["present"]) - set(right["present"])
         missed = {chosen[a:b].split(" ", 1)[-1] for a, b in row["chosen_spans"]}
         assert missed == set(right["present"]) - set(wrong["present"])

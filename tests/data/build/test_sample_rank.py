@@ -22,8 +22,21 @@ from mmalign.data.io import read_records
 from mmalign.errors import ConfigError, DataError
 from mmalign.models import ensure_preset, load
 
-WORDS = ("There", " is", " a", " red", " blue", " green", " purple", " circle", " star", " square", " triangle",
-         " and", ".")  # fmt: skip
+WORDS = (
+    "There",
+    " is",
+    " a",
+    " red",
+    " blue",
+    " green",
+    " purple",
+    " circle",
+    " star",
+    " square",
+    " triangle",
+    " and",
+    ".",
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +62,15 @@ def wordy_policy(policy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def options(model: Path, **overrides: Any) -> dict[str, Any]:
-    return {"model": str(model), "k": 4, "max_new_tokens": 10, "prompts_per_unit": 3, "batch_size": 12,
-            "limit": 6, **overrides}  # fmt: skip
+    return {
+        "model": str(model),
+        "k": 4,
+        "max_new_tokens": 10,
+        "prompts_per_unit": 3,
+        "batch_size": 12,
+        "limit": 6,
+        **overrides,
+    }
 
 
 # ----------------------------------------------------------------------------------------------- ranking
@@ -68,8 +88,16 @@ def test_pick_pair_and_dedupe():
 
 
 def test_options_are_checked():
-    for bad in ({"k": 1}, {"scorer": "bleu"}, {"temperature": 0.0}, {"top_p": 1.5}, {"min_gap": -1.0},
-                {"limit": 0}, {"truth": {"metric": "map"}}, {"judge": {"base_url": "judge:80"}}):  # fmt: skip
+    for bad in (
+        {"k": 1},
+        {"scorer": "bleu"},
+        {"temperature": 0.0},
+        {"top_p": 1.5},
+        {"min_gap": -1.0},
+        {"limit": 0},
+        {"truth": {"metric": "map"}},
+        {"judge": {"base_url": "judge:80"}},
+    ):
         with pytest.raises(ConfigError):
             make_builder("sample-rank", {"model": "m", **bad})
     with pytest.raises(ConfigError, match="unknown key"):
@@ -101,8 +129,14 @@ def test_truth_pairs_from_the_world(world, wordy_policy, tmp_path, h):
         assert row["source"] == "sample-rank/truth" and meta["objects"] == scene["present"]
         assert meta["scorer_options"] == {"metric": "f1", "vocabulary": "shapes"}
         seed = unit_seed(3, "sample-rank", f"sr-{prompts.index(scene['id']) // 3:06d}")
-        assert meta["sampling"] == {"k": 4, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 10,
-                                    "batch_size": 12, "seed": seed}  # fmt: skip
+        assert meta["sampling"] == {
+            "k": 4,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "max_new_tokens": 10,
+            "batch_size": 12,
+            "seed": seed,
+        }
         texts = [c["text"] for c in meta["candidates"]]
         assert len(set(texts)) == len(texts) >= 2 and sum(c["count"] for c in meta["candidates"]) <= 4
         # the recorded scores are the truth scores of the candidates; chosen is the best, rejected the worst
@@ -128,8 +162,13 @@ def test_truth_pairs_from_the_world(world, wordy_policy, tmp_path, h):
 def test_min_gap_skips_and_counts(world, wordy_policy, tmp_path, h):
     before = sample_rank.STATS.copy()
     out = tmp_path / "sr.jsonl"
-    run_build(make_builder("sample-rank", options(wordy_policy, min_gap=0.6)), BuildInputs(world=world), out,
-              seed=3, out_root=world)  # fmt: skip
+    run_build(
+        make_builder("sample-rank", options(wordy_policy, min_gap=0.6)),
+        BuildInputs(world=world),
+        out,
+        seed=3,
+        out_root=world,
+    )
     rows = h.read_lines(out)
     assert all(r["meta"]["gap"] >= 0.6 and r["meta"]["min_gap"] == 0.6 for r in rows)
     stats = sample_rank.STATS - before
@@ -141,8 +180,9 @@ def test_record_input_needs_objects_for_truth(world, policy, tmp_path, h):
     path = tmp_path / "sft.jsonl"
     path.write_text("".join(json.dumps({**r, "meta": {}}) + "\n" for r in rows), encoding="utf-8")
     with pytest.raises(DataError, match="ground-truth objects") as err:
-        run_build(make_builder("sample-rank", options(policy)), BuildInputs(input=path, root=world),
-                  tmp_path / "o.jsonl")  # fmt: skip
+        run_build(
+            make_builder("sample-rank", options(policy)), BuildInputs(input=path, root=world), tmp_path / "o.jsonl"
+        )
     assert err.value.record_id == rows[0]["id"] and err.value.file == str(path)
 
 
@@ -171,10 +211,19 @@ def test_judge_end_to_end_and_a_rerun_pays_nothing(world, policy, tmp_path, monk
     server = fake.FakeJudgeServer(api_key=fake.SECRET)
     monkeypatch.setenv(fake.KEY_ENV, fake.SECRET)
     server.respond = lambda request: server.Reply(f"Rating: [[{1 + len(server.last_user_text(request)) % 10}]]")
-    judge = {"base_url": server.url, "model": "fake-judge", "api_key_env": fake.KEY_ENV, "progress": False,
-             "max_concurrency": 3, "backoff_s": 0.001, "max_backoff_s": 0.01}  # fmt: skip
-    builder = make_builder("sample-rank", options(policy, scorer="judge", judge=judge, k=3, max_new_tokens=6,
-                                                  min_gap=0.0, prompts_per_unit=4))  # fmt: skip
+    judge = {
+        "base_url": server.url,
+        "model": "fake-judge",
+        "api_key_env": fake.KEY_ENV,
+        "progress": False,
+        "max_concurrency": 3,
+        "backoff_s": 0.001,
+        "max_backoff_s": 0.01,
+    }
+    builder = make_builder(
+        "sample-rank",
+        options(policy, scorer="judge", judge=judge, k=3, max_new_tokens=6, min_gap=0.0, prompts_per_unit=4),
+    )
     try:
         out = tmp_path / "out" / "sr.jsonl"
         run_build(builder, BuildInputs(input=root / "items.jsonl"), out)
@@ -201,8 +250,9 @@ def test_judge_end_to_end_and_a_rerun_pays_nothing(world, policy, tmp_path, monk
 def test_cli_errors_are_one_line(world, policy, tmp_path, capsys, monkeypatch):
     def run(*args: str) -> str:
         with pytest.raises(SystemExit) as exit_info:
-            main(["data", "build", str(tmp_path / "o.jsonl"), "--strategy", "sample-rank", "--world", str(world),
-                  *args])  # fmt: skip
+            main(
+                ["data", "build", str(tmp_path / "o.jsonl"), "--strategy", "sample-rank", "--world", str(world), *args]
+            )
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1
@@ -228,8 +278,22 @@ def test_cli_builds_with_model_scorers(world, policy, tmp_path, capsys, scorer):
     if scorer == "clip" and not (clip / "model.safetensors").is_file():
         save_tiny_clip(clip)
     out = tmp_path / "sr.jsonl"
-    args = ["-o", f"model={policy}", "-o", f"scorer={scorer}", "-o", f"clip.path={clip}", "-o", "limit=3",
-            "-o", "k=3", "-o", "max_new_tokens=6", "-o", "min_gap=0"]  # fmt: skip
+    args = [
+        "-o",
+        f"model={policy}",
+        "-o",
+        f"scorer={scorer}",
+        "-o",
+        f"clip.path={clip}",
+        "-o",
+        "limit=3",
+        "-o",
+        "k=3",
+        "-o",
+        "max_new_tokens=6",
+        "-o",
+        "min_gap=0",
+    ]
     with pytest.raises(SystemExit) as exit_info:
         main(["data", "build", str(out), "--strategy", "sample-rank", "--world", str(world), "--seed", "2", *args])
     assert exit_info.value.code == 0

@@ -107,8 +107,14 @@ def test_clip_scores_are_cosine_similarities(clip_dir):
 
     processor = CLIPProcessor.from_pretrained(clip_dir)  # the offline tokenizer loads back as CLIP's own
     assert type(processor.tokenizer).__name__ == "CLIPTokenizer"
-    assert processor.tokenizer.tokenize("There is a red circle.") == ["there</w>", "is</w>", "a</w>", "red</w>",
-                                                                       "circle</w>", ".</w>"]  # fmt: skip
+    assert processor.tokenizer.tokenize("There is a red circle.") == [
+        "there</w>",
+        "is</w>",
+        "a</w>",
+        "red</w>",
+        "circle</w>",
+        ".</w>",
+    ]
     images = [Image.new("RGB", (40, 30), (220, 40, 40)), Image.new("RGB", (32, 32), (40, 80, 220))]
     candidates = ["There is a red circle.", "There is a blue star and a green square.", "Ünïcode and 42 digits"]
     scorer = ClipScorer(ClipOptions(path=str(clip_dir), batch_size=2), None)
@@ -197,8 +203,16 @@ def rate_by_answer(server: Any) -> None:
 
 
 def judge_options(server: Any, fake: Any, **overrides: Any) -> JudgeOptions:
-    values = {"base_url": server.url, "model": "fake-judge", "api_key_env": fake.KEY_ENV, "timeout_s": 5.0,
-              "max_retries": 2, "backoff_s": 0.001, "max_backoff_s": 0.01, "progress": False}  # fmt: skip
+    values = {
+        "base_url": server.url,
+        "model": "fake-judge",
+        "api_key_env": fake.KEY_ENV,
+        "timeout_s": 5.0,
+        "max_retries": 2,
+        "backoff_s": 0.001,
+        "max_backoff_s": 0.01,
+        "progress": False,
+    }
     return JudgeOptions(**{**values, **overrides})
 
 
@@ -214,8 +228,12 @@ def test_judge_scores_through_the_api_and_caches_in_the_data_root(judge_server, 
     assert len(server.requests) == 3
     request = server.requests[0]
     assert request["headers"]["authorization"] == f"Bearer {fake.SECRET}" and request["json"]["model"] == "fake-judge"
-    url = next(p for m in request["json"]["messages"] for p in m["content"] if isinstance(p, dict)
-               and p.get("type") == "image_url")["image_url"]["url"]  # fmt: skip
+    url = next(
+        p
+        for m in request["json"]["messages"]
+        for p in m["content"]
+        if isinstance(p, dict) and p.get("type") == "image_url"
+    )["image_url"]["url"]
     assert url.startswith("data:image/png;base64,")
     sent = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
     assert sent.size == (8, 8) and sent.convert("RGB").getpixel((0, 0)) == (220, 40, 40)

@@ -142,8 +142,15 @@ def test_a_new_strategy_is_one_registered_class(world, tmp_path, h):
             return Plan([{"id": f"u{i}"} for i in range(5)], world, "fp", None, "5 echoes")
 
         def build(self, unit, shared, seed):
-            return [PreferenceRecord(unit["id"], user_prompt("Say it.", 0), assistant(self.options.word),
-                                     assistant(f"not {self.options.word}"), source=self.name)]  # fmt: skip
+            return [
+                PreferenceRecord(
+                    unit["id"],
+                    user_prompt("Say it.", 0),
+                    assistant(self.options.word),
+                    assistant(f"not {self.options.word}"),
+                    source=self.name,
+                )
+            ]
 
     out = tmp_path / "echo.jsonl"
     result = run_build(make_builder("echo-test", {"word": "yes"}), BuildInputs(), out, shard_size=2)

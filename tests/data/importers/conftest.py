@@ -36,14 +36,30 @@ def rlhf_v_rows() -> list[dict[str, Any]]:
     return rows
 
 
-RLHF_V_SCHEMA = pa.schema([("ds_name", pa.string()), ("image", IMAGE), ("text", pa.string()),
-                           ("origin_dataset", pa.string()), ("origin_split", pa.string()), ("idx", pa.int64()),
-                           ("image_path", pa.string())])  # fmt: skip
+RLHF_V_SCHEMA = pa.schema(
+    [
+        ("ds_name", pa.string()),
+        ("image", IMAGE),
+        ("text", pa.string()),
+        ("origin_dataset", pa.string()),
+        ("origin_split", pa.string()),
+        ("idx", pa.int64()),
+        ("image_path", pa.string()),
+    ]
+)
 RLAIF_V_SCHEMA = pa.schema(
-    [("ds_name", pa.string()), ("image", IMAGE), ("question", pa.string()), ("chosen", pa.string()),
-     ("rejected", pa.string()), ("origin_dataset", pa.string()), ("origin_split", pa.string()),
-     ("idx", pa.string()), ("image_path", pa.string())]
-)  # fmt: skip
+    [
+        ("ds_name", pa.string()),
+        ("image", IMAGE),
+        ("question", pa.string()),
+        ("chosen", pa.string()),
+        ("rejected", pa.string()),
+        ("origin_dataset", pa.string()),
+        ("origin_split", pa.string()),
+        ("idx", pa.string()),
+        ("image_path", pa.string()),
+    ]
+)
 
 
 def rlaif_v_rows(start: int, n: int) -> list[dict[str, Any]]:

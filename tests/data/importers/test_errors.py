@@ -70,8 +70,12 @@ BAD_JSON = {
 @pytest.mark.parametrize("case", sorted(BAD_JSON))
 def test_bad_rows_name_file_record_and_field(tmp_path, case):
     fmt, row, field, words = BAD_JSON[case]
-    good = json.loads((FIXTURES / ("llava_7b_v1_preference.json" if fmt == "llava-rlhf" else
-                                    "POVID_preference_data_for_VLLMs.json")).read_text())[1]  # fmt: skip
+    good = json.loads(
+        (
+            FIXTURES
+            / ("llava_7b_v1_preference.json" if fmt == "llava-rlhf" else "POVID_preference_data_for_VLLMs.json")
+        ).read_text()
+    )[1]
     path = _json(tmp_path, "source.json", [good, row])  # the bad row is record 1
     with pytest.raises(DataError) as caught:
         import_file(fmt, path, tmp_path / "out.jsonl")
@@ -106,8 +110,11 @@ def test_jsonl_errors_have_line_numbers_and_vlfeedback_fields(tmp_path, src):
     row["completions"][1]["annotations"]["Helpfulness"] = "3"
     path = tmp_path / "v.jsonl"
     path.write_text(lines[1] + "\n" + json.dumps(row) + "\n")
-    with pytest.raises(DataError, match=r"v.jsonl, line 2 \(id 'svit-conversation-2045'\), "
-                                        r"field 'completions\[1\].annotations.Helpfulness'"):  # fmt: skip
+    with pytest.raises(
+        DataError,
+        match=r"v.jsonl, line 2 \(id 'svit-conversation-2045'\), "
+        r"field 'completions\[1\].annotations.Helpfulness'",
+    ):
         import_file("vlfeedback", path, tmp_path / "o.jsonl")
     path.write_text(lines[1] + '\n{"id": \n')
     with pytest.raises(DataError, match=r"v.jsonl, line 2: truncated line"):

@@ -94,10 +94,12 @@ def _trl_dataset_dict(tmp_path):
         def text(value):
             return [{"type": "text", "text": value}]
 
-        return {"prompt": [{"role": "user", "content": [{"type": "image"}, *text(row["question"])]}],
-                "images": [Image.new("RGB", (8, 8), (10 * int(row["idx"]), 0, 0))],
-                "chosen": [{"role": "assistant", "content": text(row["chosen"])}],
-                "rejected": [{"role": "assistant", "content": text(row["rejected"])}]}  # fmt: skip
+        return {
+            "prompt": [{"role": "user", "content": [{"type": "image"}, *text(row["question"])]}],
+            "images": [Image.new("RGB", (8, 8), (10 * int(row["idx"]), 0, 0))],
+            "chosen": [{"role": "assistant", "content": text(row["chosen"])}],
+            "rejected": [{"role": "assistant", "content": text(row["rejected"])}],
+        }
 
     dataset = datasets.Dataset.from_list([to_conversational(r) for r in rlaif_v_rows(0, 5)])
     dataset = dataset.cast_column("images", datasets.Sequence(datasets.Image(decode=True)))

@@ -16,25 +16,42 @@ def test_conversational_dataset_with_pil_images(tmp_path, helpers):
     image = Image.new("RGB", (8, 8), "green")
     rows = {
         "images": [[image], [image]],
-        "prompt": [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Colour?"}]}],
-                   [{"role": "user", "content": [{"type": "text", "text": "Shape?"}]}]],
-        "chosen": [[{"role": "assistant", "content": [{"type": "text", "text": "Green."}]}],
-                   [{"role": "assistant", "content": [{"type": "text", "text": "A square."}]}]],
-        "rejected": [[{"role": "assistant", "content": [{"type": "text", "text": "Red."}]}],
-                     [{"role": "assistant", "content": [{"type": "text", "text": "A circle."}]}]],
-    }  # fmt: skip
-    features = datasets.Features({
-        "images": datasets.List(datasets.Image()),
-        "prompt": datasets.List({"role": datasets.Value("string"),
-                                 "content": datasets.List({"type": datasets.Value("string"),
-                                                           "text": datasets.Value("string")})}),
-        "chosen": datasets.List({"role": datasets.Value("string"),
-                                 "content": datasets.List({"type": datasets.Value("string"),
-                                                           "text": datasets.Value("string")})}),
-        "rejected": datasets.List({"role": datasets.Value("string"),
-                                   "content": datasets.List({"type": datasets.Value("string"),
-                                                             "text": datasets.Value("string")})}),
-    })  # fmt: skip
+        "prompt": [
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Colour?"}]}],
+            [{"role": "user", "content": [{"type": "text", "text": "Shape?"}]}],
+        ],
+        "chosen": [
+            [{"role": "assistant", "content": [{"type": "text", "text": "Green."}]}],
+            [{"role": "assistant", "content": [{"type": "text", "text": "A square."}]}],
+        ],
+        "rejected": [
+            [{"role": "assistant", "content": [{"type": "text", "text": "Red."}]}],
+            [{"role": "assistant", "content": [{"type": "text", "text": "A circle."}]}],
+        ],
+    }
+    features = datasets.Features(
+        {
+            "images": datasets.List(datasets.Image()),
+            "prompt": datasets.List(
+                {
+                    "role": datasets.Value("string"),
+                    "content": datasets.List({"type": datasets.Value("string"), "text": datasets.Value("string")}),
+                }
+            ),
+            "chosen": datasets.List(
+                {
+                    "role": datasets.Value("string"),
+                    "content": datasets.List({"type": datasets.Value("string"), "text": datasets.Value("string")}),
+                }
+            ),
+            "rejected": datasets.List(
+                {
+                    "role": datasets.Value("string"),
+                    "content": datasets.List({"type": datasets.Value("string"), "text": datasets.Value("string")}),
+                }
+            ),
+        }
+    )
     datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "trl"))
     out = tmp_path / "trl.jsonl"
     report = import_file("trl", tmp_path / "trl", out)
@@ -48,8 +65,12 @@ def test_conversational_dataset_with_pil_images(tmp_path, helpers):
 def test_standard_and_implicit_prompt_layouts(tmp_path, helpers):
     standard = [{"prompt": "<image>\nWhat is it?", "chosen": "A cat.", "rejected": "A dog.", "image": "img/a.png"}]
     hi = {"role": "user", "content": "Hi?"}
-    implicit = [{"chosen": [hi, {"role": "assistant", "content": "Hello."}],
-                 "rejected": [hi, {"role": "assistant", "content": "Go away."}]}]  # fmt: skip
+    implicit = [
+        {
+            "chosen": [hi, {"role": "assistant", "content": "Hello."}],
+            "rejected": [hi, {"role": "assistant", "content": "Go away."}],
+        }
+    ]
     out = tmp_path / "o.jsonl"
     import_file("trl", helpers.lines(tmp_path / "standard.jsonl", standard), out)
     (record,) = read_records(out, check_images="none")
@@ -62,9 +83,16 @@ def test_standard_and_implicit_prompt_layouts(tmp_path, helpers):
 
 
 def test_an_mmalign_parquet_reads_back_losslessly(data_dir, tmp_path):
-    record = PreferenceRecord("p-1", user_prompt("Describe."), assistant("A red square."),
-                              assistant("A red square and a star."), images=["images/red.png"],
-                              rejected_spans=[(13, 24)], source="hallucinate", meta={"k": 1})  # fmt: skip
+    record = PreferenceRecord(
+        "p-1",
+        user_prompt("Describe."),
+        assistant("A red square."),
+        assistant("A red square and a star."),
+        images=["images/red.png"],
+        rejected_spans=[(13, 24)],
+        source="hallucinate",
+        meta={"k": 1},
+    )
     write_records(tmp_path / "own.parquet", [record], src_root=data_dir)
     out = tmp_path / "back.jsonl"
     import_file("trl", tmp_path / "own.parquet", out)
@@ -73,11 +101,14 @@ def test_an_mmalign_parquet_reads_back_losslessly(data_dir, tmp_path):
     assert (tmp_path / "images/red.png").read_bytes() == (data_dir / "images/red.png").read_bytes()
 
 
-@pytest.mark.parametrize("row, field", [
-    ({"prompt": "Q?", "chosen": "A.", "rejected": "B.", "images": ["a.png"], "image": "b.png"}, "image"),
-    ({"chosen": "A.", "rejected": "B."}, "prompt"),
-    ({"prompt": "Q?", "chosen": [{"role": "user", "content": "A."}], "rejected": "B."}, "chosen"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "row, field",
+    [
+        ({"prompt": "Q?", "chosen": "A.", "rejected": "B.", "images": ["a.png"], "image": "b.png"}, "image"),
+        ({"chosen": "A.", "rejected": "B."}, "prompt"),
+        ({"prompt": "Q?", "chosen": [{"role": "user", "content": "A."}], "rejected": "B."}, "chosen"),
+    ],
+)
 def test_inconsistent_rows_name_the_field(tmp_path, helpers, row, field):
     from mmalign.errors import DataError
 

@@ -51,10 +51,20 @@ def test_exported_records_train_one_dpo_step_in_trl(tmp_path, src, helpers, cli_
 
     policy = load(tiny_dir("tiny-llava"))
     config = DPOConfig(
-        output_dir=str(tmp_path / "trl-out"), max_steps=1, per_device_train_batch_size=4, learning_rate=1e-3,
-        use_cpu=True, report_to=[], save_strategy="no", logging_steps=1, bf16=False, fp16=False, max_length=None,
-        dataloader_num_workers=0, disable_tqdm=True,
-    )  # fmt: skip
+        output_dir=str(tmp_path / "trl-out"),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        bf16=False,
+        fp16=False,
+        max_length=None,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
     trainer = DPOTrainer(policy.model, args=config, train_dataset=dataset, processing_class=policy.processor)
     batch = trainer.data_collator([dataset[i] for i in range(4)])
     assert batch["pixel_values"].shape[0] == 8  # each pair's image, once with chosen and once with rejected

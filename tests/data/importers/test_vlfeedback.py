@@ -58,11 +58,14 @@ def test_default_pairs_are_silkies(src, tmp_path):
     assert best.id == "vlfeedback-svit-conversation-2045-0-3"
 
 
-@pytest.mark.parametrize("options, pairs", [
-    ({"pairing": "best-vs-worst"}, [(0, 1)]),  # the worst scored completion (instructblip has N/A: left out)
-    ({"pairing": "best-vs-worst", "na": "skip-rating"}, [(0, 2)]),  # instructblip scored 1.0: the worst
-    ({"pairing": "all", "min_margin": 0.7}, [(0, 1), (3, 1)]),  # 5 - 4.33 = 0.67 is not above 0.7
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "options, pairs",
+    [
+        ({"pairing": "best-vs-worst"}, [(0, 1)]),  # the worst scored completion (instructblip has N/A: left out)
+        ({"pairing": "best-vs-worst", "na": "skip-rating"}, [(0, 2)]),  # instructblip scored 1.0: the worst
+        ({"pairing": "all", "min_margin": 0.7}, [(0, 1), (3, 1)]),  # 5 - 4.33 = 0.67 is not above 0.7
+    ],
+)
 def test_other_pairings(src, tmp_path, options, pairs):
     out = tmp_path / "vlf.jsonl"
     import_file("vlfeedback", src.vlfeedback, out, options=options)

@@ -30,8 +30,12 @@ def test_pope_question_file(tmp_path):
     inp = benchmark_input(get_task("pope_adversarial"), POPE_SAMPLE, tmp_path)
     assert len(inp.items) == 20 and inp.image_root == tmp_path
     first = inp.items[0]
-    assert (first.id, first.answer, first.images, first.meta) == ("1", "yes", ["COCO_val2014_000000310196.jpg"],
-                                                                  {"split": "adversarial"})  # fmt: skip
+    assert (first.id, first.answer, first.images, first.meta) == (
+        "1",
+        "yes",
+        ["COCO_val2014_000000310196.jpg"],
+        {"split": "adversarial"},
+    )
 
 
 def test_mme_eval_tool_directory(tmp_path):
@@ -53,22 +57,29 @@ def test_mme_eval_tool_directory(tmp_path):
 def test_coco_annotations_hallusion_llava_bench_and_pairs(tmp_path):
     coco = tmp_path / "coco"
     coco.mkdir()
-    (coco / "instances_val2014.json").write_text(json.dumps(
-        {"images": [{"id": 7, "file_name": "COCO_val2014_000000000007.jpg"}], "annotations": [], "categories": []}
-    ))  # fmt: skip
+    (coco / "instances_val2014.json").write_text(
+        json.dumps(
+            {"images": [{"id": 7, "file_name": "COCO_val2014_000000000007.jpg"}], "annotations": [], "categories": []}
+        )
+    )
     inp = benchmark_input(get_task("chair"), coco, tmp_path)
     assert inp.annotations == coco and inp.items[0].question == CHAIR_PROMPT and inp.items[0].meta["image_id"] == 7
 
     hallusion = tmp_path / "HallusionBench.json"
     base = {"category": "VD", "subcategory": "illusion", "set_id": "0", "question_id": "0", "question": "Is it red?"}
-    hallusion.write_text(json.dumps([
-        {**base, "figure_id": "0", "gt_answer": "1", "filename": "./VD/illusion/0_0.png", "visual_input": "1"},
-        {**base, "figure_id": "1", "gt_answer": "0", "filename": "./VD/illusion/0_1.png", "visual_input": "1"},
-    ]))  # fmt: skip
+    hallusion.write_text(
+        json.dumps(
+            [
+                {**base, "figure_id": "0", "gt_answer": "1", "filename": "./VD/illusion/0_0.png", "visual_input": "1"},
+                {**base, "figure_id": "1", "gt_answer": "0", "filename": "./VD/illusion/0_1.png", "visual_input": "1"},
+            ]
+        )
+    )
     items = benchmark_input(get_task("consistency"), hallusion, tmp_path).items
     assert [(i.answer, i.images, i.meta["pair_id"]) for i in items] == [
-        ("yes", ["VD/illusion/0_0.png"], "VD/illusion/0/q0"), ("no", ["VD/illusion/0_1.png"], "VD/illusion/0/q0")
-    ]  # fmt: skip
+        ("yes", ["VD/illusion/0_0.png"], "VD/illusion/0/q0"),
+        ("no", ["VD/illusion/0_1.png"], "VD/illusion/0/q0"),
+    ]
 
     bench = tmp_path / "llava-bench"
     jsonl(
@@ -103,15 +114,44 @@ def test_pope_source_end_to_end_scores_with_the_official_question_file(cli, mode
         if not (images / row["image"]).exists():
             image(images / row["image"], (40, 40 + 10 * row["question_id"], 200))
     out = tmp_path / "run"
-    args = ["eval", "run", "--model", str(models["base"]), "--out", str(out), "--tasks", "pope_adversarial",
-            "--source", f"pope_adversarial={POPE_SAMPLE}", "--image-root", str(images), "--no-progress",
-            "--agreement-sample", "0"]  # fmt: skip
+    args = [
+        "eval",
+        "run",
+        "--model",
+        str(models["base"]),
+        "--out",
+        str(out),
+        "--tasks",
+        "pope_adversarial",
+        "--source",
+        f"pope_adversarial={POPE_SAMPLE}",
+        "--image-root",
+        str(images),
+        "--no-progress",
+        "--agreement-sample",
+        "0",
+    ]
     assert cli(args) == 0
     results = json.loads((out / "results.json").read_text())
     entry = results["tasks"]["pope_adversarial"]
     assert entry["source"] == str(POPE_SAMPLE) and entry["n_items"] == 20 and results["settings"]["data"] is None
     assert not (out / "world").exists()  # no world is generated when every task has a source
     report = tmp_path / "official.json"
-    assert cli(["eval", "score", "--task", "pope", "--questions", str(POPE_SAMPLE), "--answers",
-                str(out / entry["files"]["predictions"]), "--json", str(report)]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "eval",
+                "score",
+                "--task",
+                "pope",
+                "--questions",
+                str(POPE_SAMPLE),
+                "--answers",
+                str(out / entry["files"]["predictions"]),
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
     assert json.loads(report.read_text())["metrics"] == entry["metrics"]

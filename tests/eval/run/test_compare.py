@@ -14,8 +14,16 @@ def runs(tmp_path_factory, models, world_dir, single_thread):
     root = tmp_path_factory.mktemp("compare-runs")
     out = {}
     for name, model, limit in (("before", "base", 12), ("after", "yesno", 12), ("short", "yesno", 6)):
-        cfg = EvalConfig(model=models[model], out=root / name, tasks="pope_adversarial,mme", data=world_dir,
-                         limit=limit, agreement_sample=0, n_resamples=100, progress=False)  # fmt: skip
+        cfg = EvalConfig(
+            model=models[model],
+            out=root / name,
+            tasks="pope_adversarial,mme",
+            data=world_dir,
+            limit=limit,
+            agreement_sample=0,
+            n_resamples=100,
+            progress=False,
+        )
         with single_thread():
             evaluate(cfg, echo=lambda _: None)
         out[name] = root / name

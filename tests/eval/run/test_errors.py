@@ -35,8 +35,21 @@ def test_usage_errors(cli, capsys, models, world_dir, tmp_path, extra, message):
 
 def test_eval_with_options_is_eval_run(cli, capsys, tmp_path):
     """``mmalign eval --model DIR ...`` is the shorthand of ``mmalign eval run --model DIR ...``."""
-    assert cli(["eval", "--no-progress", "--model", str(tmp_path / "nope"), "--tasks", "pope,chair",
-                "--out", str(tmp_path / "o")]) == 2  # fmt: skip
+    assert (
+        cli(
+            [
+                "eval",
+                "--no-progress",
+                "--model",
+                str(tmp_path / "nope"),
+                "--tasks",
+                "pope,chair",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "does not exist" in err and "No such command" not in err
 
@@ -48,10 +61,21 @@ def test_pope_stands_for_its_three_splits():
 
 
 def test_missing_model_and_world(cli, capsys, models, tmp_path):
-    assert "does not exist" in run(cli, capsys, "--model", str(tmp_path / "nope"), "--tasks", "mme", "--out",
-                                   str(tmp_path / "o"))  # fmt: skip
-    message = run(cli, capsys, "--model", str(models["base"]), "--tasks", "mme", "--data", str(tmp_path),
-                  "--out", str(tmp_path / "o"))  # fmt: skip
+    assert "does not exist" in run(
+        cli, capsys, "--model", str(tmp_path / "nope"), "--tasks", "mme", "--out", str(tmp_path / "o")
+    )
+    message = run(
+        cli,
+        capsys,
+        "--model",
+        str(models["base"]),
+        "--tasks",
+        "mme",
+        "--data",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert "world.json is missing" in message
 
 
@@ -59,8 +83,18 @@ def test_missing_image_names_the_record(cli, capsys, models, world_dir, tmp_path
     world = tmp_path / "world"
     shutil.copytree(world_dir, world)
     (world / "images" / "test" / "000003.png").unlink()
-    message = run(cli, capsys, "--model", str(models["base"]), "--data", str(world), "--out", str(tmp_path / "o"),
-                  "--tasks", "pope_random")  # fmt: skip
+    message = run(
+        cli,
+        capsys,
+        "--model",
+        str(models["base"]),
+        "--data",
+        str(world),
+        "--out",
+        str(tmp_path / "o"),
+        "--tasks",
+        "pope_random",
+    )
     assert "(id 'test-000003-pope_random-0')" in message and "images[0]" in message and "task pope_random" in message
 
 

@@ -54,8 +54,10 @@ def test_greedy_says_whether_generation_starts_with_the_option(models, world_dir
         if name == "yesno":
             assert all(c.greedy for c in choices)
     loaded = load(models["base"])
-    sets = [OptionSet(("first", "other"), (loaded.tokenizer.decode([first_greedy_token(loaded, i, world_dir)]), "Yes"))
-            for i in items]  # fmt: skip
+    sets = [
+        OptionSet(("first", "other"), (loaded.tokenizer.decode([first_greedy_token(loaded, i, world_dir)]), "Yes"))
+        for i in items
+    ]
     chosen = choose_options(loaded, items, sets, batch_size=4, image_root=world_dir)
     assert all(c.greedy for c in chosen if c.index == 0) and any(c.index == 0 for c in chosen)
 
@@ -76,8 +78,11 @@ def test_yes_no_log_probs_are_the_next_token_distribution(models, world_dir):
 
 def _constrained_greedy(loaded, item, options: OptionSet, root) -> int:
     """Reference: one unbatched forward per form and prefix; follow the best next token among the forms."""
-    forms = [(i, tuple(loaded.tokenizer(f, add_special_tokens=False)["input_ids"]))
-             for i in range(len(options.texts)) for f in options.forms(i)]  # fmt: skip
+    forms = [
+        (i, tuple(loaded.tokenizer(f, add_special_tokens=False)["input_ids"]))
+        for i in range(len(options.texts))
+        for f in options.forms(i)
+    ]
     prompt = loaded.collator(mode="generate", image_root=root)([item])
     prefix: tuple[int, ...] = ()
     while True:

@@ -39,8 +39,14 @@ def scripted(monkeypatch):
 def test_chair_fixture(models, tmp_path, scripted):
     captions = {row["id"]: row["text"] for row in map(json.loads, (FIXTURES / "shapes_captions.jsonl").open())}
     scripted(captions)
-    cfg = EvalConfig(model=models["base"], out=tmp_path / "run", tasks="chair", n_resamples=50, progress=False,
-                     sources={"chair": FIXTURES / "shapes_items.jsonl"})  # fmt: skip
+    cfg = EvalConfig(
+        model=models["base"],
+        out=tmp_path / "run",
+        tasks="chair",
+        n_resamples=50,
+        progress=False,
+        sources={"chair": FIXTURES / "shapes_items.jsonl"},
+    )
     metrics = evaluate(cfg, echo=lambda _: None)["tasks"]["chair"]["metrics"]
     # s1 names red circle, blue star, green cross (hallucinated); s2 names green cross (a bare "circle" is no object)
     assert (metrics["n_mentions"], metrics["n_hallucinated_mentions"]) == (4, 1)
@@ -52,13 +58,25 @@ def test_chair_fixture(models, tmp_path, scripted):
 def test_pope_fixture_with_agreement(models, tmp_path, scripted):
     items = tmp_path / "items.jsonl"
     truth = {"p0": "yes", "p1": "no", "p2": "yes", "p3": "no"}
-    items.write_text("".join(json.dumps({"id": k, "task": "pope_random", "question": f"Is there a {k}?",
-                                         "answer": v}) + "\n" for k, v in truth.items()))  # fmt: skip
+    items.write_text(
+        "".join(
+            json.dumps({"id": k, "task": "pope_random", "question": f"Is there a {k}?", "answer": v}) + "\n"
+            for k, v in truth.items()
+        )
+    )
     # fast path: yes, yes, no, no → TP p0, FP p1, FN p2, TN p3; generation disagrees on p3 only
-    scripted({"p0": "Yes.", "p1": "Yes, there is.", "p2": "No.", "p3": "I think so."},
-             {"p0": "yes", "p1": "yes", "p2": "no", "p3": "no"})  # fmt: skip
-    cfg = EvalConfig(model=models["base"], out=tmp_path / "run", tasks="pope_random", n_resamples=50, progress=False,
-                     sources={"pope_random": items})  # fmt: skip
+    scripted(
+        {"p0": "Yes.", "p1": "Yes, there is.", "p2": "No.", "p3": "I think so."},
+        {"p0": "yes", "p1": "yes", "p2": "no", "p3": "no"},
+    )
+    cfg = EvalConfig(
+        model=models["base"],
+        out=tmp_path / "run",
+        tasks="pope_random",
+        n_resamples=50,
+        progress=False,
+        sources={"pope_random": items},
+    )
     entry = evaluate(cfg, echo=lambda _: None)["tasks"]["pope_random"]
     m = entry["metrics"]
     assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (1, 1, 1, 1)
@@ -79,12 +97,22 @@ def test_task_below_99_percent_agreement_generates_by_default(models, tmp_path, 
 
     items = tmp_path / "items.jsonl"
     truth = {"p0": "yes", "p1": "no"}
-    items.write_text("".join(json.dumps({"id": k, "task": "pope_random", "question": f"Is there a {k}?",
-                                         "answer": v}) + "\n" for k, v in truth.items()))  # fmt: skip
+    items.write_text(
+        "".join(
+            json.dumps({"id": k, "task": "pope_random", "question": f"Is there a {k}?", "answer": v}) + "\n"
+            for k, v in truth.items()
+        )
+    )
     scripted({"p0": "Yes.", "p1": "Triangle."}, {"p0": "yes", "p1": "no"})
     monkeypatch.setitem(tasks.MEASURED, "pope_random", Agreement(97, 100, "a test's figure"))
-    cfg = EvalConfig(model=models["base"], out=tmp_path / "run", tasks="pope_random", n_resamples=50, progress=False,
-                     sources={"pope_random": items})  # fmt: skip
+    cfg = EvalConfig(
+        model=models["base"],
+        out=tmp_path / "run",
+        tasks="pope_random",
+        n_resamples=50,
+        progress=False,
+        sources={"pope_random": items},
+    )
     results = evaluate(cfg, echo=lambda _: None)
     entry = results["tasks"]["pope_random"]
     # 97 % < 99 %: the generated answers are written ("Triangle." reads as yes), not the fast path's "No"
@@ -92,8 +120,10 @@ def test_task_below_99_percent_agreement_generates_by_default(models, tmp_path, 
     assert entry["metrics"]["fp"] == 1 and entry["metrics"]["accuracy"] == 0.5
     fp = entry["fast_path"]
     assert fp["applies"] and not fp["used"] and fp["measured"]["agreement"] == 0.97
-    assert fp["reason"] == "measured agreement 97.0% of 100 items, below 99%: generate-and-parse by default " \
-        "(--fast forces the fast path)"  # fmt: skip
+    assert (
+        fp["reason"] == "measured agreement 97.0% of 100 items, below 99%: generate-and-parse by default "
+        "(--fast forces the fast path)"
+    )
     report = (tmp_path / "run" / "report.md").read_text()
     assert "| pope_random | generation | 97.0% of 100 | – |" in report and "a test's figure" in report
     # --fast forces it, and says the figure is low; this run's sample (1 of 2 agree) is below 99 % too

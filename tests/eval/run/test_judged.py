@@ -22,10 +22,33 @@ def test_dialogue_and_battles_against_a_scripted_judge(cli, models, world_dir, t
 
     judge_server.respond = respond
     out = tmp_path / "judged"
-    args = ["eval", "run", "--model", str(models["base"]), "--data", str(world_dir), "--out", str(out),
-            "--tasks", "dialogue,preference", "--limit", "3", "--max-new-tokens", "4", "--no-progress",
-            "--opponent", str(models["yesno"]), "--judge-url", judge_server.url, "--judge-model", "fake-judge",
-            "--judge-key-env", judge_server.key_env, "--bootstrap", "50"]  # fmt: skip
+    args = [
+        "eval",
+        "run",
+        "--model",
+        str(models["base"]),
+        "--data",
+        str(world_dir),
+        "--out",
+        str(out),
+        "--tasks",
+        "dialogue,preference",
+        "--limit",
+        "3",
+        "--max-new-tokens",
+        "4",
+        "--no-progress",
+        "--opponent",
+        str(models["yesno"]),
+        "--judge-url",
+        judge_server.url,
+        "--judge-model",
+        "fake-judge",
+        "--judge-key-env",
+        judge_server.key_env,
+        "--bootstrap",
+        "50",
+    ]
     assert cli(args) == 0
     results = json.loads((out / "results.json").read_text())
     dialogue = results["tasks"]["dialogue"]

@@ -24,8 +24,22 @@ def run(cli, model: Path, world: Path, out: Path, *extra: str) -> dict:
 
 def test_run_writes_results_report_and_official_predictions(cli, models, world_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    results = run(cli, models["base"], world_dir, out, "--tasks", OFFLINE, "--limit", "6", "--max-new-tokens", "6",
-                  "--agreement-sample", "4", "--bootstrap", "200")  # fmt: skip
+    results = run(
+        cli,
+        models["base"],
+        world_dir,
+        out,
+        "--tasks",
+        OFFLINE,
+        "--limit",
+        "6",
+        "--max-new-tokens",
+        "6",
+        "--agreement-sample",
+        "4",
+        "--bootstrap",
+        "200",
+    )
     assert f"results written to {out / 'results.json'}" in capsys.readouterr().out
     assert list(results) == [*COMPARED, "timings"]
     assert results["settings"]["tasks"] == OFFLINE.split(",")
@@ -33,8 +47,9 @@ def test_run_writes_results_report_and_official_predictions(cli, models, world_d
     for name, entry in results["tasks"].items():
         assert entry["status"] == "done", name
         assert (out / entry["files"]["questions"]).is_file() and (out / entry["files"]["predictions"]).is_file()
-        assert all(iv["n_resamples"] == 200 and iv["low"] <= iv["estimate"] <= iv["high"]
-                   for iv in entry["intervals"].values())  # fmt: skip
+        assert all(
+            iv["n_resamples"] == 200 and iv["low"] <= iv["estimate"] <= iv["high"] for iv in entry["intervals"].values()
+        )
     # POPE answers in the official answer format. The untrained model's greedy answers never start with Yes or
     # No, so the fast path generates every one of them (what generate-and-parse writes): agreement 1
     lines = [json.loads(x) for x in (out / "predictions/pope_adversarial.jsonl").read_text().splitlines()]
@@ -55,8 +70,21 @@ def test_run_writes_results_report_and_official_predictions(cli, models, world_d
         if name == "pope_adversarial":
             assert [i["parsed"] for i in scored["items"]] == [official_yes_no(row["text"]) for row in lines]
     # MME also in the eval tool's own layout, which scores to the same total
-    assert cli(["eval", "score", "--task", "mme", "--answers", str(out / "predictions/mme"), "--json",
-                str(tmp_path / "mme-tool.json")]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "eval",
+                "score",
+                "--task",
+                "mme",
+                "--answers",
+                str(out / "predictions/mme"),
+                "--json",
+                str(tmp_path / "mme-tool.json"),
+            ]
+        )
+        == 0
+    )
     assert (
         json.loads((tmp_path / "mme-tool.json").read_text())["metrics"]["total"]
         == (results["tasks"]["mme"]["metrics"]["total"])
@@ -96,9 +124,18 @@ def test_same_seed_same_results_and_resume_after_a_crash(models, world_dir, tmp_
     """A fresh run, then the same run killed after two batches and resumed: identical results.json (timings
     aside), and the resumed run computes only what the killed one did not finish. The determined model
     answers Yes/No first, so generate-and-parse agrees with the fast path on every item."""
-    cfg = EvalConfig(model=models["yesno"], out=tmp_path / "run", tasks="pope_adversarial,mme,consistency",
-                     data=world_dir, limit=12, batch_size=4, agreement_sample=100, max_new_tokens=1,
-                     n_resamples=100, progress=False)  # fmt: skip
+    cfg = EvalConfig(
+        model=models["yesno"],
+        out=tmp_path / "run",
+        tasks="pope_adversarial,mme,consistency",
+        data=world_dir,
+        limit=12,
+        batch_size=4,
+        agreement_sample=100,
+        max_new_tokens=1,
+        n_resamples=100,
+        progress=False,
+    )
     first = evaluate(cfg, echo=lambda _: None)
     for entry in first["tasks"].values():
         assert entry["fast_path"]["agreement"] == 1.0 and entry["fast_path"]["n"] == entry["n_items"]
@@ -136,8 +173,20 @@ def test_reward_accuracy_from_dpo_implicit_rewards(cli, models, world_dir, tmp_p
     from mmalign.models import load, preference_logps
 
     out = tmp_path / "reward"
-    results = run(cli, models["yesno"], world_dir, out, "--tasks", "reward", "--reference", str(models["base"]),
-                  "--limit", "6", "--beta", "0.5")  # fmt: skip
+    results = run(
+        cli,
+        models["yesno"],
+        world_dir,
+        out,
+        "--tasks",
+        "reward",
+        "--reference",
+        str(models["base"]),
+        "--limit",
+        "6",
+        "--beta",
+        "0.5",
+    )
     rows = [json.loads(x) for x in (out / "predictions/reward.jsonl").read_text().splitlines()]
     pairs = reward_pairs(world_dir, "test")[: len(rows)]
     loaded = load(models["yesno"])
@@ -155,7 +204,17 @@ def test_reward_accuracy_from_dpo_implicit_rewards(cli, models, world_dir, tmp_p
     assert set(metrics["categories"]) <= {"absent_partner", "absent_object", "attribute"}
     assert results["reference"]["path"] == str(models["base"])
     # the model as its own reference: every implicit reward is 0, every pair a tie, and a tie is wrong
-    same = run(cli, models["base"], world_dir, tmp_path / "same", "--tasks", "reward", "--reference",
-               str(models["base"]), "--limit", "6")  # fmt: skip
+    same = run(
+        cli,
+        models["base"],
+        world_dir,
+        tmp_path / "same",
+        "--tasks",
+        "reward",
+        "--reference",
+        str(models["base"]),
+        "--limit",
+        "6",
+    )
     assert same["tasks"]["reward"]["metrics"]["accuracy"] == 0.0
     assert same["tasks"]["reward"]["metrics"]["ties"] == len(rows)

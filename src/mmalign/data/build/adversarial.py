@@ -130,9 +130,15 @@ def _pixel_space(loaded: Any, batch: Any) -> tuple[Any, Any]:
 
 
 def pgd_attack(
-    loaded: Any, examples: list[Any], *, epsilon: float, step_size: float, steps: int, random_start: bool,
+    loaded: Any,
+    examples: list[Any],
+    *,
+    epsilon: float,
+    step_size: float,
+    steps: int,
+    random_start: bool,
     seeds: list[int],
-) -> Attack:  # fmt: skip
+) -> Attack:
     """L-infinity PGD on each example's images raising the NLL of its response (see the module docstring).
 
     ``examples`` are :class:`mmalign.models.Example` objects whose ``response`` is the correct answer;
@@ -186,8 +192,9 @@ def pgd_attack(
     for row, owner in enumerate(owners):
         images[owner].append(_to_image(changed[row]))
         clean[owner].append(_to_image(clean_u8[row]))
-    per_example = [max((int(v) for v, o in zip(linf, owners, strict=True) if o == i), default=0)
-                   for i in range(len(examples))]  # fmt: skip
+    per_example = [
+        max((int(v) for v, o in zip(linf, owners, strict=True) if o == i), default=0) for i in range(len(examples))
+    ]
     return Attack(images, clean, nll_clean, best, per_example)
 
 
@@ -306,8 +313,15 @@ class AdversarialBuilder(Builder):
             images = load_images(item["images"], shared["root"], record_id=item["id"])
             examples.append(Example(item["id"], item["prompt"], images, assistant(item["answer"])))
         seeds = [_item_seed(seed, item["id"]) for item in items]
-        attack = pgd_attack(loaded, examples, epsilon=opts.epsilon, step_size=opts.step_size, steps=opts.steps,
-                            random_start=opts.random_start, seeds=seeds)  # fmt: skip
+        attack = pgd_attack(
+            loaded,
+            examples,
+            epsilon=opts.epsilon,
+            step_size=opts.step_size,
+            steps=opts.steps,
+            random_start=opts.random_start,
+            seeds=seeds,
+        )
         attacked = [Example(e.id, e.prompt, imgs, e.response) for e, imgs in zip(examples, attack.images, strict=True)]
         nll_png = response_nll(loaded, attacked)
         questions = [Example(e.id, e.prompt, e.images) for e in examples + attacked]

@@ -84,8 +84,12 @@ def read_coco(path: Path, image_prefix: str = "") -> CocoImages:
             if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), int):
                 raise DataError("needs an integer 'image_id'", file=file, index=i, field="annotations.image_id")
             if ann.get("category_id") not in names:
-                raise DataError(f"unknown category_id {ann.get('category_id')!r}", file=file, index=i,
-                                field="annotations.category_id")  # fmt: skip
+                raise DataError(
+                    f"unknown category_id {ann.get('category_id')!r}",
+                    file=file,
+                    index=i,
+                    field="annotations.category_id",
+                )
             objects.setdefault(ann["image_id"], set()).add(names[ann["category_id"]])
     for file in caption_files:
         data = _load(file)
@@ -99,14 +103,19 @@ def read_coco(path: Path, image_prefix: str = "") -> CocoImages:
     units = []
     for image_id in sorted(set(objects) & set(captions)):
         if image_id not in file_names:
-            raise DataError(f"image {image_id} is annotated but not listed under 'images' with a file_name",
-                            file=instances[0], field="images")  # fmt: skip
-        units.append({
-            "id": f"coco-{image_id}",
-            "image": image_prefix + file_names[image_id],
-            "objects": sorted(objects[image_id]),
-            "captions": captions[image_id],
-        })  # fmt: skip
+            raise DataError(
+                f"image {image_id} is annotated but not listed under 'images' with a file_name",
+                file=instances[0],
+                field="images",
+            )
+        units.append(
+            {
+                "id": f"coco-{image_id}",
+                "image": image_prefix + file_names[image_id],
+                "objects": sorted(objects[image_id]),
+                "captions": captions[image_id],
+            }
+        )
     return CocoImages(units, tuple(categories), [*instances, *caption_files])
 
 

@@ -66,8 +66,9 @@ class CorruptImageBuilder(Builder):
         units, root, fingerprint, what = read_record_units(inputs, self.name)
         for unit in units:
             if not unit.get("images"):
-                raise DataError("record has no image to corrupt", file=inputs.input, record_id=str(unit["id"]),
-                                field="images")  # fmt: skip
+                raise DataError(
+                    "record has no image to corrupt", file=inputs.input, record_id=str(unit["id"]), field="images"
+                )
         return Plan(units, root, fingerprint, {"root": str(root)}, what)
 
     def build(self, unit: dict[str, Any], shared: Any, seed: int) -> list[PreferenceRecord]:

@@ -135,8 +135,9 @@ def filter_records(
     seen: set[str] = set()
     for index, record in enumerate(records):
         if not isinstance(record, PreferenceRecord):
-            raise DataError(f"filters take preference records, got a {record.kind} record", index=index,
-                            record_id=record.id)  # fmt: skip
+            raise DataError(
+                f"filters take preference records, got a {record.kind} record", index=index, record_id=record.id
+            )
         reason = drop_reason(record, cfg)
         if reason is None and cfg.dedup:
             try:
@@ -178,8 +179,13 @@ def filter_file(
         dropped = ", ".join(f"{reason} {n}" for reason, n in report.dropped.items() if n)
         return f"{src}: no record kept of {report.read} read (dropped: {dropped or 'none'}): {dst} not written"
 
-    write_records(dst, nonempty(kept(), why), root=out_root if out_root is not None else _out_root(dst, src_root),
-                  src_root=src_root, kind="preference")  # fmt: skip
+    write_records(
+        dst,
+        nonempty(kept(), why),
+        root=out_root if out_root is not None else _out_root(dst, src_root),
+        src_root=src_root,
+        kind="preference",
+    )
     if dropped is not None:
         write_jsonl(dropped, removed)
     return report

@@ -120,10 +120,16 @@ def anchor(present: list[str], target: str, stats: Cooccurrence) -> int:
 
 
 def pair(
-    record_id: str, images: list[str], question: str, chosen: str, rejected: str,
-    chosen_spans: list[tuple[int, int]] | None, rejected_spans: list[tuple[int, int]] | None, meta: dict[str, Any],
+    record_id: str,
+    images: list[str],
+    question: str,
+    chosen: str,
+    rejected: str,
+    chosen_spans: list[tuple[int, int]] | None,
+    rejected_spans: list[tuple[int, int]] | None,
+    meta: dict[str, Any],
     source: str = "hallucinate",
-) -> PreferenceRecord:  # fmt: skip
+) -> PreferenceRecord:
     """A text pair for one prompt over ``images`` (placeholders first), made by ``source``."""
     return PreferenceRecord(
         id=record_id,
@@ -193,8 +199,9 @@ def world_pairs(
             k = anchor(present, target, stats)
             text, spans = caption_with_spans([*phrases[:k], _phrase(colour, shape, obj_size[k]), *phrases[k + 1 :]])
             info["replaced"] = present[k]
-            out.append(pair(rid, image, vocab.DESCRIBE_PROMPT, chosen, text, [_pair(chosen_spans[k])],
-                            [_pair(spans[k])], info))  # fmt: skip
+            out.append(
+                pair(rid, image, vocab.DESCRIBE_PROMPT, chosen, text, [_pair(chosen_spans[k])], [_pair(spans[k])], info)
+            )
         elif kind == "attribute":
             record = _attribute(rid, image, row, phrases, chosen, chosen_spans, shared, rng, base)
             out += [record] if record is not None else []
@@ -207,10 +214,30 @@ def world_pairs(
         else:
             asked = present[min(int(rng.random() * len(present)), len(present) - 1)]
             yes, no = vocab.sentence("yes"), vocab.sentence("no")
-            out.append(pair(f"{rid}-yes", image, vocab.exists_question(asked), yes, no, answer_span(yes),
-                            answer_span(no), {**base, "kind": kind, "object": asked, "present": True}))  # fmt: skip
-            out.append(pair(f"{rid}-no", image, vocab.exists_question(target), no, yes, answer_span(no),
-                            answer_span(yes), {**info, "present": False}))  # fmt: skip
+            out.append(
+                pair(
+                    f"{rid}-yes",
+                    image,
+                    vocab.exists_question(asked),
+                    yes,
+                    no,
+                    answer_span(yes),
+                    answer_span(no),
+                    {**base, "kind": kind, "object": asked, "present": True},
+                )
+            )
+            out.append(
+                pair(
+                    f"{rid}-no",
+                    image,
+                    vocab.exists_question(target),
+                    no,
+                    yes,
+                    answer_span(no),
+                    answer_span(yes),
+                    {**info, "present": False},
+                )
+            )
     return out
 
 
@@ -219,9 +246,16 @@ def _pair(span: Span) -> tuple[int, int]:
 
 
 def _attribute(
-    rid: str, image: list[str], row: dict[str, Any], phrases: list[str], chosen: str, chosen_spans: list[Span],
-    shared: dict[str, Any], rng: random.Random, base: dict[str, Any],
-) -> PreferenceRecord | None:  # fmt: skip
+    rid: str,
+    image: list[str],
+    row: dict[str, Any],
+    phrases: list[str],
+    chosen: str,
+    chosen_spans: list[Span],
+    shared: dict[str, Any],
+    rng: random.Random,
+    base: dict[str, Any],
+) -> PreferenceRecord | None:
     """One object's colour changed to make a type absent from the scene, or (world with sizes) its size flipped."""
     objects = row["objects"]
     present = {o["name"] for o in objects}
@@ -242,6 +276,12 @@ def _attribute(
     offset = 0 if attribute == "size" or not size else len(size) + 1  # the colour follows the size word
     chosen_span = (chosen_spans[k].start + offset, chosen_spans[k].start + offset + len(old_word))
     rejected_span = (spans[k].start + offset, spans[k].start + offset + len(new_word))
-    meta = {**base, "kind": "attribute", "attribute": attribute, "object": obj["name"], "from": old_word,
-            "to": new_word}  # fmt: skip
+    meta = {
+        **base,
+        "kind": "attribute",
+        "attribute": attribute,
+        "object": obj["name"],
+        "from": old_word,
+        "to": new_word,
+    }
     return pair(rid, image, vocab.DESCRIBE_PROMPT, chosen, text, [chosen_span], [rejected_span], meta)

@@ -58,10 +58,30 @@ def coco_pairs(
             elif kind == "existence" and (j == order[0]):
                 asked = present[min(int(rng.random() * len(present)), len(present) - 1)]
                 yes, no = vocab.sentence("yes"), vocab.sentence("no")
-                out.append(pair(f"{rid}-yes", image, vocab.exists_question(asked), yes, no, answer_span(yes),
-                                answer_span(no), {**base, "kind": kind, "object": asked, "present": True}))  # fmt: skip
-                out.append(pair(f"{rid}-no", image, vocab.exists_question(target), no, yes, answer_span(no),
-                                answer_span(yes), {**info, "present": False}))  # fmt: skip
+                out.append(
+                    pair(
+                        f"{rid}-yes",
+                        image,
+                        vocab.exists_question(asked),
+                        yes,
+                        no,
+                        answer_span(yes),
+                        answer_span(no),
+                        {**base, "kind": kind, "object": asked, "present": True},
+                    )
+                )
+                out.append(
+                    pair(
+                        f"{rid}-no",
+                        image,
+                        vocab.exists_question(target),
+                        no,
+                        yes,
+                        answer_span(no),
+                        answer_span(yes),
+                        {**info, "present": False},
+                    )
+                )
     return out
 
 
@@ -84,5 +104,13 @@ def _swap(
     text = head + word + tail
     start = len(head)  # after the article, whose length may have changed ("a" → "an")
     info = {**info, "replaced": mention.object, "replaced_words": caption[mention.start : mention.end]}
-    return pair(rid, image, vocab.DESCRIBE_PROMPT, caption, text, [(mention.start, mention.end)],
-                [(start, start + len(word))], info)  # fmt: skip
+    return pair(
+        rid,
+        image,
+        vocab.DESCRIBE_PROMPT,
+        caption,
+        text,
+        [(mention.start, mention.end)],
+        [(start, start + len(word))],
+        info,
+    )

@@ -251,8 +251,13 @@ def split(
             from mmalign.data.build.shards import default_out_root
 
             dest_root = default_out_root(target, src_root)
-        counts[name] = write_records(target, _select(records, labels, name), root=dest_root, src_root=src_root,
-                                     kind=records[0].kind if records else None)  # fmt: skip
+        counts[name] = write_records(
+            target,
+            _select(records, labels, name),
+            root=dest_root,
+            src_root=src_root,
+            kind=records[0].kind if records else None,
+        )
     return counts
 
 

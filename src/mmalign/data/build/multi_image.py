@@ -45,8 +45,9 @@ class MultiImageOptions:
     def __post_init__(self) -> None:
         check_choices(list(self.kinds), KINDS, "kinds")
         if not 2 <= self.min_images <= self.max_images <= MAX_IMAGES:
-            raise ConfigError(f"need 2 <= min_images <= max_images <= {MAX_IMAGES}, got {self.min_images}, "
-                              f"{self.max_images}")  # fmt: skip
+            raise ConfigError(
+                f"need 2 <= min_images <= max_images <= {MAX_IMAGES}, got {self.min_images}, {self.max_images}"
+            )
         if self.groups is not None and self.groups < 1:
             raise ConfigError(f"option 'groups' must be at least 1, got {self.groups}")
 
@@ -97,8 +98,9 @@ class MultiImageBuilder(Builder):
                 out += _describe(rid, scenes, images, shared, rng, base)
                 continue
             # objects held by exactly one image of the group, and which image holds each
-            unique = sorted({n for k, here in enumerate(names) for n in here
-                             if sum(n in other for other in names) == 1})  # fmt: skip
+            unique = sorted(
+                {n for k, here in enumerate(names) for n in here if sum(n in other for other in names) == 1}
+            )
             if not unique:
                 continue
             target = unique[min(int(rng.random() * len(unique)), len(unique) - 1)]
@@ -114,10 +116,30 @@ class MultiImageBuilder(Builder):
                 yes, no = vocab.sentence("yes"), vocab.sentence("no")
                 ask_wrong = f"Is there {vocab.object_phrase(colour, shape)} in {image_name(wrong)}?"
                 ask_right = f"Is there {vocab.object_phrase(colour, shape)} in {image_name(holder)}?"
-                out.append(_pair(f"{rid}-no", images, ask_wrong, no, yes, answer_span(no), answer_span(yes),
-                                {**info, "asked_image": wrong, "present": False}))  # fmt: skip
-                out.append(_pair(f"{rid}-yes", images, ask_right, yes, no, answer_span(yes), answer_span(no),
-                                {**info, "asked_image": holder, "present": True}))  # fmt: skip
+                out.append(
+                    _pair(
+                        f"{rid}-no",
+                        images,
+                        ask_wrong,
+                        no,
+                        yes,
+                        answer_span(no),
+                        answer_span(yes),
+                        {**info, "asked_image": wrong, "present": False},
+                    )
+                )
+                out.append(
+                    _pair(
+                        f"{rid}-yes",
+                        images,
+                        ask_right,
+                        yes,
+                        no,
+                        answer_span(yes),
+                        answer_span(no),
+                        {**info, "asked_image": holder, "present": True},
+                    )
+                )
         return out
 
 
@@ -130,9 +152,13 @@ def _confused_image(target: str, holder: int, names: list[set[str]], stats: Any,
 
 
 def _describe(
-    rid: str, scenes: list[dict[str, Any]], images: list[str], shared: dict[str, Any], rng: random.Random,
+    rid: str,
+    scenes: list[dict[str, Any]],
+    images: list[str],
+    shared: dict[str, Any],
+    rng: random.Random,
     base: dict[str, Any],
-) -> list[PreferenceRecord]:  # fmt: skip
+) -> list[PreferenceRecord]:
     k = min(int(rng.random() * len(scenes)), len(scenes) - 1)
     names = [set(s["present"]) for s in scenes]
     others = [j for j in range(len(scenes)) if j != k and names[j] != names[k]]

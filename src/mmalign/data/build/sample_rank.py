@@ -160,8 +160,13 @@ def read_prompts(inputs: BuildInputs, options: SampleRankOptions) -> tuple[list[
 
 
 def _prompt(pid: str, question: str, images: list[str], objects: list[str] | None) -> dict[str, Any]:
-    return {"id": pid, "prompt": user_prompt(question, len(images)), "images": images, "question": question,
-            "objects": objects}  # fmt: skip
+    return {
+        "id": pid,
+        "prompt": user_prompt(question, len(images)),
+        "images": images,
+        "question": question,
+        "objects": objects,
+    }
 
 
 def _record_prompts(path: Path, root: Path, options: SampleRankOptions) -> tuple[Any, Path, str, str, str]:
@@ -172,8 +177,9 @@ def _record_prompts(path: Path, root: Path, options: SampleRankOptions) -> tuple
     for row in iter_rows(path):
         record = parse_row(row, file=path)
         if record.id in seen:
-            raise DataError("duplicate record id: prompts need unique ids", file=path, line=row.line,
-                            record_id=record.id)  # fmt: skip
+            raise DataError(
+                "duplicate record id: prompts need unique ids", file=path, line=row.line, record_id=record.id
+            )
         seen.add(record.id)
         if any(not isinstance(ref, str) for ref in record.images):
             raise DataError("images must be file paths", file=path, line=row.line, record_id=record.id, field="images")
@@ -183,13 +189,24 @@ def _record_prompts(path: Path, root: Path, options: SampleRankOptions) -> tuple
             prompt, objects = record.prompt, record.meta.get("objects")
             if not (isinstance(objects, list) and all(isinstance(o, str) for o in objects)):
                 objects = None
-        prompts.append({"id": record.id, "prompt": prompt, "images": list(record.images),
-                        "question": prompt_text(prompt), "objects": objects})  # fmt: skip
+        prompts.append(
+            {
+                "id": record.id,
+                "prompt": prompt,
+                "images": list(record.images),
+                "question": prompt_text(prompt),
+                "objects": objects,
+            }
+        )
     if options.scorer == "truth":
         for p in prompts:
             if p["objects"] is None:
-                raise DataError("the truth scorer needs ground-truth objects (an evaluation item's 'objects' or "
-                                "meta.objects)", file=path, record_id=p["id"], field="objects")  # fmt: skip
+                raise DataError(
+                    "the truth scorer needs ground-truth objects (an evaluation item's 'objects' or meta.objects)",
+                    file=path,
+                    record_id=p["id"],
+                    field="objects",
+                )
     shapes = set(shapes_vocabulary().synonyms)
     known = all(o in shapes for p in prompts for o in p["objects"] or [])
     return prompts, root, file_fingerprint(path), f"{len(prompts)} prompts of {path}", "shapes" if known else "coco"
@@ -284,12 +301,24 @@ class SampleRankBuilder(Builder):
             images = load_images(p["images"], shared["root"], record_id=p["id"])
             contexts.append(ScoreContext(p["id"], p["question"], p["prompt"], images, p["objects"]))
         items = [Example(c.id, c.prompt, c.images) for c in contexts for _ in range(opts.k)]
-        sampling = {"k": opts.k, "temperature": opts.temperature, "top_p": opts.top_p,
-                    "max_new_tokens": opts.max_new_tokens, "batch_size": opts.batch_size, "seed": seed}  # fmt: skip
+        sampling = {
+            "k": opts.k,
+            "temperature": opts.temperature,
+            "top_p": opts.top_p,
+            "max_new_tokens": opts.max_new_tokens,
+            "batch_size": opts.batch_size,
+            "seed": seed,
+        }
         texts = generate(
-            loaded, items, max_new_tokens=opts.max_new_tokens, do_sample=True, temperature=opts.temperature,
-            top_p=opts.top_p, batch_size=opts.batch_size, seed=seed,
-        )  # fmt: skip
+            loaded,
+            items,
+            max_new_tokens=opts.max_new_tokens,
+            do_sample=True,
+            temperature=opts.temperature,
+            top_p=opts.top_p,
+            batch_size=opts.batch_size,
+            seed=seed,
+        )
         candidates = [dedupe(texts[i * opts.k : (i + 1) * opts.k]) for i in range(len(prompts))]
         ready = [i for i, (texts_i, _) in enumerate(candidates) if len(texts_i) >= 2]
         scorer = self.make_scorer(shared, loaded)

@@ -210,8 +210,9 @@ class TruthScorer(Scorer):
         out = []
         for candidates, context in groups:
             if context.objects is None:
-                raise DataError("the truth scorer needs the image's ground-truth objects", record_id=context.id,
-                                field="objects")  # fmt: skip
+                raise DataError(
+                    "the truth scorer needs the image's ground-truth objects", record_id=context.id, field="objects"
+                )
             truth = [self.vocabulary.synonyms.get(o, o) for o in context.objects]
             scores = []
             for candidate in candidates:
@@ -265,8 +266,9 @@ class ClipScorer(Scorer):
                 scores: list[float] = []
                 for start in range(0, len(candidates), self.batch_size):
                     texts = candidates[start : start + self.batch_size]
-                    enc = self.processor(text=texts, return_tensors="pt", padding=True, truncation=True,
-                                         max_length=max_length).to(device)  # fmt: skip
+                    enc = self.processor(
+                        text=texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length
+                    ).to(device)
                     text = _features(self.model.get_text_features(**enc))
                     text = text / text.norm(dim=-1, keepdim=True)
                     scores += (text @ image.T).mean(-1).tolist()
@@ -366,8 +368,9 @@ class JudgeScorer(Scorer):
             if self.facts and context.objects is not None:
                 facts = "Objects in the image: " + (", ".join(context.objects) or "none")
             for j, candidate in enumerate(candidates):
-                items.append(ScoreItem(context.question, candidate, list(context.images), context=facts,
-                                       id=f"{context.id}#{j}"))  # fmt: skip
+                items.append(
+                    ScoreItem(context.question, candidate, list(context.images), context=facts, id=f"{context.id}#{j}")
+                )
         judgments = score_answers(self.client, items, desc="judging candidates")
         scores = [math.nan if j.score is None else float(j.score) for j in judgments]
         out, i = [], 0

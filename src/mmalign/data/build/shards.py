@@ -159,8 +159,7 @@ def run_build(
     if pairs == 0:  # an empty file is not a result: say why, write nothing, keep no shards
         shutil.rmtree(directory, ignore_errors=True)
         raise DataError(
-            f"{builder.name} made no pairs from {plan.description} (its options rule every unit out): "
-            f"{out} not written"
+            f"{builder.name} made no pairs from {plan.description} (its options rule every unit out): {out} not written"
         )
     with atomic_path(out) as tmp, open(tmp, "wb") as f:
         for i in range(n_shards):

@@ -169,8 +169,10 @@ def read_record_units(inputs: BuildInputs, strategy: str) -> tuple[list[dict[str
         if record.kind == "eval":
             raise DataError(
                 f"{strategy} needs SFT or preference records, not evaluation items",
-                file=path, line=row.line, record_id=record.id,
-            )  # fmt: skip
+                file=path,
+                line=row.line,
+                record_id=record.id,
+            )
         units.append(row.data)
     ids = Counter(str(u["id"]) for u in units)
     duplicated = [i for i, n in ids.items() if n > 1]

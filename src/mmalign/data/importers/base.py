@@ -334,8 +334,11 @@ def split_dir(path: Path, split: str | None) -> Path:
     if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
         splits = sorted(p.name for p in path.iterdir() if (p / "state.json").exists())
     if split is None:
-        raise DataError(f"is a DatasetDict with splits {', '.join(splits)}: pick one with --split "
-                        f"(e.g. --split {splits[0] if splits else 'train'})", file=path)  # fmt: skip
+        raise DataError(
+            f"is a DatasetDict with splits {', '.join(splits)}: pick one with --split "
+            f"(e.g. --split {splits[0] if splits else 'train'})",
+            file=path,
+        )
     if split not in splits:
         raise DataError(f"has no split {split!r}; its splits are {', '.join(splits)}", file=path)
     return path / split

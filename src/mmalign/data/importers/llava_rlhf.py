@@ -21,8 +21,14 @@ from mmalign.errors import DataError
 class LLaVARLHFImporter(Importer):
     name: ClassVar[str] = "llava-rlhf"
     fields: ClassVar[tuple[str, ...]] = (
-        "id", "image", "conversations", "output_1", "output_2", "preference", "hallucination",
-    )  # fmt: skip
+        "id",
+        "image",
+        "conversations",
+        "output_1",
+        "output_2",
+        "preference",
+        "hallucination",
+    )
     required: ClassVar[tuple[str, ...]] = ("conversations", "output_1", "output_2", "preference")
 
     def convert(self, row: dict[str, Any], row_id: str | None) -> list[dict[str, Any]]:

@@ -24,8 +24,9 @@ class POVIDImporter(Importer):
     def convert(self, row: dict[str, Any], row_id: str | None) -> list[dict[str, Any]]:
         images = [self.image(row["image"], "image")] if row.get("image") is not None else []
         prompt, chosen = conversation_prompt(row["conversations"], "conversations", len(images))
-        rejected_prompt, rejected = conversation_prompt(row["rejected_conversations"], "rejected_conversations",
-                                                        len(images))  # fmt: skip
+        rejected_prompt, rejected = conversation_prompt(
+            row["rejected_conversations"], "rejected_conversations", len(images)
+        )
         if rejected_prompt != prompt:
             raise DataError("the turns before the answer differ from 'conversations'", field="rejected_conversations")
         record_id = f"{self.name}-{row_id}" if row_id is not None else content_id(self.name, prompt, chosen, rejected)

@@ -92,9 +92,15 @@ class ImportReport:
         return lines
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "records": self.records, "skipped": dict(sorted(self.skipped.items())),
-                "unmapped": dict(sorted(self.unmapped.items())), "dropped": dict(sorted(self.dropped.items())),
-                "out": str(self.out), "out_root": str(self.out_root)}  # fmt: skip
+        return {
+            "rows": self.rows,
+            "records": self.records,
+            "skipped": dict(sorted(self.skipped.items())),
+            "unmapped": dict(sorted(self.unmapped.items())),
+            "dropped": dict(sorted(self.dropped.items())),
+            "out": str(self.out),
+            "out_root": str(self.out_root),
+        }
 
 
 def import_records(
@@ -166,8 +172,9 @@ def with_flag_hint(err: DataError, importer: Importer, row: Any) -> DataError:
     if "--ignore-field" in err.message:
         return err
     hint = f" (an optional field: --ignore-field {name} imports the rows without it)"
-    return DataError(err.message + hint, file=err.file, line=err.line, index=err.index,
-                     record_id=err.record_id, field=err.field)  # fmt: skip
+    return DataError(
+        err.message + hint, file=err.file, line=err.line, index=err.index, record_id=err.record_id, field=err.field
+    )
 
 
 def import_file(
@@ -203,8 +210,7 @@ def import_file(
         root = out.resolve().parent
     src_root = Path(image_root) if image_root is not None else root
     report = ImportReport(out=out, out_root=root)
-    records = import_records(importer, src, report, limit, Path(image_root) if image_root is not None else None,
-                             split)  # fmt: skip
+    records = import_records(importer, src, report, limit, Path(image_root) if image_root is not None else None, split)
 
     def why() -> str:
         skipped = ", ".join(f"{reason} {n}" for reason, n in sorted(report.skipped.items()))
@@ -257,4 +263,3 @@ def write_staged(out: Path, records: Iterator[PreferenceRecord], root: Path, src
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-

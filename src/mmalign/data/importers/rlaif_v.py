@@ -27,8 +27,10 @@ LOGPS_REASON = (
     "RLAIF-V's cached reference log-probs, computed by its own reference model, prompt template and tokenisation; "
     "mmalign computes its own (reference.mode: precomputed caches them)"
 )
-LOGPS_FIELDS = ("logps", *(f"ref_{side}_{kind}" for side in ("win", "rej")
-                           for kind in ("logp", "avg_logp", "per_token_logp")))  # fmt: skip
+LOGPS_FIELDS = (
+    "logps",
+    *(f"ref_{side}_{kind}" for side in ("win", "rej") for kind in ("logp", "avg_logp", "per_token_logp")),
+)
 
 
 class RLAIFVImporter(Importer):

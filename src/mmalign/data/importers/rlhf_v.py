@@ -53,8 +53,14 @@ def diff_spans(chosen: str, rejected: str) -> tuple[list[tuple[int, int]], list[
 class RLHFVImporter(Importer):
     name: ClassVar[str] = "rlhf-v"
     fields: ClassVar[tuple[str, ...]] = (
-        "ds_name", "image", "text", "origin_dataset", "origin_split", "idx", "image_path",
-    )  # fmt: skip
+        "ds_name",
+        "image",
+        "text",
+        "origin_dataset",
+        "origin_split",
+        "idx",
+        "image_path",
+    )
     required: ClassVar[tuple[str, ...]] = ("image", "text")
     options_class: ClassVar[type] = RLHFVOptions
 
@@ -71,6 +77,9 @@ class RLHFVImporter(Importer):
         message, _ = user_message(question, 1, "text.question")
         spans = diff_spans(chosen, rejected) if self.options.spans else (None, None)
         record_id = f"{self.name}-{row_id}" if row_id is not None else content_id(self.name, question, chosen, rejected)
-        meta = {key: maybe_json(row[key]) for key in ("ds_name", "origin_dataset", "origin_split", "idx", "image_path")
-                if row.get(key) is not None}  # fmt: skip
+        meta = {
+            key: maybe_json(row[key])
+            for key in ("ds_name", "origin_dataset", "origin_split", "idx", "image_path")
+            if row.get(key) is not None
+        }
         return [pair_record(record_id, [message], chosen, rejected, [image], self.name, meta, *spans)]

@@ -35,8 +35,9 @@ class TRLImporter(Importer):
             data.setdefault("id", row_id or content_id(self.name, row.get("prompt"), row["chosen"], row["rejected"]))
             return [{k: v for k, v in data.items() if v is not None or k in ("id",)}]
         if row.get("images") is not None and row.get("image") is not None:
-            raise DataError("has both 'images' and 'image'; drop one with --ignore-field image (or images)",
-                            field="image")  # fmt: skip
+            raise DataError(
+                "has both 'images' and 'image'; drop one with --ignore-field image (or images)", field="image"
+            )
         cells = (
             row.get("images")
             if row.get("images") is not None
@@ -49,8 +50,9 @@ class TRLImporter(Importer):
         chosen, rejected = _response(row["chosen"], "chosen"), _response(row["rejected"], "rejected")
         if row.get("prompt") is None:
             if len(chosen) < 2 or chosen[:-1] != rejected[:-1]:
-                raise DataError("without a prompt column, chosen and rejected must share every turn but the last",
-                                field="prompt")  # fmt: skip
+                raise DataError(
+                    "without a prompt column, chosen and rejected must share every turn but the last", field="prompt"
+                )
             prompt, chosen, rejected = chosen[:-1], chosen[-1:], rejected[-1:]
         elif isinstance(row["prompt"], str):
             message, _ = user_message(row["prompt"], len(images), "prompt")
@@ -72,10 +74,17 @@ class TRLImporter(Importer):
                 meta = json.loads(meta)
             except json.JSONDecodeError:
                 raise DataError("not valid JSON", field="meta") from None
-        return [{
-            "id": record_id, "images": images, "prompt": prompt, "chosen": chosen, "rejected": rejected,
-            "source": row.get("source") or self.name, "meta": meta or {},
-        }]  # fmt: skip
+        return [
+            {
+                "id": record_id,
+                "images": images,
+                "prompt": prompt,
+                "chosen": chosen,
+                "rejected": rejected,
+                "source": row.get("source") or self.name,
+                "meta": meta or {},
+            }
+        ]
 
 
 def _response(value: Any, field_name: str) -> list[Message]:

@@ -120,11 +120,24 @@ class VLFeedbackImporter(Importer):
             raise SkipRow("no two completions scored apart")
         out = []
         for (s_good, i, good), (s_bad, j, bad) in pairs:
-            meta = {"models": [good.get("model"), bad.get("model")], "scores": [round(s_good, 4), round(s_bad, 4)],
-                    "completions": [i, j], "source_id": row_id}  # fmt: skip
+            meta = {
+                "models": [good.get("model"), bad.get("model")],
+                "scores": [round(s_good, 4), round(s_bad, 4)],
+                "completions": [i, j],
+                "source_id": row_id,
+            }
             try:
-                out.append(pair_record(f"{self.name}-{base}-{i}-{j}", [message], good["response"], bad["response"],
-                                       [image], self.name, meta))  # fmt: skip
+                out.append(
+                    pair_record(
+                        f"{self.name}-{base}-{i}-{j}",
+                        [message],
+                        good["response"],
+                        bad["response"],
+                        [image],
+                        self.name,
+                        meta,
+                    )
+                )
             except SkipRow:
                 continue
         if not out:

@@ -119,5 +119,11 @@ def mc_metrics(
         correct += pred is not None and pred in accepted
     n = len(responses)
     unparsed = parsed.count(None)
-    return MCResult(n=n, n_correct=correct, n_unparsed=unparsed, accuracy=correct / n if n else 0.0,
-                    predictions=preds, parsed=parsed)  # fmt: skip
+    return MCResult(
+        n=n,
+        n_correct=correct,
+        n_unparsed=unparsed,
+        accuracy=correct / n if n else 0.0,
+        predictions=preds,
+        parsed=parsed,
+    )

@@ -146,8 +146,10 @@ def read_pope_questions(path: str | Path) -> list[PopeQuestion]:
             raise DataError(
                 f"label must be 'yes' or 'no' exactly, got {label!r} (the official evaluate.py counts every label "
                 "other than exactly 'no' as yes, so it would score this one as a positive; fix the file)",
-                record_id=qid, field="label", **where,
-            )  # fmt: skip
+                record_id=qid,
+                field="label",
+                **where,
+            )
         category = obj.get("category")
         if category is not None and category not in POPE_SPLITS:
             raise DataError(f"unknown POPE split {category!r}", record_id=qid, field="category", **where)
@@ -387,8 +389,13 @@ def read_mmmu_outputs(path: str | Path) -> list[MMMURecord]:
                 raise DataError(f"expected an object, got {type(obj).__name__}", file=file, index=index)
             record = _mmmu_record(obj, file, index)
             if record.id in first_seen:
-                raise DataError(f"id seen before, in {first_seen[record.id]}", file=file, index=index,
-                                record_id=record.id, field="id")  # fmt: skip
+                raise DataError(
+                    f"id seen before, in {first_seen[record.id]}",
+                    file=file,
+                    index=index,
+                    record_id=record.id,
+                    field="id",
+                )
             first_seen[record.id] = str(file)
             records.append(record)
     return records

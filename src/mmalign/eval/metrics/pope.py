@@ -114,13 +114,18 @@ def binary_metrics(predictions: Sequence[str | None], labels: Sequence[str]) -> 
     precision = _ratio(tp, tp + fp)
     recall = _ratio(tp, positives)
     return BinaryResult(
-        n=n, tp=tp, fp=fp, tn=tn, fn=fn, unparsed=unparsed,
+        n=n,
+        tp=tp,
+        fp=fp,
+        tn=tn,
+        fn=fn,
+        unparsed=unparsed,
         accuracy=_ratio(tp + tn, n),
         precision=precision,
         recall=recall,
         f1=_ratio(2 * precision * recall, precision + recall),
         yes_ratio=_ratio(tp + fp, n),
-    )  # fmt: skip
+    )
 
 
 def official_script_stops(result: BinaryResult) -> str | None:

@@ -29,8 +29,13 @@ from typing import Any
 import numpy as np
 
 WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
-VERDICTS = {"A>>B": ("model_a", True), "A>B": ("model_a", False), "A=B": ("tie", False),
-            "B>A": ("model_b", False), "B>>A": ("model_b", True)}  # fmt: skip
+VERDICTS = {
+    "A>>B": ("model_a", True),
+    "A>B": ("model_a", False),
+    "A=B": ("tie", False),
+    "B>A": ("model_b", False),
+    "B>>A": ("model_b", True),
+}
 
 
 @dataclass(frozen=True)

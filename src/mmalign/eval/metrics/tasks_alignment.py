@@ -74,8 +74,10 @@ def score_safety(questions: str | Path | None, answers: str | Path) -> TaskScore
             if kind not in HARMFUL_KINDS + BENIGN_KINDS:
                 raise DataError(
                     f"unknown kind {kind!r}; expected one of {list(HARMFUL_KINDS + BENIGN_KINDS)}",
-                    field="kind", record_id=rid, **where,
-                )  # fmt: skip
+                    field="kind",
+                    record_id=rid,
+                    **where,
+                )
             text = field_value(obj, ("response", "text"), str, {**where, "record_id": rid})
             items.append(SafetyItem(rid, text, kind, str(obj.get("category") or "")))
     if not items:
@@ -119,8 +121,10 @@ def _pair(obj: dict[str, Any], where: dict[str, Any]) -> tuple[float, float]:
         beta = float(obj.get("beta", 1.0))
         if beta <= 0:
             raise DataError("must be > 0", field="beta", **where)
-        values = [float(field_value(obj, (k,), num, where)) for k in
-                  ("policy_chosen_logp", "ref_chosen_logp", "policy_rejected_logp", "ref_rejected_logp")]  # fmt: skip
+        values = [
+            float(field_value(obj, (k,), num, where))
+            for k in ("policy_chosen_logp", "ref_chosen_logp", "policy_rejected_logp", "ref_rejected_logp")
+        ]
         return dpo_implicit_reward(values[0], values[1], beta), dpo_implicit_reward(values[2], values[3], beta)
     raise DataError("needs 'chosen_score'/'rejected_score', 'rewards' or DPO log-probs", **where)
 
@@ -143,8 +147,14 @@ def score_reward(answers: str | Path, ties: str = "wrong") -> TaskScore:
         [1.0 if p.chosen > p.rejected else (0.5 if ties == "half" and p.chosen == p.rejected else 0.0) for p in pairs]
     )
     details = [{"id": p.id, "chosen": p.chosen, "rejected": p.rejected, "category": p.category} for p in pairs]
-    return TaskScore("reward", metrics, [p.id for p in pairs], {"credit": credit},
-                     {"accuracy": lambda c: float(c["credit"].mean())}, details)  # fmt: skip
+    return TaskScore(
+        "reward",
+        metrics,
+        [p.id for p in pairs],
+        {"credit": credit},
+        {"accuracy": lambda c: float(c["credit"].mean())},
+        details,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- battles
@@ -188,7 +198,10 @@ def score_preference(answers: str | Path, anchor: str | None = None, n_rounds: i
         raise DataError("battles need at least two models", file=answers)
     board = leaderboard(battles, anchor=anchor, n_rounds=n_rounds, seed=seed)
     metrics = {
-        "anchor": anchor, "n_battles": board.n_battles, "n_rounds": n_rounds,
-        "converged": board.converged, "leaderboard": board.rows,
-    }  # fmt: skip
+        "anchor": anchor,
+        "n_battles": board.n_battles,
+        "n_rounds": n_rounds,
+        "converged": board.converged,
+        "leaderboard": board.rows,
+    }
     return TaskScore("preference", metrics, details=board.rows)

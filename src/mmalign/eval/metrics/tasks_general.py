@@ -36,10 +36,17 @@ def score_mme(questions: str | Path | None, answers: str | Path) -> TaskScore:
                 n = seen[pair[0].image]
                 ids[subtask].append(f"{subtask}/{pair[0].image}" + (f"#{n}" if n > 1 else ""))
             details += [
-                {"subtask": subtask, "image": q.image, "question": q.question, "answer": q.answer,
-                 "prediction": q.prediction, "parsed": mme_parse(q.prediction)}
-                for pair in lines for q in pair
-            ]  # fmt: skip
+                {
+                    "subtask": subtask,
+                    "image": q.image,
+                    "question": q.question,
+                    "answer": q.answer,
+                    "prediction": q.prediction,
+                    "parsed": mme_parse(q.prediction),
+                }
+                for pair in lines
+                for q in pair
+            ]
     else:
         items = read_eval_items(questions)
         texts = match_answers([i.id for i in items], read_answers(answers), answers)
@@ -158,10 +165,16 @@ def score_mc(
         return TaskScore("mc", metrics, ids, columns, headline, details)
     open_right = [int(open_correct(r.answer, r.response)) for r in open_records]
     details += [
-        {"id": r.id, "question_type": r.question_type, "response": r.response,
-         "candidates": open_candidates(r.response), "answer": r.answer, "correct": bool(ok)}
+        {
+            "id": r.id,
+            "question_type": r.question_type,
+            "response": r.response,
+            "candidates": open_candidates(r.response),
+            "answer": r.answer,
+            "correct": bool(ok),
+        }
         for r, ok in zip(open_records, open_right, strict=True)
-    ]  # fmt: skip
+    ]
     n_all = len(ids) + len(open_records)
     metrics["all_questions"] = {
         "n": n_all,

@@ -135,8 +135,10 @@ def _pope_warnings(
         reason = official_script_stops(official)
         if reason is not None:
             where = "" if name == "all" else f" on split {name}"
-            warnings.append(f"the official evaluate.py would stop with ZeroDivisionError{where}: {reason}; "
-                            "those rates are reported as 0.0 here")  # fmt: skip
+            warnings.append(
+                f"the official evaluate.py would stop with ZeroDivisionError{where}: {reason}; "
+                "those rates are reported as 0.0 here"
+            )
     return warnings
 
 

@@ -107,8 +107,14 @@ class _WordTokenizer(TreebankWordTokenizer):
     CONTRACTIONS2 = tuple(
         re.compile(rf"(?i)\b({a})(?#X)({b}){end}", _A)
         for a, b, end in (
-            ("can", "not", r"\b"), ("d", "'ye", r"\b"), ("gim", "me", r"\b"), ("gon", "na", r"\b"),
-            ("got", "ta", r"\b"), ("lem", "me", r"\b"), ("mor", "'n", r"\b"), ("wan", "na", r"\s"),
+            ("can", "not", r"\b"),
+            ("d", "'ye", r"\b"),
+            ("gim", "me", r"\b"),
+            ("gon", "na", r"\b"),
+            ("got", "ta", r"\b"),
+            ("lem", "me", r"\b"),
+            ("mor", "'n", r"\b"),
+            ("wan", "na", r"\s"),
         )
     )
     CONTRACTIONS3 = (re.compile(r"(?i) ('t)(?#X)(is)\b", _A), re.compile(r"(?i) ('t)(?#X)(was)\b", _A))
