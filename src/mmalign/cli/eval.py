@@ -196,7 +196,8 @@ def run(
 ) -> None:
     """Evaluate a model: results.json, report.md, plots and predictions in OUT (rerun to resume)."""
     from mmalign.errors import ConfigError
-    from mmalign.eval.runner import EvalConfig, evaluate
+    from mmalign.eval.config import EvalConfig
+    from mmalign.eval.runner import evaluate
     from mmalign.files import OutputLock
 
     judge = None

@@ -165,7 +165,8 @@ class Pipeline:
         self.say(f"exported the baseline to {dest} ({len(manifest['files'])} files, {size:.1f} MB)")
 
     def evaluate(self, name: str) -> None:
-        from mmalign.eval.runner import EvalConfig, evaluate
+        from mmalign.eval.config import EvalConfig
+        from mmalign.eval.runner import evaluate
 
         s = self.s
         settings = {"tasks": EVAL_TASKS, "bootstrap": s.bootstrap, "seed": s.seed, "batch": s.eval_batch_size}

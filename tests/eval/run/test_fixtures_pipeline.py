@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from mmalign.eval.config import EvalConfig
 from mmalign.eval.execute import Runner
-from mmalign.eval.runner import EvalConfig, evaluate
+from mmalign.eval.runner import evaluate
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

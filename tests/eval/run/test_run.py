@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from mmalign.eval import execute
+from mmalign.eval.config import EvalConfig
 from mmalign.eval.metrics.pope import official_yes_no
 from mmalign.eval.results import COMPARED, compared_part
-from mmalign.eval.runner import EvalConfig, evaluate
+from mmalign.eval.runner import evaluate
 
 OFFLINE = "pope_adversarial,chair,consistency,mme,mc,safety"
 
