@@ -331,8 +331,20 @@ def test_shared_prefix_and_plain_forward_train_alike(preset, tiny_dir, data, tmp
 
 def test_share_prefix_refuses_a_family_it_cannot_split(model_dir, data, tmp_path):
     loaded = load(model_dir)
-    config = make_config(model_dir, data["train4"], tmp_path / "run")
+    config = make_config(model_dir, data["train4"], tmp_path / "run", "share_prefix=true")
     with pytest.raises(ConfigError, match="cannot be split by row; set share_prefix=false"):
         build_trainer(config, dataclasses.replace(loaded, family=GENERIC_VLM))
     plain = make_config(model_dir, data["train4"], tmp_path / "run", "share_prefix=false")
     assert build_trainer(plain, dataclasses.replace(loaded, family=GENERIC_VLM)).shares_prefix is False
+    auto = make_config(model_dir, data["train4"], tmp_path / "run")  # the default: auto picks the plain forward
+    assert auto.share_prefix == "auto"
+    build_trainer(auto, dataclasses.replace(loaded, family=GENERIC_VLM))
+
+
+def test_share_prefix_takes_auto_true_or_false(model_dir, data, tmp_path):
+    with pytest.raises(ConfigError, match=r"share_prefix.*must be bool \| 'auto'"):
+        make_config(model_dir, data["train4"], tmp_path / "run", "share_prefix=sometimes")
+    checkpointed = ("model.gradient_checkpointing=true",)
+    with pytest.raises(ConfigError, match=r"cannot run with model\.gradient_checkpointing"):
+        make_config(model_dir, data["train4"], tmp_path / "run", "share_prefix=true", *checkpointed)
+    make_config(model_dir, data["train4"], tmp_path / "run", *checkpointed)  # auto: the plain forward then

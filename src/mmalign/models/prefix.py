@@ -1,4 +1,4 @@
-"""Prompt and image computed once per pair: the shared-prefix forward behind ``share_prefix: true``.
+"""Prompt and image computed once per pair: the shared-prefix forward behind ``share_prefix`` (auto / true).
 
 In a preference batch the chosen and the rejected response of a pair follow the same prompt and image(s). The
 concatenated forward (:func:`mmalign.models.preference_logps`, like TRL's ``concatenated_forward``) pushes both
@@ -62,6 +62,9 @@ logger = logging.getLogger(__name__)
 PIXEL_KEYS = ("pixel_values", "image_grid_thw", "pixel_attention_mask")
 """Image inputs this module knows how to split by row (LLaVA, Qwen2-VL / Qwen2.5-VL, Idefics3 / SmolVLM)."""
 IMAGE_TOKEN_ATTRS = ("image_token_id", "image_token_index", "video_token_id")
+AUTO_MIN_SAVING = 0.3
+"""``share_prefix: auto`` shares a batch's prefixes when that leaves out at least this share of the token positions
+(:func:`prefix_saving`); below it the concatenated forward is faster. Measured by ``bench/prefix_breakeven.py``."""
 _warned: set[str] = set()
 
 
@@ -311,37 +314,69 @@ def _shared_logps(model: Any, batch: Batch, plan: PrefixPlan, token_level: bool)
     return result
 
 
-def _plan(model: Any, batch: Batch) -> PrefixPlan:
+def prefix_saving(batch: Batch, plan: PrefixPlan) -> float:
+    """The share of token positions the shared path leaves out on ``batch``: 1 - (U x prefix width + B x
+    continuation width) / (B x batch width), the sizes both forwards are padded to (0 when nothing is shared)."""
+    if plan.reason is not None or not plan.representatives:
+        return 0.0
+    rows, width = batch.input_ids.shape
+    prefix = int(batch.prompt_lengths[plan.representatives].max()) - 1
+    continuation = int((batch.attention_mask.sum(-1) - (batch.prompt_lengths - 1)).max())
+    return 1.0 - (plan.n_prefixes * prefix + rows * continuation) / (rows * width)
+
+
+def _plan(model: Any, batch: Batch, min_saving: float) -> PrefixPlan:
     check_shareable_model(model)
     plan = plan_prefixes(model, batch)
     if plan.reason is not None and plan.n_prefixes == 0 and plan.reason not in _warned:  # cannot share: say once
-        _warned.add(plan.reason)
-        logger.warning("share_prefix: %s; using the concatenated forward", plan.reason)
+        _warned.add(plan.reason)  # asked for (share_prefix: true) it is a warning; under auto, information
+        level = logging.INFO if min_saving > 0 else logging.WARNING
+        logger.log(level, "share_prefix: %s; using the concatenated forward", plan.reason)
+    if plan.reason is None and min_saving > 0:
+        saving = prefix_saving(batch, plan)
+        if saving < min_saving:
+            plan.reason = (
+                f"the shared prefix would leave out {saving:.0%} of the token positions, under the "
+                f"{min_saving:.0%} from which it is faster (share_prefix: auto)"
+            )
     return plan
 
 
-def shared_prefix_logps(model: Any, batch: Batch, token_level: bool = False) -> LogpOutput:
+def shared_prefix_logps(model: Any, batch: Batch, token_level: bool = False, min_saving: float = 0.0) -> LogpOutput:
     """Response log-probs of every row of a training batch, each distinct prompt + images computed once.
 
     Same inputs and outputs as :func:`mmalign.models.sequence_logps`, equal to it (fp32: ~1e-5, values and
-    gradients). Falls back to it when nothing is shared or sharing does not apply (see :func:`plan_prefixes`).
+    gradients). Falls back to it when nothing is shared or sharing does not apply (see :func:`plan_prefixes`), and
+    when sharing would leave out less than ``min_saving`` of the token positions (:func:`prefix_saving`;
+    ``share_prefix: auto`` passes :data:`AUTO_MIN_SAVING`).
     """
-    plan = _plan(model, batch)
+    plan = _plan(model, batch, min_saving)
     if plan.reason is not None:
         return sequence_logps(model, batch, token_level=token_level)
     return _shared_logps(model, batch, plan, token_level)
 
 
-def shared_prefix_preference_logps(model: Any, batch: Batch, token_level: bool = False) -> PreferenceLogps:
+def auto_prefix_logps(model: Any, batch: Batch, token_level: bool = False) -> LogpOutput:
+    """:func:`shared_prefix_logps` where it is faster by the sizes at hand (``share_prefix: auto``), else the
+    concatenated forward: shared when it leaves out at least :data:`AUTO_MIN_SAVING` of the token positions, and
+    never while gradient checkpointing trains the model (its layers drop the prefix's cache)."""
+    if model.training and _gradient_checkpointing(model):
+        return sequence_logps(model, batch, token_level=token_level)
+    return shared_prefix_logps(model, batch, token_level, min_saving=AUTO_MIN_SAVING)
+
+
+def shared_prefix_preference_logps(
+    model: Any, batch: Batch, token_level: bool = False, min_saving: float = 0.0
+) -> PreferenceLogps:
     """Chosen and rejected response log-probs with each pair's prompt and images computed once.
 
     A drop-in for :func:`mmalign.models.preference_logps` (same batch: rows ``[0, n)`` chosen, ``[n, 2n)``
     rejected; same outputs, equal to 1e-4 in fp32 for values and gradients). Pairs whose rejected side has its own
-    images get a prefix per side.
+    images get a prefix per side. ``min_saving`` as in :func:`shared_prefix_logps`.
     """
     if batch.n_pairs == 0:
         raise ConfigError("not a preference batch: collate preference records (chosen/rejected) in train mode")
-    plan = _plan(model, batch)
+    plan = _plan(model, batch, min_saving)
     if plan.reason is not None:
         return preference_logps(model, batch, token_level=token_level)
     out = _shared_logps(model, batch, plan, token_level)

@@ -205,17 +205,19 @@ class Scores:
     """Chosen responses given the corrupted images (mDPO)."""
 
 
-def row_scorer(share_prefix: bool) -> tuple[RowScorer, bool]:
-    """The forward over a batch's rows: the shared-prefix one (:mod:`mmalign.models.prefix`) when asked for and
-    installed, else the plain one. Returns the function and whether it shares prefixes."""
+def row_scorer(share_prefix: bool | str) -> tuple[RowScorer, bool]:
+    """The forward over a batch's rows: with ``True`` the shared-prefix one (:mod:`mmalign.models.prefix`), with
+    ``"auto"`` the shared-prefix one where the sizes make it faster (:func:`~mmalign.models.prefix.auto_prefix_logps`)
+    and the plain one elsewhere, with ``False`` (or without the prefix module) the plain one. Returns the function and
+    whether it may share prefixes."""
     if share_prefix:
         try:
-            from mmalign.models.prefix import shared_prefix_logps
+            from mmalign.models.prefix import auto_prefix_logps, shared_prefix_logps
         except ImportError as err:
             if err.name != "mmalign.models.prefix":
                 raise
         else:
-            return shared_prefix_logps, True
+            return (auto_prefix_logps if share_prefix == "auto" else shared_prefix_logps), True
     return sequence_logps, False
 
 

@@ -72,10 +72,12 @@ class PreferenceConfig:
     loss: LossConfig = section(LossConfig, "The preference loss.")
     reference: ReferenceConfig = section(ReferenceConfig, "The reference model or its cached log-probs.")
     guard: GuardConfig = section(GuardConfig, "Early stopping on held-out over-optimisation.")
-    share_prefix: bool = option(
-        True,
+    share_prefix: bool | Literal["auto"] = option(
+        "auto",
         "Compute each pair's prompt + images once for both responses (mmalign.models.prefix); same results as the "
-        "plain forward, less work. Cannot run with model.gradient_checkpointing.",
+        "plain forward. auto: where the sizes make it faster (it leaves out at least 30% of the token positions; "
+        "bench/prefix_breakeven.py), never with model.gradient_checkpointing; true: always (refused with "
+        "model.gradient_checkpointing); false: never.",
     )
 
     def __post_init__(self) -> None:
@@ -99,7 +101,7 @@ class PreferenceConfig:
             raise ConfigError("train.eval_steps is set but there is no data.eval to evaluate on")
         if self.guard.enabled and (self.data.eval is None or self.train.eval_steps is None):
             raise ConfigError("the guard watches held-out evaluations: set data.eval and train.eval_steps")
-        if self.share_prefix and self.model.gradient_checkpointing and row_scorer(True)[1]:
+        if self.share_prefix is True and self.model.gradient_checkpointing and row_scorer(True)[1]:
             raise ConfigError(
                 "share_prefix cannot run with model.gradient_checkpointing (checkpointed layers drop the prompt's "
                 "KV cache); turn one of them off"
@@ -134,7 +136,7 @@ class PreferenceTrainer(FiniteSteps, Trainer):
         *args: Any,
         loss: PreferenceLoss,
         reference: Any = None,
-        share_prefix: bool = True,
+        share_prefix: bool | str = True,
         eval_collator: Any = None,
         processor: Any = None,
         **kwargs: Any,
@@ -291,7 +293,7 @@ class PreferenceResult:
     reference: str
     """Where the reference log-probs came from."""
     shared_prefix: bool
-    """Whether the shared-prefix forward ran."""
+    """Whether the shared-prefix forward could run (share_prefix true or auto; auto picks it batch by batch)."""
     skipped_records: int
     """Pairs left out because they did not fit data.max_length (data.on_overflow: skip)."""
     guard_stop: str | None = None
@@ -299,6 +301,13 @@ class PreferenceResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def _prefix_mode(setting: bool | str, installed: bool) -> str:
+    """How the run shares prefixes, for its first line."""
+    if not installed:
+        return "off"
+    return "auto (where it leaves out >= 30% of the token positions)" if setting == "auto" else "on"
 
 
 def _resume_point(config: PreferenceConfig, say: Callable[[str], None]) -> Path | None:
@@ -337,7 +346,7 @@ def build_trainer(
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     loss, data = config.build_loss(), config.data
-    if config.share_prefix and row_scorer(True)[1] and loaded.family.name == "vlm":
+    if config.share_prefix is True and row_scorer(True)[1] and loaded.family.name == "vlm":
         raise ConfigError(
             f"share_prefix: the image inputs of model type {loaded.model.config.model_type!r} cannot "
             "be split by row; set share_prefix=false"
@@ -437,7 +446,7 @@ def train_preference(
     say(
         f"pref: loss {trainer.loss.name} ({trainer.loss.paper}) on {len(trainer.train_dataset)} pairs from "
         f"{data.train}; {per_step} pairs a step; reference: {described}; shared prefix: "
-        f"{'on' if trainer.shares_prefix else 'off'}; output in {out}"
+        f"{_prefix_mode(config.share_prefix, trainer.shares_prefix)}; output in {out}"
     )
     if resume_from is not None:
         say(f"resuming from {resume_from}")
