@@ -11,11 +11,11 @@ the chosen and rejected log-probs) and reference-style (forward, no gradient):
   ``concatenated_forward``), every row computing its prompt and image;
 * ``shared``: :func:`mmalign.models.prefix.shared_prefix_preference_logps`, each pair's prompt + image once.
 
-Each figure is the median of ``--repeats`` timed runs after a warm-up, both paths alternating in the same process.
-Beside the times it prints the sizes the automatic choice (``share_prefix: auto``,
-:func:`mmalign.models.prefix.prefix_saving`) reads: the share of token positions the shared path leaves out. The
-break-even it reports is where ``shared / concat`` first drops below 1 on the fwd+bwd step; the rule's threshold
-(:data:`mmalign.models.prefix.AUTO_MIN_SAVING`) is set from it and written in the README.
+Each figure is the median of ``--repeats`` timed runs after a warm-up, the two paths alternating run by run in the
+same process. Beside the times it prints what the automatic choice (``share_prefix: auto``) reads: the share of token
+positions the shared path leaves out (:func:`mmalign.models.prefix.prefix_saving`). The break-even it reports is the
+smallest size from which ``shared / concat`` stays below 1 on the fwd+bwd step at every larger size measured; the
+rule's threshold (:data:`mmalign.models.prefix.AUTO_MIN_SAVING`) is set from it and written in the README.
 """
 
 from __future__ import annotations
@@ -59,14 +59,17 @@ def pairs(n: int, image_size: int, seed: int = 0) -> list[PreferenceRecord]:
     return out
 
 
-def median_time(run: Callable[[], object], repeats: int) -> float:
-    run()
-    times = []
+def paired_medians(a: Callable[[], object], b: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median seconds of ``a`` and of ``b`` over ``repeats`` timed runs each, alternating (after a warm-up of each),
+    so that a busy machine's slow spells fall on both."""
+    a(), b()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, out in ((a, times[0]), (b, times[1])):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def measure(preset: str, tokens: int, n_pairs: int, repeats: int, root: Path) -> dict[str, float]:
@@ -93,14 +96,16 @@ def measure(preset: str, tokens: int, n_pairs: int, repeats: int, root: Path) ->
         return run
 
     plan = plan_prefixes(model, batch)
+    concat_step, shared_step = paired_medians(step(preference_logps), step(shared_prefix_preference_logps), repeats)
+    concat_fwd, shared_fwd = paired_medians(forward(preference_logps), forward(shared_prefix_preference_logps), repeats)
     return {
         "prompt": batch.prompt_lengths.float().mean().item(),
         "width": batch.input_ids.shape[1],
         "saving": prefix_saving(batch, plan),
-        "concat_step": median_time(step(preference_logps), repeats),
-        "shared_step": median_time(step(shared_prefix_preference_logps), repeats),
-        "concat_fwd": median_time(forward(preference_logps), repeats),
-        "shared_fwd": median_time(forward(shared_prefix_preference_logps), repeats),
+        "concat_step": concat_step,
+        "shared_step": shared_step,
+        "concat_fwd": concat_fwd,
+        "shared_fwd": shared_fwd,
     }
 
 
@@ -113,8 +118,10 @@ def main() -> None:
     args = parser.parse_args()
     transformers.utils.logging.disable_progress_bar()
     print_header("shared-prefix break-even")
-    print(f"  {torch.get_num_threads()} threads, {args.preset}, {args.pairs} pairs a batch, fp32, median of "
-          f"{args.repeats}")
+    print(
+        f"  {torch.get_num_threads()} threads, {args.preset}, {args.pairs} pairs a batch, fp32, median of "
+        f"{args.repeats}"
+    )
     print(
         f"{'image tok':>9} {'prompt':>6} {'width':>5} {'saving':>6} | {'concat step':>11} {'shared step':>11} "
         f"{'shared/concat':>13} | {'concat fwd':>10} {'shared fwd':>10} {'shared/concat':>13}"
@@ -131,12 +138,12 @@ def main() -> None:
                 f"{r['shared_fwd'] / r['concat_fwd']:>12.2f}x",
                 flush=True,
             )
-    faster = [(n, r) for n, r in rows if r["shared_step"] < r["concat_step"]]
-    if faster:
-        n, r = faster[0]
-        print(f"break-even (fwd+bwd): shared first faster at {n} image tokens, saving {r['saving']:.1%} of positions")
+    stays = [i for i in range(len(rows)) if all(r["shared_step"] < r["concat_step"] for _, r in rows[i:])]
+    if stays:
+        n, r = rows[stays[0]]
+        print(f"break-even (fwd+bwd): shared faster from {n} image tokens on, leaving out {r['saving']:.1%} of tokens")
     else:
-        print("break-even (fwd+bwd): the shared path was not faster at any size measured")
+        print("break-even (fwd+bwd): the shared path was not faster at the largest size measured")
     print("saving = 1 - (distinct prefixes x prefix width + rows x continuation width) / (rows x batch width)")
 
 
