@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mmalign.data.io import write_jsonl
 from mmalign.data.records import PreferenceRecord
@@ -31,9 +31,6 @@ from mmalign.eval.scoring.rescore import rescore, score_command
 from mmalign.eval.tasks.items import TaskInput
 from mmalign.eval.tasks.specs import TaskSpec, get_task
 from mmalign.eval.tasks.world import world_input
-
-if TYPE_CHECKING:
-    pass
 
 Echo = Callable[[str], None]
 
