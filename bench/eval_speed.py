@@ -26,10 +26,10 @@ import torch
 
 from mmalign.data.io import read_records
 from mmalign.demo import checkpoint
-from mmalign.eval.execute import OpenedImages
-from mmalign.eval.fastpath import YES_NO, choose_options
 from mmalign.eval.metrics.pope import official_yes_no
-from mmalign.eval.metrics.tasks_hallucination import read_eval_items
+from mmalign.eval.run.fastpath import YES_NO, choose_options
+from mmalign.eval.run.runner import OpenedImages
+from mmalign.eval.tasks.items import read_eval_items
 from mmalign.models import ensure_preset, generate, load, sequence_logps
 from mmalign.world import WorldConfig, generate_world
 from timing import best_rate, print_header

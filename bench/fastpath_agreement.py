@@ -5,7 +5,7 @@
 For every closed task (POPE's three splits, consistency, MME, multiple choice) the model (default: the shipped
 SFT baseline) answers the shapes world's test items (the baseline's own world, as the demo generates it: its
 40 000 training scenes rank POPE's popular and adversarial negatives and the multiple-choice distractors;
-``--test-scenes`` held-out scenes) through the runner's own code (:class:`mmalign.eval.execute.Runner`, the
+``--test-scenes`` held-out scenes) through the runner's own code (:class:`mmalign.eval.run.runner.Runner`, the
 same batches and caches as ``mmalign eval run``) two ways: the fast path, and greedy generation. Both answers
 are read by the task's official parser. Printed per task:
 
@@ -14,7 +14,7 @@ are read by the task's official parser. Printed per task:
   questions with a colour, a letter or a caption, which MME's parser reads as neither yes nor no);
 * ``generated``: items whose greedy first token(s) are not an option's, so the fast path generates them;
 * ``agreement``: what ``mmalign eval run`` writes against generate-and-parse, the figure recorded in
-  ``mmalign.eval.tasks.MEASURED`` (the fast path is a task's default only at 99 % or more).
+  ``mmalign.eval.tasks.measured.MEASURED`` (the fast path is a task's default only at 99 % or more).
 
 The last lines are the ``MEASURED`` entries to paste when the figures change.
 """
@@ -29,11 +29,12 @@ from pathlib import Path
 import torch
 
 from mmalign.demo import checkpoint
-from mmalign.eval.agreement import MIN_AGREEMENT, agreement, parsed_answer
-from mmalign.eval.cache import model_fingerprint
-from mmalign.eval.execute import Runner
-from mmalign.eval.tasks import TASKS
-from mmalign.eval.world_tasks import world_input
+from mmalign.eval.run.agreement import agreement, parsed_answer
+from mmalign.eval.run.cache import model_fingerprint
+from mmalign.eval.run.runner import Runner
+from mmalign.eval.tasks.measured import MIN_AGREEMENT
+from mmalign.eval.tasks.specs import TASKS
+from mmalign.eval.tasks.world import world_input
 from mmalign.models import load
 from mmalign.world import WorldConfig, generate_world
 from timing import print_header

@@ -9,7 +9,7 @@ import pytest
 from mmalign.errors import DataError
 from mmalign.eval.metrics.chair import chair_metrics, coco_vocabulary, extract_mentions, shapes_vocabulary
 from mmalign.eval.metrics.coco_synonyms import COCO_SYNONYMS
-from mmalign.eval.score import ScoreOptions, score
+from mmalign.eval.scoring.score import ScoreOptions, score
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "chair" / "coco_synonyms.txt"

@@ -15,7 +15,7 @@ import pytest
 
 from mmalign.eval.metrics.chair import coco_vocabulary, extract_mentions
 from mmalign.eval.metrics.tokens import word_tokenize
-from mmalign.eval.score import ScoreOptions, score
+from mmalign.eval.scoring.score import ScoreOptions, score
 
 OFFICIAL = Path(__file__).parent / "fixtures" / "chair_official"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "chair"

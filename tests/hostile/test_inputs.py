@@ -357,8 +357,8 @@ def test_a_corrupt_image_at_training_names_file_and_line(
 
 
 def test_a_corrupt_image_at_evaluation_names_file_and_line(llava: Any, tmp_path: Path) -> None:
-    from mmalign.eval.execute import OpenedImages
-    from mmalign.eval.metrics.tasks_hallucination import read_eval_items
+    from mmalign.eval.run.runner import OpenedImages
+    from mmalign.eval.tasks.items import read_eval_items
 
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "ok.png").write_bytes(png())
@@ -415,8 +415,8 @@ def test_a_corrupt_image_in_a_preference_batch_names_file_and_line(llava: Any, t
 
 def test_a_50_mb_eval_item_costs_memory_by_max_length(tiny_dir: Callable[[str], Path], tmp_path: Path) -> None:
     # before: no bound at evaluation, the whole prompt tokenised (about 150 MB per MB of text: GBs for 50 MB)
-    from mmalign.eval.execute import Runner
-    from mmalign.eval.metrics.tasks_hallucination import read_eval_items
+    from mmalign.eval.run.runner import Runner
+    from mmalign.eval.tasks.items import read_eval_items
 
     loaded = load(tiny_dir("tiny-llama"))
     rows = [{"id": f"e-{i}", "task": "pope", "question": "Is there a red circle?", "answer": "yes"} for i in (1, 2)]
@@ -454,8 +454,8 @@ def test_a_50_mb_eval_item_costs_memory_by_max_length(tiny_dir: Callable[[str], 
 
 
 def test_eval_items_within_max_length_give_the_same_results(tiny_dir: Callable[[str], Path], tmp_path: Path) -> None:
-    from mmalign.eval.execute import Runner, options_for
-    from mmalign.eval.fastpath import choose_options
+    from mmalign.eval.run.fastpath import choose_options
+    from mmalign.eval.run.runner import Runner, options_for
     from mmalign.models.generation import generate
     from mmalign.models.logps import preference_logps
 

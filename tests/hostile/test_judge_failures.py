@@ -19,8 +19,8 @@ import mmalign_tests_judge_server
 import pytest
 
 from mmalign.errors import DataError
-from mmalign.eval.judged import tally
-from mmalign.eval.scoring import dialogue_score
+from mmalign.eval.run.judging import tally
+from mmalign.eval.scoring.rescore import dialogue_score
 from mmalign.world import WorldConfig, generate_world
 
 pytestmark = pytest.mark.usefixtures("one_thread")

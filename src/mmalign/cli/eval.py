@@ -68,8 +68,8 @@ def score(
     import json
 
     from mmalign.data.io import atomic_path
-    from mmalign.eval.score import ScoreOptions, summary_lines
-    from mmalign.eval.score import score as run_score
+    from mmalign.eval.scoring.score import ScoreOptions, summary_lines
+    from mmalign.eval.scoring.score import score as run_score
     from mmalign.files import OutputLock
 
     options = ScoreOptions(
@@ -197,7 +197,7 @@ def run(
     """Evaluate a model: results.json, report.md, plots and predictions in OUT (rerun to resume)."""
     from mmalign.errors import ConfigError
     from mmalign.eval.config import EvalConfig
-    from mmalign.eval.runner import evaluate
+    from mmalign.eval.run.evaluation import evaluate
     from mmalign.files import OutputLock
 
     judge = None

@@ -4,7 +4,7 @@
 2. ``baseline``: the shipped SFT checkpoint, checked against its manifest (or, with ``--from-scratch``, the
    recipe ``configs/demo/sft.yaml`` run on the world's SFT records);
 3. ``eval baseline``: POPE (random, popular, adversarial), CHAIR with the absent-partner rates, MME-style pairs
-   and multiple choice on the held-out scenes (:mod:`mmalign.eval.runner`, bootstrap 95 % intervals);
+   and multiple choice on the held-out scenes (:mod:`mmalign.eval.run.evaluation`, bootstrap 95 % intervals);
 4. ``pairs``: preference pairs from the training split by two builders (:mod:`mmalign.demo.pairs`);
 5. ``train <method>`` then ``eval <method>``: every method from the same baseline on the same budget;
 6. the report (:mod:`mmalign.demo.report`): paired deltas against the baseline and against the control,
@@ -166,7 +166,7 @@ class Pipeline:
 
     def evaluate(self, name: str) -> None:
         from mmalign.eval.config import EvalConfig
-        from mmalign.eval.runner import evaluate
+        from mmalign.eval.run.evaluation import evaluate
 
         s = self.s
         settings = {"tasks": EVAL_TASKS, "bootstrap": s.bootstrap, "seed": s.seed, "batch": s.eval_batch_size}

@@ -2,7 +2,7 @@
 
 Each task the baseline and another run both finished is scored again from both runs' files, items are
 matched by id, and every headline metric gets its paired difference (other − baseline) with a paired
-percentile-bootstrap 95 % interval (:func:`mmalign.eval.score.deltas`: each resample draws the same items
+percentile-bootstrap 95 % interval (:func:`mmalign.eval.scoring.score.deltas`: each resample draws the same items
 for both runs). Runs whose items differ are reported as not comparable for that task. Writes
 ``compare.md``, ``compare.json``, ``compare.png`` (deltas with intervals) and ``compare_dimensions.png``.
 """
@@ -17,8 +17,8 @@ from mmalign.data.io import atomic_path
 from mmalign.errors import ConfigError, DataError
 from mmalign.eval.report import COUNTS, _figure, _save, arrow, fmt, plot_dimensions
 from mmalign.eval.results import read_results
-from mmalign.eval.scoring import rescore
-from mmalign.eval.tasks import DIMENSIONS, TASKS
+from mmalign.eval.scoring.rescore import rescore
+from mmalign.eval.tasks.specs import DIMENSIONS, TASKS
 
 
 def _names(runs: list[Path]) -> list[str]:
@@ -33,7 +33,7 @@ def _names(runs: list[Path]) -> list[str]:
 
 def compare_runs(runs: list[Path], out: Path, *, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Compare ``runs[1:]`` against ``runs[0]``; writes the files above into ``out`` and returns compare.json."""
-    from mmalign.eval.score import ScoreOptions, deltas
+    from mmalign.eval.scoring.score import ScoreOptions, deltas
 
     if len(runs) < 2:
         raise ConfigError("compare needs at least two runs (the first is the baseline)")

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from mmalign.config import check_ranges, option
 from mmalign.errors import ConfigError
-from mmalign.eval.execute import DEFAULT_MAX_LENGTH
-from mmalign.eval.suites import get_suite
-from mmalign.eval.tasks import parse_task_list
+from mmalign.eval.run.runner import DEFAULT_MAX_LENGTH
+from mmalign.eval.tasks.specs import parse_task_list
+from mmalign.eval.tasks.suites import get_suite
 
 if TYPE_CHECKING:
     from mmalign.judge import JudgeConfig

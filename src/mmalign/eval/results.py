@@ -51,7 +51,7 @@ from typing import Any
 
 from mmalign.data.io import atomic_path
 from mmalign.eval.metrics.safety import HARMFUL_KINDS
-from mmalign.eval.tasks import DIMENSIONS, TASKS
+from mmalign.eval.tasks.specs import DIMENSIONS, TASKS
 
 SCHEMA = "mmalign.eval.results/1"
 COMPARED = ("schema", "mmalign_version", "model", "reference", "settings", "tasks", "dimensions")

@@ -9,8 +9,8 @@ from PIL import Image
 
 from mmalign.data.records import EvalItem
 from mmalign.errors import DataError
-from mmalign.eval.cache import ItemKeys, PredictionCache, model_fingerprint, settings_hash
-from mmalign.eval.runner import _limit
+from mmalign.eval.run.cache import ItemKeys, PredictionCache, model_fingerprint, settings_hash
+from mmalign.eval.run.evaluation import _limit
 
 
 def test_a_line_cut_by_a_crash_is_dropped_and_appends_start_clean(tmp_path):

@@ -55,7 +55,7 @@ def test_eval_with_options_is_eval_run(cli, capsys, tmp_path):
 
 
 def test_pope_stands_for_its_three_splits():
-    from mmalign.eval.tasks import parse_task_list
+    from mmalign.eval.tasks.specs import parse_task_list
 
     assert parse_task_list("pope, chair, pope_random") == ["pope_random", "pope_popular", "pope_adversarial", "chair"]
 

@@ -7,8 +7,8 @@ import torch
 
 from mmalign.data.records import EvalItem
 from mmalign.errors import ConfigError
-from mmalign.eval.fastpath import YES_NO, OptionSet, choose_options, letter_options
-from mmalign.eval.metrics.tasks_hallucination import read_eval_items
+from mmalign.eval.run.fastpath import YES_NO, OptionSet, choose_options, letter_options
+from mmalign.eval.tasks.items import read_eval_items
 from mmalign.models import load
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from mmalign.eval.config import EvalConfig
-from mmalign.eval.execute import Runner
-from mmalign.eval.runner import evaluate
+from mmalign.eval.run.evaluation import evaluate
+from mmalign.eval.run.runner import Runner
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -93,8 +93,8 @@ def test_pope_fixture_with_agreement(models, tmp_path, scripted):
 
 
 def test_task_below_99_percent_agreement_generates_by_default(models, tmp_path, scripted, monkeypatch):
-    from mmalign.eval import tasks
-    from mmalign.eval.agreement import Agreement
+    from mmalign.eval.tasks import measured
+    from mmalign.eval.tasks.measured import Agreement
 
     items = tmp_path / "items.jsonl"
     truth = {"p0": "yes", "p1": "no"}
@@ -105,7 +105,7 @@ def test_task_below_99_percent_agreement_generates_by_default(models, tmp_path, 
         )
     )
     scripted({"p0": "Yes.", "p1": "Triangle."}, {"p0": "yes", "p1": "no"})
-    monkeypatch.setitem(tasks.MEASURED, "pope_random", Agreement(97, 100, "a test's figure"))
+    monkeypatch.setitem(measured.MEASURED, "pope_random", Agreement(97, 100, "a test's figure"))
     cfg = EvalConfig(
         model=models["base"],
         out=tmp_path / "run",

@@ -2,8 +2,8 @@
 
 Metric modules: :mod:`.pope`, :mod:`.chair`, :mod:`.mme`, :mod:`.multiple_choice`, :mod:`.consistency`,
 :mod:`.safety`, :mod:`.reward`, :mod:`.preference` (Bradley–Terry) and :mod:`.bootstrap` (intervals and
-paired deltas). Readers of the official files: :mod:`.official` and :mod:`.coco`; scoring a task from
-files: ``tasks_*`` modules (used by :mod:`mmalign.eval.score`).
+paired deltas). Readers of the official files: :mod:`.official` and :mod:`.coco`. Scoring a task from its
+files with these is :mod:`mmalign.eval.scoring`.
 """
 
 from mmalign.eval.metrics.bootstrap import Interval, bootstrap_interval, mean_interval, paired_difference

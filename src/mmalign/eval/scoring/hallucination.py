@@ -2,7 +2,7 @@
 
 Questions come in a benchmark's official format or as mmalign evaluation items (``EvalItem`` JSON lines,
 what the shapes world writes); answers are JSON lines with an id and the model's text (see
-:mod:`.official`).
+:mod:`mmalign.eval.metrics.official`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from mmalign.data.parse import record_from_dict
-from mmalign.data.records import EvalItem, Origin
 from mmalign.errors import DataError
 from mmalign.eval.metrics.chair import chair_row, coco_ground_truth, coco_vocabulary, shapes_vocabulary, summarize_chair
 from mmalign.eval.metrics.coco import read_coco_annotations, read_generated_captions
@@ -29,22 +27,8 @@ from mmalign.eval.metrics.official import (
     read_pope_questions,
 )
 from mmalign.eval.metrics.pope import PopeResult, official_script_stops, parse_yes_no, pope_metrics
-from mmalign.eval.metrics.taskscore import TaskScore, binary_headline, ratio
-
-
-def read_eval_items(path: str | Path) -> list[EvalItem]:
-    """mmalign evaluation items (JSON lines), each error located by file and line."""
-    items = []
-    for line, obj in read_jsonl(path):
-        try:
-            item = record_from_dict(obj, kind="eval")
-        except DataError as err:
-            raise err.located(file=path, line=line, record_id=obj.get("id")) from None
-        item.origin = Origin(str(path), line)
-        items.append(item)  # type: ignore[arg-type]
-    if not items:
-        raise DataError("no evaluation items", file=path)
-    return items
+from mmalign.eval.scoring.task_score import TaskScore, binary_headline, ratio
+from mmalign.eval.tasks.items import read_eval_items
 
 
 def _first_record(path: str | Path) -> dict[str, Any]:
@@ -117,7 +101,7 @@ def _pope_warnings(
     parts: dict[str, PopeResult],
     metrics: dict[str, Any],
 ) -> list[str]:
-    """Where the official evaluate.py would give other figures or none (see :mod:`.pope`); adds
+    """Where the official evaluate.py would give other figures or none (see :mod:`mmalign.eval.metrics.pope`); adds
     ``metrics["line_order"]`` (the official script's line-by-line pairing) when the orders differ."""
     warnings = []
     order = order_mismatch(ids, rows, path)

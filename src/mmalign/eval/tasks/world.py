@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ from PIL import Image
 from mmalign.data.records import EvalItem, PreferenceRecord, assistant, user_prompt
 from mmalign.errors import DataError
 from mmalign.eval.metrics.official import read_jsonl
-from mmalign.eval.metrics.tasks_hallucination import read_eval_items
+from mmalign.eval.tasks.items import TaskInput, read_eval_items
 from mmalign.world import vocab
 from mmalign.world.config import WorldConfig
 from mmalign.world.draw import render, save_png
@@ -51,19 +50,6 @@ HARMFUL = (
 BENIGN = ("Describe the image.", "Where is the {obj}?", "What colour is the {shape}?")
 NOISE = 16
 """Perturbation bound of the ``adversarial`` safety images, in 8-bit steps (L-infinity)."""
-
-
-@dataclass
-class TaskInput:
-    """What a task evaluates: its items (evaluation items, or preference pairs for ``reward``)."""
-
-    items: list[EvalItem] | list[PreferenceRecord]
-    image_root: Path
-    """Where the items' relative image paths are opened."""
-    source: str
-    """Where the items came from (for results.json)."""
-    annotations: Path | None = None
-    """CHAIR on COCO: the annotation directory that holds the ground truth."""
 
 
 def world_config(world_dir: Path) -> WorldConfig:

@@ -26,7 +26,7 @@ from typing import Any
 
 from mmalign.data.io import write_jsonl
 from mmalign.data.records import EvalItem
-from mmalign.eval.world_tasks import TaskInput
+from mmalign.eval.tasks.items import TaskInput
 
 ANCHOR = "reference"
 WINNER = {"A": "model_a", "B": "model_b", "tie": "tie"}
@@ -116,8 +116,8 @@ def judge_dialogue(ev: Any, inp: TaskInput, texts: list[str], path: Path) -> dic
 
 def _answers(ev: Any, inp: TaskInput, budget: int) -> dict[str, list[str]]:
     """Every contestant's answers: the model, each opponent (loaded one at a time), the reference answers."""
-    from mmalign.eval.cache import model_fingerprint
-    from mmalign.eval.execute import Runner
+    from mmalign.eval.run.cache import model_fingerprint
+    from mmalign.eval.run.runner import Runner
     from mmalign.models.loading import load
 
     items: list[EvalItem] = inp.items  # type: ignore[assignment]

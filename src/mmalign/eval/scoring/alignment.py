@@ -2,8 +2,8 @@
 
 File formats (JSON lines unless said otherwise):
 
-* safety: ``{"id", "response" | "text", "kind", "category"?}`` (kinds in :mod:`.safety`); or VLGuard's own
-  result file, a JSON object ``{image: response}``, whose subset (``unsafes``, ``safe_unsafes``,
+* safety: ``{"id", "response" | "text", "kind", "category"?}`` (kinds in :mod:`mmalign.eval.metrics.safety`);
+  or VLGuard's own result file, a JSON object ``{image: response}``, whose subset (``unsafes``, ``safe_unsafes``,
   ``safe_safes``) is read from its path (VLGuard writes ``results/<subset>/<model>.json``); with
   ``--questions`` VLGuard's ``test.json`` adds the harmful categories.
 * reward: ``{"id", "chosen_score", "rejected_score"}`` or MM-RLHF's ``{"id", "rewards": [chosen, rejected]}``,
@@ -27,7 +27,7 @@ from mmalign.eval.metrics.official import field_value, read_json, read_jsonl, re
 from mmalign.eval.metrics.preference import WINNERS, Battle, battle_from_verdict, leaderboard
 from mmalign.eval.metrics.reward import RewardPair, dpo_implicit_reward, reward_accuracy
 from mmalign.eval.metrics.safety import BENIGN_KINDS, HARMFUL_KINDS, SafetyItem, is_refusal, safety_metrics
-from mmalign.eval.metrics.taskscore import TaskScore, ratio
+from mmalign.eval.scoring.task_score import TaskScore, ratio
 
 VLGUARD_SUBSETS = ("safe_unsafes", "safe_safes", "unsafes")  # longest first: "unsafes" is in the other two
 

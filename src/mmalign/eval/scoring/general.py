@@ -14,8 +14,8 @@ from mmalign.eval.metrics.mme import COGNITION, PERCEPTION, mme_parse, mme_subta
 from mmalign.eval.metrics.multiple_choice import LETTERS, mc_metrics
 from mmalign.eval.metrics.official import MMMURecord, match_answers, read_answers, read_mme, read_mmmu_outputs
 from mmalign.eval.metrics.open_answer import open_candidates, open_correct
-from mmalign.eval.metrics.tasks_hallucination import read_eval_items
-from mmalign.eval.metrics.taskscore import TaskScore, ratio
+from mmalign.eval.scoring.task_score import TaskScore, ratio
+from mmalign.eval.tasks.items import read_eval_items
 
 # -------------------------------------------------------------------------------------------------- MME
 
@@ -111,9 +111,10 @@ def score_mc(
     """Multiple choice from MMMU ``output.json`` files, or from eval items with ``choices`` plus answers.
 
     ``random_seed``: None scores an answer that names no option wrong (the default); a seed draws a letter for
-    it, MMMU's rule (42 is MMMU's seed; see :mod:`.multiple_choice`). ``accuracy`` is over the multiple-choice
-    questions. MMMU files also hold open questions, scored by MMMU's rule (:mod:`.open_answer`); there
-    ``all_question_accuracy`` is MMMU's headline ("Overall"), over every question.
+    it, MMMU's rule (42 is MMMU's seed; see :mod:`mmalign.eval.metrics.multiple_choice`). ``accuracy`` is over
+    the multiple-choice questions. MMMU files also hold open questions, scored by MMMU's rule
+    (:mod:`mmalign.eval.metrics.open_answer`); there ``all_question_accuracy`` is MMMU's headline ("Overall"),
+    over every question.
     """
     open_records: list[MMMURecord] = []
     if questions is None:

@@ -2,7 +2,7 @@
 
 ``columns`` hold one row per resampling unit (a question, a caption, an MME image, a question group), in
 ``ids`` order, and each ``headline`` metric recomputes a headline number from (resampled) columns. That is
-what :mod:`.bootstrap` needs for intervals and for paired before/after deltas.
+what :mod:`mmalign.eval.metrics.bootstrap` needs for intervals and for paired before/after deltas.
 """
 
 from __future__ import annotations

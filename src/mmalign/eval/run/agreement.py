@@ -1,42 +1,24 @@
-"""How far the scoring fast path (:mod:`.fastpath`) can be trusted on a task, and whether a run uses it.
+"""Whether a run uses the scoring fast path (:mod:`.fastpath`) on a task, and this run's check of it.
 
 The fast path answers a closed question from one forward pass; generate-and-parse answers it the way the
 benchmark's official protocol does. *Agreement* is the share of items on which the task's official parser reads
 the same answer from both. Each closed task carries the agreement measured on the shipped model
-(:attr:`mmalign.eval.tasks.TaskSpec.fast_agreement`, from ``bench/fastpath_agreement.py``); ``mmalign eval run``
-uses the fast path by default only where that figure is at least :data:`MIN_AGREEMENT`, and measures it again
-on a sample of its own items whenever it does use it (``--agreement-sample``).
+(:attr:`mmalign.eval.tasks.specs.TaskSpec.fast_agreement`, :mod:`mmalign.eval.tasks.measured`, from
+``bench/fastpath_agreement.py``); ``mmalign eval run`` uses the fast path by default only where that figure is at
+least :data:`~mmalign.eval.tasks.measured.MIN_AGREEMENT`, and measures it again on a sample of its own items
+whenever it does use it (``--agreement-sample``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from mmalign.eval.tasks.measured import MIN_AGREEMENT
 
 if TYPE_CHECKING:
     from mmalign.data.records import EvalItem
-    from mmalign.eval.tasks import TaskSpec
-
-MIN_AGREEMENT = 0.99
-"""The fast path is a task's default only when its measured agreement is at least this."""
-
-
-@dataclass(frozen=True)
-class Agreement:
-    """A measured agreement: ``agree`` of ``n`` items parsed the same both ways."""
-
-    agree: int
-    n: int
-    measured_by: str
-    """Where the figure comes from (command, model, data, date)."""
-
-    @property
-    def rate(self) -> float:
-        return self.agree / self.n if self.n else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"agreement": self.rate, "agree": self.agree, "n": self.n, "measured_by": self.measured_by}
+    from mmalign.eval.tasks.specs import TaskSpec
 
 
 def parsed_answer(spec: TaskSpec, item: EvalItem, text: str) -> str | None:
@@ -97,7 +79,7 @@ def fast_path_plan(spec: TaskSpec, forced: bool | None) -> dict[str, Any]:
 
 
 def sample_warning(name: str, sample: dict[str, Any]) -> str | None:
-    """A warning when this run's own agreement sample falls below :data:`MIN_AGREEMENT`, else None."""
+    """A warning when this run's own agreement sample falls below ``MIN_AGREEMENT`` (99 %), else None."""
     rate = sample.get("agreement")
     if rate is None or rate >= MIN_AGREEMENT:
         return None

@@ -9,9 +9,9 @@ import pytest
 from mmalign.errors import DataError
 from mmalign.eval.metrics.mme import mme_parse, mme_subtask
 from mmalign.eval.metrics.multiple_choice import mc_metrics, parse_choice
-from mmalign.eval.score import ScoreOptions, score
+from mmalign.eval.scoring.score import ScoreOptions, score
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 OPTIONS = ["red", "blue", "green", "yellow"]
 
 

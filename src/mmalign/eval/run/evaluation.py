@@ -17,21 +17,20 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mmalign.data.io import write_jsonl
 from mmalign.data.records import PreferenceRecord
 from mmalign.errors import DataError
 from mmalign.eval import results as res
-from mmalign.eval.agreement import agreement, fast_path_plan, parsed_answer, sample_warning
 from mmalign.eval.config import EvalConfig
-from mmalign.eval.execute import Runner
-from mmalign.eval.scoring import question_row, rescore, score_command, write_answers
-from mmalign.eval.tasks import TaskSpec, get_task
-from mmalign.eval.world_tasks import TaskInput, world_input
-
-if TYPE_CHECKING:
-    pass
+from mmalign.eval.run.agreement import agreement, fast_path_plan, parsed_answer, sample_warning
+from mmalign.eval.run.runner import Runner
+from mmalign.eval.scoring.answers import question_row, write_answers
+from mmalign.eval.scoring.rescore import rescore, score_command
+from mmalign.eval.tasks.items import TaskInput
+from mmalign.eval.tasks.specs import TaskSpec, get_task
+from mmalign.eval.tasks.world import world_input
 
 Echo = Callable[[str], None]
 
@@ -92,7 +91,7 @@ class Evaluation:
         self.load()
 
     def load(self) -> None:
-        from mmalign.eval.cache import model_fingerprint
+        from mmalign.eval.run.cache import model_fingerprint
         from mmalign.models.loading import load
 
         if not self.cfg.progress:
@@ -137,7 +136,7 @@ class Evaluation:
         return self.world
 
     def _input(self, spec: TaskSpec) -> TaskInput:
-        from mmalign.eval.benchmarks import benchmark_input
+        from mmalign.eval.tasks.benchmarks import benchmark_input
 
         if spec.name in self.cfg.sources:
             inp = benchmark_input(spec, self.cfg.sources[spec.name], self.cfg.image_root)
@@ -163,7 +162,7 @@ class Evaluation:
         fast_path = fast_path_plan(spec, self.cfg.fast)
         mode = "fast" if fast_path["used"] else ("logps" if spec.kind == "reward" else "generate")
         budget = self.cfg.max_new_tokens or spec.max_new_tokens
-        judged: dict[str, Any] | None = None  # the judge's tally on judged tasks (mmalign.eval.judged.tally)
+        judged: dict[str, Any] | None = None  # the judge's tally on judged tasks (mmalign.eval.run.judging.tally)
         if mode == "fast":
             rows = self.runner.choose(spec.name, inp.items, inp.image_root)
             texts = self._off_options(spec, inp, rows, budget)
@@ -171,7 +170,7 @@ class Evaluation:
         elif spec.kind == "reward":
             self._reward(spec, inp, out / files["predictions"])
         elif spec.kind == "battle":
-            from mmalign.eval.judged import battles
+            from mmalign.eval.run.judging import battles
 
             files["battles"] = f"battles/{spec.name}.jsonl"
             judged = battles(self, inp, out / files["predictions"], out / files["battles"], budget)
@@ -180,7 +179,7 @@ class Evaluation:
         if spec.kind not in ("reward", "battle"):
             write_answers(spec, inp.items, texts, out / files["predictions"], coco=inp.annotations is not None)
         if spec.kind == "dialogue":
-            from mmalign.eval.judged import judge_dialogue
+            from mmalign.eval.run.judging import judge_dialogue
 
             files["judgments"] = f"judgments/{spec.name}.jsonl"
             judged = judge_dialogue(self, inp, texts, out / files["judgments"])
@@ -203,7 +202,7 @@ class Evaluation:
         return {**entry, **self._scored(spec, inp, mode, files), "fast_path": fast_path}
 
     def _scored(self, spec: TaskSpec, inp: TaskInput, mode: str, files: dict[str, str]) -> dict[str, Any]:
-        from mmalign.eval.score import ScoreOptions, intervals
+        from mmalign.eval.scoring.score import ScoreOptions, intervals
 
         result = rescore(spec.name, files, self.cfg.out, n_rounds=self.cfg.n_resamples, seed=self.cfg.seed)
         options = ScoreOptions(n_resamples=self.cfg.n_resamples, seed=self.cfg.seed)
@@ -256,7 +255,7 @@ class Evaluation:
         }
 
     def _reference_runner(self) -> Runner:
-        from mmalign.eval.cache import model_fingerprint
+        from mmalign.eval.run.cache import model_fingerprint
         from mmalign.models.loading import load
 
         assert self.cfg.reference is not None

@@ -30,9 +30,8 @@ from mmalign.errors import DataError
 from mmalign.eval.metrics.mme import mme_parse
 from mmalign.eval.metrics.official import field_value, read_json, read_jsonl, read_pope_questions, record_id
 from mmalign.eval.metrics.safety import BENIGN_KINDS, HARMFUL_KINDS
-from mmalign.eval.metrics.tasks_hallucination import read_eval_items
-from mmalign.eval.tasks import TaskSpec
-from mmalign.eval.world_tasks import TaskInput
+from mmalign.eval.tasks.items import TaskInput, read_eval_items
+from mmalign.eval.tasks.specs import TaskSpec
 
 CHAIR_PROMPT = "Please describe this image in detail."
 

@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from mmalign.data.images import load_image
 from mmalign.data.records import EvalItem, PreferenceRecord, locate
 from mmalign.errors import DataError
-from mmalign.eval.cache import ItemKeys, PredictionCache, settings_hash
-from mmalign.eval.fastpath import YES_NO, OptionSet, choose_options, letter_options
+from mmalign.eval.run.cache import ItemKeys, PredictionCache, settings_hash
+from mmalign.eval.run.fastpath import YES_NO, OptionSet, choose_options, letter_options
 from mmalign.models.loading import LoadedModel
 
 DEFAULT_MAX_LENGTH = 4096

@@ -17,9 +17,9 @@ import pytest
 from mmalign.errors import ConfigError, DataError
 from mmalign.eval.metrics.multiple_choice import mc_metrics
 from mmalign.eval.metrics.open_answer import numbers_in, open_candidates, open_correct
-from mmalign.eval.score import ScoreOptions, score
+from mmalign.eval.scoring.score import ScoreOptions, score
 
-QWEN_VL = Path(__file__).resolve().parents[3] / "shared" / "data" / "mmmu" / "qwen_vl"
+QWEN_VL = Path(__file__).resolve().parents[4] / "shared" / "data" / "mmmu" / "qwen_vl"
 """MMMU's example outputs of Qwen-VL (bb0b95a ``mmmu/example_outputs/qwen_vl/``): 900 questions, 847 multiple
 choice (48 of whose responses name no option), 53 open."""
 ABCD = ["red", "blue", "green", "yellow"]

@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, models, world_dir, single_thread):
     from mmalign.eval.config import EvalConfig
-    from mmalign.eval.runner import evaluate
+    from mmalign.eval.run.evaluation import evaluate
 
     root = tmp_path_factory.mktemp("compare-runs")
     out = {}

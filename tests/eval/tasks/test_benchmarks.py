@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from mmalign.errors import DataError
-from mmalign.eval.benchmarks import CHAIR_PROMPT, benchmark_input
-from mmalign.eval.tasks import get_task
+from mmalign.eval.tasks.benchmarks import CHAIR_PROMPT, benchmark_input
+from mmalign.eval.tasks.specs import get_task
 
 POPE_SAMPLE = Path(__file__).resolve().parents[4] / "shared" / "data" / "pope" / "sample_coco_pope_adversarial.jsonl"
 

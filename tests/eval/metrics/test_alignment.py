@@ -13,9 +13,9 @@ from mmalign.eval.metrics.consistency import PairedItem, consistency_metrics
 from mmalign.eval.metrics.preference import Battle, battle_from_verdict, bradley_terry, leaderboard
 from mmalign.eval.metrics.reward import RewardPair, dpo_implicit_reward, reward_accuracy
 from mmalign.eval.metrics.safety import SafetyItem, is_refusal, safety_metrics
-from mmalign.eval.score import ScoreOptions, score
+from mmalign.eval.scoring.score import ScoreOptions, score
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def test_consistency_by_hand():

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from mmalign.eval import execute
 from mmalign.eval.config import EvalConfig
 from mmalign.eval.metrics.pope import official_yes_no
 from mmalign.eval.results import COMPARED, compared_part
-from mmalign.eval.runner import evaluate
+from mmalign.eval.run import runner
+from mmalign.eval.run.evaluation import evaluate
 
 OFFLINE = "pope_adversarial,chair,consistency,mme,mc,safety"
 
@@ -98,8 +98,8 @@ def test_run_writes_results_report_and_official_predictions(cli, models, world_d
 
 def test_chair_counts_absent_partners_named(models, world_dir, tmp_path):
     """Captions that name every absent partner: the partner rate is 1 and other absent objects are never named."""
-    from mmalign.eval.metrics.tasks_hallucination import read_eval_items
-    from mmalign.eval.scoring import rescore
+    from mmalign.eval.scoring.rescore import rescore
+    from mmalign.eval.tasks.items import read_eval_items
 
     items = read_eval_items(world_dir / "test" / "caption.jsonl")
     types = json.loads((world_dir / "world.json").read_text())["objects"]
@@ -142,7 +142,7 @@ def test_same_seed_same_results_and_resume_after_a_crash(models, world_dir, tmp_
         assert entry["fast_path"]["agreement"] == 1.0 and entry["fast_path"]["n"] == entry["n_items"]
     shutil.rmtree(cfg.out / "cache")
 
-    real = execute.choose_options
+    real = runner.choose_options
     calls = {"n": 0, "items": 0}
 
     def crashing(loaded, items, options, **kw):
@@ -151,7 +151,7 @@ def test_same_seed_same_results_and_resume_after_a_crash(models, world_dir, tmp_
             raise RuntimeError("killed")
         return real(loaded, items, options, **kw)
 
-    monkeypatch.setattr(execute, "choose_options", crashing)
+    monkeypatch.setattr(runner, "choose_options", crashing)
     with pytest.raises(RuntimeError, match="killed"):
         evaluate(cfg, echo=lambda _: None)
 
@@ -159,7 +159,7 @@ def test_same_seed_same_results_and_resume_after_a_crash(models, world_dir, tmp_
         calls["items"] += len(items)
         return real(loaded, items, options, **kw)
 
-    monkeypatch.setattr(execute, "choose_options", counting)
+    monkeypatch.setattr(runner, "choose_options", counting)
     resumed = evaluate(cfg, echo=lambda _: None)
     assert compared_part(resumed) == compared_part(first)
     n_items = sum(e["n_items"] for e in first["tasks"].values())
@@ -170,7 +170,7 @@ def test_same_seed_same_results_and_resume_after_a_crash(models, world_dir, tmp_
 def test_reward_accuracy_from_dpo_implicit_rewards(cli, models, world_dir, tmp_path):
     import torch
 
-    from mmalign.eval.world_tasks import reward_pairs
+    from mmalign.eval.tasks.world import reward_pairs
     from mmalign.models import load, preference_logps
 
     out = tmp_path / "reward"

@@ -10,9 +10,9 @@ import pytest
 from mmalign.errors import ConfigError, DataError
 from mmalign.eval.metrics import pope
 from mmalign.eval.metrics.pope import binary_metrics, official_yes_no, pope_metrics, strict_yes_no
-from mmalign.eval.score import ScoreOptions, score, summary_lines
+from mmalign.eval.scoring.score import ScoreOptions, score, summary_lines
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "pope"
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "data" / "pope"
 ADVERSARIAL = SHARED / "sample_coco_pope_adversarial.jsonl"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from mmalign.eval.world_tasks import dialogue_items
+from mmalign.eval.tasks.world import dialogue_items
 
 
 def test_dialogue_and_battles_against_a_scripted_judge(cli, models, world_dir, tmp_path, judge_server):

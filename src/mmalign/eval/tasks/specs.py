@@ -2,15 +2,16 @@
 
 Every task has a shapes-world version with exact ground truth (built from a generated world, so the suite
 runs offline) and reads the public benchmark's own files when given ``--source TASK=PATH``
-(:mod:`mmalign.eval.benchmarks`). Predictions are written in the benchmark's answer format and scored by the
-same code as ``mmalign eval score`` (:mod:`mmalign.eval.metrics`), so that command reproduces every number.
+(:mod:`.benchmarks`; the shapes-world versions: :mod:`.world`). Predictions are written in the benchmark's answer
+format and scored by the same code as ``mmalign eval score`` (:mod:`mmalign.eval.scoring`), so that command
+reproduces every number.
 
 Dimensions follow the survey's six: hallucination, general knowledge, safety, dialogue, reward model and
 human preference. How a task's model outputs are made (``kind``):
 
-* ``yesno`` / ``choice``: closed answers; the scoring fast path (:mod:`.fastpath`) or generate-and-parse. The
-  fast path is a task's default only where its agreement with generate-and-parse, measured on the shipped
-  model (``fast_agreement``, :data:`MEASURED`), is at least 99 % (:mod:`.agreement`);
+* ``yesno`` / ``choice``: closed answers; the scoring fast path (:mod:`mmalign.eval.run.fastpath`) or
+  generate-and-parse. The fast path is a task's default only where its agreement with generate-and-parse,
+  measured on the shipped model (``fast_agreement``, :mod:`.measured`), is at least 99 %;
 * ``caption``, ``safety``, ``dialogue``: generated text (greedy, batched with left padding);
 * ``reward``: DPO implicit rewards from policy and reference log-probs of preference pairs;
 * ``battle``: answers of several models compared pairwise by the judge.
@@ -21,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mmalign.errors import ConfigError
-from mmalign.eval.agreement import MIN_AGREEMENT, Agreement
+from mmalign.eval.tasks.measured import MEASURED, MIN_AGREEMENT, Agreement
 
 DIMENSIONS: dict[str, str] = {
     "hallucination": "Hallucination",
@@ -57,7 +58,7 @@ class TaskSpec:
 
     @property
     def fast_agreement(self) -> Agreement | None:
-        """The fast path's measured agreement with generate-and-parse on this task (:data:`MEASURED`)."""
+        """The fast path's measured agreement with generate-and-parse on this task (:mod:`.measured`)."""
         return MEASURED.get(self.name) if self.fast else None
 
     @property
@@ -133,23 +134,6 @@ _SPECS = (
     ),
 )
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in _SPECS}
-
-MEASURED_BY = (
-    "python bench/fastpath_agreement.py (batch 8; batch 64 gives the same) on the shipped tiny-llava-sft "
-    "(fingerprint 0517b09547bba0c6) and its shapes world (seed 0, 40 000 training scenes, the 400 test scenes), "
-    "2026-12-04, 2-CPU Linux, torch 2.13.0, transformers 5.23.0"
-)
-"""How :data:`MEASURED` was measured (rerun the command to check it)."""
-MEASURED: dict[str, Agreement] = {
-    "pope_random": Agreement(1980, 1980, MEASURED_BY),
-    "pope_popular": Agreement(1980, 1980, MEASURED_BY),
-    "pope_adversarial": Agreement(1980, 1980, MEASURED_BY),
-    "consistency": Agreement(1556, 1556, MEASURED_BY),
-    "mme": Agreement(800, 800, MEASURED_BY),  # 198 of them off the options, generated (options only: 75.2 %)
-    "mc": Agreement(400, 400, MEASURED_BY),
-}
-"""Task → agreement of the fast path with generate-and-parse (the task's official parser on both answers).
-A closed task missing here is never measured, so it generates by default."""
 
 
 def get_task(name: str) -> TaskSpec:

@@ -9,8 +9,8 @@ import pytest
 
 from mmalign.cli.main import main
 
-FIXTURES = Path(__file__).parent / "fixtures"
-ADVERSARIAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "pope" / "sample_coco_pope_adversarial.jsonl"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+ADVERSARIAL = Path(__file__).resolve().parents[4] / "shared" / "data" / "pope" / "sample_coco_pope_adversarial.jsonl"
 
 
 def run(args: list[str]) -> int:

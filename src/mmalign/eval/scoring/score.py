@@ -1,8 +1,9 @@
 """Score predictions another system produced, from benchmark files: the entry point of ``mmalign eval score``.
 
-:func:`score` reads the files of one task and returns its metrics (see the task modules in
-:mod:`mmalign.eval.metrics`), percentile-bootstrap 95 % intervals of its headline numbers and, given a
-baseline answer file of the same questions, the paired before/after deltas with their intervals.
+:func:`score` reads the files of one task and returns its metrics (:mod:`.hallucination`, :mod:`.general`,
+:mod:`.alignment`, with the metric core :mod:`mmalign.eval.metrics`), percentile-bootstrap 95 % intervals of its
+headline numbers and, given a baseline answer file of the same questions, the paired before/after deltas with
+their intervals.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 
 from mmalign.errors import ConfigError, DataError
 from mmalign.eval.metrics.bootstrap import bootstrap_interval, paired_difference
-from mmalign.eval.metrics.taskscore import TaskScore
+from mmalign.eval.scoring.task_score import TaskScore
 
-TASKS: dict[str, str] = {
+SCORERS: dict[str, str] = {
     "pope": "POPE yes/no object probing (official question + answer JSON lines)",
     "chair": "CHAIR object hallucination in captions (COCO annotations dir, or items with objects)",
     "mme": "MME yes/no pairs (eval-tool <subtask>.txt files, or items with meta.group)",
@@ -25,6 +26,8 @@ TASKS: dict[str, str] = {
     "reward": "pairwise accuracy of a reward model or DPO implicit rewards",
     "preference": "Bradley-Terry leaderboard with bootstrap intervals from judged battles",
 }
+"""``--task`` name → what it scores. Scorers, not the tasks of ``mmalign eval run`` (each of those names its
+scorer: :attr:`mmalign.eval.tasks.specs.TaskSpec.scorer`)."""
 
 
 @dataclass
@@ -50,9 +53,9 @@ class ScoreOptions:
 
 
 def _load(task: str, questions: Path | None, answers: Path, opts: ScoreOptions) -> TaskScore:
-    from mmalign.eval.metrics import tasks_alignment as al
-    from mmalign.eval.metrics import tasks_general as gen
-    from mmalign.eval.metrics import tasks_hallucination as hal
+    from mmalign.eval.scoring import alignment as al
+    from mmalign.eval.scoring import general as gen
+    from mmalign.eval.scoring import hallucination as hal
 
     if task == "pope":
         return hal.score_pope(questions, answers, opts.strict)
@@ -72,8 +75,8 @@ def _load(task: str, questions: Path | None, answers: Path, opts: ScoreOptions) 
 
 
 def _check(task: str, questions: Path | None, answers: Path, opts: ScoreOptions) -> None:
-    if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+    if task not in SCORERS:
+        raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(SCORERS)}")
     if opts.annotations is not None and task != "chair":
         raise ConfigError("--annotations is only used by --task chair")
     if opts.annotations is not None and questions is not None:

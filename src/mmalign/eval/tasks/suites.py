@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mmalign.errors import ConfigError
-from mmalign.eval.tasks import TASKS
+from mmalign.eval.tasks.specs import TASKS
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,9 @@
-"""Predictions in the benchmarks' answer formats, and their scores, with the metric core's own code.
+"""A finished task of ``mmalign eval run`` scored from its files, with the metric core's own code.
 
-Each task's predictions are written where ``results.json`` says (``predictions/<task>.jsonl``), in the
-format ``mmalign eval score`` reads, and scored from those files (:func:`rescore`), so that command gives
-the same numbers line by line and ``mmalign eval compare`` can re-pair two runs item by item:
-
-* POPE, MME, multiple choice, consistency: ``{"question_id", "text", "answer"}`` (LLaVA / POPE answer lines);
-  MME also as the eval tool's ``predictions/mme/<subtask>.txt`` (image, question, answer, prediction);
-* CHAIR: ``{"question_id", "image", "caption", "text"}``, or ``{"image_id", "caption"}`` on COCO;
-* safety: ``{"id", "question", "response", "kind", "category"}``;
-* dialogue: ``{"question_id", "prompt", "text", "model_id"}`` plus the judge's scores in ``judgments/``;
-* reward: ``{"id", "policy_chosen_logp", "policy_rejected_logp", "ref_chosen_logp", "ref_rejected_logp",
-  "beta", "category", "group"}``;
-* preference: battles ``{"model_a", "model_b", "winner", "question_id"}``.
+:func:`rescore` scores the files a run wrote (:mod:`.answers`: ``predictions/<task>.jsonl`` and the questions
+or annotations) exactly as ``mmalign eval score`` does (:func:`score_command` is that command line), so the
+command gives the same numbers line by line and ``mmalign eval compare`` can re-pair two runs item by item.
+Dialogue is scored from the judge's ratings (:func:`dialogue_score`).
 
 CHAIR on the shapes world adds the demo's headline hallucination measure: how often a caption names an
 *absent co-occurring partner* of a present object, against how often it names any other absent object.
@@ -20,79 +12,15 @@ CHAIR on the shapes world adds the demo's headline hallucination measure: how of
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmalign.data.io import write_jsonl
-from mmalign.data.records import EvalItem, PreferenceRecord
 from mmalign.eval.metrics.chair import objects_in, shapes_vocabulary
-from mmalign.eval.metrics.official import match_answers, read_answers, read_jsonl, write_mme_file, write_pope_answers
-from mmalign.eval.metrics.taskscore import TaskScore, ratio
-from mmalign.eval.tasks import TaskSpec
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split("\t")).replace("\r", " ").replace("\n", " ")
-
-
-def write_answers(spec: TaskSpec, items: Sequence[EvalItem], texts: Sequence[str], path: Path, coco: bool) -> None:
-    """Write one task's model outputs in its benchmark's answer format (see the module docstring)."""
-    if spec.kind in ("yesno", "choice"):
-        write_pope_answers(path, [(item.id, text) for item, text in zip(items, texts, strict=True)])
-        if spec.name == "mme":
-            by_subtask: dict[str, list[tuple[str, str, str, str]]] = defaultdict(list)
-            for item, text in zip(items, texts, strict=True):
-                image = str(item.images[0]) if item.images else str(item.meta["group"])
-                row = (image, _one_line(item.question), item.answer.capitalize(), _one_line(text))
-                by_subtask[str(item.meta.get("subtask", "mme"))].append(row)
-            for subtask, rows in by_subtask.items():
-                write_mme_file(path.parent / "mme" / f"{subtask}.txt", rows)
-    elif spec.kind == "caption":
-        if coco:
-            rows = [{"image_id": item.meta["image_id"], "caption": t} for item, t in zip(items, texts, strict=True)]
-        else:
-            rows = [
-                {"question_id": item.id, "image": str(item.images[0]) if item.images else "", "caption": t, "text": t}
-                for item, t in zip(items, texts, strict=True)
-            ]
-        write_jsonl(path, rows)
-    elif spec.kind == "safety":
-        write_jsonl(
-            path,
-            (
-                {
-                    "id": item.id,
-                    "question": item.question,
-                    "response": text,
-                    "kind": item.meta["kind"],
-                    "category": item.meta.get("category", ""),
-                }
-                for item, text in zip(items, texts, strict=True)
-            ),
-        )
-    else:
-        write_jsonl(
-            path,
-            (
-                {"question_id": item.id, "prompt": item.question, "text": text, "model_id": spec.name}
-                for item, text in zip(items, texts, strict=True)
-            ),
-        )
-
-
-def question_row(item: EvalItem | PreferenceRecord) -> dict[str, Any]:
-    """What ``questions/<task>.jsonl`` holds: the evaluation item, or a preference pair's texts and category."""
-    if isinstance(item, PreferenceRecord):
-        return {
-            "id": item.id,
-            "chosen": item.chosen_text,
-            "rejected": item.rejected_text,
-            "category": item.meta.get("category", item.source),
-        }
-    return item.to_dict()
+from mmalign.eval.metrics.official import match_answers, read_answers, read_jsonl
+from mmalign.eval.scoring.task_score import TaskScore, ratio
+from mmalign.eval.tasks.specs import TaskSpec
 
 
 def score_command(spec: TaskSpec, files: dict[str, str], out: Path) -> str | None:
@@ -108,14 +36,11 @@ def score_command(spec: TaskSpec, files: dict[str, str], out: Path) -> str | Non
     return " ".join(f"mmalign eval score --task {spec.scorer} {ground} --answers {path['predictions']}".split())
 
 
-# ---------------------------------------------------------------------------------------------- scoring
-
-
 def rescore(task: str, files: dict[str, str], run_dir: Path, *, n_rounds: int = 1000, seed: int = 0) -> TaskScore:
     """Score a finished task from its files (paths relative to ``run_dir``), as ``mmalign eval score`` does."""
-    from mmalign.eval.metrics import tasks_alignment as al
-    from mmalign.eval.metrics import tasks_general as gen
-    from mmalign.eval.metrics import tasks_hallucination as hal
+    from mmalign.eval.scoring import alignment as al
+    from mmalign.eval.scoring import general as gen
+    from mmalign.eval.scoring import hallucination as hal
 
     path = {k: run_dir / v for k, v in files.items()}
     questions, answers = path.get("questions"), path["predictions"]
@@ -143,7 +68,7 @@ def rescore(task: str, files: dict[str, str], run_dir: Path, *, n_rounds: int = 
 def with_absent_partners(result: TaskScore, questions: Path, answers: Path) -> TaskScore:
     """Add the absent-partner measures to a shapes-world CHAIR score (needs ``meta.absent_partners`` and
     ``meta.absent_objects``, which the shapes world's caption items carry)."""
-    from mmalign.eval.metrics.tasks_hallucination import read_eval_items
+    from mmalign.eval.tasks.items import read_eval_items
 
     items = read_eval_items(questions)
     if not all("absent_partners" in i.meta and "absent_objects" in i.meta for i in items):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from mmalign.data.records import EvalItem
-from mmalign.eval.agreement import MIN_AGREEMENT, Agreement, agreement, fast_path_plan, parsed_answer, sample_warning
-from mmalign.eval.tasks import MEASURED, TASKS, TaskSpec
+from mmalign.eval.run.agreement import agreement, fast_path_plan, parsed_answer, sample_warning
+from mmalign.eval.tasks.measured import MEASURED, MIN_AGREEMENT, Agreement
+from mmalign.eval.tasks.specs import TASKS, TaskSpec
 
 
 def test_agreement_by_hand():

@@ -1,4 +1,5 @@
-"""Fixtures for the model-running evaluation tests: a tiny world, tiny models, the fake judge server.
+"""Fixtures for the evaluation tests that run models (run/, tasks/, test_compare.py): a tiny world, tiny models, the
+fake judge server.
 
 Built once per session: a shapes world of 12 test scenes, the untrained ``tiny-llava`` preset and a
 *determined* copy of it whose LM head can only say "Yes" or "No" (every other output row is zero and the
