@@ -4,9 +4,9 @@
 ``DemoSettings``, ``WorldConfig``), with the flag, type, default and help the field declares
 (:func:`mmalign.config.option`), and hands the command the values it was given as one mapping of field names:
 
-    @config_options(DemoSettings, skip=("progress",))
-    def demo(values: dict[str, Any], progress: bool | None = typer.Option(...)) -> None:
-        settings = DemoSettings(**values, progress=...)
+    @config_options(EvalConfig)
+    def run(values: dict[str, Any], judge_url: str | None = typer.Option(None, "--judge-url", ...)) -> None:
+        cfg = EvalConfig(**values, judge=...)
 
 A flag's value is checked where the config is built (ranges and types: :mod:`mmalign.config`), so an
 out-of-range value is one line naming the flag, exit code 2, as for every config. ``unset=True`` is for options
@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -29,7 +29,8 @@ from mmalign.config import flag_of, type_hints
 
 def _help(f: dataclasses.Field, unset: bool) -> str:
     text = f.metadata.get("help", "")
-    return f"{text} (default: {f.default})" if unset and f.default is not None else text
+    shown = unset and f.default is not None and f.default is not dataclasses.MISSING
+    return f"{text} (default: {f.default})" if shown else text
 
 
 def _parameter(f: dataclasses.Field, annotation: Any, unset: bool) -> inspect.Parameter:
@@ -48,17 +49,18 @@ def _parameter(f: dataclasses.Field, annotation: Any, unset: bool) -> inspect.Pa
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
 
 
-def config_options(
-    cls: type, *, skip: Iterable[str] = (), unset: bool = False, own_first: bool = False
-) -> Callable[[Callable], Callable]:
+def config_options(cls: type, *, unset: bool = False, own_first: bool = False) -> Callable[[Callable], Callable]:
     """Decorate a command taking ``values`` (and its own options) with an option per field of ``cls`` (fields
-    declared ``cli=False`` and those in ``skip`` left out); in ``--help`` they come before the command's own
-    options, or after them with ``own_first``."""
+    declared ``cli=False`` left out); in ``--help`` they come before the command's own options, or after them
+    with ``own_first``."""
     hints = type_hints(cls)
-    fields = [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True) and f.name not in set(skip)]
+    fields = [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
 
     def decorate(command: Callable) -> Callable:
         own = [p for name, p in inspect.signature(command, eval_str=True).parameters.items() if name != "values"]
+        clash = {p.name for p in own} & {f.name for f in fields}
+        if clash:
+            raise TypeError(f"{command.__name__}: own options named like {cls.__name__} fields: {sorted(clash)}")
         derived = [_parameter(f, hints[f.name], unset) for f in fields]
 
         @functools.wraps(command)
