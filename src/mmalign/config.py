@@ -1,8 +1,11 @@
 """Typed configs: nested dataclasses read from YAML, with ``key.sub=value`` overrides from the command line.
 
-Every option is a dataclass field whose ``metadata["help"]`` documents it; :func:`describe` prints those texts,
-so ``--help`` and the docs never drift from the code. Unknown keys, wrong types and contradictory options fail
-at start with a message naming the file and the key:
+Every option is declared once, as a dataclass field made by :func:`option`: its help text, its range and, for
+the options of a command (``mmalign eval run``, ``mmalign demo``, ``mmalign world``), its flag when the flag is not
+the field's name. Everything else is derived from that declaration: the YAML keys, the checks, the command's flags
+(:mod:`mmalign.cli.options`), the option tables of ``--show-options`` (:func:`describe`) and the reference in
+docs/options.md (:mod:`mmalign.cli.reference`), so ``--help`` and the docs never drift from the code. Unknown
+keys, wrong types and contradictory options fail at start with a message naming the file and the key:
 
     >>> load_config(SFTConfig, "configs/demo/sft.yaml", ["train.learning_rate=1e-4"])
 
@@ -18,10 +21,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
@@ -81,13 +85,24 @@ def option(
     le: float | None = None,
     lt: float | None = None,
     allow_inf: bool = False,
+    flag: str | None = None,
+    flag_type: Any = None,
+    parse: Callable[[Any], Any] | None = None,
+    cli: bool = True,
     **kwargs: Any,
 ) -> Any:
     """A dataclass field with its documentation (shown by ``describe`` and ``--help``) and, for a number, the
-    range it accepts (``ge``/``gt``/``le``/``lt``; NaN never, ±inf only with ``allow_inf``)."""
+    range it accepts (``ge``/``gt``/``le``/``lt``; NaN never, ±inf only with ``allow_inf``).
+
+    As a command's option (:func:`mmalign.cli.options.config_options`) the field is the flag ``--field-name``
+    (a bool that defaults to true: ``--field-name/--no-field-name``) unless ``flag`` names it (``"--bootstrap"``,
+    ``"--fast/--generate"``); a flag that reads another type than the field's declares it (``flag_type``) with
+    the function turning what it read into the field's value (``parse``); ``cli=False``: no flag."""
     metadata: dict[str, Any] = {"help": help}
     if any(b is not None for b in (ge, gt, le, lt)) or allow_inf:
         metadata["bounds"] = Bounds(ge, gt, le, lt, allow_inf)
+    cli_aspects = {"flag": flag, "flag_type": flag_type, "parse": parse, "cli": None if cli else False}
+    metadata.update({key: value for key, value in cli_aspects.items() if value is not None})
     if isinstance(default, list | dict):
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata, **kwargs)
@@ -115,14 +130,28 @@ def _holds_ints(f: dataclasses.Field) -> bool:
     return re.search(r"\bint\b", str(f.type)) is not None
 
 
-def check_ranges(config: Any, prefix: str = "", name: Callable[[str], str] | None = None) -> None:
+def flag_of(f: dataclasses.Field) -> str:
+    """The command-line flag of an option: the one it declares, else ``--field-name`` (``--x/--no-x`` for a
+    bool whose default is true)."""
+    declared = f.metadata.get("flag")
+    if declared is not None:
+        return declared
+    name = "--" + f.name.replace("_", "-")
+    return f"{name}/--no-{name[2:]}" if f.default is True else name
+
+
+def check_ranges(config: Any, prefix: str = "", name: Callable[[str], str] | None = None, flags: bool = False) -> None:
     """Check every numeric field of the dataclass instance ``config`` against its declared bounds (a config
     class's ``__post_init__`` calls this, so configs built in code or from CLI flags are checked too). The error
-    names ``key 'PREFIX+FIELD'``, or ``name(field)`` when given (e.g. the CLI flag)."""
+    names ``key 'PREFIX+FIELD'``, or ``name(field)`` when given, or with ``flags`` the field's flag
+    (:func:`flag_of`: ``--bootstrap must be an integer >= 1, got 0``)."""
     for f in dataclasses.fields(config):
         problem = check_number(getattr(config, f.name), f.metadata.get("bounds"), _holds_ints(f))
         if problem is not None:
-            subject = name(f.name) if name is not None else f"key {prefix + f.name!r}"
+            if flags:
+                subject = flag_of(f).split("/")[0]
+            else:
+                subject = name(f.name) if name is not None else f"key {prefix + f.name!r}"
             raise ConfigError(f"{subject} {problem}")
 
 
@@ -139,10 +168,14 @@ def _type_name(tp: Any) -> str:
         return " | ".join(_type_name(a) for a in get_args(tp))
     if origin is list:
         return f"list[{_type_name(get_args(tp)[0])}]"
+    if origin is tuple:
+        return f"tuple[{_type_name(get_args(tp)[0])}, ...]"
     if origin is dict:
         return "mapping"
     if tp is type(None):
         return "null"
+    if isinstance(tp, str):  # an annotation naming a type imported only for type checking (:func:`type_hints`)
+        return tp.replace("None", "null")
     return getattr(tp, "__name__", str(tp))
 
 
@@ -299,11 +332,27 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     return config_from_dict(cls, data, where)
 
 
+def type_hints(cls: type) -> dict[str, Any]:
+    """The fields' annotations, resolved; one naming a type imported only for type checking stays its text."""
+    try:
+        return typing.get_type_hints(cls)
+    except NameError:
+        names = vars(sys.modules[cls.__module__])
+        hints: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            holder = type(f.name, (), {"__annotations__": {f.name: f.type}})
+            try:
+                hints[f.name] = typing.get_type_hints(holder, names)[f.name]
+            except NameError:
+                hints[f.name] = f.type
+        return hints
+
+
 def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
     """(key, type, default, help) for every option, nested sections flattened as ``section.key``; a declared
     range is shown with the type (``float (> 0)``)."""
     rows: list[tuple[str, str, str, str]] = []
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         helptext = f.metadata.get("help", "")
@@ -311,7 +360,7 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
             rows.extend(describe(tp, prefix=f"{prefix}{f.name}."))  # type: ignore[arg-type]
             continue
         if f.default is not dataclasses.MISSING:
-            default = repr(f.default)
+            default = repr(str(f.default) if isinstance(f.default, PurePath) else f.default)
         elif f.default_factory is not dataclasses.MISSING:
             default = repr(f.default_factory())
         else:

@@ -127,7 +127,10 @@ BAD = [
     (["loss.name=orpo", "loss.options={}", "reference.path=elsewhere"], "reference-free, but reference.path"),
     (["reference.mode=none"], "needs a reference; reference.mode 'none'"),
     (["reference.cache_dir=/tmp/x"], "reference.cache_dir is only used with reference.mode: precomputed"),
-    (["model.gradient_checkpointing=true", "share_prefix=true"], "share_prefix cannot run with model.gradient_checkpointing"),
+    (
+        ["model.gradient_checkpointing=true", "share_prefix=true"],
+        "share_prefix cannot run with model.gradient_checkpointing",
+    ),
     (["guard.margin_drop=0.5"], "the guard watches held-out evaluations"),
     (["guard.patience=0"], "key 'guard.patience' must be an integer >= 1, got 0"),
     (["loss.name=simpo", "loss.options={}", "guard.max_kl=1"], "guard.max_kl watches the KL to a reference"),

@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 
+from mmalign.cli.help import OPTION_COLUMNS, print_options
 from mmalign.data.limits import DEFAULT_MAX_PIXELS  # no PIL: --help stays fast
 
 app = typer.Typer(
@@ -192,6 +193,8 @@ def _progress(label: str) -> Iterator[Callable[[int], None]]:
 
 # ----------------------------------------------------------------------------------- building and importing
 
+OPTION_TABLE = ("option", *OPTION_COLUMNS[1:])
+"""A strategy's or format's option table names its first column "option" (they are given as ``-o KEY=VALUE``)."""
 OPTION_HELP = (
     "Strategy or format option KEY=VALUE, the value read as YAML (cooccur_prob=0.9; a list in brackets); repeatable."
 )
@@ -202,18 +205,6 @@ def _options(config: Path | None, pairs: list[str]) -> dict[str, Any]:
     from mmalign.config import apply_overrides, read_yaml
 
     return apply_overrides(read_yaml(config) if config is not None else {}, pairs)
-
-
-def _print_options(rows: list[tuple[str, str, str, str]], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for column in ("option", "type", "default", "meaning"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
 
 
 @app.command()
@@ -255,7 +246,7 @@ def build(
     from mmalign.files import OutputLock
 
     if show_options:
-        _print_options(options_help(strategy), f"{strategy} options")
+        print_options(f"{strategy} options", options_help(strategy), OPTION_TABLE)
         return
     if out is None:
         raise ConfigError("missing OUT: the .jsonl file to write")
@@ -335,7 +326,7 @@ def import_data(
     from mmalign.files import OutputLock
 
     if show_options:
-        _print_options(options_help(fmt), f"{fmt} options")
+        print_options(f"{fmt} options", options_help(fmt), OPTION_TABLE)
         return
     if src is None or out is None:
         raise ConfigError("missing SRC and OUT: the source to read and the file to write")

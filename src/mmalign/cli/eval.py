@@ -9,8 +9,12 @@ would swallow the subcommands' names.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
+
+from mmalign.cli.options import config_options
+from mmalign.eval.config import EvalConfig
 
 app = typer.Typer(
     help="Evaluate: run a model on benchmark tasks, compare runs, score predictions in official formats.",
@@ -93,80 +97,10 @@ def score(
             typer.echo(f"report written to {json_out}")
 
 
-def _sources(values: list[str]) -> dict[str, Path]:
-    from mmalign.errors import ConfigError
-
-    out: dict[str, Path] = {}
-    for value in values:
-        task, sep, path = value.partition("=")
-        if not sep or not task.strip() or not path.strip():
-            raise ConfigError(f"--source takes TASK=PATH, got {value!r}")
-        if task.strip() in out:
-            raise ConfigError(f"--source names task {task.strip()!r} twice")
-        out[task.strip()] = Path(path.strip())
-    return out
-
-
 @app.command("run")
+@config_options(EvalConfig)
 def run(
-    model: Path = typer.Option(..., "--model", help="The model directory to evaluate (a local Hugging Face dir)."),
-    out: Path = typer.Option(..., "--out", help="Run directory: results.json, report.md, PNGs, predictions, cache."),
-    tasks: str | None = typer.Option(
-        None,
-        "--tasks",
-        help="Comma-separated tasks: pope_random, pope_popular, pope_adversarial, chair, "
-        "consistency, mme, mc, safety, dialogue, reward, preference (pope: its three splits).",
-    ),
-    suite: str | None = typer.Option(
-        None, "--suite", help="A named suite: shapes, hallucination, general, alignment, quick."
-    ),
-    data: Path | None = typer.Option(
-        None, "--data", help="A generated shapes world (default: OUT/world, generated if absent)."
-    ),
-    split: str = typer.Option("test", "--split", help="World split to evaluate on: test or val."),
-    source: list[str] = typer.Option(
-        [], "--source", help="TASK=PATH: read a task's public benchmark files instead of the world (repeatable)."
-    ),
-    image_root: Path | None = typer.Option(
-        None, "--image-root", help="Where --source images are (default: beside the benchmark file)."
-    ),
-    limit: int | None = typer.Option(
-        None, "--limit", help="Items per task: the first N, completed to the end of the scene or image in progress."
-    ),
-    batch_size: int = typer.Option(8, "--batch-size", help="Items per forward pass / generation batch (left padding)."),
-    fast: bool | None = typer.Option(
-        None,
-        "--fast/--generate",
-        help="Yes/no and multiple choice: compare the options' log-probs in one forward pass (fast), or generate "
-        "and parse every answer. Default: the fast path only on tasks whose measured agreement with "
-        "generate-and-parse is at least 99% (every task states its figure).",
-        show_default=False,
-    ),
-    agreement_sample: int = typer.Option(
-        200,
-        "--agreement-sample",
-        help="Where the fast path is used: items per task also generated and parsed to measure agreement.",
-    ),
-    max_new_tokens: int | None = typer.Option(
-        None,
-        "--max-new-tokens",
-        help="Generation budget for every task (default: 8 for short answers, 48 for captions).",
-    ),
-    max_length: int = typer.Option(
-        4096,
-        "--max-length",
-        help="Longest sequence the model runs on, in tokens with image tokens (prompt + generation budget, or "
-        "prompt + response): what one item may cost. An item over it is an error naming its file and line.",
-    ),
-    reference: Path | None = typer.Option(
-        None,
-        "--reference",
-        help="Reference model for the reward task's DPO implicit rewards (the model before alignment).",
-    ),
-    beta: float = typer.Option(0.1, "--beta", help="β of the DPO implicit reward β·(log π − log π_ref)."),
-    opponent: list[Path] = typer.Option(
-        [], "--opponent", help="Another model answering the preference task's questions (repeatable)."
-    ),
+    values: dict[str, Any],
     judge_url: str | None = typer.Option(
         None, "--judge-url", help="OpenAI-compatible judge API base URL (…/v1); enables dialogue and preference."
     ),
@@ -175,28 +109,9 @@ def run(
         "OPENAI_API_KEY", "--judge-key-env", help="Environment variable holding the judge's API key."
     ),
     judge_concurrency: int = typer.Option(4, "--judge-concurrency", help="Judge requests in flight at once."),
-    judge_max_failed: float = typer.Option(
-        0.1,
-        "--judge-max-failed",
-        help="Fraction of a judged task's judgments that may fail (after retries, or unreadable) before the task "
-        "is reported as failed, with no score (the run then exits with code 2); below it the score is computed "
-        "over the judgments that succeeded and the failures are counted.",
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the agreement sample, the bootstrap and a generated world."),
-    n_resamples: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals."),
-    cache_dir: Path | None = typer.Option(
-        None, "--cache-dir", help="Resume cache (default OUT/cache): completed items per model fingerprint and task."
-    ),
-    device: str | None = typer.Option(None, "--device", help="Device to run the model on (cpu, cuda...)."),
-    dtype: str = typer.Option("float32", "--dtype", help="Weights dtype: float32, bfloat16, float16 or auto."),
-    world_scenes: int = typer.Option(
-        2000, "--world-scenes", help="Training scenes of a world generated into OUT/world (test and val: 10% each)."
-    ),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Evaluate a model: results.json, report.md, plots and predictions in OUT (rerun to resume)."""
     from mmalign.errors import ConfigError
-    from mmalign.eval.config import EvalConfig
     from mmalign.eval.run.evaluation import evaluate
     from mmalign.files import OutputLock
 
@@ -211,36 +126,10 @@ def run(
             model=judge_model or "",
             api_key_env=judge_key_env,
             max_concurrency=judge_concurrency,
-            progress=progress,
+            progress=values["progress"],
         )
-    cfg = EvalConfig(
-        model=model,
-        out=out,
-        tasks=tasks,
-        suite=suite,
-        data=data,
-        split=split,
-        sources=_sources(source),
-        image_root=image_root,
-        limit=limit,
-        batch_size=batch_size,
-        fast=fast,
-        agreement_sample=agreement_sample,
-        max_new_tokens=max_new_tokens,
-        reference=reference,
-        beta=beta,
-        opponents=list(opponent),
-        judge=judge,
-        judge_max_failed=judge_max_failed,
-        max_length=max_length,
-        n_resamples=n_resamples,
-        seed=seed,
-        cache_dir=cache_dir,
-        device=device,
-        dtype=dtype,
-        world_scenes=world_scenes,
-        progress=progress,
-    )
+    cfg = EvalConfig(**values, judge=judge)
+    out = cfg.out
     with OutputLock(out, "mmalign eval run"):
         results = evaluate(cfg, echo=typer.echo)
     for key, dim in results["dimensions"].items():

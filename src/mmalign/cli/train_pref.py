@@ -9,6 +9,8 @@ from typing import Any
 
 import typer
 
+from mmalign.cli.help import print_options
+
 
 def pref(
     overrides: list[str] | None = typer.Argument(
@@ -37,7 +39,7 @@ def pref(
     if show_options:
         from mmalign.train.preference import PreferenceConfig
 
-        _table("mmalign train pref: config keys", describe(PreferenceConfig))
+        print_options("mmalign train pref: config keys", describe(PreferenceConfig))
         _show_loss(str(data.get("loss", {}).get("name", "sigmoid")))
         return
     if config is None and not overrides and loss is None:
@@ -96,22 +98,10 @@ def _list_losses() -> None:
         needs = [label for flag, label in flags.items() if getattr(cls, flag)]
         summary = (cls.__doc__ or "").strip().splitlines()[0]
         rows.append((name, summary, ", ".join(needs) or "-"))
-    _table("losses (mmalign train pref --loss NAME)", rows, ("loss", "what it is", "needs"))
+    print_options("losses (mmalign train pref --loss NAME)", rows, ("loss", "what it is", "needs"))
 
 
 def _show_loss(name: str) -> None:
     from mmalign.losses import loss_help
 
-    _table(f"options of loss {name!r} (loss.options.KEY=VALUE)", loss_help(name))
-
-
-def _table(title: str, rows: list[tuple[str, ...]], columns: tuple[str, ...] = ("key", "type", "default", "meaning")):
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
+    print_options(f"options of loss {name!r} (loss.options.KEY=VALUE)", loss_help(name))

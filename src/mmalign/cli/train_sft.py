@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from mmalign.cli.help import print_options
+
 
 def sft(
     overrides: list[str] | None = typer.Argument(
@@ -25,7 +27,7 @@ def sft(
     from mmalign.train.sft import SFTConfig
 
     if show_options:
-        _show_options(describe(SFTConfig))
+        print_options("mmalign train sft: config keys", describe(SFTConfig))
         return
     if config is None and not overrides:
         raise typer.BadParameter("give --config FILE and/or key=value overrides (see --show-options)")
@@ -43,15 +45,3 @@ def sft(
         f"trained {result.global_step} steps (mean loss {result.train_loss:.4f}) in {result.runtime_s:.0f} s; "
         f"metrics in {result.output_dir / 'metrics.jsonl'}"
     )
-
-
-def _show_options(rows: list[tuple[str, str, str, str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="mmalign train sft: config keys", title_justify="left")
-    for column in ("key", "type", "default", "meaning"):
-        table.add_column(column, overflow="fold", no_wrap=column == "key")
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)

@@ -1,8 +1,11 @@
-"""``mmalign world``: generate the shapes world (scenes, images, SFT data, evaluation items) into a directory."""
+"""``mmalign world``: generate the shapes world (scenes, images, SFT data, evaluation items) into a directory.
+
+Its world options are the fields of :class:`WorldConfig` (:mod:`mmalign.cli.options`), given on top of an optional
+YAML file of the same keys (``--config``; ``--show-options`` lists them).
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,17 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mmalign.cli.help import print_options
+from mmalign.cli.options import config_options
 from mmalign.world.config import WorldConfig
 
 if TYPE_CHECKING:
     from mmalign.world.generate import WorldSummary
-
-
-def field_help(name: str) -> str:
-    """The documentation of a :class:`WorldConfig` field and its default (what ``--help`` prints)."""
-    field = {f.name: f for f in dataclasses.fields(WorldConfig)}[name]
-    text = field.metadata.get("help", "")
-    return text if field.default is None else f"{text} (default: {field.default})"
 
 
 def build_config(config_file: Path | None, overrides: dict[str, Any]) -> WorldConfig:
@@ -99,56 +97,34 @@ def print_summary(summary: WorldSummary, console: Console) -> None:
     )
 
 
+def _show_options(show: bool) -> None:
+    if show:
+        from mmalign.config import describe
+
+        print_options("mmalign world: keys of a --config file (WorldConfig)", describe(WorldConfig))
+        raise typer.Exit()
+
+
+@config_options(WorldConfig, unset=True, own_first=True)
 def world(
+    values: dict[str, Any],
     out: Path = typer.Option(..., "--out", help="Directory to write the world into (replaced only with --overwrite)."),
-    scenes: int | None = typer.Option(None, "--scenes", help=field_help("train_scenes")),
-    val_scenes: int | None = typer.Option(None, "--val-scenes", help=field_help("val_scenes")),
-    test_scenes: int | None = typer.Option(None, "--test-scenes", help=field_help("test_scenes")),
-    size: int | None = typer.Option(None, "--size", help=field_help("image_size")),
-    seed: int | None = typer.Option(None, "--seed", help=field_help("seed")),
-    caption_noise: float | None = typer.Option(None, "--caption-noise", help=field_help("caption_noise")),
-    partner_prob: float | None = typer.Option(None, "--partner-prob", help=field_help("partner_prob")),
-    pairs: int | None = typer.Option(None, "--pairs", help=field_help("n_partner_pairs")),
-    colours: int | None = typer.Option(None, "--colours", help=field_help("n_colours")),
-    shapes: int | None = typer.Option(None, "--shapes", help=field_help("n_shapes")),
-    grid_rows: int | None = typer.Option(None, "--grid-rows", help=field_help("grid_rows")),
-    grid_cols: int | None = typer.Option(None, "--grid-cols", help=field_help("grid_cols")),
-    min_objects: int | None = typer.Option(None, "--min-objects", help=field_help("min_objects")),
-    max_objects: int | None = typer.Option(None, "--max-objects", help=field_help("max_objects")),
-    object_sizes: bool | None = typer.Option(None, "--sizes/--no-sizes", help=field_help("object_sizes")),
-    skew: float | None = typer.Option(None, "--skew", help=field_help("frequency_skew")),
-    pope_k: int | None = typer.Option(None, "--pope-k", help=field_help("pope_k")),
-    qa_per_scene: int | None = typer.Option(None, "--qa-per-scene", help=field_help("qa_per_scene")),
     config: Path | None = typer.Option(
         None, "--config", help="YAML file of world options (WorldConfig keys); command-line options win."
     ),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes rendering images (same bytes for any number)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing world in --out."),
+    show_options: bool = typer.Option(
+        False,
+        "--show-options",
+        help="List every key of a --config file with its type, default and meaning (the flags above), then exit.",
+        callback=_show_options,
+        is_eager=True,
+        expose_value=False,
+    ),
 ) -> None:
     """Generate a shapes world: scenes with exact ground truth, images, SFT data and evaluation items."""
-    cfg = build_config(
-        config,
-        {
-            "train_scenes": scenes,
-            "val_scenes": val_scenes,
-            "test_scenes": test_scenes,
-            "image_size": size,
-            "seed": seed,
-            "caption_noise": caption_noise,
-            "partner_prob": partner_prob,
-            "n_partner_pairs": pairs,
-            "n_colours": colours,
-            "n_shapes": shapes,
-            "grid_rows": grid_rows,
-            "grid_cols": grid_cols,
-            "min_objects": min_objects,
-            "max_objects": max_objects,
-            "object_sizes": object_sizes,
-            "frequency_skew": skew,
-            "pope_k": pope_k,
-            "qa_per_scene": qa_per_scene,
-        },
-    )
+    cfg = build_config(config, values)
     from mmalign.files import OutputLock
 
     console = Console()

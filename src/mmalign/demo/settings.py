@@ -10,7 +10,8 @@ that every method (the control included) gets the same budget: optimiser steps Ã
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,42 +58,69 @@ CORRUPT_IMAGE_OPTIONS: dict[str, Any] = {"modes": ["mask", "crop"], "severity_mi
 """Options of the ``corrupt-image`` builder: the rejected images mDPO's image-conditional term contrasts with."""
 
 
+def parse_methods(text: str | None) -> tuple[str, ...]:
+    """``--methods dpo,simpo`` â†’ ("dpo", "simpo"); not given: every method."""
+    return tuple(m.strip() for m in text.split(",") if m.strip()) if text else tuple(m.name for m in METHODS)
+
+
+def interactive_default(progress: bool | None) -> bool:
+    """``--progress/--no-progress``, or when not given: whether the terminal is interactive."""
+    return sys.stderr.isatty() if progress is None else progress
+
+
 @dataclass
 class DemoSettings:
-    """Everything ``mmalign demo`` takes; each field is the CLI option of the same name."""
+    """Everything ``mmalign demo`` takes; each field is one of its options (:func:`mmalign.config.option`)."""
 
-    out: Path = Path("demo-out")
-    """Output directory: the world, the models, every evaluation, report.md, results.json, the plots."""
-    quick: bool = False
-    """A one-minute smoke run: tiny world, a few training steps, few test scenes (the numbers mean nothing)."""
-    from_scratch: bool = False
-    """Train the SFT baseline with configs/demo/sft.yaml instead of using the shipped checkpoint."""
-    seed: int = option(0, ge=0)
-    """Seed of what the demo draws: pairs, training order, the bootstrap (and SFT with --from-scratch)."""
-    world_seed: int = option(0, ge=0)
-    """Seed of the shapes world (the shipped baseline was trained on world seed 0)."""
-    train_scenes: int = option(40_000, ge=1)
-    """Training scenes of the world (the SFT recipe's; the pairs come from the first of them)."""
-    test_scenes: int = option(400, ge=1)
-    """Held-out scenes every model is evaluated on."""
-    steps: int | None = option(None, ge=1)
-    """Optimiser steps of every method (default: the configs'; all must agree)."""
-    batch_size: int | None = option(None, ge=1)
-    """Pairs per step of every method (default: the configs'; all must agree)."""
-    methods: tuple[str, ...] = tuple(m.name for m in METHODS)
-    """Which methods to train (the control always runs: every claim is made against it)."""
-    configs: Path | None = None
-    """Directory of the demo's configs (default: configs/demo of this checkout)."""
-    bootstrap: int = option(1000, ge=1)
-    """Bootstrap resamples of every interval."""
-    eval_batch_size: int = option(64, ge=1)
-    """Items per forward pass when evaluating."""
-    export_baseline: Path | None = None
-    """Train the baseline from scratch, export it as the shipped checkpoint to this directory, and stop."""
-    progress: bool = True
-    """Progress bars."""
-    sft_overrides: list[str] = field(default_factory=list)
-    """Extra ``key=value`` overrides of the SFT recipe (the quick profile shortens it)."""
+    out: Path = option(
+        Path("demo-out"),
+        "Output directory: the world, the models, every evaluation, report.md, results.json, the plots (a rerun "
+        "resumes: finished steps whose inputs did not change are skipped).",
+    )
+    quick: bool = option(
+        False, "A one-minute smoke run: tiny world, a few training steps, few test scenes (the numbers mean nothing)."
+    )
+    from_scratch: bool = option(
+        False,
+        "Train the SFT baseline with configs/demo/sft.yaml (a few minutes) instead of using the shipped checkpoint.",
+    )
+    seed: int = option(
+        0,
+        "Seed of the pairs, the training order, the bootstrap (and the SFT with --from-scratch). Same seed, same "
+        "machine: the same results.json.",
+        ge=0,
+    )
+    world_seed: int = option(0, "Seed of the shapes world (the shipped baseline knows world seed 0 only).", ge=0)
+    train_scenes: int = option(
+        40_000, "Training scenes of the world (the SFT recipe's; pairs come from the first ones).", ge=1
+    )
+    test_scenes: int = option(400, "Held-out scenes every model is evaluated on.", ge=1)
+    steps: int | None = option(None, "Optimiser steps of every method (default: the configs', which must agree).", ge=1)
+    batch_size: int | None = option(
+        None, "Pairs per step of every method (default: the configs', which must agree).", ge=1
+    )
+    methods: tuple[str, ...] = option(
+        tuple(m.name for m in METHODS),
+        "Comma-separated subset of: " + ", ".join(m.name for m in METHODS) + " (the control always runs: every "
+        "claim is made against it).",
+        flag_type=str | None,
+        parse=parse_methods,
+    )
+    configs: Path | None = option(None, "Directory of the demo's configs (default: configs/demo of this checkout).")
+    bootstrap: int = option(1000, "Bootstrap resamples of every interval.", ge=1)
+    eval_batch_size: int = option(64, "Items per forward pass when evaluating.", ge=1)
+    export_baseline: Path | None = option(
+        None, "Train the baseline from scratch, write it to this directory as the shipped checkpoint, and stop."
+    )
+    progress: bool = option(
+        True,
+        "Progress bars (on the command line, default: when the terminal is interactive).",
+        flag_type=bool | None,
+        parse=interactive_default,
+    )
+    sft_overrides: list[str] = option(
+        [], "Extra key=value overrides of the SFT recipe (the quick profile shortens it).", cli=False
+    )
 
     def __post_init__(self) -> None:
         if self.export_baseline is not None:
@@ -102,7 +130,7 @@ class DemoSettings:
         if unknown:
             raise ConfigError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
         self.methods = tuple(m.name for m in METHODS if m.name in self.methods or m.name == CONTROL)
-        check_ranges(self, name=lambda key: "--" + key.replace("_", "-"))  # each field is the CLI option's name
+        check_ranges(self, flags=True)
 
     def with_quick_profile(self) -> DemoSettings:
         """The ``--quick`` sizes (explicitly given options are kept only where they are smaller)."""

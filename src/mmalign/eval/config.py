@@ -1,88 +1,134 @@
-"""What ``mmalign eval run`` takes: :class:`EvalConfig`, a field per CLI option (run by :mod:`.runner`)."""
+"""What ``mmalign eval run`` takes: :class:`EvalConfig`, a field per CLI option (run by :mod:`.run.evaluation`).
+
+Each option is declared once, on its field: help, default, range and, where it differs from the field's name,
+its flag; the command's options are derived from them (:mod:`mmalign.cli.options`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmalign.config import check_ranges, option
 from mmalign.errors import ConfigError
-from mmalign.eval.run.runner import DEFAULT_MAX_LENGTH
 from mmalign.eval.tasks.specs import parse_task_list
 from mmalign.eval.tasks.suites import get_suite
 
 if TYPE_CHECKING:
     from mmalign.judge import JudgeConfig
 
-FLAGS = {"n_resamples": "--bootstrap", "sources": "--source", "opponents": "--opponent"}
-"""The CLI options of :class:`EvalConfig` fields whose flag is not the field's name."""
+DEFAULT_MAX_LENGTH = 4096
+"""Longest sequence evaluation runs the model on, in tokens with image tokens: prompt + generation budget when
+generating, prompt when choosing an option, prompt + response when scoring a pair. It bounds what one item may
+cost: texts are cut to the collator's character budget before tokenising, so a 50 MB prompt costs what 4096
+tokens do. An item that does not fit is an error naming its file and line, never skipped (a skipped item would
+change the score without saying so); raise ``--max-length`` for a model with a longer context."""
+
+
+def parse_sources(values: list[str]) -> dict[str, Path]:
+    """``--source TASK=PATH`` (repeatable) → {task: path}."""
+    out: dict[str, Path] = {}
+    for value in values:
+        task, sep, path = value.partition("=")
+        if not sep or not task.strip() or not path.strip():
+            raise ConfigError(f"--source takes TASK=PATH, got {value!r}")
+        if task.strip() in out:
+            raise ConfigError(f"--source names task {task.strip()!r} twice")
+        out[task.strip()] = Path(path.strip())
+    return out
 
 
 @dataclass
 class EvalConfig:
-    """Everything ``mmalign eval run`` takes; each field is the CLI option of the same name."""
+    """Everything ``mmalign eval run`` takes; each field is one of its options (:func:`mmalign.config.option`)."""
 
-    model: Path
-    """The model directory to evaluate."""
-    out: Path
-    """Run directory: results.json, report.md, PNGs, questions/, predictions/, cache/."""
-    tasks: str | None = None
-    """Comma-separated task names (exclusive with ``suite``)."""
-    suite: str | None = None
-    """A named suite (:mod:`mmalign.eval.suites`)."""
-    data: Path | None = None
-    """A generated shapes world; None: OUT/world, generated if absent."""
-    split: str = "test"
-    """World split: test or val."""
-    sources: dict[str, Path] = field(default_factory=dict)
-    """Task → public benchmark file or directory read instead of the world (:mod:`mmalign.eval.benchmarks`)."""
-    image_root: Path | None = None
-    """Where benchmark images are (default: beside the benchmark file)."""
-    limit: int | None = option(None, ge=1)
-    """Items per task: the first N, completed to the end of the group in progress; None: all (or the suite's)."""
-    batch_size: int = option(8, ge=1)
-    """Items per forward pass or generation batch."""
-    fast: bool | None = None
-    """Yes/no and multiple choice: None, the log-prob fast path on the tasks whose measured agreement with
-    generate-and-parse is at least 99 % and generation elsewhere; True, the fast path on every closed task;
-    False, generate and parse everywhere."""
-    agreement_sample: int = option(200, ge=0)
-    """Where the fast path is used: items per task also generated and parsed, to measure agreement (0: none)."""
-    max_new_tokens: int | None = option(None, ge=1)
-    """Generation budget for every task; None: each task's own (8 for short answers, 48 for captions)."""
-    max_length: int = option(DEFAULT_MAX_LENGTH, ge=2)
-    """Longest sequence the model runs on, in tokens with image tokens (prompt + generation budget, or prompt +
-    response): what one item may cost. An item over it is an error naming its file and line (:mod:`.execute`)."""
-    reference: Path | None = None
-    """Reference model of the reward task's DPO implicit rewards."""
-    beta: float = option(0.1, gt=0)
-    """β of the implicit reward β·(log π − log π_ref)."""
-    opponents: list[Path] = field(default_factory=list)
-    """More models answering the preference task's questions."""
-    judge: JudgeConfig | None = None
-    """Where the judge is; None: the judged tasks (dialogue, preference) are skipped."""
-    judge_max_failed: float = option(0.1, ge=0, le=1)
-    """The most judgments of a judged task that may fail (request failed after its retries, or reply unreadable):
-    above it, or when all fail, the task is reported as failed, with no score; below it the score is computed over
-    the judgments that succeeded and the failures are counted (:mod:`mmalign.eval.judged`). 0: none may fail."""
-    n_resamples: int = option(1000, ge=1)
-    """Bootstrap resamples of the 95 % intervals (preference: rounds)."""
-    seed: int = option(0, ge=0)
-    """Seed of the agreement sample, the bootstrap and a generated world."""
-    cache_dir: Path | None = None
-    """Resume cache; None: OUT/cache."""
-    device: str | None = None
-    """Device the models run on; None: where they load (CPU)."""
-    dtype: str = "float32"
-    """Weights dtype: float32, bfloat16, float16 or auto."""
-    world_scenes: int = option(2000, ge=1)
-    """Training scenes of a world generated into OUT/world."""
-    progress: bool = True
-    """Progress bars."""
+    model: Path = option(help="The model directory to evaluate (a local Hugging Face dir).")
+    out: Path = option(help="Run directory: results.json, report.md, PNGs, questions/, predictions/, cache/.")
+    tasks: str | None = option(
+        None,
+        "Comma-separated tasks: pope_random, pope_popular, pope_adversarial, chair, consistency, mme, mc, safety, "
+        "dialogue, reward, preference (pope: its three splits). Exclusive with --suite.",
+    )
+    suite: str | None = option(
+        None, "A named suite: shapes, hallucination, general, alignment, quick (mmalign.eval.tasks.suites)."
+    )
+    data: Path | None = option(None, "A generated shapes world (default: OUT/world, generated if absent).")
+    split: str = option("test", "World split to evaluate on: test or val.")
+    sources: dict[str, Path] = option(
+        {},
+        "TASK=PATH: read a task's public benchmark file or directory instead of the world (repeatable; "
+        "mmalign.eval.tasks.benchmarks).",
+        flag="--source",
+        flag_type=list[str],
+        parse=parse_sources,
+    )
+    image_root: Path | None = option(None, "Where --source images are (default: beside the benchmark file).")
+    limit: int | None = option(
+        None,
+        "Items per task: the first N, completed to the end of the scene or image in progress (default: all, or "
+        "the suite's).",
+        ge=1,
+    )
+    batch_size: int = option(8, "Items per forward pass / generation batch (left padding).", ge=1)
+    fast: bool | None = option(
+        None,
+        "Yes/no and multiple choice: compare the options' log-probs in one forward pass (fast), or generate and "
+        "parse every answer. Default: the fast path only on tasks whose measured agreement with generate-and-parse "
+        "is at least 99% (every task states its figure).",
+        flag="--fast/--generate",
+    )
+    agreement_sample: int = option(
+        200,
+        "Where the fast path is used: items per task also generated and parsed to measure agreement (0: none).",
+        ge=0,
+    )
+    max_new_tokens: int | None = option(
+        None, "Generation budget for every task (default: each task's own, 8 for short answers, 48 for captions).", ge=1
+    )
+    max_length: int = option(
+        DEFAULT_MAX_LENGTH,
+        "Longest sequence the model runs on, in tokens with image tokens (prompt + generation budget, or prompt + "
+        "response): what one item may cost. An item over it is an error naming its file and line.",
+        ge=2,
+    )
+    reference: Path | None = option(
+        None, "Reference model for the reward task's DPO implicit rewards (the model before alignment)."
+    )
+    beta: float = option(0.1, "β of the DPO implicit reward β·(log π − log π_ref).", gt=0)
+    opponents: list[Path] = option(
+        [], "Another model answering the preference task's questions (repeatable).", flag="--opponent"
+    )
+    judge: JudgeConfig | None = option(
+        None,
+        "Where the judge is (--judge-url, --judge-model, --judge-key-env, --judge-concurrency); None: the judged "
+        "tasks (dialogue, preference) are skipped.",
+        cli=False,
+    )
+    judge_max_failed: float = option(
+        0.1,
+        "Fraction of a judged task's judgments that may fail (after retries, or unreadable) before the task is "
+        "reported as failed, with no score (the run then exits with code 2); below it the score is computed over "
+        "the judgments that succeeded and the failures are counted (mmalign.eval.run.judging). 0: none may fail.",
+        ge=0,
+        le=1,
+    )
+    n_resamples: int = option(
+        1000, "Bootstrap resamples for the 95% intervals (preference: rounds).", ge=1, flag="--bootstrap"
+    )
+    seed: int = option(0, "Seed of the agreement sample, the bootstrap and a generated world.", ge=0)
+    cache_dir: Path | None = option(
+        None, "Resume cache (default OUT/cache): completed items per model fingerprint and task."
+    )
+    device: str | None = option(None, "Device to run the model on (cpu, cuda...; default: where it loads, CPU).")
+    dtype: str = option("float32", "Weights dtype: float32, bfloat16, float16 or auto.")
+    world_scenes: int = option(
+        2000, "Training scenes of a world generated into OUT/world (test and val: 10% each).", ge=1
+    )
+    progress: bool = option(True, "Show progress bars.")
 
     def __post_init__(self) -> None:
-        check_ranges(self, name=lambda key: FLAGS.get(key, "--" + key.replace("_", "-")))
+        check_ranges(self, flags=True)
 
     def task_names(self) -> tuple[list[str], int | None]:
         """The tasks to run and the item limit (a suite may carry one), checked."""

@@ -1,5 +1,7 @@
 """``WorldConfig``: every knob of the shapes world, documented beside its definition and checked at start.
 
+Each field is a key of a world YAML file and a flag of ``mmalign world`` (its own name, or the ``flag`` it declares).
+
 The defaults are the demo's world: 48 px images on a 3×3 grid (one 16 px patch per cell), 5 colours × 4
 shapes = 20 object types, 10 fixed partner pairs added with probability 0.8, 40 000 training scenes and
 caption noise 0.6 (at 0.5, the demo's SFT baseline named absent partners in only 18 % of held-out captions:
@@ -27,13 +29,23 @@ class WorldConfig:
     """The shapes world: scenes, co-occurrence structure, caption noise, splits."""
 
     n_colours: int = option(
-        5, f"Number of colours used, from the start of {', '.join(COLOURS)}.", ge=1, le=len(COLOURS)
+        5,
+        f"Number of colours used, from the start of {', '.join(COLOURS)}.",
+        ge=1,
+        le=len(COLOURS),
+        flag="--colours",
     )
-    n_shapes: int = option(4, f"Number of shapes used, from the start of {', '.join(SHAPES)}.", ge=1, le=len(SHAPES))
+    n_shapes: int = option(
+        4, f"Number of shapes used, from the start of {', '.join(SHAPES)}.", ge=1, le=len(SHAPES), flag="--shapes"
+    )
     grid_rows: int = option(3, "Rows of the grid objects are placed on (one object per cell).", ge=1)
     grid_cols: int = option(3, "Columns of the grid objects are placed on.", ge=1)
     image_size: int = option(
-        48, "Image side in pixels (small, e.g. 48-64, for CPU; 224-448 for real models).", ge=4, le=4096
+        48,
+        "Image side in pixels (small, e.g. 48-64, for CPU; 224-448 for real models).",
+        ge=4,
+        le=4096,
+        flag="--size",
     )
     min_objects: int = option(1, "Fewest objects drawn for a scene.", ge=1)
     max_objects: int = option(
@@ -42,15 +54,23 @@ class WorldConfig:
         ge=1,
         le=len(NUMBER_WORDS) - 1,
     )
-    object_sizes: bool = option(True, "Draw objects small or large (named in captions); off: all large, no size word.")
+    object_sizes: bool = option(
+        True,
+        "Draw objects small or large (named in captions); off: all large, no size word.",
+        flag="--sizes/--no-sizes",
+    )
     frequency_skew: float = option(
         0.5,
         "Zipf exponent of how often each object type is drawn (over a seeded ranking): 0 = uniform. "
         "Makes some objects popular, as in real data (POPE's 'popular' negatives).",
         ge=0,
+        flag="--skew",
     )
     n_partner_pairs: int = option(
-        10, "Fixed partner pairs of object types (disjoint, chosen by seed); at most n_colours*n_shapes/2.", ge=0
+        10,
+        "Fixed partner pairs of object types (disjoint, chosen by seed); at most n_colours*n_shapes/2.",
+        ge=0,
+        flag="--pairs",
     )
     partner_prob: float = option(
         0.8, "Probability that placing an object also places its partner (if absent and there is room).", ge=0, le=1
@@ -64,7 +84,7 @@ class WorldConfig:
     )
     jitter: float = option(0.5, "How far (0-1) an object may move inside its cell's free margin.", ge=0, le=1)
     seed: int = option(0, "Seed of everything: partner pairs, popularity ranking, scenes, questions.", ge=0)
-    train_scenes: int = option(40_000, "Scenes in the train split (statistics come from train).", ge=1)
+    train_scenes: int = option(40_000, "Scenes in the train split (statistics come from train).", ge=1, flag="--scenes")
     val_scenes: int | None = option(
         None, f"Scenes in the val split (default: {EVAL_FRACTION:.0%} of train_scenes, at most {EVAL_CAP}).", ge=0
     )

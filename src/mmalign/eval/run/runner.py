@@ -21,16 +21,10 @@ from tqdm.auto import tqdm
 from mmalign.data.images import load_image
 from mmalign.data.records import EvalItem, PreferenceRecord, locate
 from mmalign.errors import DataError
+from mmalign.eval.config import DEFAULT_MAX_LENGTH
 from mmalign.eval.run.cache import ItemKeys, PredictionCache, settings_hash
 from mmalign.eval.run.fastpath import YES_NO, OptionSet, choose_options, letter_options
 from mmalign.models.loading import LoadedModel
-
-DEFAULT_MAX_LENGTH = 4096
-"""Longest sequence evaluation runs the model on, in tokens with image tokens: prompt + generation budget when
-generating, prompt when choosing an option, prompt + response when scoring a pair. It bounds what one item may
-cost: texts are cut to the collator's character budget before tokenising, so a 50 MB prompt costs what 4096
-tokens do. An item that does not fit is an error naming its file and line, never skipped (a skipped item would
-change the score without saying so); raise ``--max-length`` for a model with a longer context."""
 
 CACHE_VERSION = 2
 """Bumped when what a cached row means changes (2: fast-path rows say whether they are on the greedy path)."""
