@@ -137,6 +137,14 @@ def default_root(path: str | Path) -> Path:
     return folder
 
 
+def default_out_root(out: Path, in_root: Path) -> Path:
+    """Image paths of the output are relative to the input's data root when the output file lies inside it
+    (no image is copied), else to the output file's folder (input images are copied there)."""
+    if out.resolve().parent.is_relative_to(in_root.resolve()):
+        return in_root
+    return out.parent
+
+
 # ---------------------------------------------------------------------------------------------- reading
 
 

@@ -28,10 +28,11 @@ import numpy as np
 
 from mmalign.data.io import write_jsonl
 from mmalign.data.records import EvalItem, PreferenceRecord
-from mmalign.eval.metrics.chair import objects_in, shapes_vocabulary
 from mmalign.eval.metrics.official import match_answers, read_answers, read_jsonl, write_mme_file, write_pope_answers
 from mmalign.eval.metrics.taskscore import TaskScore, ratio
 from mmalign.eval.tasks import TaskSpec
+from mmalign.objects.mentions import objects_in
+from mmalign.objects.vocabulary import shapes_vocabulary
 
 
 def _one_line(text: str) -> str:

@@ -38,6 +38,7 @@ from typing import Any
 
 from mmalign.data.io import atomic_path, read_json, write_jsonl
 from mmalign.errors import ConfigError, DataError
+from mmalign.objects.shapes import BACKGROUND, RGB, position_name
 from mmalign.world.config import WorldConfig
 from mmalign.world.draw import render_to_files
 from mmalign.world.items import (
@@ -51,7 +52,6 @@ from mmalign.world.items import (
 )
 from mmalign.world.scene import SPLITS, Scene, object_types, partner_pairs, sample_split, type_weights
 from mmalign.world.stats import CooccurrenceStats, compute_stats
-from mmalign.world.vocab import BACKGROUND, RGB, position_name
 
 FORMAT = "mmalign.world/1"
 RENDER_CHUNK = 256

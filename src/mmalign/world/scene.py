@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmalign.errors import ConfigError
+from mmalign.objects.shapes import object_name, position_name
 from mmalign.world.config import WorldConfig
-from mmalign.world.vocab import object_name, position_name
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SPLIT_REGIONS: dict[str, tuple[float, float]] = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}

@@ -16,7 +16,7 @@ import numpy as np
 from mmalign.data.parse import record_from_dict
 from mmalign.data.records import EvalItem, Origin
 from mmalign.errors import DataError
-from mmalign.eval.metrics.chair import chair_row, coco_ground_truth, coco_vocabulary, shapes_vocabulary, summarize_chair
+from mmalign.eval.metrics.chair import chair_row, coco_ground_truth, summarize_chair
 from mmalign.eval.metrics.coco import read_coco_annotations, read_generated_captions
 from mmalign.eval.metrics.consistency import PairedItem, consistency_metrics
 from mmalign.eval.metrics.official import (
@@ -30,6 +30,7 @@ from mmalign.eval.metrics.official import (
 )
 from mmalign.eval.metrics.pope import PopeResult, official_script_stops, parse_yes_no, pope_metrics
 from mmalign.eval.metrics.taskscore import TaskScore, binary_headline, ratio
+from mmalign.objects.vocabulary import coco_vocabulary, shapes_vocabulary
 
 
 def read_eval_items(path: str | Path) -> list[EvalItem]:
