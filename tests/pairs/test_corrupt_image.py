@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmalign.data.corrupt import degrade
+from mmalign.corruption import degrade
 from mmalign.data.io import read_records
 from mmalign.errors import ConfigError, DataError
 from mmalign.pairs.registry import BuildInputs, make_builder

@@ -17,10 +17,11 @@ from mmalign.data.io import read_records
 from mmalign.errors import ConfigError, DataError
 from mmalign.models import ensure_preset, load
 from mmalign.pairs import sample_rank, scorers
-from mmalign.pairs.registry import BuildInputs, make_builder, unit_seed
+from mmalign.pairs.registry import BuildInputs, make_builder
 from mmalign.pairs.sample_rank import dedupe, pick_pair
 from mmalign.pairs.scorers import ScoreContext, TruthOptions, TruthScorer
 from mmalign.pairs.shards import run_build, shards_dir
+from mmalign.seeding import derive_seed
 
 WORDS = (
     "There",
@@ -128,7 +129,7 @@ def test_truth_pairs_from_the_world(world, wordy_policy, tmp_path, h):
         assert row["id"] == f"{scene['id']}-sr" and row["images"] == [scene["image"]]
         assert row["source"] == "sample-rank/truth" and meta["objects"] == scene["present"]
         assert meta["scorer_options"] == {"metric": "f1", "vocabulary": "shapes"}
-        seed = unit_seed(3, "sample-rank", f"sr-{prompts.index(scene['id']) // 3:06d}")
+        seed = derive_seed(3, "sample-rank", f"sr-{prompts.index(scene['id']) // 3:06d}")
         assert meta["sampling"] == {
             "k": 4,
             "temperature": 1.0,

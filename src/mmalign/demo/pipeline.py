@@ -32,11 +32,11 @@ from typing import Any
 from rich.console import Console
 
 from mmalign.config import load_config, read_yaml
-from mmalign.data.io import atomic_path
 from mmalign.demo import checkpoint
 from mmalign.demo.settings import BASELINE, EVAL_TASKS, DemoSettings, Method
 from mmalign.demo.steps import Steps, step_key
 from mmalign.demo.training import Layout, common_budget, config_record, configs_dir, method_config, train_method
+from mmalign.files import atomic_path
 from mmalign.threads import available_cpus
 from mmalign.world.config import WorldConfig
 

@@ -23,7 +23,6 @@ split's scenes (``<split>/scenes.jsonl``), deterministically; images they need a
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from mmalign.errors import DataError
 from mmalign.eval.metrics.official import read_jsonl
 from mmalign.eval.metrics.tasks_hallucination import read_eval_items
 from mmalign.objects import shapes
+from mmalign.seeding import text_seed
 from mmalign.world.config import WorldConfig
 from mmalign.world.draw import render, save_png
 from mmalign.world.generate import read_world
@@ -133,14 +133,9 @@ def consistency_items(world_dir: Path, split: str, out_dir: Path) -> list[EvalIt
 
 
 def _perturbed(image: Image.Image, seed: str) -> Image.Image:
-    rng = np.random.default_rng(_stable_seed(seed))
+    rng = np.random.default_rng(text_seed(seed, 4))
     pixels = np.asarray(image, dtype=np.int16) + rng.integers(-NOISE, NOISE + 1, size=(*image.size[::-1], 3))
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-
-
-def _stable_seed(text: str) -> int:
-    """A seed from text that does not change between processes (``hash`` of a str does)."""
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
 
 def safety_items(world_dir: Path, split: str, out_dir: Path) -> list[EvalItem]:

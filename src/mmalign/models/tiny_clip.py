@@ -136,7 +136,7 @@ def build_tiny_clip(spec: TinyClipSpec | None = None) -> tuple[Any, Any]:
 
 def save_tiny_clip(out: str | Path, spec: TinyClipSpec | None = None) -> Path:
     """Build a tiny CLIP and save it to ``out`` atomically (safetensors weights, processor files)."""
-    from mmalign.data.io import atomic_path
+    from mmalign.files import atomic_path
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

@@ -14,7 +14,6 @@ from mmalign.pairs.registry import (
     make_builder,
     register_builder,
     strategy_names,
-    unit_seed,
 )
 from mmalign.pairs.shards import BuildProgress, BuildResult, run_build
 
@@ -29,5 +28,4 @@ __all__ = [
     "register_builder",
     "run_build",
     "strategy_names",
-    "unit_seed",
 ]

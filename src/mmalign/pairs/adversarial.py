@@ -53,6 +53,7 @@ from mmalign.data.records import (
 from mmalign.errors import ConfigError, DataError
 from mmalign.pairs.registry import Builder, BuildInputs, Plan, file_fingerprint
 from mmalign.pairs.sample_rank import check_policy, model_fingerprint, policy_model
+from mmalign.seeding import derive_seed
 
 IMAGE_DIR = "images/adversarial"
 STATS: Counter[str] = Counter()
@@ -277,10 +278,6 @@ def read_questions(inputs: BuildInputs, tasks: list[str]) -> tuple[list[dict[str
     return items, root, file_fingerprint(path), f"{len(items)} questions of {path}"
 
 
-def _item_seed(seed: int, item_id: str) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{seed}|{item_id}".encode(), digest_size=8).digest(), "big") >> 1
-
-
 # ------------------------------------------------------------------------------------------------ builder
 
 
@@ -312,7 +309,7 @@ class AdversarialBuilder(Builder):
         for item in items:
             images = load_images(item["images"], shared["root"], record_id=item["id"])
             examples.append(Example(item["id"], item["prompt"], images, assistant(item["answer"])))
-        seeds = [_item_seed(seed, item["id"]) for item in items]
+        seeds = [derive_seed(seed, item["id"]) for item in items]
         attack = pgd_attack(
             loaded,
             examples,

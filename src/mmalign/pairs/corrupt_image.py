@@ -4,7 +4,7 @@ Image DPO and mDPO's conditional preference (Wang et al., 2024) contrast a respo
 with the same response given a corrupted image; POVID (Zhou et al., 2024) degrades images with noise for
 the same purpose. Each input record (SFT: its completion is both sides; preference: its text pair is kept)
 becomes ``variants`` records whose ``rejected_images`` are the input images degraded by one of ``modes``
-(:func:`mmalign.data.corrupt.degrade`) at a severity drawn uniformly from [``severity_min``,
+(:func:`mmalign.corruption.degrade`) at a severity drawn uniformly from [``severity_min``,
 ``severity_max``]. The degraded images are written as PNG files under the output root, named by content
 (``images/corrupt-image/<hash>.png``); ``meta`` records the mode, severity and the parameters used.
 """
@@ -24,12 +24,13 @@ from mmalign.data.records import ImageBlob, PreferenceRecord, SFTRecord
 from mmalign.errors import ConfigError, DataError
 from mmalign.pairs.registry import Builder, BuildInputs, Plan, check_choices, check_fraction
 from mmalign.pairs.sources import read_record_units
+from mmalign.seeding import derive_seed
 
 IMAGE_DIR = "images/corrupt-image"
 
 
 def _modes() -> tuple[str, ...]:
-    from mmalign.data.corrupt import DEGRADATIONS
+    from mmalign.corruption import DEGRADATIONS
 
     return DEGRADATIONS
 
@@ -72,7 +73,7 @@ class CorruptImageBuilder(Builder):
         return Plan(units, root, fingerprint, {"root": str(root)}, what)
 
     def build(self, unit: dict[str, Any], shared: Any, seed: int) -> list[PreferenceRecord]:
-        from mmalign.data.corrupt import degrade
+        from mmalign.corruption import degrade
         from mmalign.data.images import encode_png, load_images
 
         record = record_from_dict(unit)
@@ -93,7 +94,7 @@ class CorruptImageBuilder(Builder):
             severity = round(opts.severity_min + (opts.severity_max - opts.severity_min) * rng.random(), 4)
             blobs, params = [], []
             for i, image in enumerate(images):
-                generator = np.random.default_rng(_image_seed(seed, mode, i))
+                generator = np.random.default_rng(derive_seed(seed, mode, i, bits=64))
                 degraded, used = degrade(image, mode, severity, generator)
                 data = encode_png(degraded)
                 blobs.append(ImageBlob(f"{IMAGE_DIR}/{hashlib.sha256(data).hexdigest()[:20]}.png", data))
@@ -121,8 +122,3 @@ class CorruptImageBuilder(Builder):
                 )
             )
         return out
-
-
-def _image_seed(seed: int, mode: str, index: int) -> int:
-    digest = hashlib.blake2b(f"{seed}|{mode}|{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")

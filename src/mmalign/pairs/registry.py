@@ -11,8 +11,8 @@ A build has two steps, so that it can be sharded, run in several processes and r
   the list of independent *units* (JSON-serialisable dicts with an ``id``: a scene, a record, a group of
   scenes) and the state every unit needs (``shared``: statistics, the world's config; picklable).
 * :meth:`Builder.build` turns one unit into preference records. It must be a pure function of the unit,
-  ``shared``, the options and the unit's seed (:func:`unit_seed`, derived from the build seed, the strategy
-  and the unit id), so the output does not depend on shard boundaries, process count or interruptions.
+  ``shared``, the options and the unit's seed (``derive_seed(build seed, strategy, unit id)``, from
+  :mod:`mmalign.seeding`), so the output does not depend on shard boundaries, process count or interruptions.
 
 Records may name input images by path (relative to ``Plan.in_root``) or carry new images as
 :class:`~mmalign.data.records.ImageBlob` / PIL images; the shard writer puts every image under the output
@@ -101,7 +101,7 @@ class Builder(ABC):
 
     @abstractmethod
     def build(self, unit: dict[str, Any], shared: Any, seed: int) -> list[PreferenceRecord]:
-        """The preference pairs of one unit; ``seed`` is :func:`unit_seed` of this unit."""
+        """The preference pairs of one unit; ``seed`` is ``derive_seed(build seed, strategy, unit id)``."""
 
 
 # ------------------------------------------------------------------------------------------- registry
@@ -144,15 +144,6 @@ def options_help(name: str) -> list[tuple[str, str, str, str]]:
 def options_dict(builder: Builder) -> dict[str, Any]:
     """A builder's options as plain JSON values (what a build manifest records)."""
     return dataclasses.asdict(builder.options)
-
-
-# ------------------------------------------------------------------------------------------- seeding
-
-
-def unit_seed(seed: int, strategy: str, unit_id: str) -> int:
-    """A 63-bit seed for one unit: BLAKE2b of the build seed, the strategy and the unit id."""
-    digest = hashlib.blake2b(f"{seed}|{strategy}|{unit_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
 
 
 def file_fingerprint(*paths: Path) -> str:

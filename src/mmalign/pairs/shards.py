@@ -30,11 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from mmalign.data.images import blob_target, content_path, encode_png, resolve_image, write_image_file
-from mmalign.data.io import atomic_path, default_out_root
+from mmalign.data.io import default_out_root
 from mmalign.data.parse import record_from_dict
 from mmalign.data.records import ImageBlob, ImageRef, PreferenceRecord
 from mmalign.errors import ConfigError, DataError, MMAlignError
-from mmalign.pairs.registry import Builder, BuildInputs, options_dict, unit_seed
+from mmalign.files import atomic_path
+from mmalign.pairs.registry import Builder, BuildInputs, options_dict
+from mmalign.seeding import derive_seed
 
 MANIFEST_FORMAT = "mmalign.build/1"
 DEFAULT_SHARD_SIZE = 1000
@@ -220,7 +222,7 @@ def _run_units(units: list[dict[str, Any]], job: ShardJob, num_proc: int) -> lis
             remove_columns=["unit"],
             load_from_cache_file=False,
             keep_in_memory=True,
-            new_fingerprint=f"mmalign-build-{unit_seed(job.seed, job.strategy, units[0]['id'])}",
+            new_fingerprint=f"mmalign-build-{derive_seed(job.seed, job.strategy, units[0]['id'])}",
         )
         return [line for lines in mapped["lines"] for line in lines]
     finally:
@@ -250,7 +252,7 @@ def unit_lines(unit: dict[str, Any], job: ShardJob) -> list[str]:
     builder = _builder(job)
     unit_id = str(unit["id"])
     try:
-        records = builder.build(unit, job.shared, unit_seed(job.seed, job.strategy, unit_id))
+        records = builder.build(unit, job.shared, derive_seed(job.seed, job.strategy, unit_id))
     except DataError as err:
         raise err.located(record_id=unit_id) from None
     check_records(records)

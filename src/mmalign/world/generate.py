@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmalign.data.io import atomic_path, read_json, write_jsonl
+from mmalign.data.io import read_json, write_jsonl
 from mmalign.errors import ConfigError, DataError
+from mmalign.files import atomic_path
 from mmalign.objects.shapes import BACKGROUND, RGB, position_name
 from mmalign.world.config import WorldConfig
 from mmalign.world.draw import render_to_files

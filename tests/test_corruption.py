@@ -1,4 +1,4 @@
-"""On-the-fly corrupted images for mDPO (mmalign.data.corrupt)."""
+"""On-the-fly corrupted images for mDPO (mmalign.corruption)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmalign.data.corrupt import ASPECT_RATIOS, corrupt_image, crop_box, mask_cells, random_crop, random_mask
+from mmalign.corruption import ASPECT_RATIOS, corrupt_image, crop_box, mask_cells, random_crop, random_mask
 from mmalign.errors import ConfigError
 
 

@@ -1,4 +1,4 @@
-"""Offline degradations for image-side pairs (mmalign.data.corrupt: blur, pixelate, noise, degrade)."""
+"""Offline degradations for image-side pairs (mmalign.corruption: blur, pixelate, noise, degrade)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmalign.data.corrupt import (
+from mmalign.corruption import (
     DEGRADATIONS,
     MAX_BLUR,
     MIN_KEEP,

@@ -1,4 +1,7 @@
-"""Corrupted images made on the fly: a random crop resized back to full size, or a random mask.
+"""Corrupted images: a random crop resized back to full size, or a random mask, and offline degradations.
+
+A core module, below both of its users: mDPO's loss (:mod:`mmalign.losses.mdpo`) corrupts images on the fly,
+the ``corrupt-image`` pair builder (:mod:`mmalign.pairs.corrupt_image`) degrades them offline.
 
 mDPO (Wang et al., 2024) contrasts the chosen response given the real image with the same response given a
 corrupted one; the authors' code keeps a random 1–20 % of the image area (any aspect ratio between 3:4 and
