@@ -79,7 +79,7 @@ class Pipeline:
     # ------------------------------------------------------------------------------------------- steps
 
     def world(self) -> None:
-        from mmalign.cli.world import run_generation
+        from mmalign.world.generate import generate_with_progress
 
         cfg = self.world_config
         self.keys["world"] = step_key("world", cfg.to_dict())
@@ -87,7 +87,7 @@ class Pipeline:
             "world",
             self.keys["world"],
             [self.layout.world],
-            lambda: run_generation(self.layout.world, cfg, min(2, available_cpus()), True, self.console),
+            lambda: generate_with_progress(self.layout.world, cfg, min(2, available_cpus()), True, self.console),
         )
 
     def baseline(self) -> None:

@@ -247,6 +247,22 @@ def generate_world(
     )
 
 
+def generate_with_progress(out: Path, cfg: WorldConfig, workers: int, overwrite: bool, console: Any) -> WorldSummary:
+    """:func:`generate_world` with a progress bar per stage on a ``rich`` console (``mmalign world``, the demo)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        return generate_world(out, cfg, num_workers=workers, overwrite=overwrite, progress=progress)
+
+
 def read_world(world_dir: str | Path) -> dict[str, Any]:
     """``world.json`` of a generated world, checked for the format this code writes."""
     path = Path(world_dir) / "world.json"
