@@ -1,7 +1,8 @@
 """The shapes world's words: colours, shapes, sizes, grid positions, numbers, and the sentence templates.
 
-Everything the world says is built from these, and the tiny models' tokenizer is trained on
-:func:`tokenizer_corpus`, so world text tokenizes into few tokens (other text still works: byte fallback).
+Everything the world (:mod:`mmalign.world`) says is built from these, and the tiny models' tokenizers
+(:mod:`mmalign.models.tokenizer`, :mod:`mmalign.models.tiny_clip`) are trained on :func:`tokenizer_corpus`, so
+world text tokenizes into few tokens (other text still works: byte fallback). Both import them from here.
 There is one canonical phrase per fact, so answers can be scored by exact match:
 
     caption     Describe the image.                          There is a small red circle and a large blue star.
