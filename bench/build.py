@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mmalign.data.build.registry import BuildInputs, make_builder
-from mmalign.data.build.shards import run_build
+from mmalign.pairs.registry import BuildInputs, make_builder
+from mmalign.pairs.shards import run_build
 from mmalign.world.config import WorldConfig
 from mmalign.world.generate import generate_world
 from timing import print_header
@@ -64,7 +64,7 @@ def bench(world: Path, strategy: str, procs: int, shard_size: int, run_dir: Path
 
 def bench_sample_rank(world: Path, model: Path, batch_size: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """One timed ``sample-rank`` build generating in batches of ``batch_size``."""
-    from mmalign.data.build.sample_rank import STATS, policy_model
+    from mmalign.pairs.sample_rank import STATS, policy_model
 
     options = {
         "model": str(model),

@@ -61,7 +61,8 @@ MEMORY = (
 def pref_records(n: int, image_size: int, seed: int = 0) -> list[Any]:
     """``n`` shapes-world preference pairs (deterministic given the seed)."""
     from mmalign.data.records import PreferenceRecord, assistant, user_prompt
-    from mmalign.world import WorldConfig, object_types, render, sample_scene, vocab
+    from mmalign.objects import shapes
+    from mmalign.world import WorldConfig, object_types, render, sample_scene
     from mmalign.world.text import phrase
 
     cfg = WorldConfig(image_size=image_size, min_objects=7, max_objects=7)
@@ -73,9 +74,9 @@ def pref_records(n: int, image_size: int, seed: int = 0) -> list[Any]:
         where = f"The {scene.objects[0].name} is at the {scene.position(scene.objects[0])}."
         absent = rng.choice([t for t in object_types(cfg) if t not in scene.names]).split(" ", 1)
         wrong = [*phrases]
-        wrong.insert(rng.randrange(len(wrong) + 1), vocab.object_phrase(absent[0], absent[1], "small"))
+        wrong.insert(rng.randrange(len(wrong) + 1), shapes.object_phrase(absent[0], absent[1], "small"))
         prompt = user_prompt(QUESTIONS[i % len(QUESTIONS)], 1)
-        chosen, rejected = f"{vocab.caption(phrases)} {where}", f"{vocab.caption(wrong)} {where}"
+        chosen, rejected = f"{shapes.caption(phrases)} {where}", f"{shapes.caption(wrong)} {where}"
         image = render(scene, cfg.image_size)
         records.append(PreferenceRecord(f"p{i}", prompt, assistant(chosen), assistant(rejected), [image]))
     return records

@@ -31,8 +31,10 @@ from typing import Any
 from mmalign.config import load_config
 from mmalign.data.io import read_records
 from mmalign.data.records import EvalItem
-from mmalign.eval.metrics import chair_metrics, extract_mentions, pope_metrics, shapes_vocabulary
+from mmalign.eval.metrics import chair_metrics, pope_metrics
 from mmalign.models import generate, load
+from mmalign.objects.mentions import extract_mentions
+from mmalign.objects.vocabulary import shapes_vocabulary
 from mmalign.train.callbacks import read_metrics
 from mmalign.train.sft import SFTConfig, train_sft
 from timing import print_header

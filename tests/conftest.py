@@ -1,4 +1,4 @@
-"""Fixtures every test folder may use.
+"""Fixtures every test folder may use (the data and pair tests: ``data_dir``, ``helpers``).
 
 ``MMALIGN_THREADS`` defaults to 1 for the whole session: the CLI run in-process sets torch's thread count
 (:mod:`mmalign.threads`), and tiny models gain nothing from threads while test workers share 2 cores.
@@ -7,13 +7,16 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from PIL import Image
 
 from mmalign.cli.main import main
 
@@ -69,3 +72,57 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
         return built[preset]
 
     return get
+
+
+# -------------------------------------------------------------------- data and pairs: records, images
+
+
+def pref_dict(i: int = 0, **overrides: Any) -> dict[str, Any]:
+    """A valid preference pair in TRL's conversational layout with one image ``images/red.png``."""
+    row: dict[str, Any] = {
+        "id": f"p-{i}",
+        "images": ["images/red.png"],
+        "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe the image."}]}],
+        "chosen": [{"role": "assistant", "content": [{"type": "text", "text": "A red square."}]}],
+        "rejected": [{"role": "assistant", "content": [{"type": "text", "text": "A red square and a star."}]}],
+        "source": "test",
+    }
+    row.update(overrides)
+    return row
+
+
+def save_png(root: Path, rel: str, size: tuple[int, int] = (8, 8), colour: Any = "red") -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path, format="PNG")
+    return path
+
+
+def write_lines(path: Path, rows: list[Any]) -> Path:
+    """Write rows as JSON lines; a ``str`` row is written as it is (for broken lines)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(row if isinstance(row, str) else json.dumps(row))
+            f.write("\n")
+    return path
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A data root holding ``images/red.png`` (8x8) and ``images/blue.png`` (8x8)."""
+    root = tmp_path / "data"
+    save_png(root, "images/red.png", colour="red")
+    save_png(root, "images/blue.png", colour="blue")
+    return root
+
+
+@pytest.fixture
+def helpers() -> Any:
+    """The helpers above, for test modules (a conftest cannot be imported under importlib mode)."""
+
+    class Helpers:
+        pref: Callable[..., dict[str, Any]] = staticmethod(pref_dict)
+        png: Callable[..., Path] = staticmethod(save_png)
+        lines: Callable[[Path, list[Any]], Path] = staticmethod(write_lines)
+
+    return Helpers

@@ -1,4 +1,8 @@
-"""Files every stage shares: the lock that keeps two runs out of one output.
+"""Files every stage shares: atomic writes, and the lock that keeps two runs out of one output.
+
+A file or folder written through :func:`atomic_path` appears under its name only when complete: data goes to a
+hidden temporary name beside the target and is renamed into place, so an interrupted write never leaves a half
+file under the target name.
 
 Every command that writes an output holds an :class:`OutputLock` on it for the whole run, so a second run into
 the same output stops at once with a message naming the first (pid, host, command, start time) instead of
@@ -24,8 +28,11 @@ import errno
 import json
 import os
 import re
+import secrets
+import shutil
 import socket
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -157,6 +164,42 @@ class OutputLock:
     def _in_use(self, holder: LockHolder | None) -> str:
         who = holder.describe() if holder is not None else "another mmalign run"
         return f"{self.output} is in use by {who}; wait for it, or remove {self.lock_file} if that run is gone"
+
+
+# ------------------------------------------------------------------------------------------ atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it is renamed to ``target``, on error removed.
+
+    Works for files and for directories (the caller creates what it wants at the yielded path). The temporary
+    name is unique (random suffix) and hidden; nothing is created until the caller writes, so a single file
+    costs one rename.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(6)
+    tmp = target.parent / f".{target.name}.{token}.tmp"
+    try:
+        yield tmp
+        if target.is_dir() and not target.is_symlink():
+            old = target.parent / f".{target.name}.{token}.old"
+            os.replace(target, old)
+            os.replace(tmp, target)
+            _remove(old)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists() or tmp.is_symlink():
+            _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def write_failure(err: BaseException, output: Path | None) -> OSError | None:

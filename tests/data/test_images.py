@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from mmalign.data.decode import decode_image
 from mmalign.data.images import (
     ImageChecker,
-    decode_image,
     encode_png,
     load_image,
     open_image,

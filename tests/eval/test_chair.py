@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from mmalign.errors import DataError
-from mmalign.eval.metrics.chair import chair_metrics, coco_vocabulary, extract_mentions, shapes_vocabulary
-from mmalign.eval.metrics.coco_synonyms import COCO_SYNONYMS
+from mmalign.eval.metrics.chair import chair_metrics
 from mmalign.eval.scoring.score import ScoreOptions, score
+from mmalign.objects.coco_synonyms import COCO_SYNONYMS
+from mmalign.objects.mentions import extract_mentions
+from mmalign.objects.vocabulary import coco_vocabulary, shapes_vocabulary
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "chair" / "coco_synonyms.txt"

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from mmalign.eval.metrics.chair import coco_vocabulary, extract_mentions
-from mmalign.eval.metrics.tokens import word_tokenize
 from mmalign.eval.scoring.score import ScoreOptions, score
+from mmalign.objects.mentions import extract_mentions
+from mmalign.objects.tokens import word_tokenize
+from mmalign.objects.vocabulary import coco_vocabulary
 
 OFFICIAL = Path(__file__).parent / "fixtures" / "chair_official"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "chair"

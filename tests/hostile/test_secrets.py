@@ -188,8 +188,8 @@ def test_a_refused_key_is_named_by_its_variable_never_by_its_value(echo_server, 
 
 
 def test_the_data_builders_judge_scorer_caches_no_key(echo_server, tmp_path):
-    from mmalign.data.build import scorers
     from mmalign.data.records import user_prompt
+    from mmalign.pairs import scorers
 
     echo_server.respond = lambda request: SERVER.Reply(f"Rating: [[7]] (you sent Bearer {KEY})")
     options = scorers.JudgeOptions(

@@ -14,7 +14,7 @@ from mmalign.models import load
 from mmalign.models.processors import has_torchvision
 from mmalign.models.tiny import PRESETS, build_tiny, spec_for
 from mmalign.models.tokenizer import EOS, build_tokenizer, chat_template
-from mmalign.world import vocab
+from mmalign.objects import shapes
 
 VLMS = ("tiny-llava", "tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-idefics3")
 
@@ -121,7 +121,7 @@ def test_bad_specs_are_config_errors(kwargs, message):
 
 def test_world_words_are_single_tokens_and_any_text_encodes():
     tokenizer = build_tokenizer(("<image>",))
-    words = {w.strip(".,?!:()") for line in vocab.tokenizer_corpus() for w in line.split()} - {""}
+    words = {w.strip(".,?!:()") for line in shapes.tokenizer_corpus() for w in line.split()} - {""}
     words = {w for w in words if w.isalpha()}  # "image1" splits into "image" + "1" (digits are pre-split)
     assert {"circle", "hexagons", "purple", "yes", "describe"} <= {w.lower() for w in words}
     for word in words:

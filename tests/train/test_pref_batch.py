@@ -12,7 +12,8 @@ from PIL import Image, ImageDraw
 from mmalign.data.records import PreferenceRecord, assistant, user_prompt
 from mmalign.losses import build_loss
 from mmalign.models import load
-from mmalign.train.pref_batch import PreferenceCollator, TrainerCollate, record_rng
+from mmalign.seeding import record_rng
+from mmalign.train.pref_batch import PreferenceCollator, TrainerCollate
 
 
 def picture(shift: int = 0) -> Image.Image:

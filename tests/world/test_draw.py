@@ -8,10 +8,10 @@ import random
 import numpy as np
 import pytest
 
+from mmalign.objects.shapes import BACKGROUND, RGB, SHAPES
 from mmalign.world.config import WorldConfig
 from mmalign.world.draw import OUTLINES, object_box, object_geometry, render, save_png
 from mmalign.world.scene import Scene, SceneObject, sample_scene
-from mmalign.world.vocab import BACKGROUND, RGB, SHAPES
 
 
 def _cell_pixels(pixels: np.ndarray, scene: Scene, row: int, col: int) -> np.ndarray:

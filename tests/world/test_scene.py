@@ -9,10 +9,10 @@ from collections import Counter
 import pytest
 
 from mmalign.errors import ConfigError
+from mmalign.seeding import unit_interval
 from mmalign.world.config import WorldConfig
 from mmalign.world.scene import (
     SPLIT_REGIONS,
-    key_region,
     object_types,
     partner_of,
     partner_pairs,
@@ -125,13 +125,13 @@ def test_no_scene_is_in_two_splits_even_in_a_tiny_world():
     assert not set(keys["val"]) & set(keys["test"])
     for split, split_keys in keys.items():
         lo, hi = SPLIT_REGIONS[split]
-        assert all(lo <= key_region(k, cfg.seed) < hi for k in split_keys)
+        assert all(lo <= unit_interval(cfg.seed, k) < hi for k in split_keys)
 
 
 def test_a_world_too_small_for_disjoint_splits_is_a_config_error():
     # 2 object types on a 1x1 grid: only 2 distinct scenes, and at most 2 of the 3 splits can get one.
     cfg = WorldConfig(n_colours=1, n_shapes=2, grid_rows=1, grid_cols=1, image_size=8, max_objects=1, n_partner_pairs=0)
-    regions = {key_region(k, cfg.seed) for k in ("red circle@0,0", "red square@0,0")}
+    regions = {unit_interval(cfg.seed, k) for k in ("red circle@0,0", "red square@0,0")}
     empty = [s for s, (lo, hi) in SPLIT_REGIONS.items() if not any(lo <= r < hi for r in regions)]
     assert empty
     with pytest.raises(ConfigError, match="too few distinct scenes"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from mmalign.world import vocab
+from mmalign.objects import shapes
 from mmalign.world.config import WorldConfig
 from mmalign.world.scene import Scene, SceneObject, absent_partners, partner_of
 from mmalign.world.stats import CooccurrenceStats
@@ -40,8 +40,8 @@ def test_reference_caption_lists_objects_in_grid_order():
     )
     one = scene_of(("purple", "square", "small", 1, 1))
     assert reference_caption(one, CFG) == "There is a small purple square."
-    assert vocab.object_phrase("orange", "heart") == "an orange heart"
-    assert vocab.caption(["a red circle", "a blue star"]) == "There is a red circle and a blue star."
+    assert shapes.object_phrase("orange", "heart") == "an orange heart"
+    assert shapes.caption(["a red circle", "a blue star"]) == "There is a red circle and a blue star."
 
 
 def test_noisy_caption_names_absent_partners_right_after_their_partner():
@@ -87,7 +87,7 @@ def test_multiple_choice_has_one_present_option_and_the_hardest_distractor():
         assert qa.choices is not None and len(qa.choices) == 4 and len(set(qa.choices)) == 4
         assert [c in SCENE.names for c in qa.choices].count(True) == 1
         assert "yellow star" in qa.choices
-        letter = vocab.LETTERS[qa.choices.index(qa.meta["object"])]
+        letter = shapes.LETTERS[qa.choices.index(qa.meta["object"])]
         assert qa.short == letter and qa.answer == f"{letter}."
         assert f"\n{letter}. {qa.meta['object']}\n" in qa.question
 
@@ -110,7 +110,7 @@ def _true(question: str) -> bool:
     """Check an MME statement against SCENE by hand."""
     names = SCENE.names
     for name in (f"{c} {s}" for c in CFG.colours for s in CFG.shapes):
-        if question == vocab.exists_question(name):
+        if question == shapes.exists_question(name):
             return name in names
         for obj in SCENE.objects:
             if obj.name == name and question.startswith(f"Is the {name} in the "):

@@ -1,6 +1,6 @@
 """``mmalign data``: convert, validate and describe files; build, import, filter, mix and split preference data.
 
-Thin: parses options, calls :mod:`mmalign.data.io`, :mod:`mmalign.data.validate`, :mod:`mmalign.data.build`
+Thin: parses options, calls :mod:`mmalign.data.io`, :mod:`mmalign.data.validate`, :mod:`mmalign.pairs`
 and :mod:`mmalign.data.importers`, prints. Heavy imports stay inside the commands so ``mmalign --help``
 stays fast.
 """
@@ -240,10 +240,10 @@ def build(
     show_options: bool = typer.Option(False, "--show-options", help="List the strategy's options and exit."),
 ) -> None:
     """Build preference pairs in resumable shards (rerun the same command to resume)."""
-    from mmalign.data.build.registry import BuildInputs, get_builder_class, make_builder, options_help
-    from mmalign.data.build.shards import run_build
     from mmalign.errors import ConfigError
     from mmalign.files import OutputLock
+    from mmalign.pairs.registry import BuildInputs, get_builder_class, make_builder, options_help
+    from mmalign.pairs.shards import run_build
 
     if show_options:
         print_options(f"{strategy} options", options_help(strategy), OPTION_TABLE)
@@ -375,7 +375,7 @@ def filter_data(
     dropped: Path | None = typer.Option(None, "--dropped", help="Also write each dropped id and reason (JSONL)."),
 ) -> None:
     """Deduplicate and filter preference pairs; print how many each rule dropped."""
-    from mmalign.data.build.filters import FilterConfig, filter_file
+    from mmalign.pairs.filters import FilterConfig, filter_file
 
     cfg = FilterConfig(dedup, dedup_images, drop_identical, drop_empty, max_length_ratio)
     with _locked("mmalign data filter", dst, dropped):
@@ -391,7 +391,7 @@ def dedup(
     images: str = typer.Option("path", "--images", help="Images are the same by 'path' or 'content' (file bytes)."),
 ) -> None:
     """Drop records with the same images, prompt and pair as an earlier one."""
-    from mmalign.data.build.filters import FilterConfig, filter_file
+    from mmalign.pairs.filters import FilterConfig, filter_file
 
     cfg = FilterConfig(dedup=True, image_key=images, drop_identical=False, drop_empty=False)
     with _locked("mmalign data dedup", dst):
@@ -429,8 +429,8 @@ def mix(
     prefix_ids: bool = typer.Option(False, "--prefix-ids", help="Prefix ids with their file's stem (unique ids)."),
 ) -> None:
     """Mix record files by counts or weights into one file."""
-    from mmalign.data.build.mix import mix as mix_files
-    from mmalign.data.build.mix import parse_source
+    from mmalign.pairs.mix import mix as mix_files
+    from mmalign.pairs.mix import parse_source
 
     with _locked("mmalign data mix", out):
         sources = [parse_source(spec, root) for spec in inputs]
@@ -453,9 +453,9 @@ def split_data(
     out_root: Path | None = typer.Option(None, "--out-root", help="Data root of JSONL outputs' image paths."),
 ) -> None:
     """Split a file into train/val/test (by ratio, seeded), never splitting a group across two."""
-    from mmalign.data.build.mix import parse_ratios
-    from mmalign.data.build.mix import split as split_file
     from mmalign.files import OutputLock
+    from mmalign.pairs.mix import parse_ratios
+    from mmalign.pairs.mix import split as split_file
 
     with OutputLock(out_dir, "mmalign data split"):
         counts = split_file(

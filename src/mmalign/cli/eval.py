@@ -71,10 +71,9 @@ def score(
     import contextlib
     import json
 
-    from mmalign.data.io import atomic_path
     from mmalign.eval.scoring.score import ScoreOptions, summary_lines
     from mmalign.eval.scoring.score import score as run_score
-    from mmalign.files import OutputLock
+    from mmalign.files import OutputLock, atomic_path
 
     options = ScoreOptions(
         annotations=annotations,

@@ -31,24 +31,6 @@ def build_config(config_file: Path | None, overrides: dict[str, Any]) -> WorldCo
     return config_from_dict(WorldConfig, data, where)
 
 
-def run_generation(out: Path, cfg: WorldConfig, workers: int, overwrite: bool, console: Console) -> WorldSummary:
-    """Generate with a progress bar on ``console``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from mmalign.world.generate import generate_world
-
-    columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done)
-
-        return generate_world(out, cfg, num_workers=workers, overwrite=overwrite, progress=progress)
-
-
 def print_summary(summary: WorldSummary, console: Console) -> None:
     """Scenes per split, objects per scene, co-occurrence, caption noise and files, as tables."""
     cfg = summary.config
@@ -126,8 +108,9 @@ def world(
     """Generate a shapes world: scenes with exact ground truth, images, SFT data and evaluation items."""
     cfg = build_config(config, values)
     from mmalign.files import OutputLock
+    from mmalign.world.generate import generate_with_progress
 
     console = Console()
     with OutputLock.beside(out, "mmalign world"):
-        summary = run_generation(out, cfg, workers, overwrite, console)
+        summary = generate_with_progress(out, cfg, workers, overwrite, console)
     print_summary(summary, console)

@@ -6,11 +6,7 @@ complete, so an interrupted write never leaves a half file under the target name
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import secrets
-import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +14,6 @@ from typing import Any
 
 from mmalign.data.columnar import from_columns, iter_dicts, write_columnar
 from mmalign.data.images import (
-    DEFAULT_MAX_PIXELS,
     ImageChecker,
     blob_target,
     content_path,
@@ -27,44 +22,18 @@ from mmalign.data.images import (
     resolve_image,
     write_image_file,
 )
-from mmalign.data.limits import MAX_JSON_BYTES_ENV, MAX_LINE_BYTES_ENV, max_json_bytes, max_line_bytes
+from mmalign.data.limits import (
+    DEFAULT_MAX_PIXELS,
+    MAX_JSON_BYTES_ENV,
+    MAX_LINE_BYTES_ENV,
+    max_json_bytes,
+    max_line_bytes,
+)
 from mmalign.data.parse import record_from_dict
 from mmalign.data.records import RECORD_TYPES, ImageBlob, ImageRef, Origin, Record
 from mmalign.data.staging import staged_files
 from mmalign.errors import ConfigError, DataError
-
-
-@contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it is renamed to ``target``, on error removed.
-
-    Works for files and for directories (the caller creates what it wants at the yielded path). The temporary
-    name is unique (random suffix) and hidden; nothing is created until the caller writes, so a single file
-    costs one rename.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(6)
-    tmp = target.parent / f".{target.name}.{token}.tmp"
-    try:
-        yield tmp
-        if target.is_dir() and not target.is_symlink():
-            old = target.parent / f".{target.name}.{token}.old"
-            os.replace(target, old)
-            os.replace(tmp, target)
-            _remove(old)
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists() or tmp.is_symlink():
-            _remove(tmp)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+from mmalign.files import atomic_path
 
 
 def read_json(path: str | Path) -> Any:
@@ -135,6 +104,14 @@ def default_root(path: str | Path) -> Path:
         if (candidate / "world.json").is_file():
             return candidate
     return folder
+
+
+def default_out_root(out: Path, in_root: Path) -> Path:
+    """Image paths of the output are relative to the input's data root when the output file lies inside it
+    (no image is copied), else to the output file's folder (input images are copied there)."""
+    if out.resolve().parent.is_relative_to(in_root.resolve()):
+        return in_root
+    return out.parent
 
 
 # ---------------------------------------------------------------------------------------------- reading

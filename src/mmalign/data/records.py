@@ -73,7 +73,8 @@ class ImageBlob:
 
     def open(self, max_pixels: int | None = None) -> Image.Image:
         """Decode to an RGB PIL image (header checked against ``max_pixels`` before decoding)."""
-        from mmalign.data.images import DEFAULT_MAX_PIXELS, decode_image
+        from mmalign.data.decode import decode_image
+        from mmalign.data.limits import DEFAULT_MAX_PIXELS
 
         return decode_image(self.data, max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmalign.data.images import DEFAULT_MAX_PIXELS, ImageChecker
+from mmalign.data.images import ImageChecker
 from mmalign.data.io import Row, check_kind, default_root, iter_rows, parse_row
+from mmalign.data.limits import DEFAULT_MAX_PIXELS
 from mmalign.data.records import EvalItem, PreferenceRecord, Record, SFTRecord, response_text
 from mmalign.errors import ConfigError, DataError
 
@@ -298,7 +299,7 @@ def plot_stats(data: DataStats, png: str | Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from mmalign.data.io import atomic_path
+    from mmalign.files import atomic_path
 
     figure = Figure(figsize=(12, 8), layout="constrained")
     FigureCanvasAgg(figure)

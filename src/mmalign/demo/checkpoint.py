@@ -21,8 +21,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mmalign.data.io import atomic_path, read_json
+from mmalign.data.io import read_json
 from mmalign.errors import ConfigError, DataError
+from mmalign.files import atomic_path
 
 SHIPPED_NAME = "tiny-llava-sft"
 MANIFEST = "baseline.json"

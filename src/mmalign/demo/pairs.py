@@ -1,9 +1,9 @@
 """The demo's training data, made by two builders from the world's training split.
 
-* ``hallucinate.jsonl`` (:mod:`mmalign.data.build.hallucinate`): per scene, in split order, caption pairs
+* ``hallucinate.jsonl`` (:mod:`mmalign.pairs.hallucinate`): per scene, in split order, caption pairs
   (chosen: the clean caption; rejected: an absent object added or swapped in, the most co-occurring one, so
   usually the absent partner) and existence questions; cut to exactly the budget's pair count;
-* ``corrupt-image.jsonl`` (:mod:`mmalign.data.build.corrupt_image`): the same pairs, same order, each with a
+* ``corrupt-image.jsonl`` (:mod:`mmalign.pairs.corrupt_image`): the same pairs, same order, each with a
   corrupted copy of its image as ``rejected_images`` (mDPO's image-conditional term);
 * ``chosen.jsonl``: the chosen side of the same pairs as SFT records (the control trains on these alone).
 
@@ -17,12 +17,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mmalign.data.build import BuildInputs, make_builder, run_build, unit_seed
-from mmalign.data.io import atomic_path, write_records
+from mmalign.data.io import write_records
 from mmalign.data.records import PreferenceRecord, SFTRecord
 from mmalign.demo.settings import CORRUPT_IMAGE_OPTIONS, HALLUCINATE_OPTIONS
 from mmalign.demo.training import Layout
 from mmalign.errors import ConfigError
+from mmalign.files import atomic_path
+from mmalign.pairs import BuildInputs, make_builder, run_build
+from mmalign.seeding import derive_seed
 
 SUMMARY = "summary.json"
 
@@ -37,7 +39,7 @@ def hallucination_pairs(world: Path, n_pairs: int, seed: int) -> tuple[list[Pref
     for unit in plan.units:
         if len(records) >= n_pairs:
             break
-        records += builder.build(unit, plan.shared, unit_seed(seed, builder.name, str(unit["id"])))
+        records += builder.build(unit, plan.shared, derive_seed(seed, builder.name, str(unit["id"])))
         scenes += 1
     if len(records) < n_pairs:
         raise ConfigError(

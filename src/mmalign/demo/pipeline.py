@@ -32,11 +32,11 @@ from typing import Any
 from rich.console import Console
 
 from mmalign.config import load_config, read_yaml
-from mmalign.data.io import atomic_path
 from mmalign.demo import checkpoint
 from mmalign.demo.settings import BASELINE, EVAL_TASKS, DemoSettings, Method
 from mmalign.demo.steps import Steps, step_key
 from mmalign.demo.training import Layout, common_budget, config_record, configs_dir, method_config, train_method
+from mmalign.files import atomic_path
 from mmalign.threads import available_cpus
 from mmalign.world.config import WorldConfig
 
@@ -79,7 +79,7 @@ class Pipeline:
     # ------------------------------------------------------------------------------------------- steps
 
     def world(self) -> None:
-        from mmalign.cli.world import run_generation
+        from mmalign.world.generate import generate_with_progress
 
         cfg = self.world_config
         self.keys["world"] = step_key("world", cfg.to_dict())
@@ -87,7 +87,7 @@ class Pipeline:
             "world",
             self.keys["world"],
             [self.layout.world],
-            lambda: run_generation(self.layout.world, cfg, min(2, available_cpus()), True, self.console),
+            lambda: generate_with_progress(self.layout.world, cfg, min(2, available_cpus()), True, self.console),
         )
 
     def baseline(self) -> None:

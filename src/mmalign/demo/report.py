@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mmalign
-from mmalign.data.io import atomic_path
 from mmalign.demo.checkpoint import sha256
 from mmalign.demo.headline import (
     PARTNER,
@@ -39,6 +38,7 @@ from mmalign.demo.training import config_record
 from mmalign.eval.compare import compare_runs
 from mmalign.eval.report import arrow, fmt
 from mmalign.eval.results import read_results
+from mmalign.files import atomic_path
 
 if TYPE_CHECKING:
     from mmalign.demo.pipeline import Pipeline

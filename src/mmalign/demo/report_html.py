@@ -12,7 +12,6 @@ import html
 from pathlib import Path
 from typing import Any
 
-from mmalign.data.io import atomic_path
 from mmalign.demo.report import (
     CONTROL_NOTE,
     PLOTS,
@@ -26,6 +25,7 @@ from mmalign.demo.report import (
     summary_items,
     timing_table,
 )
+from mmalign.files import atomic_path
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }

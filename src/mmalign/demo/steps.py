@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mmalign.data.io import atomic_path
+from mmalign.files import atomic_path
 
 STEPS_DIR = ".steps"
 

@@ -13,12 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mmalign.data.io import atomic_path
 from mmalign.errors import ConfigError, DataError
 from mmalign.eval.report import COUNTS, _figure, _save, arrow, fmt, plot_dimensions
 from mmalign.eval.results import read_results
 from mmalign.eval.scoring.rescore import rescore
 from mmalign.eval.tasks.specs import DIMENSIONS, TASKS
+from mmalign.files import atomic_path
 
 
 def _names(runs: list[Path]) -> list[str]:

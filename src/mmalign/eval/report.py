@@ -14,8 +14,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mmalign.data.io import atomic_path
 from mmalign.eval.tasks.specs import DIMENSIONS, TASKS
+from mmalign.files import atomic_path
 
 COUNTS = ("total", "perception", "cognition", "relative_score")
 """Metrics reported as numbers; every other headline metric is a rate, shown in percent."""

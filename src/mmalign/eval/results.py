@@ -49,9 +49,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mmalign.data.io import atomic_path
 from mmalign.eval.metrics.safety import HARMFUL_KINDS
 from mmalign.eval.tasks.specs import DIMENSIONS, TASKS
+from mmalign.files import atomic_path
 
 SCHEMA = "mmalign.eval.results/1"
 COMPARED = ("schema", "mmalign_version", "model", "reference", "settings", "tasks", "dimensions")

@@ -35,7 +35,7 @@ from PIL import Image
 from torch import Tensor
 
 from mmalign.config import option
-from mmalign.data.corrupt import Rng, check_keep_range, corrupt_image
+from mmalign.corruption import Rng, check_keep_range, corrupt_image
 from mmalign.losses.base import (
     LossOutput,
     PolicyLogps,

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from mmalign.data.images import DEFAULT_MAX_PIXELS
+from mmalign.data.limits import DEFAULT_MAX_PIXELS
 from mmalign.data.records import PreferenceRecord, Record, locate, response_text
 from mmalign.errors import ConfigError, DataError
 from mmalign.models.examples import (

@@ -14,7 +14,8 @@ from typing import Any
 
 from PIL import Image
 
-from mmalign.data.images import DEFAULT_MAX_PIXELS, load_images
+from mmalign.data.images import load_images
+from mmalign.data.limits import DEFAULT_MAX_PIXELS
 from mmalign.data.parse import record_from_dict
 from mmalign.data.records import (
     EvalItem,

@@ -318,7 +318,7 @@ def build_tiny(spec: TinySpec) -> tuple[Any, Any]:
 
 def save_tiny(spec: TinySpec, out: str | Path, overwrite: bool = False, preset: str | None = None) -> Path:
     """Build ``spec`` and save it to ``out`` atomically (a complete directory or nothing). Returns ``out``."""
-    from mmalign.data.io import atomic_path
+    from mmalign.files import atomic_path
     from mmalign.models.processors import save_upstream_processor
 
     out = Path(out)

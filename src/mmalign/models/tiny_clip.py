@@ -6,7 +6,7 @@ the hub; this builds a stand-in with the same files and classes, and no download
 
 * the tokenizer is CLIP's (``CLIPTokenizer``: lower-cased, CLIP's word-splitting regex, byte-level BPE with
   ``</w>`` marking word ends), its vocabulary and merges trained with the ``tokenizers`` library on the shapes
-  world's corpus (:func:`mmalign.world.vocab.tokenizer_corpus`), plus every byte with and without ``</w>``
+  world's corpus (:func:`mmalign.objects.shapes.tokenizer_corpus`), plus every byte with and without ``</w>``
   so that any text encodes without ``<unk>``;
 * the image processor is CLIP's PIL one (resize the short side, centre crop, CLIP's mean and std);
 * the model is ``CLIPModel`` from a ``CLIPConfig`` a few layers deep, saved as safetensors.
@@ -66,7 +66,7 @@ def build_clip_tokenizer(vocab_size: int = 600) -> Any:
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import CLIPTokenizer
 
-    from mmalign.world.vocab import tokenizer_corpus
+    from mmalign.objects.shapes import tokenizer_corpus
 
     tokenizer = Tokenizer(models.BPE(continuing_subword_prefix="", end_of_word_suffix="</w>"))
     tokenizer.normalizer = normalizers.Sequence(
@@ -136,7 +136,7 @@ def build_tiny_clip(spec: TinyClipSpec | None = None) -> tuple[Any, Any]:
 
 def save_tiny_clip(out: str | Path, spec: TinyClipSpec | None = None) -> Path:
     """Build a tiny CLIP and save it to ``out`` atomically (safetensors weights, processor files)."""
-    from mmalign.data.io import atomic_path
+    from mmalign.files import atomic_path
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

@@ -1,7 +1,7 @@
 """The tiny models' tokenizer and chat template, built offline from the shapes world's vocabulary.
 
 A byte-level BPE (GPT-2's byte alphabet, Radford et al., 2019) is trained with the ``tokenizers`` library
-on :func:`mmalign.world.vocab.tokenizer_corpus`: every world word becomes a single token (with and without
+on :func:`mmalign.objects.shapes.tokenizer_corpus`: every world word becomes a single token (with and without
 its leading space, lower-case and capitalised), and any other text still encodes, byte by byte, so
 evaluation on arbitrary text never meets ``<unk>``. Role markers and each family's image tokens are
 special tokens, never split.
@@ -41,7 +41,7 @@ def chat_template(image_placeholder: str) -> str:
 def training_corpus() -> Iterator[str]:
     """The world's sentences, then every word in its lower-case and capitalised forms, each at the start of a
     line and after a space (byte-level BPE learns ``word`` and `` word`` as different tokens)."""
-    from mmalign.world.vocab import tokenizer_corpus
+    from mmalign.objects.shapes import tokenizer_corpus
 
     lines = list(tokenizer_corpus())
     yield from lines

@@ -24,8 +24,8 @@ from typing import Any
 from PIL import Image
 from torch.utils.data import Dataset
 
-from mmalign.data.images import DEFAULT_MAX_PIXELS
 from mmalign.data.io import default_root, read_records
+from mmalign.data.limits import DEFAULT_MAX_PIXELS
 from mmalign.data.records import RECORD_TYPES, ImageBlob, Record
 from mmalign.errors import ConfigError, DataError
 

@@ -19,12 +19,10 @@ turn the result into the loss's containers.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -34,6 +32,7 @@ from mmalign.losses import PolicyLogps, PreferenceLoss, ReferenceLogps, span_tok
 from mmalign.models.collate import IGNORE, Batch, Collator
 from mmalign.models.examples import Example, examples_from, open_images
 from mmalign.models.logps import LogpOutput, sequence_logps
+from mmalign.seeding import record_rng
 
 RowScorer = Callable[..., LogpOutput]
 """``fn(model, batch, token_level=False) -> LogpOutput``: response log-probs of every row of a batch."""
@@ -151,12 +150,6 @@ def corruption_options(loss: PreferenceLoss) -> dict[str, Any]:
     """The options of an image-conditional loss (mDPO) that decide the corrupted image."""
     names = ("corruption", "keep_min", "keep_max", "prefer_record_images")
     return {name: getattr(loss, name) for name in names if hasattr(loss, name)}
-
-
-def record_rng(seed: int, record_id: str) -> np.random.Generator:
-    """A generator fixed by (seed, record id): the same corruption for a record in every epoch and process."""
-    digest = hashlib.sha256(record_id.encode("utf-8")).digest()
-    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
 
 
 def corrupted_example(record: PreferenceRecord, loss: PreferenceLoss, seed: int, collator: Collator) -> Example:

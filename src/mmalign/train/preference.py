@@ -31,8 +31,8 @@ import yaml
 from transformers import Trainer
 
 from mmalign.config import config_to_dict, option, section
-from mmalign.data.io import atomic_path
 from mmalign.errors import ConfigError
+from mmalign.files import atomic_path
 from mmalign.losses import PreferenceLoss, build_loss, preference_metrics
 from mmalign.models.loading import LoadedModel, load
 from mmalign.models.processors import save_upstream_processor

@@ -31,9 +31,9 @@ from torch import Tensor
 
 from mmalign.config import check_ranges, option
 from mmalign.data.images import resolve_image
-from mmalign.data.io import atomic_path
 from mmalign.data.records import ImageBlob, PreferenceRecord
 from mmalign.errors import ConfigError, DataError
+from mmalign.files import atomic_path
 from mmalign.losses import ReferenceLogps
 from mmalign.train.pref_batch import PreferenceBatch, PreferenceCollator, RowScorer, reference_logps, score
 

@@ -34,8 +34,8 @@ from torch import Tensor
 from transformers import Trainer
 
 from mmalign.config import config_to_dict, option, section
-from mmalign.data.io import atomic_path
 from mmalign.errors import ConfigError
+from mmalign.files import atomic_path
 from mmalign.models.collate import IGNORE, Collator
 from mmalign.models.loading import LoadedModel, load
 from mmalign.models.processors import save_upstream_processor

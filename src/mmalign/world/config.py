@@ -16,7 +16,7 @@ from typing import Any
 
 from mmalign.config import check_ranges, option
 from mmalign.errors import ConfigError
-from mmalign.world.vocab import COLOURS, NUMBER_WORDS, SHAPES
+from mmalign.objects.shapes import COLOURS, NUMBER_WORDS, SHAPES
 
 EVAL_FRACTION = 0.1
 """Default size of val and test, as a fraction of ``train_scenes``..."""

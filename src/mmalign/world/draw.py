@@ -13,8 +13,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from mmalign.objects.shapes import BACKGROUND, RGB
 from mmalign.world.scene import Scene, SceneObject
-from mmalign.world.vocab import BACKGROUND, RGB
 
 EXTENT = {"large": 0.85, "small": 0.5}
 """Shape extent as a fraction of the cell side."""

@@ -36,8 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmalign.data.io import atomic_path, read_json, write_jsonl
+from mmalign.data.io import read_json, write_jsonl
 from mmalign.errors import ConfigError, DataError
+from mmalign.files import atomic_path
+from mmalign.objects.shapes import BACKGROUND, RGB, position_name
 from mmalign.world.config import WorldConfig
 from mmalign.world.draw import render_to_files
 from mmalign.world.items import (
@@ -51,7 +53,6 @@ from mmalign.world.items import (
 )
 from mmalign.world.scene import SPLITS, Scene, object_types, partner_pairs, sample_split, type_weights
 from mmalign.world.stats import CooccurrenceStats, compute_stats
-from mmalign.world.vocab import BACKGROUND, RGB, position_name
 
 FORMAT = "mmalign.world/1"
 RENDER_CHUNK = 256
@@ -244,6 +245,22 @@ def generate_world(
         files=dict(sorted(files.items())),
         seconds=time.perf_counter() - start,
     )
+
+
+def generate_with_progress(out: Path, cfg: WorldConfig, workers: int, overwrite: bool, console: Any) -> WorldSummary:
+    """:func:`generate_world` with a progress bar per stage on a ``rich`` console (``mmalign world``, the demo)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        return generate_world(out, cfg, num_workers=workers, overwrite=overwrite, progress=progress)
 
 
 def read_world(world_dir: str | Path) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmalign.data.records import EvalItem, SFTRecord, assistant, user_prompt
-from mmalign.world import vocab
+from mmalign.objects import shapes
 from mmalign.world.config import WorldConfig
 from mmalign.world.draw import object_box
 from mmalign.world.scene import Scene, SceneObject, absent_partners, object_types, partner_of, pick, sample, scene_rng
@@ -143,12 +143,12 @@ def train_records(scene: Scene, cfg: WorldConfig, caption: TrainCaption) -> tupl
     and the clean-caption record with the same id (for preference builders)."""
     objects = list(scene.names)
     cap_meta = {"task": "caption", "objects": objects, "noisy": caption.noisy, "named_absent": caption.named_absent}
-    records = [_sft(f"{scene.id}-caption", scene, vocab.DESCRIBE_PROMPT, caption.text, "world", cap_meta)]
+    records = [_sft(f"{scene.id}-caption", scene, shapes.DESCRIBE_PROMPT, caption.text, "world", cap_meta)]
     for j, qa in enumerate(training_qa(scene, cfg, scene_rng(cfg, scene.id, "qa"), cfg.qa_per_scene)):
         meta = {"task": qa.task, "short": qa.short, **qa.meta}
         records.append(_sft(f"{scene.id}-qa{j}", scene, qa.question, qa.answer, "world", meta))
     clean_meta = {"task": "caption", "objects": objects}
-    clean = _sft(f"{scene.id}-caption", scene, vocab.DESCRIBE_PROMPT, caption.clean, "world-clean", clean_meta)
+    clean = _sft(f"{scene.id}-caption", scene, shapes.DESCRIBE_PROMPT, caption.clean, "world-clean", clean_meta)
     return records, clean
 
 
@@ -198,7 +198,7 @@ def eval_items(scene: Scene, cfg: WorldConfig, stats: CooccurrenceStats) -> dict
     out = pope_items(scene, cfg, stats)
     caption = QA(
         "caption",
-        vocab.DESCRIBE_PROMPT,
+        shapes.DESCRIBE_PROMPT,
         reference_caption(scene, cfg),
         reference_caption(scene, cfg),
         meta={"absent_partners": absent_partners(scene, cfg)},

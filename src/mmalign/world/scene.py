@@ -13,14 +13,14 @@ scenes on every platform.
 from __future__ import annotations
 
 import functools
-import hashlib
 import random
 from dataclasses import dataclass
 from typing import Any
 
 from mmalign.errors import ConfigError
+from mmalign.objects.shapes import object_name, position_name
+from mmalign.seeding import unit_interval
 from mmalign.world.config import WorldConfig
-from mmalign.world.vocab import object_name, position_name
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SPLIT_REGIONS: dict[str, tuple[float, float]] = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
@@ -173,12 +173,6 @@ def sample_scene(rng: random.Random, cfg: WorldConfig, scene_id: str = "scene") 
     return Scene(scene_id, cfg.grid_rows, cfg.grid_cols, tuple(objects), trials, added)
 
 
-def key_region(key: str, seed: int) -> float:
-    """Where a canonical scene key hashes in [0, 1) (stable: BLAKE2b of seed and key)."""
-    digest = hashlib.blake2b(f"{seed}|{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
 def split_rng(cfg: WorldConfig, split: str) -> random.Random:
     return random.Random(f"{cfg.seed}:scenes:{split}")
 
@@ -196,7 +190,7 @@ def sample_split(cfg: WorldConfig, split: str, n: int) -> list[Scene]:
         scene_id = f"{split}-{i:06d}"
         for _ in range(MAX_TRIES):
             scene = sample_scene(rng, cfg, scene_id)
-            if lo <= key_region(scene.key(), cfg.seed) < hi:
+            if lo <= unit_interval(cfg.seed, scene.key()) < hi:
                 scenes.append(scene)
                 break
         else:

@@ -1,6 +1,6 @@
 """What the world says about a scene: captions (clean and noisy) and question-answer pairs.
 
-All text comes from the templates in :mod:`mmalign.world.vocab`. A :class:`QA` carries the answer twice:
+All text comes from the templates in :mod:`mmalign.objects.shapes`. A :class:`QA` carries the answer twice:
 ``answer`` is what a model is trained to say (``Top left.``) and ``short`` is the normalised form an
 evaluator compares against (``top left``; ``yes``/``no`` as in POPE; an option letter for multiple choice).
 """
@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmalign.world import vocab
+from mmalign.objects import shapes
 from mmalign.world.config import WorldConfig
 from mmalign.world.scene import Scene, SceneObject, absent_partners, object_types, partner_of, pick, sample, shuffled
 
@@ -41,12 +41,12 @@ class QA:
 
 
 def phrase(obj: SceneObject, cfg: WorldConfig) -> str:
-    return vocab.object_phrase(obj.colour, obj.shape, obj.size if cfg.object_sizes else None)
+    return shapes.object_phrase(obj.colour, obj.shape, obj.size if cfg.object_sizes else None)
 
 
 def reference_caption(scene: Scene, cfg: WorldConfig) -> str:
     """The clean caption: every object once, in grid order (row by row, left to right)."""
-    return vocab.caption([phrase(o, cfg) for o in scene.objects])
+    return shapes.caption([phrase(o, cfg) for o in scene.objects])
 
 
 def noisy_caption(scene: Scene, cfg: WorldConfig, rng: random.Random) -> tuple[str, list[str]]:
@@ -61,10 +61,10 @@ def noisy_caption(scene: Scene, cfg: WorldConfig, rng: random.Random) -> tuple[s
         other = partners.get(obj.name)
         if other in missing and other not in named:
             colour, shape = other.split(" ", 1)
-            size = (vocab.SIZES[0] if rng.random() < 0.5 else vocab.SIZES[1]) if cfg.object_sizes else None
-            phrases.append(vocab.object_phrase(colour, shape, size))
+            size = (shapes.SIZES[0] if rng.random() < 0.5 else shapes.SIZES[1]) if cfg.object_sizes else None
+            phrases.append(shapes.object_phrase(colour, shape, size))
             named.append(other)
-    return vocab.caption(phrases), named
+    return shapes.caption(phrases), named
 
 
 # ---------------------------------------------------------------------------------------------- QA
@@ -74,9 +74,9 @@ def existence_qa(scene: Scene, name: str) -> QA:
     present = name in scene.names
     return QA(
         "existence",
-        vocab.exists_question(name),
-        vocab.sentence(vocab.yes_no(present)),
-        vocab.yes_no(present),
+        shapes.exists_question(name),
+        shapes.sentence(shapes.yes_no(present)),
+        shapes.yes_no(present),
         meta={"object": name},
     )
 
@@ -84,8 +84,8 @@ def existence_qa(scene: Scene, name: str) -> QA:
 def count_qa(scene: Scene, shape: str | None = None) -> QA:
     """How many objects (``shape=None``) or how many of one shape (zero is a valid answer)."""
     n = sum(1 for o in scene.objects if shape is None or o.shape == shape)
-    word = vocab.NUMBER_WORDS[n]
-    return QA("count", vocab.count_question(shape), vocab.sentence(word), word, meta={"shape": shape, "count": n})
+    word = shapes.NUMBER_WORDS[n]
+    return QA("count", shapes.count_question(shape), shapes.sentence(word), word, meta={"shape": shape, "count": n})
 
 
 def unique_shapes(scene: Scene) -> list[SceneObject]:
@@ -96,7 +96,7 @@ def unique_shapes(scene: Scene) -> list[SceneObject]:
 
 def colour_qa(obj: SceneObject) -> QA:
     return QA(
-        "colour", vocab.colour_question(obj.shape), vocab.sentence(obj.colour), obj.colour, meta={"object": obj.name}
+        "colour", shapes.colour_question(obj.shape), shapes.sentence(obj.colour), obj.colour, meta={"object": obj.name}
     )
 
 
@@ -104,8 +104,8 @@ def position_qa(scene: Scene, obj: SceneObject) -> QA:
     where = scene.position(obj)
     return QA(
         "position",
-        vocab.position_question(obj.name),
-        vocab.sentence(where),
+        shapes.position_question(obj.name),
+        shapes.sentence(where),
         where,
         meta={"object": obj.name, "cell": [obj.row, obj.col]},
     )
@@ -120,11 +120,11 @@ def mc_qa(scene: Scene, cfg: WorldConfig, rng: random.Random, hardest_absent: li
     distractors = hardest_absent[:1] if hardest_absent else []
     distractors += sample(rng, [t for t in absent if t not in distractors], n_distract - len(distractors))
     options = shuffled(rng, [answer_obj, *distractors])
-    letter = vocab.LETTERS[options.index(answer_obj)]
+    letter = shapes.LETTERS[options.index(answer_obj)]
     return QA(
         "mc",
-        vocab.mc_question(options),
-        vocab.sentence(letter),
+        shapes.mc_question(options),
+        shapes.sentence(letter),
         letter,
         choices=options,
         meta={"object": answer_obj, "distractors": distractors},
@@ -135,7 +135,7 @@ def mme_pair(scene: Scene, cfg: WorldConfig, rng: random.Random) -> list[QA]:
     """MME-style: one yes and one no question about the same image and category (existence, count, colour or
     position), each ending with "Please answer yes or no." (MME, Fu et al., 2023: acc+ needs both right)."""
     cell_names = {
-        vocab.position_name(r, c, scene.rows, scene.cols) for r in range(scene.rows) for c in range(scene.cols)
+        shapes.position_name(r, c, scene.rows, scene.cols) for r in range(scene.rows) for c in range(scene.cols)
     }
     categories = ["existence", "count"]
     categories += ["position"] if len(cell_names) > 1 else []
@@ -144,34 +144,34 @@ def mme_pair(scene: Scene, cfg: WorldConfig, rng: random.Random) -> list[QA]:
     absent = [t for t in object_types(cfg) if t not in scene.names]
     if category == "existence":
         pairs = [
-            (vocab.exists_question(pick(rng, scene.names)), True),
-            (vocab.exists_question(pick(rng, absent)), False),
+            (shapes.exists_question(pick(rng, scene.names)), True),
+            (shapes.exists_question(pick(rng, absent)), False),
         ]
     elif category == "count":
         n = len(scene.objects)
-        wrong = pick(rng, [m for m in (n - 1, n + 1) if 1 <= m < len(vocab.NUMBER_WORDS)])
-        pairs = [(vocab.mme_count_question(n), True), (vocab.mme_count_question(wrong), False)]
+        wrong = pick(rng, [m for m in (n - 1, n + 1) if 1 <= m < len(shapes.NUMBER_WORDS)])
+        pairs = [(shapes.mme_count_question(n), True), (shapes.mme_count_question(wrong), False)]
     elif category == "colour":
         obj = pick(rng, unique_shapes(scene))
         other = pick(rng, [c for c in cfg.colours if c != obj.colour])
         pairs = [
-            (vocab.mme_colour_question(obj.shape, obj.colour), True),
-            (vocab.mme_colour_question(obj.shape, other), False),
+            (shapes.mme_colour_question(obj.shape, obj.colour), True),
+            (shapes.mme_colour_question(obj.shape, other), False),
         ]
     else:
         obj = pick(rng, list(scene.objects))
         where = scene.position(obj)
         names = sorted(cell_names - {where})
         pairs = [
-            (vocab.mme_position_question(obj.name, where), True),
-            (vocab.mme_position_question(obj.name, pick(rng, names)), False),
+            (shapes.mme_position_question(obj.name, where), True),
+            (shapes.mme_position_question(obj.name, pick(rng, names)), False),
         ]
     return [
         QA(
             "mme",
-            q + vocab.MME_SUFFIX,
-            vocab.sentence(vocab.yes_no(y)),
-            vocab.yes_no(y),
+            q + shapes.MME_SUFFIX,
+            shapes.sentence(shapes.yes_no(y)),
+            shapes.yes_no(y),
             meta={"category": category, "subtask": MME_SUBTASKS[category]},
         )
         for q, y in pairs

@@ -23,7 +23,7 @@ from typing import Any
 from mmalign.config import config_from_dict, describe
 from mmalign.data.images import ImageChecker, resolve_image
 from mmalign.data.importers.base import Importer, SkipRow, iter_source
-from mmalign.data.io import detect_format, nonempty, write_records
+from mmalign.data.io import default_out_root, detect_format, nonempty, write_records
 from mmalign.data.parse import record_from_dict
 from mmalign.data.records import PreferenceRecord
 from mmalign.data.staging import remove_empty_dirs
@@ -198,7 +198,6 @@ def import_file(
     checked and copied under the output root when it differs; without, they are written as they are.
     ``split`` picks the split of a ``DatasetDict`` directory. On failure nothing is left behind.
     """
-    from mmalign.data.build.shards import default_out_root
 
     out = Path(out)
     importer = make_importer(fmt, options, image_prefix=image_prefix, ignore_fields=ignore_fields, seed=seed)

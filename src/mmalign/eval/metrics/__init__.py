@@ -7,13 +7,7 @@ files with these is :mod:`mmalign.eval.scoring`.
 """
 
 from mmalign.eval.metrics.bootstrap import Interval, bootstrap_interval, mean_interval, paired_difference
-from mmalign.eval.metrics.chair import (
-    ObjectVocabulary,
-    chair_metrics,
-    coco_vocabulary,
-    extract_mentions,
-    shapes_vocabulary,
-)
+from mmalign.eval.metrics.chair import chair_metrics
 from mmalign.eval.metrics.consistency import PairedItem, consistency_metrics
 from mmalign.eval.metrics.mme import mme_parse, mme_subtask, mme_totals
 from mmalign.eval.metrics.multiple_choice import mc_metrics, parse_choice
@@ -21,13 +15,10 @@ from mmalign.eval.metrics.pope import binary_metrics, official_yes_no, pope_metr
 from mmalign.eval.metrics.preference import Battle, bradley_terry, leaderboard
 from mmalign.eval.metrics.reward import RewardPair, dpo_implicit_reward, reward_accuracy
 from mmalign.eval.metrics.safety import SafetyItem, is_refusal, safety_metrics
-from mmalign.eval.metrics.singular import singularize
-from mmalign.eval.metrics.tokens import word_tokenize
 
 __all__ = [
     "Battle",
     "Interval",
-    "ObjectVocabulary",
     "PairedItem",
     "RewardPair",
     "SafetyItem",
@@ -35,10 +26,8 @@ __all__ = [
     "bootstrap_interval",
     "bradley_terry",
     "chair_metrics",
-    "coco_vocabulary",
     "consistency_metrics",
     "dpo_implicit_reward",
-    "extract_mentions",
     "is_refusal",
     "leaderboard",
     "mc_metrics",
@@ -52,8 +41,5 @@ __all__ = [
     "pope_metrics",
     "reward_accuracy",
     "safety_metrics",
-    "shapes_vocabulary",
-    "singularize",
     "strict_yes_no",
-    "word_tokenize",
 ]

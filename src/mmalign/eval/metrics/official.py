@@ -317,7 +317,7 @@ def read_mme(path: str | Path) -> dict[str, list[list[MMELine]]]:
 
 def write_mme_file(path: str | Path, lines: Iterable[tuple[str, str, str, str]]) -> int:
     """Write (image, question, answer, prediction) rows in the eval tool's format, atomically."""
-    from mmalign.data.io import atomic_path
+    from mmalign.files import atomic_path
 
     n = 0
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:

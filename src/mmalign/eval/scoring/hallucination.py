@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mmalign.errors import DataError
-from mmalign.eval.metrics.chair import chair_row, coco_ground_truth, coco_vocabulary, shapes_vocabulary, summarize_chair
+from mmalign.eval.metrics.chair import chair_row, coco_ground_truth, summarize_chair
 from mmalign.eval.metrics.coco import read_coco_annotations, read_generated_captions
 from mmalign.eval.metrics.consistency import PairedItem, consistency_metrics
 from mmalign.eval.metrics.official import (
@@ -29,6 +29,7 @@ from mmalign.eval.metrics.official import (
 from mmalign.eval.metrics.pope import PopeResult, official_script_stops, parse_yes_no, pope_metrics
 from mmalign.eval.scoring.task_score import TaskScore, binary_headline, ratio
 from mmalign.eval.tasks.items import read_eval_items
+from mmalign.objects.vocabulary import coco_vocabulary, shapes_vocabulary
 
 
 def _first_record(path: str | Path) -> dict[str, Any]:

@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from mmalign.eval.metrics.chair import objects_in, shapes_vocabulary
 from mmalign.eval.metrics.official import match_answers, read_answers, read_jsonl
 from mmalign.eval.scoring.task_score import TaskScore, ratio
 from mmalign.eval.tasks.specs import TaskSpec
+from mmalign.objects.mentions import objects_in
+from mmalign.objects.vocabulary import shapes_vocabulary
 
 
 def score_command(spec: TaskSpec, files: dict[str, str], out: Path) -> str | None:

@@ -23,7 +23,6 @@ split's scenes (``<split>/scenes.jsonl``), deterministically; images they need a
 
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 
@@ -34,7 +33,8 @@ from mmalign.data.records import EvalItem, PreferenceRecord, assistant, user_pro
 from mmalign.errors import DataError
 from mmalign.eval.metrics.official import read_jsonl
 from mmalign.eval.tasks.items import TaskInput, read_eval_items
-from mmalign.world import vocab
+from mmalign.objects import shapes
+from mmalign.seeding import text_seed
 from mmalign.world.config import WorldConfig
 from mmalign.world.draw import render, save_png
 from mmalign.world.generate import read_world
@@ -108,7 +108,7 @@ def consistency_items(world_dir: Path, split: str, out_dir: Path) -> list[EvalIt
                     EvalItem(
                         f"{scene.id}-consistency-{j}-{figure}",
                         "consistency",
-                        vocab.exists_question(name),
+                        shapes.exists_question(name),
                         truth[figure],
                         [paths[figure]],
                         present,
@@ -119,14 +119,9 @@ def consistency_items(world_dir: Path, split: str, out_dir: Path) -> list[EvalIt
 
 
 def _perturbed(image: Image.Image, seed: str) -> Image.Image:
-    rng = np.random.default_rng(_stable_seed(seed))
+    rng = np.random.default_rng(text_seed(seed, 4))
     pixels = np.asarray(image, dtype=np.int16) + rng.integers(-NOISE, NOISE + 1, size=(*image.size[::-1], 3))
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-
-
-def _stable_seed(text: str) -> int:
-    """A seed from text that does not change between processes (``hash`` of a str does)."""
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
 
 def safety_items(world_dir: Path, split: str, out_dir: Path) -> list[EvalItem]:
@@ -173,12 +168,12 @@ def dialogue_items(world_dir: Path, split: str) -> list[EvalItem]:
         kind = n % 3
         if kind == 0:
             question = "Describe the image in detail."
-            phrases = [vocab.object_phrase(o.colour, o.shape, o.size if cfg.object_sizes else None) for o in objects]
-            reference = vocab.caption(phrases)
+            phrases = [shapes.object_phrase(o.colour, o.shape, o.size if cfg.object_sizes else None) for o in objects]
+            reference = shapes.caption(phrases)
         elif kind == 1:
             question = "How many objects are there, and what colours are they?"
             colours = list(dict.fromkeys(o.colour for o in objects))
-            number = vocab.NUMBER_WORDS[len(objects)]
+            number = shapes.NUMBER_WORDS[len(objects)]
             listed = colours[0] if len(colours) == 1 else f"{', '.join(colours[:-1])} and {colours[-1]}"
             reference = (
                 f"There {'is' if len(objects) == 1 else 'are'} {number} object{'s' * (len(objects) > 1)}: {listed}."
@@ -198,8 +193,8 @@ def _swap_colour(scene: Scene, cfg: WorldConfig, rng: random.Random) -> str:
     phrases = []
     for j, o in enumerate(scene.objects):
         colour = o.colour if j != k else rng.choice([c for c in cfg.colours if c != o.colour])
-        phrases.append(vocab.object_phrase(colour, o.shape, o.size if cfg.object_sizes else None))
-    return vocab.caption(phrases)
+        phrases.append(shapes.object_phrase(colour, o.shape, o.size if cfg.object_sizes else None))
+    return shapes.caption(phrases)
 
 
 def reward_pairs(world_dir: Path, split: str) -> list[PreferenceRecord]:
@@ -217,12 +212,12 @@ def reward_pairs(world_dir: Path, split: str) -> list[PreferenceRecord]:
         else:
             extra = rng.choice([t for t in object_types(cfg) if t not in scene.names])
             colour, shape = extra.split(" ", 1)
-            size = rng.choice(vocab.SIZES) if cfg.object_sizes else None
+            size = rng.choice(shapes.SIZES) if cfg.object_sizes else None
             phrases = [
-                vocab.object_phrase(o.colour, o.shape, o.size if cfg.object_sizes else None) for o in scene.objects
-            ] + [vocab.object_phrase(colour, shape, size)]
-            rejected, category = vocab.caption(phrases), "absent_object"
-        prompt = user_prompt(vocab.DESCRIBE_PROMPT)
+                shapes.object_phrase(o.colour, o.shape, o.size if cfg.object_sizes else None) for o in scene.objects
+            ] + [shapes.object_phrase(colour, shape, size)]
+            rejected, category = shapes.caption(phrases), "absent_object"
+        prompt = user_prompt(shapes.DESCRIBE_PROMPT)
         meta = {"scene_id": scene.id}
         pairs.append(
             PreferenceRecord(
