@@ -35,7 +35,8 @@ from mmalign.train.dataset import RecordDataset
 from mmalign.train.guard import GuardConfig, OverOptimisationGuard
 from mmalign.train.pref_batch import PreferenceCollator, policy_logps, preference_inputs, row_scorer, score
 from mmalign.train.presets import mmalign_home, resolve_model_path
-from mmalign.train.reference import ReferenceConfig, align_tokens, live_reference, load_separate, precompute_splits
+from mmalign.train.reference import ReferenceConfig, align_tokens, live_reference, load_separate
+from mmalign.train.reference_cache import precompute_splits
 from mmalign.train.trainer import Collate, CoreTrainer, Run, StepOutput, TrainResult, core_arguments, run
 
 
