@@ -131,7 +131,8 @@ def live_reference(
     source: str, policy: Any, separate: Callable[[], Any] | None, token_level: bool, scorer: RowScorer
 ) -> ModelReference | AdapterReference | None:
     """The reference scored during training for ``source`` (``copy``, ``adapter``, ``separate``); None for
-    ``none`` and ``precomputed`` (see :func:`mmalign.train.reference_cache.precompute_splits`). ``separate`` loads the separate model."""
+    ``none`` and ``precomputed`` (see :func:`mmalign.train.reference_cache.precompute_splits`). ``separate``
+    loads the separate model."""
     if source == "copy":
         return ModelReference(frozen_copy(policy), token_level, scorer)
     if source == "adapter":

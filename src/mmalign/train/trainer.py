@@ -26,9 +26,14 @@ everything that is the same for every objective:
    micro-batches of each optimiser step before they run (for step-wide denominators);
 2. its config: a dataclass with ``kind`` (names ``<kind>_config.yaml``) and the shared sections ``model``, ``data``
    and ``train`` (:mod:`mmalign.train.config`), plus its own;
-3. to :func:`run`: ``build(loaded, say)`` making its trainer over the loaded model (datasets, collate function,
+3. to :func:`run`: ``build(loaded, say)`` making its trainer over the loaded model (datasets; a :class:`Collate`
+   from records to the dict ``batch_loss`` receives; ``collators`` by split, whose ``n_skipped`` are reported;
    callbacks), ``describe(trainer, loaded, per_step)`` (the line printed at the start) and ``result(run)``
    turning the core's :class:`Run` into its result (a :class:`TrainResult`, extended with its own fields).
+
+The model saved (checkpoints, final model) is the one handed to the trainer, so it must ``save_pretrained``: a
+reward model brings its scalar head inside it, and its ``batch_loss`` is the Bradley-Terry loss on the head's
+chosen and rejected scores; an RL trainer makes its rollouts in ``start_step`` or ``batch_loss``.
 
 The core does the rest. A toy objective, trained, checkpointed and resumable like SFT (tests/train/test_trainer.py)::
 
@@ -40,8 +45,10 @@ The core does the rest. A toy objective, trained, checkpointed and resumable lik
 
     def build(loaded, say):
         args = config.train.training_arguments(**core_arguments())
-        return LogitNorm(model=loaded.model, args=args, train_dataset=records, data_collator=collate,
-                         processor=loaded.processor, max_nonfinite_steps=config.train.max_nonfinite_steps)
+        collator = loaded.collator(mode="train", image_root=records.root)
+        return LogitNorm(model=loaded.model, args=args, train_dataset=records, processor=loaded.processor,
+                         data_collator=Collate(collator, Batch.model_inputs), collators={"train": collator},
+                         max_nonfinite_steps=config.train.max_nonfinite_steps)
 
     result = run(config, build=build, describe=lambda t, loaded, n: f"toy: {n} examples a step",
                  result=lambda done: TrainResult(**done.common()))
