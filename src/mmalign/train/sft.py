@@ -174,14 +174,12 @@ def train_sft(
         )
 
     def result(done: Run) -> SFTResult:
-        trainer = done.trainer
-        losses = done.logged("loss")
-        per_step = config.train.batch_size * config.train.grad_accum * trainer.args.world_size
+        state, losses = done.trainer.state, done.logged("loss")
         return SFTResult(
             **done.common(),
             last_loss=float(losses[-1]["loss"]) if losses else None,
-            examples=(trainer.state.global_step - done.start_step) * per_step,
-            tokens=int(trainer.state.num_input_tokens_seen),
+            examples=(state.global_step - done.start_step) * done.per_step,
+            tokens=int(state.num_input_tokens_seen),
             eval_loss=float(done.evals[-1]["eval_loss"]) if done.evals else None,
         )
 

@@ -296,6 +296,8 @@ class Run:
     """The held-out evaluations of the run (the last one at the final step); empty without data.eval."""
     model_dir: Path | None
     adapter_dir: Path | None
+    per_step: int
+    """Examples per optimiser step (batch size × accumulation × processes)."""
 
     @property
     def start_step(self) -> int:
@@ -371,7 +373,7 @@ def run(
         evals.append(trainer.evaluate())
     check_weights(trainer.model, trainer.state.global_step, "the final model", out)
     model_dir, adapter_dir = save_final(trainer, loaded.processor, out, config.model.lora.enabled, merge_lora)
-    done = result(Run(trainer, out, output, resume_from, evals, model_dir, adapter_dir))
+    done = result(Run(trainer, out, output, resume_from, evals, model_dir, adapter_dir, per_step))
     if main:
         write_text(out / RESULT_FILE, json.dumps(done.to_dict(), indent=2) + "\n")
     say(f"saved the trained model to {model_dir or adapter_dir} (step {done.global_step})")
