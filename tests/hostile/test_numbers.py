@@ -23,9 +23,10 @@ from safetensors.torch import load_file
 from mmalign.config import Bounds, check_number
 from mmalign.data.io import write_records
 from mmalign.data.records import PreferenceRecord, assistant, user_prompt
+from mmalign.train.checkpoints import latest_checkpoint
 from mmalign.train.finite import NonFiniteError
 from mmalign.train.preference import PreferenceTrainer
-from mmalign.train.sft import SFTTrainer, latest_checkpoint
+from mmalign.train.sft import SFTTrainer
 from mmalign.world.config import WorldConfig
 from mmalign.world.generate import generate_world
 

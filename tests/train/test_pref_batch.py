@@ -13,7 +13,8 @@ from mmalign.data.records import PreferenceRecord, assistant, user_prompt
 from mmalign.losses import build_loss
 from mmalign.models import load
 from mmalign.seeding import record_rng
-from mmalign.train.pref_batch import PreferenceCollator, TrainerCollate
+from mmalign.train.pref_batch import PreferenceCollator, preference_inputs
+from mmalign.train.trainer import Collate
 
 
 def picture(shift: int = 0) -> Image.Image:
@@ -95,7 +96,7 @@ def test_a_pair_that_does_not_fit_is_dropped_whole(loaded, loss):
     assert batch.ids == ["b-0", "b-1"]
     assert len(batch.rows) == (6 if loss == "mdpo" else 4)
     assert collator.n_skipped == 1
-    inputs = TrainerCollate(PreferenceCollator(collator, build_loss(loss)))([pair(2)])
+    inputs = Collate(PreferenceCollator(collator, build_loss(loss)), preference_inputs)([pair(2)])
     assert inputs["batch"].ids == ["b-2"] and inputs["input_ids"] is inputs["batch"].rows.input_ids
 
 

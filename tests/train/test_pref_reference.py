@@ -18,10 +18,11 @@ from mmalign.errors import DataError
 from mmalign.losses import build_loss
 from mmalign.models import load, preference_logps
 from mmalign.models.logps import sequence_logps
-from mmalign.train import reference as reference_module
+from mmalign.train import reference_cache as reference_module
 from mmalign.train.pref_batch import PreferenceCollator
 from mmalign.train.preference import PreferenceConfig, build_trainer
-from mmalign.train.reference import AdapterReference, CachedReference, ModelReference, frozen_copy, precompute_reference
+from mmalign.train.reference import AdapterReference, ModelReference, frozen_copy
+from mmalign.train.reference_cache import CachedReference, precompute_reference
 
 
 def record(i: int, text: str = "There is a red circle.") -> PreferenceRecord:

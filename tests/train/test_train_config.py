@@ -6,7 +6,8 @@ import pytest
 
 from mmalign.config import config_from_dict, load_config
 from mmalign.errors import ConfigError
-from mmalign.train.config import DataConfig, LoraConfig, ModelConfig, TrainingConfig
+from mmalign.models.loading import LoraOptions
+from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig
 
 
 @pytest.mark.parametrize(
@@ -23,8 +24,8 @@ from mmalign.train.config import DataConfig, LoraConfig, ModelConfig, TrainingCo
         (TrainingConfig, {"lr_scheduler": "cosine_restarts"}, "lr_scheduler"),
         (TrainingConfig, {"batch_size": 8.5}, "batch_size"),
         (TrainingConfig, {"learnig_rate": 1e-4}, "unknown key 'learnig_rate'"),
-        (LoraConfig, {"r": 0}, "'r' must be an integer >= 1, got 0"),
-        (LoraConfig, {"dropout": 1.0}, "'dropout' must be a finite number in [0, 1), got 1.0"),
+        (LoraOptions, {"r": 0}, "'r' must be an integer >= 1, got 0"),
+        (LoraOptions, {"dropout": 1.0}, "'dropout' must be a finite number in [0, 1), got 1.0"),
         (DataConfig, {"limit": 0}, "'limit' must be an integer >= 1, got 0"),
         (DataConfig, {"on_overflow": "truncate"}, "on_overflow"),
         (ModelConfig, {"dtype": "float64"}, "dtype"),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmalign.config import check_ranges, option
 from mmalign.errors import ConfigError
 from mmalign.models.families import Family, family_for, find_modules, lora_target_regex
 from mmalign.models.processors import load_processor
@@ -24,16 +25,22 @@ PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt
 
 @dataclass
 class LoraOptions:
-    """LoRA adapters (Hu et al., 2021) through ``peft``: W + (alpha / r) * B A on the chosen linear layers."""
+    """LoRA adapters (Hu et al., 2021) through ``peft``: W + (alpha / r) * B A on the chosen linear layers.
 
-    r: int = 8
-    """Rank of the update."""
-    alpha: int = 16
-    """Scaling numerator: the update is multiplied by alpha / r."""
-    dropout: float = 0.05
-    """Dropout on the adapter's input."""
-    target_modules: list[str] | str | None = None
-    """Module names or a regex; None means the language model's attention and MLP projections."""
+    The one LoRA options type: ``model.lora`` of every trainer config, and ``load(lora=...)`` (where a mapping
+    means ``enabled``). Defaults: rank 16, alpha 32 (the update scaled by 2), dropout 0.05, the language model's
+    attention and MLP projections."""
+
+    enabled: bool = option(False, "Train LoRA adapters instead of the full model.")
+    r: int = option(16, "LoRA rank.", ge=1)
+    alpha: int = option(32, "LoRA alpha (the update is scaled by alpha / r).", ge=1)
+    dropout: float = option(0.05, "Dropout on the LoRA input.", ge=0, lt=1)
+    target_modules: list[str] | None = option(
+        None, "Module names to adapt; null = the language model's attention and MLP projections."
+    )
+
+    def __post_init__(self) -> None:
+        check_ranges(self, prefix="model.lora.")
 
 
 @dataclass
@@ -53,7 +60,8 @@ class LoadOptions:
     freeze_projector: bool = False
     """Freeze the projector between vision tower and language model."""
     lora: LoraOptions | None = None
-    """Wrap the model with LoRA adapters (only adapters train; vision and projector stay frozen)."""
+    """Wrap the model with LoRA adapters (only adapters train; vision and projector stay frozen); a mapping of
+    :class:`LoraOptions` fields is read with ``enabled: true`` unless it says otherwise."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (less memory, about a third more compute)."""
     trust_remote_code: bool = False
@@ -100,13 +108,13 @@ def _options(options: LoadOptions | None, overrides: dict[str, Any]) -> LoadOpti
         lora_names = {f.name for f in dataclasses.fields(LoraOptions)}
         if set(opts.lora) - lora_names:
             raise ConfigError(f"unknown LoRA option(s): {', '.join(sorted(set(opts.lora) - lora_names))}")
-        opts.lora = LoraOptions(**opts.lora)
+        opts.lora = LoraOptions(**{"enabled": True, **opts.lora})
     if opts.dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {opts.dtype!r}")
     if opts.device is not None and opts.device_map is not None:
         raise ConfigError("give device or device_map, not both")
-    if opts.lora is not None and (opts.lora.r < 1 or opts.lora.alpha <= 0 or not 0 <= opts.lora.dropout < 1):
-        raise ConfigError("LoRA needs r >= 1, alpha > 0 and 0 <= dropout < 1")
+    if opts.lora is not None and not opts.lora.enabled:
+        opts.lora = None
     return opts
 
 

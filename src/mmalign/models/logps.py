@@ -1,5 +1,9 @@
 """Log-probabilities of response tokens: per sequence, and per preference pair from one forward pass.
 
+:class:`LogpOutput` is the one result type of a scoring forward (rows of a batch); :class:`PreferenceLogps` is its
+rows read as preference pairs (chosen, rejected and, for mDPO, chosen-under-a-corrupted-image), a view made by
+:meth:`LogpOutput.pairs`. What a loss takes is built from these (:mod:`mmalign.losses.base`).
+
 ``log p(y | x, images) = sum_t log softmax(logits_{t-1})[y_t]`` over the response tokens y (labels != -100),
 the quantity every DPO-family loss compares (Rafailov et al., 2023, Eq. 7). The log-softmax runs in fp32
 and only at response positions, so a bf16 model with a large vocabulary never materialises fp32 logits for
@@ -36,6 +40,23 @@ class LogpOutput:
     token_mask: Tensor | None = None
     """(B, R) True on response tokens."""
 
+    def rows(self, start: int, stop: int) -> LogpOutput:
+        """The log-probs of rows ``[start, stop)``."""
+        rows = slice(start, stop)
+        return LogpOutput(
+            sum=self.sum[rows],
+            mean=self.mean[rows],
+            n_tokens=self.n_tokens[rows],
+            token_logps=None if self.token_logps is None else self.token_logps[rows],
+            token_mask=None if self.token_mask is None else self.token_mask[rows],
+        )
+
+    def pairs(self, n: int, corrupted: bool = False) -> PreferenceLogps:
+        """Rows read as n preference pairs: chosen ``[0, n)``, rejected ``[n, 2n)`` and, when ``corrupted``, the
+        chosen responses under corrupted images ``[2n, 3n)`` (mDPO)."""
+        extra = self.rows(2 * n, 3 * n) if corrupted else None
+        return PreferenceLogps(self.rows(0, n), self.rows(n, 2 * n), extra)
+
 
 @dataclass
 class PreferenceLogps:
@@ -45,6 +66,8 @@ class PreferenceLogps:
     """Chosen responses (rows ``[0, n)`` of the batch)."""
     rejected: LogpOutput
     """Rejected responses (rows ``[n, 2n)``)."""
+    corrupted: LogpOutput | None = None
+    """Chosen responses given corrupted images (mDPO; rows ``[2n, 3n)``), when the batch has them."""
 
 
 def unwrap_model(model: Any) -> Any:
@@ -125,16 +148,4 @@ def preference_logps(model: Any, batch: Batch, token_level: bool = False) -> Pre
     (each side with its own images when the pair has ``rejected_images``)."""
     if batch.n_pairs == 0:
         raise ConfigError("not a preference batch: collate preference records (chosen/rejected) in train mode")
-    out = sequence_logps(model, batch, token_level=token_level)
-    n = batch.n_pairs
-
-    def side(rows: slice) -> LogpOutput:
-        return LogpOutput(
-            sum=out.sum[rows],
-            mean=out.mean[rows],
-            n_tokens=out.n_tokens[rows],
-            token_logps=None if out.token_logps is None else out.token_logps[rows],
-            token_mask=None if out.token_mask is None else out.token_mask[rows],
-        )
-
-    return PreferenceLogps(chosen=side(slice(0, n)), rejected=side(slice(n, 2 * n)))
+    return sequence_logps(model, batch, token_level=token_level).pairs(batch.n_pairs)

@@ -12,22 +12,7 @@ from typing import Any, Literal
 from mmalign.config import check_ranges, option, section
 from mmalign.data.limits import DEFAULT_MAX_PIXELS
 from mmalign.errors import ConfigError
-
-
-@dataclass
-class LoraConfig:
-    """LoRA adapters on the language model (peft)."""
-
-    enabled: bool = option(False, "Train LoRA adapters instead of the full model.")
-    r: int = option(16, "LoRA rank.", ge=1)
-    alpha: int = option(32, "LoRA alpha (the update is scaled by alpha / r).", ge=1)
-    dropout: float = option(0.05, "Dropout on the LoRA input.", ge=0, lt=1)
-    target_modules: list[str] | None = option(
-        None, "Module names to adapt; null = the language model's attention and MLP projections."
-    )
-
-    def __post_init__(self) -> None:
-        check_ranges(self, prefix="model.lora.")
+from mmalign.models.loading import LoraOptions
 
 
 @dataclass
@@ -43,7 +28,7 @@ class ModelConfig:
     freeze_projector: bool = option(False, "Freeze the projector between vision tower and language model.")
     gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (less memory).")
     trust_remote_code: bool = option(False, "Allow the model directory's own Python code to run.")
-    lora: LoraConfig = section(LoraConfig, "LoRA adapters.")
+    lora: LoraOptions = section(LoraOptions, "LoRA adapters.")
 
     def load_options(self) -> dict[str, Any]:
         """Keyword options for :func:`mmalign.models.load`."""

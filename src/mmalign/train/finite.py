@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from mmalign.errors import MMAlignError
+from mmalign.train.checkpoints import latest_checkpoint
 
 
 class NonFiniteError(MMAlignError):
@@ -42,8 +43,6 @@ def check_weights(model: Any, step: int, what: str, output_dir: str | Path) -> N
 
 
 def _advice(output_dir: str | Path) -> str:
-    from mmalign.train.sft import latest_checkpoint  # (sft imports this module)
-
     last = latest_checkpoint(output_dir)
     where = f"the latest checkpoint (every weight finite) is {last}" if last is not None else "no checkpoint was saved"
     return f"Lower train.learning_rate (or check the data); {where} (train.resume=true continues from it)"

@@ -11,7 +11,7 @@ falls. The guard watches two held-out signals at every evaluation (``train.eval_
   responses) is above this.
 
 When either holds for ``patience`` evaluations in a row, the run stops; the reason is logged and printed (the
-preference trainer also logs it as ``{"guard": reason}``, so it is in the log history and ``metrics.jsonl``).
+trainer core also logs it as ``{"guard": reason}``, so it is in the log history and ``metrics.jsonl``).
 The model saved at the end is the one at the stop: keep checkpoints (``train.save_steps``) to return to an
 earlier one. On resume the guard replays the evaluations in the restored log history and continues from there.
 """

@@ -31,7 +31,7 @@ from mmalign.errors import DataError
 from mmalign.losses import PolicyLogps, PreferenceLoss, ReferenceLogps, span_token_mask
 from mmalign.models.collate import IGNORE, Batch, Collator
 from mmalign.models.examples import Example, examples_from, open_images
-from mmalign.models.logps import LogpOutput, sequence_logps
+from mmalign.models.logps import LogpOutput, PreferenceLogps, sequence_logps
 from mmalign.seeding import record_rng
 
 RowScorer = Callable[..., LogpOutput]
@@ -120,6 +120,11 @@ class PreferenceCollator:
             self.collator.n_skipped -= len(rows.skipped) - len([r for r in records if r.id in skipped])
             records = [r for r in records if r.id not in skipped]
 
+    @property
+    def n_skipped(self) -> int:
+        """Records left out so far because they did not fit ``max_length``."""
+        return self.collator.n_skipped
+
     def settings(self) -> dict[str, Any]:
         """What decides the rows this collator makes (part of the precomputed reference's cache key)."""
         c = self.collator
@@ -135,15 +140,10 @@ class PreferenceCollator:
         return out
 
 
-class TrainerCollate:
-    """Records -> the dict ``Trainer`` passes around: the batch, and the token tensors it counts tokens/s by."""
-
-    def __init__(self, collator: PreferenceCollator) -> None:
-        self.collator = collator
-
-    def __call__(self, records: list[Any]) -> dict[str, Any]:
-        batch = self.collator(records)
-        return {"batch": batch, "input_ids": batch.rows.input_ids, "attention_mask": batch.rows.attention_mask}
+def preference_inputs(batch: PreferenceBatch) -> dict[str, Any]:
+    """The dict ``Trainer`` passes around (:class:`mmalign.train.trainer.Collate`): the batch, and the token
+    tensors it counts tokens by."""
+    return {"batch": batch, "input_ids": batch.rows.input_ids, "attention_mask": batch.rows.attention_mask}
 
 
 def corruption_options(loss: PreferenceLoss) -> dict[str, Any]:
@@ -188,16 +188,6 @@ def span_masks(rows: Batch, records: list[PreferenceRecord]) -> tuple[Tensor, Te
 # ------------------------------------------------------------------------------------------------ scoring
 
 
-@dataclass
-class Scores:
-    """One model's log-probs on a :class:`PreferenceBatch`."""
-
-    chosen: LogpOutput
-    rejected: LogpOutput
-    corrupted: LogpOutput | None = None
-    """Chosen responses given the corrupted images (mDPO)."""
-
-
 def row_scorer(share_prefix: bool | str) -> tuple[RowScorer, bool]:
     """The forward over a batch's rows: with ``True`` the shared-prefix one (:mod:`mmalign.models.prefix`), with
     ``"auto"`` the shared-prefix one where the sizes make it faster (:func:`~mmalign.models.prefix.auto_prefix_logps`)
@@ -214,22 +204,10 @@ def row_scorer(share_prefix: bool | str) -> tuple[RowScorer, bool]:
     return sequence_logps, False
 
 
-def score(model: Any, batch: PreferenceBatch, token_level: bool, scorer: RowScorer = sequence_logps) -> Scores:
+def score(model: Any, batch: PreferenceBatch, token_level: bool, scorer: RowScorer = sequence_logps) -> PreferenceLogps:
     """Response log-probs of ``model`` on every row of ``batch``, in one call of ``scorer``."""
     out = scorer(model, batch.rows, token_level=token_level)
-    n = len(batch)
-
-    def take(start: int) -> LogpOutput:
-        rows = slice(start, start + n)
-        return LogpOutput(
-            sum=out.sum[rows],
-            mean=out.mean[rows],
-            n_tokens=out.n_tokens[rows],
-            token_logps=None if out.token_logps is None else out.token_logps[rows],
-            token_mask=None if out.token_mask is None else out.token_mask[rows],
-        )
-
-    return Scores(take(0), take(n), take(2 * n) if batch.has_corrupted else None)
+    return out.pairs(len(batch), corrupted=batch.has_corrupted)
 
 
 def _fit(mask: Tensor, width: int, dtype: torch.dtype) -> Tensor:
@@ -238,7 +216,7 @@ def _fit(mask: Tensor, width: int, dtype: torch.dtype) -> Tensor:
     return mask.to(dtype)
 
 
-def policy_logps(scores: Scores, batch: PreferenceBatch, chosen_nll: Tensor | None = None) -> PolicyLogps:
+def policy_logps(scores: PreferenceLogps, batch: PreferenceBatch, chosen_nll: Tensor | None = None) -> PolicyLogps:
     """The loss's :class:`PolicyLogps` from the policy's scores (token-level fields when they were computed)."""
     c, r = scores.chosen, scores.rejected
     corrupted = None if scores.corrupted is None else scores.corrupted.sum
@@ -259,7 +237,7 @@ def policy_logps(scores: Scores, batch: PreferenceBatch, chosen_nll: Tensor | No
     )
 
 
-def reference_logps(scores: Scores) -> ReferenceLogps:
+def reference_logps(scores: PreferenceLogps) -> ReferenceLogps:
     """The loss's :class:`ReferenceLogps` from the reference model's scores (detached)."""
 
     def detach(t: Tensor | None) -> Tensor | None:

@@ -11,7 +11,7 @@ rej_per_token_logp]`` (or ``{"logps": [...]}``), which its dataset class unpacks
 ``ref_win_avg_logp``, ``ref_win_per_token_logp``, ``ref_rej_logp``, ``ref_rej_avg_logp`` and
 ``ref_rej_per_token_logp``. Those numbers are only valid for the model, chat template and tokenisation that
 made them (RLAIF-V's LLaVA-1.5 / OmniLMM prompts, not mmalign's collator), and mmalign's reference cache is
-keyed on the dataset fingerprint and the reference weights' hash (:mod:`mmalign.train.reference`), which a
+keyed on the dataset fingerprint and the reference weights' hash (:mod:`mmalign.train.reference_cache`), which a
 foreign column cannot match. So they are recognised and dropped, with one line in the import summary; use
 ``reference.mode: precomputed`` to cache mmalign's own.
 """
