@@ -379,16 +379,4 @@ def shared_prefix_preference_logps(
     plan = _plan(model, batch, min_saving)
     if plan.reason is not None:
         return preference_logps(model, batch, token_level=token_level)
-    out = _shared_logps(model, batch, plan, token_level)
-    n = batch.n_pairs
-
-    def side(rows: slice) -> LogpOutput:
-        return LogpOutput(
-            sum=out.sum[rows],
-            mean=out.mean[rows],
-            n_tokens=out.n_tokens[rows],
-            token_logps=None if out.token_logps is None else out.token_logps[rows],
-            token_mask=None if out.token_mask is None else out.token_mask[rows],
-        )
-
-    return PreferenceLogps(chosen=side(slice(0, n)), rejected=side(slice(n, 2 * n)))
+    return _shared_logps(model, batch, plan, token_level).pairs(batch.n_pairs)
