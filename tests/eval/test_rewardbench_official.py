@@ -93,6 +93,16 @@ def test_vl_rewardbench_wrapped_rows_read_as_cal_py_reads_them(tmp_path):
     _vl_matches(score.metrics, _expected(VL)["judgements.jsonl"]["all_samples"])
 
 
+def test_vl_ranking_may_carry_the_datasets_name(tmp_path):
+    rows = [
+        {("human_ranking" if k == "ranking" else k): v for k, v in row.items()}
+        for row in _rows(VL / "judgements.jsonl")[:5]
+    ]
+    assert [s.verdict for s in read_vl_rewardbench(_write(tmp_path / "hr.jsonl", rows))] == [
+        s.verdict for s in read_vl_rewardbench(VL / "judgements.jsonl")[:5]
+    ]
+
+
 def test_vl_judge_verdict_conventions():
     # ranking [0, 1]: response[0] is better; shown in order (0) the rejected answer is "Answer 2"
     assert judge_verdict("Overall Judgment: Answer 1 is better.", [0, 1], 0) == "agree"
@@ -121,11 +131,11 @@ def test_vl_datasets_from_ids():
 def test_vl_reward_rows_count_a_tie_as_wrong(tmp_path):
     base = {"query": "q", "response": ["first", "second"]}
     rows = [
-        {**base, "id": "RLAIF-V-1", "ranking": [0, 1], "rewards": [2.0, 1.0]},  # right
-        {**base, "id": "RLAIF-V-2", "ranking": [1, 0], "rewards": [2.0, 1.0]},  # wrong: response[1] is better
-        {**base, "id": "RLAIF-V-3", "human_ranking": [0, 1], "rewards": [1.5, 1.5]},  # tie: wrong
-        {**base, "id": "mathverse_1", "ranking": [1, 0], "rewards": [-1, 0.5]},  # right
-        {**base, "id": "wildvision_1", "ranking": [0, 1], "rewards": [3, 2]},  # right
+        {**base, "id": "RLAIF-V-1", "rewards": [2.0, 1.0]},  # [chosen, rejected]: right
+        {**base, "id": "RLAIF-V-2", "rewards": [1.0, 2.0]},  # wrong
+        {**base, "id": "RLAIF-V-3", "rewards": [1.5, 1.5]},  # tie: wrong
+        {**base, "id": "mathverse_1", "rewards": [0.5, -1]},  # right
+        {**base, "id": "wildvision_1", "ranking": [0, 1], "rewards": [3, 2]},  # right (ranking not read)
     ]
     score = score_vl_rewardbench(_write(tmp_path / "rm.jsonl", rows))
     cats = {c: (v["correct"], v["total"]) for c, v in score.metrics["categories"].items()}
@@ -135,7 +145,7 @@ def test_vl_reward_rows_count_a_tie_as_wrong(tmp_path):
 
 
 def test_vl_macro_over_the_categories_present(tmp_path):
-    rows = [{"id": "RLAIF-V-1", "query": "q", "response": ["a", "b"], "ranking": [0, 1], "rewards": [1, 0]}]
+    rows = [{"id": "RLAIF-V-1", "query": "q", "response": ["a", "b"], "rewards": [1, 0]}]
     score = score_vl_rewardbench(_write(tmp_path / "one.jsonl", rows))
     assert score.metrics["macro_categories"] == ["hallucination"]
     assert score.metrics["macro_accuracy"] == 1.0
@@ -157,6 +167,8 @@ def test_vl_macro_over_the_categories_present(tmp_path):
 )
 def test_vl_bad_rows_name_file_line_and_field(tmp_path, change, message):
     row = {**_rows(VL / "judgements.jsonl")[0], **change}
+    if "rewards" in change:
+        del row["meta"]
     path = _write(tmp_path / "bad.jsonl", [row])
     with pytest.raises(DataError) as err:
         read_vl_rewardbench(path)

@@ -26,12 +26,13 @@ and ``split`` items are left out of numerator *and* denominator (they are not ra
 
 **Aggregation**: datasets map to categories (``general``: vlfeedback, wildvision-battle; ``hallucination``: povid,
 rlaif-v, rlhf-v; ``reasoning``: reasoning_tasks). Overall accuracy = agree / (agree + reject) over all items;
-``macro_accuracy`` = the mean of the category accuracies, summed in ``cal.py``'s order. ``cal.py`` fails when a
-category has no counted item; here the macro is then the mean over the others (``macro_categories`` says which).
+``macro_accuracy`` = the mean of the category accuracies, summed in ``cal.py``'s order. ``cal.py`` stops with a
+division by zero when a category, or one of the datasets present, has no counted item; here a dataset's accuracy
+is then 0 and the macro the mean over the other categories (``macro_categories`` says which).
 
-**Reward models** (no official script): a row with ``"rewards": [reward of response[0], reward of response[1]]``
-in place of ``meta.filter_choice``. The item is ``agree`` when the better-ranked answer scores strictly higher,
-``reject`` otherwise: a tie is wrong, as MM-RLHF's ``cal_performance_mmreweard_bench.py`` and
+**Reward models** (no official script): a row with ``"rewards": [reward of the better answer, reward of the
+other]`` in place of ``meta`` (``ranking`` is then not needed). The item is ``agree`` when the better answer scores
+strictly higher, ``reject`` otherwise: a tie is wrong, as MM-RLHF's ``cal_performance_mmreweard_bench.py`` and
 :func:`mmalign.eval.metrics.reward.reward_accuracy` count it.
 """
 
@@ -145,12 +146,11 @@ def _sample(row: dict[str, Any], line: int, where: dict[str, Any]) -> VLSample:
     answers = row.get("response")
     if not (isinstance(answers, list) and len(answers) == 2 and all(isinstance(a, str) for a in answers)):
         raise DataError("must be a list of two answers (strings)", field="response", **where)
-    ranking = _ranking(row, where)
     if "rewards" in row:
-        rewards = reward_pair(row, where)
-        better, worse = rewards[ranking.index(0)], rewards[ranking.index(1)]
-        verdict = "agree" if better > worse else "reject"
+        chosen, rejected = reward_pair(row, where)
+        verdict = "agree" if chosen > rejected else "reject"
     else:
+        ranking = _ranking(row, where)
         meta = row.get("meta")
         if not isinstance(meta, dict):
             raise DataError("missing or not an object (a judge row needs meta.filter_choice)", field="meta", **where)
