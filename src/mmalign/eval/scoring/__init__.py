@@ -7,6 +7,9 @@
 * :mod:`.hallucination`, :mod:`.general`, :mod:`.alignment`: each task scored from its files, per dimension
   (POPE, CHAIR, consistency; MME, multiple choice; safety, reward, battles), with the metric core
   (:mod:`mmalign.eval.metrics`);
+* :mod:`.rewardbench_vl`, :mod:`.rewardbench_multimodal`, :mod:`.rewardbench_mmrlhf` (helpers in
+  :mod:`.rewardbench_common`): reward-model benchmarks' official prediction files read and aggregated as their
+  official scripts do (VL-RewardBench, Multimodal RewardBench, MM-RLHF-RewardBench);
 * :mod:`.task_score`: :class:`~.task_score.TaskScore`, what scoring a task returns (metrics and per-item columns
   for intervals and deltas).
 """

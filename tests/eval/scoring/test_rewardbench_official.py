@@ -15,9 +15,9 @@ import pytest
 from mmalign.errors import DataError
 from mmalign.eval.metrics.bootstrap import bootstrap_interval
 from mmalign.eval.metrics.reward import RewardPair, reward_accuracy
-from mmalign.eval.metrics.rewardbench_mmrlhf import read_mm_rlhf_rewardbench, score_mm_rlhf_rewardbench
-from mmalign.eval.metrics.rewardbench_multimodal import judge_pick, official_category, score_multimodal_rewardbench
-from mmalign.eval.metrics.rewardbench_vl import (
+from mmalign.eval.scoring.rewardbench_mmrlhf import read_mm_rlhf_rewardbench, score_mm_rlhf_rewardbench
+from mmalign.eval.scoring.rewardbench_multimodal import judge_pick, official_category, score_multimodal_rewardbench
+from mmalign.eval.scoring.rewardbench_vl import (
     id_dataset,
     judge_verdict,
     read_vl_rewardbench,
@@ -26,7 +26,7 @@ from mmalign.eval.metrics.rewardbench_vl import (
     vl_rewardbench_sweep,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "rewardbench"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "rewardbench"
 VL, MRB, MMRLHF = FIXTURES / "vl_rewardbench", FIXTURES / "multimodal_rewardbench", FIXTURES / "mm_rlhf_rewardbench"
 
 

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from mmalign.errors import DataError
-from mmalign.eval.metrics.rewardbench_common import read_json_lines, reward_pair
-from mmalign.eval.metrics.taskscore import TaskScore, ratio
+from mmalign.eval.scoring.rewardbench_common import read_json_lines, reward_pair
+from mmalign.eval.scoring.task_score import TaskScore, ratio
 
 KEYWORDS = ("mcq", "long", "short", "safety", "video")
 """The script's categories, in the order it tries them."""

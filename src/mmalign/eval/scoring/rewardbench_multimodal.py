@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from mmalign.errors import DataError
-from mmalign.eval.metrics.rewardbench_common import read_json_lines, reward_pair, text_field
-from mmalign.eval.metrics.taskscore import TaskScore, ratio
+from mmalign.eval.scoring.rewardbench_common import read_json_lines, reward_pair, text_field
+from mmalign.eval.scoring.task_score import TaskScore, ratio
 
 SEED = 123
 
