@@ -10,7 +10,7 @@ import pytest
 
 from mmalign.data.parse import record_from_dict
 from mmalign.objects import shapes
-from mmalign.pairs.hallucinate import caption_with_spans
+from mmalign.pairs.hallucinate_common import caption_with_spans
 from mmalign.pairs.registry import BuildInputs, make_builder
 from mmalign.pairs.shards import run_build
 from mmalign.pairs.sources import Cooccurrence

@@ -218,6 +218,7 @@ class Pipeline:
 
     def run(self) -> DemoRun:
         from mmalign.demo.report import write_outputs
+        from mmalign.demo.report_html import write_html
 
         start = time.perf_counter()
         s, layout = self.s, self.layout
@@ -247,6 +248,7 @@ class Pipeline:
         self.header(f"{len(methods) + 5}. report")
         report_start = time.perf_counter()
         results, headline = write_outputs(self, methods, configs, (steps, per_step))
+        write_html(results, headline, self.steps.seconds, layout.out, layout.out / "report.html")
         self.steps.seconds["report"] = time.perf_counter() - report_start
         seconds = dict(self.steps.seconds)
         total = time.perf_counter() - start

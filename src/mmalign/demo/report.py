@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import mmalign
 from mmalign.demo.checkpoint import sha256
@@ -41,7 +41,21 @@ from mmalign.eval.results import read_results
 from mmalign.files import atomic_path
 
 if TYPE_CHECKING:
-    from mmalign.demo.pipeline import Pipeline
+    from mmalign.demo.settings import DemoSettings
+    from mmalign.demo.steps import Steps
+    from mmalign.demo.training import Layout
+    from mmalign.world.config import WorldConfig
+
+
+class Pipeline(Protocol):
+    """What the report reads of a demo run (:class:`mmalign.demo.pipeline.Pipeline` is one)."""
+
+    layout: Layout
+    s: DemoSettings
+    world_config: WorldConfig
+    baseline_info: dict[str, Any]
+    steps: Steps
+
 
 SCHEMA = "mmalign.demo.results/1"
 LOG_KEYS = ("loss", "grad_norm")
@@ -122,8 +136,8 @@ def build_results(
 def write_outputs(
     pipe: Pipeline, methods: list[Method], configs: dict[str, Any], budget: tuple[int, int]
 ) -> tuple[dict[str, Any], list[str]]:
-    """Compare the runs, then write results.json, the plots, report.md and report.html; returns the results and
-    headline."""
+    """Compare the runs, then write results.json, the plots and report.md; returns the results and headline (the
+    pipeline writes report.html from them: :func:`mmalign.demo.report_html.write_html`)."""
     layout, s = pipe.layout, pipe.s
     compare = layout.out / "compare"
     runs = [layout.eval(BASELINE), *(layout.eval(m.name) for m in methods)]
@@ -143,9 +157,6 @@ def write_outputs(
     plot_curves(read_curves({m.name: layout.train(m.name) for m in methods}), labels, layout.out / "curves.png")
     headline = headline_lines(results)
     write_markdown(results, headline, pipe.steps.seconds, layout.out / "report.md")
-    from mmalign.demo.report_html import write_html  # it reads this module's tables
-
-    write_html(results, headline, pipe.steps.seconds, layout.out, layout.out / "report.html")
     return results, headline
 
 

@@ -22,49 +22,24 @@ uniformly from the absent ones; ``meta.choice`` says which. World text comes fro
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mmalign.config import option
-from mmalign.data.records import PreferenceRecord, assistant, user_prompt
+from mmalign.data.records import PreferenceRecord
 from mmalign.errors import ConfigError
 from mmalign.objects import shapes
-from mmalign.pairs.registry import Builder, BuildInputs, Plan, check_choices, check_fraction, file_fingerprint
+from mmalign.pairs.hallucinate_common import (
+    WORLD_ONLY,
+    HallucinateOptions,
+    Span,
+    anchor,
+    answer_span,
+    caption_with_spans,
+    pair,
+    pick_absent,
+)
+from mmalign.pairs.registry import Builder, BuildInputs, Plan, file_fingerprint
 from mmalign.pairs.sources import Cooccurrence, read_world_split
-
-KINDS: tuple[str, ...] = ("add", "swap", "attribute", "count", "existence")
-WORLD_ONLY: tuple[str, ...] = ("attribute", "count")
-
-
-@dataclass(frozen=True)
-class HallucinateOptions:
-    kinds: list[str] = option(
-        ["add", "swap", "attribute", "existence"],
-        f"Kinds of pair made per image, each when the image allows it: {', '.join(KINDS)} "
-        "(attribute and count need the shapes world).",
-    )
-    cooccur_prob: float = option(
-        0.8,
-        "Probability that the hallucinated object is the absent object co-occurring most with the present "
-        "ones (the realistic hallucination); otherwise it is drawn uniformly from the absent objects.",
-    )
-    image_prefix: str = option("", "COCO-style input: prefix joined to each file_name to form the image path.")
-    captions_per_image: int = option(1, "COCO-style input: reference captions used per image (drawn at random).")
-
-    def __post_init__(self) -> None:
-        check_choices(list(self.kinds), KINDS, "kinds")
-        check_fraction(self.cooccur_prob, "cooccur_prob")
-        if self.captions_per_image < 1:
-            raise ConfigError(f"option 'captions_per_image' must be at least 1, got {self.captions_per_image}")
-
-
-@dataclass
-class Span:
-    """A phrase placed in a caption: where its object words start and end."""
-
-    start: int
-    end: int
 
 
 class HallucinateBuilder(Builder):
@@ -105,68 +80,7 @@ class HallucinateBuilder(Builder):
         return coco_pairs(unit, shared, self.options, seed)
 
 
-def pick_absent(present: list[str], stats: Cooccurrence, rng: random.Random, cooccur_prob: float) -> tuple[str, str]:
-    """The hallucinated object and how it was chosen (``cooccur`` or ``random``)."""
-    ranked = stats.ranked_absent(present)
-    if rng.random() < cooccur_prob:
-        return ranked[0], "cooccur"
-    return ranked[min(int(rng.random() * len(ranked)), len(ranked) - 1)], "random"
-
-
-def anchor(present: list[str], target: str, stats: Cooccurrence) -> int:
-    """Index of the present object that co-occurs most with ``target`` (first in order on ties)."""
-    counts = [stats.count(p, target) for p in present]
-    return counts.index(max(counts))
-
-
-def pair(
-    record_id: str,
-    images: list[str],
-    question: str,
-    chosen: str,
-    rejected: str,
-    chosen_spans: list[tuple[int, int]] | None,
-    rejected_spans: list[tuple[int, int]] | None,
-    meta: dict[str, Any],
-    source: str = "hallucinate",
-) -> PreferenceRecord:
-    """A text pair for one prompt over ``images`` (placeholders first), made by ``source``."""
-    return PreferenceRecord(
-        id=record_id,
-        prompt=user_prompt(question, len(images)),
-        chosen=assistant(chosen),
-        rejected=assistant(rejected),
-        images=list(images),
-        chosen_spans=chosen_spans,
-        rejected_spans=rejected_spans,
-        source=source,
-        meta=meta,
-    )
-
-
-def answer_span(text: str) -> list[tuple[int, int]]:
-    """The answer word of a one-word sentence (``Yes.`` → ``Yes``)."""
-    return [(0, len(text.rstrip(".")))]
-
-
 # ---------------------------------------------------------------------------------------------- world
-
-
-def caption_with_spans(phrases: list[str]) -> tuple[str, list[Span]]:
-    """The world's caption of ``phrases`` and, per phrase, the span of its object words (article dropped)."""
-    text = shapes.caption(phrases)
-    spans, pos = [], len("There is ")
-    for i, phrase in enumerate(phrases):
-        article = phrase.split(" ", 1)[0]
-        spans.append(Span(pos + len(article) + 1, pos + len(phrase)))
-        pos += len(phrase) + (2 if i < len(phrases) - 2 else 5)
-    for span, phrase in zip(spans, phrases, strict=True):  # the template and the offsets must agree
-        assert text[span.start - len(phrase.split(" ", 1)[0]) - 1 : span.end] == phrase, (text, phrases)
-    return text, spans
-
-
-def _phrase(colour: str, shape: str, size: str | None) -> str:
-    return shapes.object_phrase(colour, shape, size)
 
 
 def world_pairs(
@@ -179,7 +93,7 @@ def world_pairs(
     present = [o["name"] for o in objects]
     partners = set(row.get("absent_partners", []))
     obj_size = [o["size"] if sizes else None for o in objects]
-    phrases = [_phrase(o["colour"], o["shape"], s) for o, s in zip(objects, obj_size, strict=True)]
+    phrases = [shapes.object_phrase(o["colour"], o["shape"], s) for o, s in zip(objects, obj_size, strict=True)]
     chosen, chosen_spans = caption_with_spans(phrases)
     base = {"scene_id": row["id"], "objects": present}
     image = [row["image"]]
@@ -193,11 +107,13 @@ def world_pairs(
         if kind == "add":
             at = anchor(present, target, stats) + 1 if any(stats.count(p, target) for p in present) else len(phrases)
             size = (shapes.SIZES[0] if rng.random() < 0.5 else shapes.SIZES[1]) if sizes else None
-            text, spans = caption_with_spans([*phrases[:at], _phrase(colour, shape, size), *phrases[at:]])
+            text, spans = caption_with_spans([*phrases[:at], shapes.object_phrase(colour, shape, size), *phrases[at:]])
             out.append(pair(rid, image, shapes.DESCRIBE_PROMPT, chosen, text, [], [_pair(spans[at])], info))
         elif kind == "swap":
             k = anchor(present, target, stats)
-            text, spans = caption_with_spans([*phrases[:k], _phrase(colour, shape, obj_size[k]), *phrases[k + 1 :]])
+            text, spans = caption_with_spans(
+                [*phrases[:k], shapes.object_phrase(colour, shape, obj_size[k]), *phrases[k + 1 :]]
+            )
             info["replaced"] = present[k]
             out.append(
                 pair(
@@ -274,7 +190,9 @@ def _attribute(
     else:
         new_size, new_colour = size, colours[min(int(rng.random() * len(colours)), len(colours) - 1)]
         old_word, new_word, attribute = obj["colour"], new_colour, "colour"
-    text, spans = caption_with_spans([*phrases[:k], _phrase(new_colour, obj["shape"], new_size), *phrases[k + 1 :]])
+    text, spans = caption_with_spans(
+        [*phrases[:k], shapes.object_phrase(new_colour, obj["shape"], new_size), *phrases[k + 1 :]]
+    )
     offset = 0 if attribute == "size" or not size else len(size) + 1  # the colour follows the size word
     chosen_span = (chosen_spans[k].start + offset, chosen_spans[k].start + offset + len(old_word))
     rejected_span = (spans[k].start + offset, spans[k].start + offset + len(new_word))

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from mmalign.data.records import PreferenceRecord
 from mmalign.objects import shapes
 from mmalign.pairs.coco import find_mentions, plural
-from mmalign.pairs.hallucinate import answer_span, pair, pick_absent
+from mmalign.pairs.hallucinate_common import answer_span, pair, pick_absent
 
 if TYPE_CHECKING:
-    from mmalign.pairs.hallucinate import HallucinateOptions
+    from mmalign.pairs.hallucinate_common import HallucinateOptions
     from mmalign.pairs.sources import Cooccurrence
 
 ARTICLE_BEFORE = re.compile(r"\b(a|an|A|An)\s+$")

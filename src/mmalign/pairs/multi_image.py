@@ -25,8 +25,8 @@ from mmalign.config import option
 from mmalign.data.records import PreferenceRecord
 from mmalign.errors import ConfigError
 from mmalign.objects import shapes
-from mmalign.pairs.hallucinate import answer_span, caption_with_spans
-from mmalign.pairs.hallucinate import pair as text_pair
+from mmalign.pairs.hallucinate_common import answer_span, caption_with_spans
+from mmalign.pairs.hallucinate_common import pair as text_pair
 from mmalign.pairs.registry import Builder, BuildInputs, Plan, check_choices
 from mmalign.pairs.sources import Cooccurrence, read_world_split
 
