@@ -64,7 +64,7 @@ def main() -> None:
     )
     parser.add_argument("--max-new-tokens", type=int, default=8, help="Generation budget (an answer is 'Yes.' + end).")
     parser.add_argument("--train-seconds", type=float, default=0.0, help="SFT seconds before measuring (0: as loaded).")
-    parser.add_argument("--train-scenes", type=int, default=400, help="Training scenes of the world (test: 10%).")
+    parser.add_argument("--train-scenes", type=int, default=400, help="Training scenes of the world (test: 10%%).")
     parser.add_argument("--repeats", type=int, default=2, help="Timed runs per measurement; the best is kept.")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default).")
     args = parser.parse_args()

@@ -34,7 +34,8 @@ import transformers
 from mmalign.data.records import PreferenceRecord, assistant, user_prompt
 from mmalign.models import load, preference_logps, save_tiny, spec_for
 from mmalign.models.prefix import plan_prefixes, prefix_saving, shared_prefix_preference_logps
-from mmalign.world import WorldConfig, object_types, render, sample_scene, vocab
+from mmalign.objects import shapes
+from mmalign.world import WorldConfig, object_types, render, sample_scene
 from mmalign.world.text import phrase
 from timing import print_header
 
@@ -51,10 +52,10 @@ def pairs(n: int, image_size: int, seed: int = 0) -> list[PreferenceRecord]:
         phrases = [phrase(o, cfg) for o in scene.objects]
         absent = rng.choice([t for t in object_types(cfg) if t not in scene.names]).split(" ", 1)
         wrong = [*phrases]
-        wrong.insert(rng.randrange(len(wrong) + 1), vocab.object_phrase(absent[0], absent[1], "small"))
+        wrong.insert(rng.randrange(len(wrong) + 1), shapes.object_phrase(absent[0], absent[1], "small"))
         prompt = user_prompt("Describe the image.", 1)
         image = render(scene, image_size)
-        chosen, rejected = assistant(vocab.caption(phrases)), assistant(vocab.caption(wrong))
+        chosen, rejected = assistant(shapes.caption(phrases)), assistant(shapes.caption(wrong))
         out.append(PreferenceRecord(f"p{i}", prompt, chosen, rejected, [image]))
     return out
 

@@ -11,6 +11,7 @@ import datetime
 import importlib.util
 import platform
 import re
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -111,3 +112,14 @@ def test_pref_vs_trl_names_both_memory_figures(capsys) -> None:
     assert "throughput ratio mmalign/TRL: 2.00" in like_for_like
     assert "absolute peak resident memory (the process's peak RSS, libraries included): 0.70" in like_for_like
     assert "above the process baseline (peak RSS - RSS after imports): 0.25" in like_for_like
+
+
+@pytest.mark.parametrize("path", bench_scripts(), ids=lambda p: p.name)
+def test_every_bench_imports_and_explains_itself(path: Path) -> None:
+    """``--help`` imports everything a bench names at module level (a renamed module breaks it here, not in a
+    measurement session) and prints its usage."""
+    proc = subprocess.run(
+        [sys.executable, str(path), "--help"], capture_output=True, text=True, timeout=120, cwd=BENCH.parent
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage:" in proc.stdout
