@@ -33,9 +33,11 @@ if JUDGE_SERVER not in sys.modules:
 
 @pytest.fixture
 def cli_run(capsys) -> Callable[[list[str]], tuple[int, str, str]]:
-    """``cli_run(argv)`` runs ``mmalign ARGV`` in this process: (exit code, stdout, stderr)."""
+    """``cli_run(argv)`` runs ``mmalign ARGV`` in this process: (exit code, stdout, stderr) of the command alone
+    (what the test printed before, e.g. a fixture building a model, is dropped first)."""
 
     def run(argv: list[str]) -> tuple[int, str, str]:
+        capsys.readouterr()
         try:
             main(argv)
             code = 0

@@ -11,12 +11,17 @@ import contextlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 from mmalign.cli.help import OPTION_COLUMNS, print_options
 from mmalign.data.limits import DEFAULT_MAX_PIXELS  # no PIL: --help stays fast
+
+MaxPixels = Annotated[
+    int, typer.Option("--max-pixels", min=1, help="Largest width*height accepted (decompression-bomb guard).")
+]
+"""``--max-pixels`` of every command that reads images (declared once)."""
 
 app = typer.Typer(
     help="Preference data: build, import, clean, mix, split, convert, validate, describe.", no_args_is_help=True
@@ -45,9 +50,7 @@ def convert(
         help="Check images on the way: decode (every image decodes, within --max-pixels), exists (present, "
         "non-empty) or none.",
     ),
-    max_pixels: int = typer.Option(
-        DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Largest width*height accepted (decompression-bomb guard)."
-    ),
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Convert records between JSONL, Parquet and datasets, losslessly; stops at the first bad record."""
     from mmalign.data.io import convert as convert_records
@@ -74,9 +77,7 @@ def validate(
     root: Path | None = typer.Option(None, "--root", help=ROOT_HELP),
     kind: str | None = typer.Option(None, "--kind", help=KIND_HELP),
     max_errors: int = typer.Option(50, "--max-errors", min=1, help="Most bad records listed (all are counted)."),
-    max_pixels: int = typer.Option(
-        DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Largest width*height accepted (decompression-bomb guard)."
-    ),
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     check_images: str = typer.Option("decode", "--check-images", help="none, exists, or decode (every image)."),
     check_ids: bool = typer.Option(True, "--check-ids/--no-check-ids", help="Report duplicate record ids."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of lines."),
