@@ -35,6 +35,7 @@ from mmalign.pairs.hallucinate_common import (
     anchor,
     answer_span,
     caption_with_spans,
+    existence_pairs,
     pair,
     pick_absent,
 )
@@ -130,32 +131,7 @@ def world_pairs(
             meta = {**base, "kind": kind, "count": n, "said": wrong}
             out.append(pair(rid, image, shapes.count_question(), good, bad, answer_span(good), answer_span(bad), meta))
         else:
-            asked = present[min(int(rng.random() * len(present)), len(present) - 1)]
-            yes, no = shapes.sentence("yes"), shapes.sentence("no")
-            out.append(
-                pair(
-                    f"{rid}-yes",
-                    image,
-                    shapes.exists_question(asked),
-                    yes,
-                    no,
-                    answer_span(yes),
-                    answer_span(no),
-                    {**base, "kind": kind, "object": asked, "present": True},
-                )
-            )
-            out.append(
-                pair(
-                    f"{rid}-no",
-                    image,
-                    shapes.exists_question(target),
-                    no,
-                    yes,
-                    answer_span(no),
-                    answer_span(yes),
-                    {**info, "present": False},
-                )
-            )
+            out += existence_pairs(rid, image, present, target, rng, {**base, "kind": kind}, info)
     return out
 
 

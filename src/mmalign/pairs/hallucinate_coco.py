@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mmalign.data.records import PreferenceRecord
 from mmalign.objects import shapes
 from mmalign.pairs.coco import find_mentions, plural
-from mmalign.pairs.hallucinate_common import answer_span, pair, pick_absent
+from mmalign.pairs.hallucinate_common import existence_pairs, pair, pick_absent
 
 if TYPE_CHECKING:
     from mmalign.pairs.hallucinate_common import HallucinateOptions
@@ -56,32 +56,7 @@ def coco_pairs(
                 record = _swap(rid, image, caption, present, target, stats, info)
                 out += [record] if record is not None else []
             elif kind == "existence" and (j == order[0]):
-                asked = present[min(int(rng.random() * len(present)), len(present) - 1)]
-                yes, no = shapes.sentence("yes"), shapes.sentence("no")
-                out.append(
-                    pair(
-                        f"{rid}-yes",
-                        image,
-                        shapes.exists_question(asked),
-                        yes,
-                        no,
-                        answer_span(yes),
-                        answer_span(no),
-                        {**base, "kind": kind, "object": asked, "present": True},
-                    )
-                )
-                out.append(
-                    pair(
-                        f"{rid}-no",
-                        image,
-                        shapes.exists_question(target),
-                        no,
-                        yes,
-                        answer_span(no),
-                        answer_span(yes),
-                        {**info, "present": False},
-                    )
-                )
+                out += existence_pairs(rid, image, present, target, rng, {**base, "kind": kind}, info)
     return out
 
 

@@ -104,3 +104,33 @@ def caption_with_spans(phrases: list[str]) -> tuple[str, list[Span]]:
     for span, phrase in zip(spans, phrases, strict=True):  # the template and the offsets must agree
         assert text[span.start - len(phrase.split(" ", 1)[0]) - 1 : span.end] == phrase, (text, phrases)
     return text, spans
+
+
+def existence_pairs(
+    rid: str,
+    images: list[str],
+    present: list[str],
+    target: str,
+    rng: random.Random,
+    asked_meta: dict[str, Any],
+    target_meta: dict[str, Any],
+) -> list[PreferenceRecord]:
+    """``existence``: "Is there a X?" for a present X drawn with ``rng`` (chosen "Yes.") and for the hallucinated
+    ``target`` (chosen "No."), each with the wrong answer as the rejected one."""
+    asked = present[min(int(rng.random() * len(present)), len(present) - 1)]
+    yes, no = shapes.sentence("yes"), shapes.sentence("no")
+    meta = {**asked_meta, "object": asked, "present": True}
+    ask = shapes.exists_question
+    return [
+        pair(f"{rid}-yes", images, ask(asked), yes, no, answer_span(yes), answer_span(no), meta),
+        pair(
+            f"{rid}-no",
+            images,
+            ask(target),
+            no,
+            yes,
+            answer_span(no),
+            answer_span(yes),
+            {**target_meta, "present": False},
+        ),
+    ]

@@ -37,12 +37,14 @@ POPE_SPLITS = ("random", "popular", "adversarial")
 # ---------------------------------------------------------------------------------------------- generic
 
 
-def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; bad JSON or a non-object is a :class:`DataError`."""
+def read_jsonl(path: str | Path, *, allow_null: bool = False) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; bad JSON or a non-object is a :class:`DataError`. With
+    ``allow_null`` a ``null`` line is kept as ``(line, None)`` (VL-RewardBench's script skips such lines only after
+    they took part in its shuffle)."""
     path = Path(path)
     if not path.is_file():
         raise DataError("file not found", file=path)
-    rows = []
+    rows: list[tuple[int, Any]] = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
@@ -51,7 +53,7 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
                 raise DataError(f"not valid JSON ({err.msg})", file=path, line=number) from None
-            if not isinstance(obj, dict):
+            if not isinstance(obj, dict) and not (obj is None and allow_null):
                 raise DataError(f"expected a JSON object, got {type(obj).__name__}", file=path, line=number)
             rows.append((number, obj))
     return rows

@@ -6,12 +6,12 @@ The benchmarks themselves are in :mod:`.rewardbench_vl` (VL-RewardBench), :mod:`
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from mmalign.errors import DataError
+from mmalign.eval.metrics.official import read_jsonl
 
 
 def read_json_lines(path: str | Path, *, allow_null: bool = False) -> list[tuple[int, dict[str, Any] | None]]:
@@ -20,24 +20,7 @@ def read_json_lines(path: str | Path, *, allow_null: bool = False) -> list[tuple
     Bad JSON, or a value that is not an object, is a :class:`DataError` naming the line; ``null`` lines are kept
     as ``None`` when ``allow_null`` (VL-RewardBench's script skips them, after they took part in its shuffle).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", file=path)
-    rows: list[tuple[int, dict[str, Any] | None]] = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"not valid JSON ({err.msg})", file=path, line=number) from None
-            if obj is None and allow_null:
-                rows.append((number, None))
-            elif not isinstance(obj, dict):
-                raise DataError(f"expected a JSON object, got {type(obj).__name__}", file=path, line=number)
-            else:
-                rows.append((number, obj))
+    rows = read_jsonl(path, allow_null=allow_null)
     if not rows:
         raise DataError("no predictions in the file", file=path)
     return rows
