@@ -24,12 +24,18 @@ app = typer.Typer(
 
 @app.command("score")
 def score(
-    task: str = typer.Option(..., "--task", help="pope, chair, mme, mc, consistency, safety, reward or preference."),
+    task: str = typer.Option(
+        ...,
+        "--task",
+        help="pope, chair, mme, mc, consistency, safety, reward, preference, or a reward-model benchmark: "
+        "vl_rewardbench, multimodal_rewardbench, mm_rlhf_rewardbench.",
+    ),
     answers: Path = typer.Option(
         ...,
         "--answers",
         help="The predictions: answer JSON lines, a CHAIR caption file, an MME results dir, "
-        "MMMU's output folder or an output.json, a VLGuard result file, reward pairs or judged battles.",
+        "MMMU's output folder or an output.json, a VLGuard result file, reward pairs, judged battles, or a "
+        "reward-model benchmark's prediction file (judge rows, or reward rows with rewards: [chosen, rejected]).",
     ),
     questions: Path | None = typer.Option(
         None, "--questions", help="The questions with their labels (POPE question file, or mmalign eval items)."
@@ -53,6 +59,13 @@ def score(
         None, "--caption-key", help="CHAIR: caption field of the caption file (default: caption, answer or text)."
     ),
     ties: str = typer.Option("wrong", "--ties", help="Reward: a tied pair is 'wrong' (default) or worth 'half'."),
+    k: int | None = typer.Option(
+        None,
+        "--k",
+        help="vl_rewardbench: count at most K judge samples an item, in cal.py's shuffle seeded with 1234 (its "
+        "number for a run of k = K alone; the report's sweep holds its main's k = 1, 3, 5, 7, 9). Default: every "
+        "sample.",
+    ),
     anchor: str | None = typer.Option(
         None, "--anchor", help="Preference: model fixed at rating 1000; win rates are against it."
     ),
@@ -80,6 +93,7 @@ def score(
         strict=strict,
         caption_key=caption_key,
         ties=ties,
+        k=k,
         anchor=anchor,
         n_resamples=n_resamples,
         seed=seed,

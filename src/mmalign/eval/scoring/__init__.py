@@ -9,7 +9,8 @@
   (:mod:`mmalign.eval.metrics`);
 * :mod:`.rewardbench_vl`, :mod:`.rewardbench_multimodal`, :mod:`.rewardbench_mmrlhf` (helpers in
   :mod:`.rewardbench_common`): reward-model benchmarks' official prediction files read and aggregated as their
-  official scripts do (VL-RewardBench, Multimodal RewardBench, MM-RLHF-RewardBench);
+  official scripts do (VL-RewardBench, Multimodal RewardBench, MM-RLHF-RewardBench); :mod:`.rewardbench`: those
+  three as tasks of ``mmalign eval score``;
 * :mod:`.task_score`: :class:`~.task_score.TaskScore`, what scoring a task returns (metrics and per-item columns
   for intervals and deltas).
 """

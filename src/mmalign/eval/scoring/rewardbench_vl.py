@@ -33,7 +33,7 @@ is then 0 and the macro the mean over the other categories (``macro_categories``
 **Reward models** (no official script): a row with ``"rewards": [reward of the better answer, reward of the
 other]`` in place of ``meta`` (``ranking`` is then not needed). The item is ``agree`` when the better answer scores
 strictly higher, ``reject`` otherwise: a tie is wrong, as MM-RLHF's ``cal_performance_mmreweard_bench.py`` and
-:func:`mmalign.eval.metrics.reward.reward_accuracy` count it.
+:func:`mmalign.eval.metrics.reward.reward_accuracy` count it (``ties`` counts the tied samples that counted).
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ class VLSample:
     verdict: str
     """``agree``, ``reject`` or ``unparsed``."""
     line: int
+    tie: bool = False
+    """A reward row whose two rewards are equal (its verdict is ``reject``)."""
 
 
 def judge_verdict(text: str, ranking: Sequence[int], random_number: int) -> str:
@@ -146,9 +148,10 @@ def _sample(row: dict[str, Any], line: int, where: dict[str, Any]) -> VLSample:
     answers = row.get("response")
     if not (isinstance(answers, list) and len(answers) == 2 and all(isinstance(a, str) for a in answers)):
         raise DataError("must be a list of two answers (strings)", field="response", **where)
+    tie = False
     if "rewards" in row:
         chosen, rejected = reward_pair(row, where)
-        verdict = "agree" if chosen > rejected else "reject"
+        verdict, tie = ("agree" if chosen > rejected else "reject"), chosen == rejected
     else:
         ranking = _ranking(row, where)
         meta = row.get("meta")
@@ -162,7 +165,7 @@ def _sample(row: dict[str, Any], line: int, where: dict[str, Any]) -> VLSample:
             raise DataError(f"must be 0 or 1, got {shown!r}", field="meta.random_number", **where)
         verdict = judge_verdict(text, ranking, shown)
     key = item_id + query + "\t".join(sorted(answers))
-    return VLSample(key, item_id, _dataset(row, item_id, where), verdict, line)
+    return VLSample(key, item_id, _dataset(row, item_id, where), verdict, line, tie)
 
 
 def read_vl_rewardbench(path: str | Path) -> list[VLSample | None]:
@@ -208,6 +211,7 @@ def vl_rewardbench_score(
     order = list(samples) if k is None else _shuffled(list(samples), rng or random.Random(SEED))
     counts: dict[str, Counter[str]] = {}
     first: dict[str, VLSample] = {}
+    ties = 0
     for sample in order:
         if sample is None:
             continue
@@ -216,6 +220,7 @@ def vl_rewardbench_score(
         elif k is not None and sum(counts[sample.item].values()) >= k:
             continue
         counts[sample.item][sample.verdict] += 1
+        ties += sample.tie
     if not counts:
         raise DataError("no predictions (every row is null)")
     items = []
@@ -223,10 +228,12 @@ def vl_rewardbench_score(
         total = sum(c.values())
         verdict = next((v for v in ("agree", "reject", "unparsed") if c[v] > total / 2), "split")
         items.append((first[key], verdict, dict(c)))
-    return _task_score(items, k, sum(s is not None for s in samples))
+    return _task_score(items, k, sum(s is not None for s in samples), ties)
 
 
-def _task_score(items: list[tuple[VLSample, str, dict[str, int]]], k: int | None, n_samples: int) -> TaskScore:
+def _task_score(
+    items: list[tuple[VLSample, str, dict[str, int]]], k: int | None, n_samples: int, ties: int
+) -> TaskScore:
     datasets: dict[str, Counter[str]] = {}
     for sample, verdict, _ in items:
         datasets.setdefault(sample.dataset, Counter())[verdict] += 1
@@ -245,6 +252,7 @@ def _task_score(items: list[tuple[VLSample, str, dict[str, int]]], k: int | None
         "n_items": len(items),
         "counted": verdicts["agree"] + verdicts["reject"],
         **{name: verdicts[name] for name in ("agree", "reject", "unparsed", "split")},
+        "ties": ties,
         "k": k,
         "categories": {
             c: {"correct": right[c], "total": total[c], "accuracy": ratio(right[c], total[c])} for c in CATEGORIES

@@ -1,7 +1,8 @@
 """Score predictions another system produced, from benchmark files: the entry point of ``mmalign eval score``.
 
 :func:`score` reads the files of one task and returns its metrics (:mod:`.hallucination`, :mod:`.general`,
-:mod:`.alignment`, with the metric core :mod:`mmalign.eval.metrics`), percentile-bootstrap 95 % intervals of its
+:mod:`.alignment`, the reward-model benchmarks of :mod:`.rewardbench`, with the metric core
+:mod:`mmalign.eval.metrics`), percentile-bootstrap 95 % intervals of its
 headline numbers and, given a baseline answer file of the same questions, the paired before/after deltas with
 their intervals.
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 from mmalign.errors import ConfigError, DataError
 from mmalign.eval.metrics.bootstrap import bootstrap_interval, paired_difference
+from mmalign.eval.scoring import rewardbench
 from mmalign.eval.scoring.task_score import TaskScore
 
 SCORERS: dict[str, str] = {
@@ -25,6 +27,7 @@ SCORERS: dict[str, str] = {
     "safety": "refusal rate / attack success rate, VLGuard detector",
     "reward": "pairwise accuracy of a reward model or DPO implicit rewards",
     "preference": "Bradley-Terry leaderboard with bootstrap intervals from judged battles",
+    **rewardbench.SCORERS,
 }
 """``--task`` name → what it scores. Scorers, not the tasks of ``mmalign eval run`` (each of those names its
 scorer: :attr:`mmalign.eval.tasks.specs.TaskSpec.scorer`)."""
@@ -42,6 +45,10 @@ class ScoreOptions:
     """Reward: a tie is 'wrong' (default, as MM-RLHF-RewardBench) or worth 'half'."""
     anchor: str | None = None
     """Preference: the model fixed at 1000 and the win rates' reference."""
+    k: int | None = None
+    """VL-RewardBench: count at most k judge samples an item, taken in ``cal.py``'s shuffle seeded with 1234 (its
+    number for a run of this k alone; its main's k = 1, 3, 5, 7, 9 are in the report's ``sweep``). None: every
+    sample, as ``cal.py`` with any k at least the samples an item has."""
     mc_random_seed: int | None = None
     """mc: None (default) scores an answer naming no option wrong, so the score never moves with a draw; a seed
     draws a letter for it in file order, MMMU's rule (42 gives MMMU's own figures). Recorded in the metrics."""
@@ -71,6 +78,8 @@ def _load(task: str, questions: Path | None, answers: Path, opts: ScoreOptions) 
         return al.score_safety(questions, answers)
     if task == "reward":
         return al.score_reward(answers, opts.ties)
+    if task in rewardbench.SCORERS:
+        return rewardbench.load(task, answers, opts.k)
     return al.score_preference(answers, opts.anchor, n_rounds=opts.n_resamples, seed=opts.seed)
 
 
@@ -87,6 +96,16 @@ def _check(task: str, questions: Path | None, answers: Path, opts: ScoreOptions)
         raise ConfigError(f"--mc-random-seed has no meaning for --task {task} (mc only)")
     if opts.ties not in ("wrong", "half"):
         raise ConfigError(f"ties must be 'wrong' or 'half', got {opts.ties!r}")
+    if opts.ties != "wrong" and task != "reward":
+        raise ConfigError(
+            f"--ties has no meaning for --task {task} (reward only; the reward-model benchmarks count a tie as wrong)"
+        )
+    if opts.k is not None and task != "vl_rewardbench":
+        raise ConfigError(f"--k has no meaning for --task {task} (vl_rewardbench only)")
+    if opts.k is not None and opts.k < 1:
+        raise ConfigError(f"--k must be at least 1, got {opts.k}")
+    if questions is not None and task in rewardbench.SCORERS:
+        raise ConfigError(f"--task {task} reads no --questions: its prediction file holds the labels")
     if opts.n_resamples < 1:
         raise ConfigError("the number of bootstrap resamples must be at least 1")
     for path in (questions, answers, opts.annotations):
@@ -179,8 +198,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         return lines
     for name, iv in report["intervals"].items():
         lines.append(f"  {name:<28} {iv['estimate']:.4f}  [{iv['low']:.4f}, {iv['high']:.4f}]  (n={iv['n']})")
+    if report["task"] in rewardbench.SCORERS:
+        lines += rewardbench.summary(report["task"], metrics)
     for key in ("parser_disagreements", "unparsed", "n_unparsed", "n_other"):
-        if key in metrics:
+        if key in metrics and report["task"] not in rewardbench.SCORERS:
             lines.append(f"  {key:<28} {metrics[key]}")
     if "all_questions" in metrics:
         every = metrics["all_questions"]
