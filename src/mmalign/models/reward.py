@@ -21,14 +21,15 @@ file. ``load_reward_model(dir)`` loads it back; plain ``transformers`` code need
     spec = json.load(open(f"{path}/config.json"))["mmalign_reward_head"]
     head = torch.nn.Linear(spec["hidden_size"], 1)
     head.load_state_dict(load_file(f"{path}/{spec['file']}"))
-    inputs = processor(text=[prompt_text + response_text], images=[image], return_tensors="pt")
+    text = processor.apply_chat_template(prompt + response, tokenize=False)  # record messages, TRL layout
+    inputs = processor(text=[text], images=[image], return_tensors="pt")
     hidden = model.base_model(**inputs).last_hidden_state                # (B, T, H)
     last = (inputs["attention_mask"] * torch.arange(hidden.shape[1])).argmax(-1)   # last non-padding token
     reward = head(hidden[torch.arange(len(hidden)), last].float()).squeeze(-1)
 
-(``prompt_text`` is the chat template applied to the prompt with the generation prompt, ``response_text`` the rest
-of the templated conversation, as :class:`~mmalign.models.collate.Collator` builds them; tests/models/
-test_reward_model.py runs these lines.)
+(mmalign's :class:`~mmalign.models.collate.Collator` tokenizes the templated prompt and the rest of the conversation
+separately; on the tiny models that gives the same tokens as this one call, and tests/models/test_reward_model.py
+runs these lines. Padded batches: right or left padding both work, the index reads the last non-padding token.)
 """
 
 from __future__ import annotations
@@ -185,8 +186,9 @@ def load_reward_model(path: str | Path, **options: Any) -> LoadedModel:
     is the :class:`RewardModel` (``options`` as :func:`~mmalign.models.loading.load`'s, e.g. ``dtype``, ``lora``)."""
     if head_spec_of(path) is None:
         raise ConfigError(f"{path} is not a reward model: its config.json has no {HEAD_KEY} entry")
+    head = read_head(path)  # before the model: a folder without its head fails at once
     loaded = load(path, **options)
-    loaded.model = RewardModel(loaded.model, read_head(path))
+    loaded.model = RewardModel(loaded.model, head)
     return loaded
 
 
