@@ -4,6 +4,7 @@ that ``load_reward_model`` and the plain-transformers recipe of its docstring lo
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -34,7 +35,9 @@ def records_for(loaded, mk):
     n = 1 if loaded.multimodal else 0
     return [
         mk.pref(0, "Yes.", "No.", question="Is there a red circle?", images=[mk.image()][:n]),
-        mk.pref(1, "There is a small blue star and a large red circle.", "A star.", images=[mk.image(size=(64, 32))][:n]),
+        mk.pref(
+            1, "There is a small blue star and a large red circle.", "A star.", images=[mk.image(size=(64, 32))][:n]
+        ),
     ]
 
 
@@ -97,9 +100,9 @@ def test_save_then_load_reward_model_and_plain_transformers_give_the_same_reward
     from transformers import AutoModelForImageTextToText
 
     plain = AutoModelForImageTextToText.from_pretrained(out)
-    spec = json.load(open(f"{out}/config.json"))["mmalign_reward_head"]
+    spec = json.loads(Path(out, "config.json").read_text())["mmalign_reward_head"]
     head = torch.nn.Linear(spec["hidden_size"], 1)
-    head.load_state_dict(load_file(f"{out}/{spec['file']}"))
+    head.load_state_dict(load_file(Path(out, spec["file"])))
     inputs = batch.model_inputs()
     with torch.no_grad():
         hidden = plain.base_model(**inputs).last_hidden_state
@@ -126,7 +129,7 @@ def test_plain_processor_inputs_match_the_collator(tiny_dir, mk, tmp_path):
 
 
 def test_not_a_reward_model_and_a_wrong_head_are_refused(tiny_dir, tmp_path):
-    with pytest.raises(ConfigError, match="not a reward model: its config.json has no mmalign_reward_head"):
+    with pytest.raises(ConfigError, match=r"not a reward model: its config\.json has no mmalign_reward_head"):
         load_reward_model(tiny_dir("tiny-llava"))
     loaded = load(tiny_dir("tiny-llava"))
     with pytest.raises(ConfigError, match="reads 64 features; the model has 128"):
@@ -134,5 +137,5 @@ def test_not_a_reward_model_and_a_wrong_head_are_refused(tiny_dir, tmp_path):
     out = tmp_path / "rm"
     RewardModel(loaded.model).save_pretrained(out)
     (out / HEAD_FILE).unlink()
-    with pytest.raises(ConfigError, match="has no reward_head.safetensors"):
+    with pytest.raises(ConfigError, match=r"has no reward_head\.safetensors"):
         load_reward_model(out)

@@ -12,15 +12,18 @@ Saved as a normal Hugging Face folder: the base model exactly as ``save_pretrain
 the head file's metadata repeats it. With LoRA, ``save_pretrained`` writes the adapter (peft's files) and the head
 file. ``load_reward_model(dir)`` loads it back; plain ``transformers`` code needs a few lines more::
 
-    import json, torch
+    import json
+    from pathlib import Path
+
+    import torch
     from safetensors.torch import load_file
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     model = AutoModelForImageTextToText.from_pretrained(path)            # AutoModelForCausalLM: text-only
     processor = AutoProcessor.from_pretrained(path)
-    spec = json.load(open(f"{path}/config.json"))["mmalign_reward_head"]
+    spec = json.loads(Path(path, "config.json").read_text())["mmalign_reward_head"]
     head = torch.nn.Linear(spec["hidden_size"], 1)
-    head.load_state_dict(load_file(f"{path}/{spec['file']}"))
+    head.load_state_dict(load_file(Path(path, spec["file"])))
     text = processor.apply_chat_template(prompt + response, tokenize=False)  # record messages, TRL layout
     inputs = processor(text=[text], images=[image], return_tensors="pt")
     hidden = model.base_model(**inputs).last_hidden_state                # (B, T, H)
@@ -28,7 +31,7 @@ file. ``load_reward_model(dir)`` loads it back; plain ``transformers`` code need
     reward = head(hidden[torch.arange(len(hidden)), last].float()).squeeze(-1)
 
 (mmalign's :class:`~mmalign.models.collate.Collator` tokenizes the templated prompt and the rest of the conversation
-separately; on the tiny models that gives the same tokens as this one call, and tests/models/test_reward_model.py
+separately; on the tiny LLaVA that gives the same tokens as this one call, and tests/models/test_reward_model.py
 runs these lines. Padded batches: right or left padding both work, the index reads the last non-padding token.)
 """
 
@@ -113,7 +116,9 @@ class RewardModel(torch.nn.Module):
         base_state = head_state = None
         if state_dict is not None:
             base_state = {k.removeprefix("base."): v for k, v in state_dict.items() if k.startswith("base.")}
-            head_state = {k.removeprefix("reward_head."): v for k, v in state_dict.items() if k.startswith("reward_head.")}
+            head_state = {
+                k.removeprefix("reward_head."): v for k, v in state_dict.items() if k.startswith("reward_head.")
+            }
         spec = self.head_spec()
         unwrap_model(self.base).config.mmalign_reward_head = spec
         kw.pop("safe_serialization", None)
