@@ -139,3 +139,33 @@ def test_not_a_reward_model_and_a_wrong_head_are_refused(tiny_dir, tmp_path):
     (out / HEAD_FILE).unlink()
     with pytest.raises(ConfigError, match=r"has no reward_head\.safetensors"):
         load_reward_model(out)
+
+
+@pytest.mark.parametrize("preset", FAMILIES)
+def test_shared_prefix_rewards_equal_the_plain_forward(tiny_dir, preset, mk):
+    """Each pair's prompt + images computed once gives the concatenated forward's rewards (1e-5), and for the
+    tiny LLaVA the same gradients; an image-side pair (its own rejected images) gets a prefix per side."""
+    from mmalign.models.prefix import plan_prefixes
+
+    loaded = load(tiny_dir(preset))
+    model = RewardModel(loaded.model, seed=2)
+    records = records_for(loaded, mk)
+    if loaded.multimodal:
+        records.append(mk.pref(2, images=[mk.image()], rejected_images=[mk.image((40, 80, 220))]))
+    batch = loaded.collator(mode="train")(records)
+    plan = plan_prefixes(model.base, batch)
+    assert plan.reason is None and plan.n_prefixes == len(records) + loaded.multimodal  # it really shares
+    plain = batch_rewards(model, batch)
+    shared = batch_rewards(model, batch, share_prefix=True)
+    torch.testing.assert_close(shared, plain, **TOL)
+    if preset != "tiny-llava":
+        return
+    grads = []
+    for rewards in (plain, shared):
+        model.zero_grad()
+        (rewards * torch.arange(1.0, len(rewards) + 1)).sum().backward(retain_graph=True)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and "reward_head.weight" in grads[0]
+    assert any("vision_tower" in name for name in grads[0])
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-5, rtol=1e-4, msg=name)

@@ -88,6 +88,10 @@ def test_batch_loss_and_metrics_are_losses_reward_on_separate_forwards(world, ti
     for key, value in reward_metrics(chosen, rejected).items():
         assert step.metrics[key] == pytest.approx(value, abs=1e-5), key
     assert step.metrics["centering"] == pytest.approx(float(((chosen + rejected) ** 2).mean()), abs=1e-5)
+    assert trainer.share_prefix == "auto"  # the default
+    trainer.share_prefix = True  # each pair's prompt + image computed once: the same loss
+    with torch.no_grad():
+        assert float(trainer.batch_loss(model, inputs).loss) == pytest.approx(float(expected), abs=1e-5)
 
 
 def test_image_side_pairs_score_each_side_with_its_own_images(world, tiny_dir, tmp_path):

@@ -8,8 +8,10 @@ trains too) and a ``Linear(hidden, 1)`` on each row's last response token; a ``m
 reward model keeps its head. Each micro-batch of n pairs is collated by the preference collator
 (:class:`~mmalign.train.pref_batch.PreferenceCollator`) into one batch of 2n rows, chosen then rejected, each side
 with its own images (mDPO / Image-DPO pairs whose ``rejected_images`` differ work as they are), and scored by ONE
-forward of the model. The loss is :class:`~mmalign.losses.reward.RewardLoss`: Bradley-Terry, with the pair's
-margin (Llama 2, Eq. 2) and optional reward centring; the metrics are :func:`~mmalign.losses.reward.reward_metrics`
+forward of the model, or, with ``share_prefix`` (auto by default), by one forward over each pair's prompt + images
+and one over the responses on its KV cache (:mod:`mmalign.models.prefix`; equal rewards). The loss is
+:class:`~mmalign.losses.reward.RewardLoss`: Bradley-Terry, with the pair's margin (Llama 2, Eq. 2) and optional
+reward centring; the metrics are :func:`~mmalign.losses.reward.reward_metrics`
 (accuracy, margin, reward min/mean/max, chosen and rejected reward mean and std), logged as means over pairs at each
 logging step and with the ``eval_`` prefix after each held-out evaluation (``data.eval``); the std and min/max are
 each micro-batch's, averaged.
@@ -36,7 +38,7 @@ from mmalign.errors import ConfigError, DataError
 from mmalign.losses.reward import RewardLoss, reward_metrics
 from mmalign.models.loading import LoadedModel
 from mmalign.models.processors import save_upstream_processor
-from mmalign.models.reward import RewardModel, reward_model_for
+from mmalign.models.reward import RewardModel, batch_rewards, reward_model_for
 from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig
 from mmalign.train.dataset import RecordDataset
 from mmalign.train.pref_batch import PreferenceBatch, PreferenceCollator
@@ -69,10 +71,25 @@ class RewardConfig:
     train: TrainingConfig = section(TrainingConfig, "Optimisation and checkpoints.")
     loss: RewardLoss = section(RewardLoss, "The Bradley-Terry loss's options.")
     rm: RewardOptions = section(RewardOptions, "Reward-model options.")
+    share_prefix: bool | Literal["auto"] = option(
+        "auto",
+        "Compute each pair's prompt + images once for both responses (mmalign.models.prefix); same rewards as the "
+        "plain forward. auto: where it leaves out at least 30% of the token positions, never with "
+        "model.gradient_checkpointing; true: always (refused with model.gradient_checkpointing); false: never.",
+    )
 
     def __post_init__(self) -> None:
         if not self.data.train:
             raise ConfigError("data.train is required: a file of preference records")
+        if self.share_prefix is True and self.model.gradient_checkpointing:
+            raise ConfigError(
+                "share_prefix cannot run with model.gradient_checkpointing (checkpointed layers drop the prompt's "
+                "KV cache); turn one of them off"
+            )
+
+    def sharing(self) -> bool | str:
+        """What the forward does: True, "auto" or False (auto is off under gradient checkpointing)."""
+        return False if self.share_prefix == "auto" and self.model.gradient_checkpointing else self.share_prefix
         if self.train.eval_steps is not None and self.data.eval is None:
             raise ConfigError("train.eval_steps is set but there is no data.eval to evaluate on")
 
@@ -117,11 +134,12 @@ class RewardCollator:
         return {"batch": batch, "margin": margin, "input_ids": rows.input_ids, "attention_mask": rows.attention_mask}
 
 
-def pair_rewards(model: Any, batch: PreferenceBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """(n,) chosen and (n,) rejected rewards of a preference batch, from ONE forward over its 2n rows."""
-    parameter = next(model.parameters())
-    rows = batch.rows.to(parameter.device, parameter.dtype)
-    rewards = model(**rows.model_inputs())
+def pair_rewards(
+    model: Any, batch: PreferenceBatch, share_prefix: bool | str = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n,) chosen and (n,) rejected rewards of a preference batch, from ONE forward over its 2n rows (with
+    ``share_prefix``, one forward over the distinct prompts + images and one over the responses)."""
+    rewards = batch_rewards(model, batch.rows, share_prefix)
     n = len(batch)
     return rewards[:n], rewards[n : 2 * n]
 
@@ -129,9 +147,11 @@ def pair_rewards(model: Any, batch: PreferenceBatch) -> tuple[torch.Tensor, torc
 class RewardTrainer(CoreTrainer):
     """The core trainer whose model is a :class:`RewardModel` and whose loss is :class:`RewardLoss`."""
 
-    def __init__(self, *args: Any, loss: RewardLoss, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, loss: RewardLoss, share_prefix: bool | str = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.loss = loss
+        self.share_prefix = share_prefix
+        """True, "auto" or False: how :func:`pair_rewards` runs (see ``RewardConfig.share_prefix``)."""
 
     def batch_loss(self, model: Any, inputs: dict[str, Any], num_items: Any = None) -> StepOutput:
         device = self.args.device
@@ -139,7 +159,7 @@ class RewardTrainer(CoreTrainer):
         if not len(batch):  # every pair of this micro-batch was too long (data.on_overflow: skip)
             zero = sum((p.sum() * 0.0 for p in model.parameters() if p.requires_grad), torch.zeros((), device=device))
             return StepOutput(zero)
-        chosen, rejected = pair_rewards(model, batch)
+        chosen, rejected = pair_rewards(model, batch, self.share_prefix)
         margin = inputs.get("margin")
         output = self.loss(chosen, rejected, None if margin is None else margin.to(chosen.device))
         metrics = reward_metrics(chosen, rejected)
@@ -230,6 +250,7 @@ def build_trainer(
         eval_collator=RewardCollator(collators["eval"], config.rm.margin_key) if "eval" in collators else None,
         collators=collators,
         loss=config.loss,
+        share_prefix=config.sharing(),
         processor=loaded.processor,
         callbacks=list(callbacks or []),
         max_nonfinite_steps=config.train.max_nonfinite_steps,
@@ -257,7 +278,7 @@ def train_reward(
             f"rm: {config.model.path} ({loaded.n_parameters() / 1e6:.2f} M parameters, "
             f"{loaded.n_parameters(trainable_only=True) / 1e6:.2f} M trainable), {head}; Bradley-Terry"
             f"{f' + centring {centring:g}' if centring else ''} on {len(sets['train'])} pairs from "
-            f"{config.data.train}; {per_step} pairs a step"
+            f"{config.data.train}; {per_step} pairs a step; shared prefix: {config.sharing()}"
         )
 
     def result(done: Run) -> RewardResult:
