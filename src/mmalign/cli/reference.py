@@ -53,6 +53,7 @@ def render() -> str:
     from mmalign.eval.config import EvalConfig
     from mmalign.losses import LOSSES, loss_help
     from mmalign.train.preference import PreferenceConfig
+    from mmalign.train.reward import RewardConfig
     from mmalign.train.sft import SFTConfig
     from mmalign.world.config import WorldConfig
 
@@ -87,6 +88,12 @@ def render() -> str:
         rows = [(f"`{key}`", *rest) for key, *rest in loss_help(name)]
         parts += ["", f"### Loss `{name}` (`loss.options.KEY=VALUE`)", ""]
         parts += table(rows, ("key", "type", "default", "meaning")) if rows else ["No options."]
+    parts += section(
+        "`mmalign train rm` (RewardConfig)",
+        "Keys of the YAML config (`--config`), or `key.sub=value` on the command line.",
+        RewardConfig,
+        flags=False,
+    )
     return "\n".join(parts) + "\n"
 
 

@@ -1,11 +1,14 @@
-"""``mmalign train``: supervised fine-tuning (``sft``) and preference training (``pref``)."""
+"""``mmalign train``: supervised fine-tuning (``sft``), preference training (``pref``) and reward models (``rm``)."""
 
 from __future__ import annotations
 
 import typer
 
-from mmalign.cli import train_pref, train_sft
+from mmalign.cli import train_pref, train_rm, train_sft
 
-app = typer.Typer(help="Train a model: supervised fine-tuning or preference optimisation.", no_args_is_help=True)
+app = typer.Typer(
+    help="Train a model: supervised fine-tuning, preference optimisation or a reward model.", no_args_is_help=True
+)
 app.command("sft")(train_sft.sft)
 app.command("pref")(train_pref.pref)
+app.command("rm")(train_rm.rm)

@@ -273,13 +273,11 @@ def _repeat_cache(cache: Any, rows: Tensor) -> Any:
     )
 
 
-def _shared_logps(model: Any, batch: Batch, plan: PrefixPlan, token_level: bool) -> LogpOutput:
-    device, dtype = model_device_dtype(model)
-    batch = batch.to(device, dtype)
-    plan.row_images = [
-        {k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in r.items()}
-        for r in plan.row_images
-    ]
+def continuation_inputs(model: Any, batch: Batch, plan: PrefixPlan) -> tuple[dict[str, Any], Tensor, Tensor]:
+    """Run the distinct prefixes of ``batch`` (already on the model's device) and return the keyword inputs of
+    the continuation forward (every row's last prompt token + response on its prefix's cache), the (B, W) batch
+    column of each continuation position and the (B, W) mask of the positions that hold a token."""
+    device = batch.input_ids.device
     cache, prefix_mask, deltas = _prefix_forward(model, batch, plan)
     rows = torch.tensor(plan.row_prefix, device=device)
     starts = batch.prompt_lengths - 1
@@ -292,13 +290,31 @@ def _shared_logps(model: Any, batch: Batch, plan: PrefixPlan, token_level: bool)
     positions = index + deltas[rows].unsqueeze(-1)  # 1-D: the index itself; M-RoPE: text index + the row's delta
     if _rope_index_owner(model) is not None:
         positions = positions.unsqueeze(0).expand(3, -1, -1)
-    out = model(
-        input_ids=batch.input_ids.gather(1, index),
-        attention_mask=torch.cat([prefix_mask[rows], valid.long()], dim=1),
-        position_ids=positions,
-        past_key_values=_repeat_cache(cache, rows),
-        use_cache=True,
-    )
+    inputs = {
+        "input_ids": batch.input_ids.gather(1, index),
+        "attention_mask": torch.cat([prefix_mask[rows], valid.long()], dim=1),
+        "position_ids": positions,
+        "past_key_values": _repeat_cache(cache, rows),
+        "use_cache": True,
+    }
+    return inputs, index, valid
+
+
+def on_device(model: Any, batch: Batch, plan: PrefixPlan) -> Batch:
+    """``batch`` and the plan's image slices moved to the model's device (floating point to its dtype)."""
+    device, dtype = model_device_dtype(model)
+    plan.row_images = [
+        {k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in r.items()}
+        for r in plan.row_images
+    ]
+    return batch.to(device, dtype)
+
+
+def _shared_logps(model: Any, batch: Batch, plan: PrefixPlan, token_level: bool) -> LogpOutput:
+    batch = on_device(model, batch, plan)
+    device = batch.input_ids.device
+    inputs, index, valid = continuation_inputs(model, batch, plan)
+    out = model(**inputs)
     # column j predicts the token at index + 1, a response token where its label is set
     labels = batch.labels.gather(1, (index + 1).clamp(max=batch.input_ids.shape[1] - 1))  # type: ignore[union-attr]
     next_valid = torch.cat([valid[:, 1:], torch.zeros_like(valid[:, :1])], dim=1)
@@ -325,7 +341,9 @@ def prefix_saving(batch: Batch, plan: PrefixPlan) -> float:
     return 1.0 - (plan.n_prefixes * prefix + rows * continuation) / (rows * width)
 
 
-def _plan(model: Any, batch: Batch, min_saving: float) -> PrefixPlan:
+def plan_shared(model: Any, batch: Batch, min_saving: float = 0.0) -> PrefixPlan:
+    """:func:`plan_prefixes` after checking the model can share (gradient checkpointing), saying once why a batch
+    cannot share, and with ``reason`` set where sharing would leave out less than ``min_saving`` of the positions."""
     check_shareable_model(model)
     plan = plan_prefixes(model, batch)
     if plan.reason is not None and plan.n_prefixes == 0 and plan.reason not in _warned:  # cannot share: say once
@@ -350,7 +368,7 @@ def shared_prefix_logps(model: Any, batch: Batch, token_level: bool = False, min
     when sharing would leave out less than ``min_saving`` of the token positions (:func:`prefix_saving`;
     ``share_prefix: auto`` passes :data:`AUTO_MIN_SAVING`).
     """
-    plan = _plan(model, batch, min_saving)
+    plan = plan_shared(model, batch, min_saving)
     if plan.reason is not None:
         return sequence_logps(model, batch, token_level=token_level)
     return _shared_logps(model, batch, plan, token_level)
@@ -376,7 +394,7 @@ def shared_prefix_preference_logps(
     """
     if batch.n_pairs == 0:
         raise ConfigError("not a preference batch: collate preference records (chosen/rejected) in train mode")
-    plan = _plan(model, batch, min_saving)
+    plan = plan_shared(model, batch, min_saving)
     if plan.reason is not None:
         return preference_logps(model, batch, token_level=token_level)
     return _shared_logps(model, batch, plan, token_level).pairs(batch.n_pairs)

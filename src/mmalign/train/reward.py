@@ -1,0 +1,300 @@
+"""Reward-model training (``mmalign train rm``): a VLM with a scalar head, trained on preference pairs.
+
+    config = load_config(RewardConfig, "configs/rm/shapes.yaml", ["train.max_steps=100"])
+    result = train_reward(config)      # result.model_dir loads with mmalign.models.reward.load_reward_model
+
+The model is :class:`~mmalign.models.reward.RewardModel`: the configured model (full or LoRA; with LoRA the head
+trains too) and a ``Linear(hidden, 1)`` on each row's last response token; a ``model.path`` that is already a
+reward model keeps its head. Each micro-batch of n pairs is collated by the preference collator
+(:class:`~mmalign.train.pref_batch.PreferenceCollator`) into one batch of 2n rows, chosen then rejected, each side
+with its own images (mDPO / Image-DPO pairs whose ``rejected_images`` differ work as they are), and scored by ONE
+forward of the model, or, with ``share_prefix`` (auto by default), by one forward over each pair's prompt + images
+and one over the responses on its KV cache (:mod:`mmalign.models.prefix`; equal rewards). The loss is
+:class:`~mmalign.losses.reward.RewardLoss`: Bradley-Terry, with the pair's margin (Llama 2, Eq. 2) and optional
+reward centring; the metrics are :func:`~mmalign.losses.reward.reward_metrics`
+(accuracy, margin, reward min/mean/max, chosen and rejected reward mean and std), logged as means over pairs at each
+logging step and with the ``eval_`` prefix after each held-out evaluation (``data.eval``); the std and min/max are
+each micro-batch's, averaged.
+
+**Margins.** Preference records carry no strength field, so the margin of a pair is read from its
+``meta[rm.margin_key]`` (default ``meta["margin"]``): a finite number (e.g. a rating difference, as Llama 2's
+"significantly better" = 1 ... "negligibly better" = 0), 0 for a pair without one; anything else is refused before
+training, naming the file, record and field. ``rm.margin_key: null`` ignores margins.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from mmalign.config import option, section
+from mmalign.data.records import PreferenceRecord
+from mmalign.errors import ConfigError, DataError
+from mmalign.losses.reward import RewardLoss, reward_metrics
+from mmalign.models.loading import LoadedModel
+from mmalign.models.processors import save_upstream_processor
+from mmalign.models.reward import RewardModel, batch_rewards, reward_model_for
+from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig
+from mmalign.train.dataset import RecordDataset
+from mmalign.train.pref_batch import PreferenceBatch, PreferenceCollator
+from mmalign.train.trainer import CoreTrainer, Run, StepOutput, TrainResult, core_arguments, run
+
+
+@dataclass
+class RewardOptions:
+    """What only reward-model training has."""
+
+    margin_key: str | None = option(
+        "margin",
+        "Key of each record's meta holding the pair's margin m (L = -log σ(r_c - r_r - m), Llama 2 Eq. 2): a "
+        "finite number, 0 where absent; null: no margins.",
+    )
+    merge_lora: bool = option(
+        True,
+        "With LoRA: also save the model with the adapter merged (and the head) to train.output_dir; the adapter "
+        "and the head always go to train.output_dir/adapter.",
+    )
+
+
+@dataclass
+class RewardConfig:
+    """``mmalign train rm``: which model, which pairs, which loss options, how to optimise."""
+
+    kind: Literal["rm"] = option("rm", "Config kind: 'rm' for this trainer (tells trainer configs apart).")
+    model: ModelConfig = section(ModelConfig, "The base model (or a reward model to train further).")
+    data: DataConfig = section(DataConfig, "Preference records (data.eval: held-out pairs for accuracy).")
+    train: TrainingConfig = section(TrainingConfig, "Optimisation and checkpoints.")
+    loss: RewardLoss = section(RewardLoss, "The Bradley-Terry loss's options.")
+    rm: RewardOptions = section(RewardOptions, "Reward-model options.")
+    share_prefix: bool | Literal["auto"] = option(
+        "auto",
+        "Compute each pair's prompt + images once for both responses (mmalign.models.prefix); same rewards as the "
+        "plain forward. auto: where it leaves out at least 30% of the token positions, never with "
+        "model.gradient_checkpointing; true: always (refused with model.gradient_checkpointing); false: never.",
+    )
+
+    def __post_init__(self) -> None:
+        if not self.data.train:
+            raise ConfigError("data.train is required: a file of preference records")
+        if self.share_prefix is True and self.model.gradient_checkpointing:
+            raise ConfigError(
+                "share_prefix cannot run with model.gradient_checkpointing (checkpointed layers drop the prompt's "
+                "KV cache); turn one of them off"
+            )
+
+    def sharing(self) -> bool | str:
+        """What the forward does: True, "auto" or False (auto is off under gradient checkpointing)."""
+        return False if self.share_prefix == "auto" and self.model.gradient_checkpointing else self.share_prefix
+        if self.train.eval_steps is not None and self.data.eval is None:
+            raise ConfigError("train.eval_steps is set but there is no data.eval to evaluate on")
+
+
+class _PairRows:
+    """What :class:`PreferenceCollator` asks of a loss: a reward model needs only the chosen and rejected rows."""
+
+    needs_corrupted_image = False
+    needs_token_weights = False
+
+
+def record_margin(record: PreferenceRecord, key: str | None) -> float | None:
+    """The margin ``record.meta[key]`` (None: absent); a non-number is a :class:`DataError` naming the record."""
+    if key is None or record.meta.get(key) is None:
+        return None
+    value = record.meta[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        err = DataError(
+            f"the pair's margin must be a finite number (rm.margin_key: {key}), got {value!r}",
+            record_id=record.id,
+            field=f"meta.{key}",
+        )
+        raise err.located(**record.origin.where()) if record.origin is not None else err
+    return float(value)
+
+
+@dataclass
+class RewardCollator:
+    """Records -> the dict :meth:`RewardTrainer.batch_loss` receives: the pairs' 2n rows and their margins."""
+
+    pairs: PreferenceCollator
+    margin_key: str | None = "margin"
+
+    def __call__(self, records: list[PreferenceRecord]) -> dict[str, Any]:
+        batch = self.pairs(records)
+        by_id = {r.id: r for r in records}
+        values = [record_margin(by_id[i], self.margin_key) for i in batch.ids]
+        margin = None
+        if any(v is not None for v in values):
+            margin = torch.tensor([0.0 if v is None else v for v in values], dtype=torch.float32)
+        rows = batch.rows
+        return {"batch": batch, "margin": margin, "input_ids": rows.input_ids, "attention_mask": rows.attention_mask}
+
+
+def pair_rewards(
+    model: Any, batch: PreferenceBatch, share_prefix: bool | str = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n,) chosen and (n,) rejected rewards of a preference batch, from ONE forward over its 2n rows (with
+    ``share_prefix``, one forward over the distinct prompts + images and one over the responses)."""
+    rewards = batch_rewards(model, batch.rows, share_prefix)
+    n = len(batch)
+    return rewards[:n], rewards[n : 2 * n]
+
+
+class RewardTrainer(CoreTrainer):
+    """The core trainer whose model is a :class:`RewardModel` and whose loss is :class:`RewardLoss`."""
+
+    def __init__(self, *args: Any, loss: RewardLoss, share_prefix: bool | str = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loss = loss
+        self.share_prefix = share_prefix
+        """True, "auto" or False: how :func:`pair_rewards` runs (see ``RewardConfig.share_prefix``)."""
+
+    def batch_loss(self, model: Any, inputs: dict[str, Any], num_items: Any = None) -> StepOutput:
+        device = self.args.device
+        batch = inputs["batch"].to(device)
+        if not len(batch):  # every pair of this micro-batch was too long (data.on_overflow: skip)
+            zero = sum((p.sum() * 0.0 for p in model.parameters() if p.requires_grad), torch.zeros((), device=device))
+            return StepOutput(zero)
+        chosen, rejected = pair_rewards(model, batch, self.share_prefix)
+        margin = inputs.get("margin")
+        output = self.loss(chosen, rejected, None if margin is None else margin.to(chosen.device))
+        metrics = reward_metrics(chosen, rejected)
+        metrics.update({k: float(v) for k, v in output.metrics.items()})
+        if not model.training:
+            metrics["loss"] = output.loss.item()
+        return StepOutput(output.loss, metrics, len(batch))
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Checkpoints through :meth:`RewardModel.save_pretrained` (``Trainer`` would write a bare state dict)."""
+        if not self.args.should_save:
+            return
+        out = Path(output_dir or self.args.output_dir)
+        self.accelerator.unwrap_model(self.model).save_pretrained(out, state_dict=state_dict)
+        if self.processor is not None:
+            save_upstream_processor(self.processor, out)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        target = self.accelerator.unwrap_model(self.model if model is None else model)
+        target.restore(resume_from_checkpoint)
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+
+@dataclass
+class RewardResult(TrainResult):
+    """What :func:`train_reward` did (``model_dir`` loads with ``load_reward_model``)."""
+
+    last_logged: dict[str, Any]
+    """The last training log row: loss, accuracy, margin, chosen/rejected reward mean and std ..."""
+    eval_metrics: dict[str, Any]
+    """The last held-out evaluation (eval_loss, eval_accuracy, eval_margin ...); empty without data.eval."""
+
+
+def read_pairs(config: RewardConfig) -> dict[str, RecordDataset]:
+    """The training pairs and the held-out ones, margins checked (a bad one fails here, before the model loads)."""
+    data = config.data
+    sets = {
+        "train": RecordDataset.from_file(
+            data.train, kinds=("preference",), root=data.root, limit=data.limit, max_pixels=data.max_image_pixels
+        )
+    }
+    if data.eval is not None:
+        sets["eval"] = RecordDataset.from_file(
+            data.eval, kinds=("preference",), root=data.root, max_pixels=data.max_image_pixels
+        )
+    for dataset in sets.values():
+        for record in dataset.records:
+            record_margin(record, config.rm.margin_key)  # type: ignore[arg-type]
+    return sets
+
+
+def build_trainer(
+    config: RewardConfig,
+    loaded: LoadedModel,
+    callbacks: list[Any] | None = None,
+    sets: dict[str, RecordDataset] | None = None,
+    **arg_overrides: Any,
+) -> RewardTrainer:
+    """The configured :class:`RewardTrainer` over ``loaded`` (its model wrapped in a :class:`RewardModel`, whose
+    head is read from ``model.path`` when that is a reward model)."""
+    data = config.data
+    sets = read_pairs(config) if sets is None else sets
+    collators = {
+        name: PreferenceCollator(
+            loaded.collator(
+                mode="train",
+                max_length=data.max_length,
+                image_root=dataset.root,
+                on_overflow=data.on_overflow,
+                max_image_pixels=data.max_image_pixels,
+            ),
+            _PairRows(),  # type: ignore[arg-type]
+            seed=config.train.seed,
+            split=name,
+        )
+        for name, dataset in sets.items()
+    }
+    model = reward_model_for(loaded.model, loaded.path, seed=config.train.seed)
+    loaded.model = model
+    return RewardTrainer(
+        model=model,
+        args=config.train.training_arguments(**core_arguments(**arg_overrides)),
+        train_dataset=sets["train"],
+        eval_dataset=sets.get("eval"),
+        data_collator=RewardCollator(collators["train"], config.rm.margin_key),
+        eval_collator=RewardCollator(collators["eval"], config.rm.margin_key) if "eval" in collators else None,
+        collators=collators,
+        loss=config.loss,
+        share_prefix=config.sharing(),
+        processor=loaded.processor,
+        callbacks=list(callbacks or []),
+        max_nonfinite_steps=config.train.max_nonfinite_steps,
+    )
+
+
+def train_reward(
+    config: RewardConfig,
+    *,
+    callbacks: list[Any] | None = None,
+    progress: bool = True,
+    write: Callable[[str], None] | None = None,
+) -> RewardResult:
+    """Train a reward model on ``config.data.train``; returns where everything went and the last metrics.
+
+    ``callbacks`` are extra ``TrainerCallback`` objects; ``progress`` shows a progress bar; ``write`` receives the
+    log lines (default: printed, by the main process only)."""
+    sets = read_pairs(config)
+
+    def describe(trainer: RewardTrainer, loaded: LoadedModel, per_step: int) -> str:
+        model: RewardModel = trainer.model
+        head = f"head Linear({model.reward_head.in_features}, 1) on the last response token"
+        centring = config.loss.center_rewards_coefficient
+        return (
+            f"rm: {config.model.path} ({loaded.n_parameters() / 1e6:.2f} M parameters, "
+            f"{loaded.n_parameters(trainable_only=True) / 1e6:.2f} M trainable), {head}; Bradley-Terry"
+            f"{f' + centring {centring:g}' if centring else ''} on {len(sets['train'])} pairs from "
+            f"{config.data.train}; {per_step} pairs a step; shared prefix: {config.sharing()}"
+        )
+
+    def result(done: Run) -> RewardResult:
+        logged = done.logged("loss")
+        return RewardResult(
+            **done.common(),
+            last_logged=logged[-1] if logged else {},
+            eval_metrics=done.evals[-1] if done.evals else {},
+        )
+
+    return run(
+        config,
+        build=lambda loaded, say: build_trainer(config, loaded, callbacks, sets),
+        describe=describe,
+        result=result,
+        merge_lora=config.rm.merge_lora,
+        progress=progress,
+        write=write,
+    )
