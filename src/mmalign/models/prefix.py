@@ -62,7 +62,7 @@ logger = logging.getLogger(__name__)
 PIXEL_KEYS = ("pixel_values", "image_grid_thw", "pixel_attention_mask")
 """Image inputs this module knows how to split by row (LLaVA, Qwen2-VL / Qwen2.5-VL, Idefics3 / SmolVLM)."""
 IMAGE_TOKEN_ATTRS = ("image_token_id", "image_token_index", "video_token_id")
-AUTO_MIN_SAVING = 0.3
+AUTO_MIN_SAVING = 0.25
 """``share_prefix: auto`` shares a batch's prefixes when that leaves out at least this share of the token positions
 (:func:`prefix_saving`); below it the concatenated forward is faster. Measured by ``bench/prefix_breakeven.py``."""
 _warned: set[str] = set()

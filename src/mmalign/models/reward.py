@@ -231,7 +231,7 @@ def load_reward_model(path: str | Path, **options: Any) -> LoadedModel:
 def batch_rewards(model: RewardModel | Any, batch: Batch, share_prefix: bool | str = False) -> Tensor:
     """(B,) rewards of a collated batch's rows (moved to the model's device; pixels to its dtype). With
     ``share_prefix`` each distinct prompt + images is computed once (:mod:`mmalign.models.prefix`; equal rewards,
-    ~1e-7 in fp32); ``"auto"``: where that leaves out at least 30% of the token positions. ``model`` may be wrapped
+    ~1e-7 in fp32); ``"auto"``: where that leaves out at least 25% of the token positions. ``model`` may be wrapped
     (DDP): it is called, never bypassed."""
     device, dtype = model_device_dtype(model)
     batch = batch.to(device, dtype)

@@ -64,7 +64,7 @@ class PreferenceConfig:
     share_prefix: bool | Literal["auto"] = option(
         "auto",
         "Compute each pair's prompt + images once for both responses (mmalign.models.prefix); same results as the "
-        "plain forward. auto: where the sizes make it faster (it leaves out at least 30% of the token positions; "
+        "plain forward. auto: where the sizes make it faster (it leaves out at least 25% of the token positions; "
         "bench/prefix_breakeven.py), never with model.gradient_checkpointing; true: always (refused with "
         "model.gradient_checkpointing); false: never.",
     )
@@ -187,7 +187,7 @@ def _prefix_mode(setting: bool | str, installed: bool) -> str:
     """How the run shares prefixes, for its first line."""
     if not installed:
         return "off"
-    return "auto (where it leaves out >= 30% of the token positions)" if setting == "auto" else "on"
+    return "auto (where it leaves out >= 25% of the token positions)" if setting == "auto" else "on"
 
 
 def _separate(config: PreferenceConfig, loaded: LoadedModel) -> Callable[[], Any] | None:

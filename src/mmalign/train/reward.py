@@ -74,7 +74,7 @@ class RewardConfig:
     share_prefix: bool | Literal["auto"] = option(
         "auto",
         "Compute each pair's prompt + images once for both responses (mmalign.models.prefix); same rewards as the "
-        "plain forward. auto: where it leaves out at least 30% of the token positions, never with "
+        "plain forward. auto: where it leaves out at least 25% of the token positions, never with "
         "model.gradient_checkpointing; true: always (refused with model.gradient_checkpointing); false: never.",
     )
 
