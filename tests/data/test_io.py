@@ -346,3 +346,20 @@ def test_jsonl_to_jsonl_with_another_root_copies_images(tmp_path: Path, data_dir
         ["images/red.png"],
         ["images/blue.png"],
     ]
+
+
+def test_a_failed_write_leaves_no_folder_it_made(tmp_path: Path) -> None:
+    def records() -> Iterator[PreferenceRecord]:
+        image = Image.new("RGB", (8, 8), (200, 40, 40))  # an in-memory image: saved under the new folder first
+        yield PreferenceRecord("p0", user_prompt("Q?", 1), assistant("A."), assistant("B."), [image])
+        raise DataError("the source broke after the first record")
+
+    out = tmp_path / "new" / "deeper" / "pairs.jsonl"
+    with pytest.raises(DataError, match="source broke"):
+        write_records(out, records())
+    assert not (tmp_path / "new").exists()  # no JSONL, no images/, no staging folder, no folder it made
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(DataError, match="source broke"):
+        write_records(kept / "pairs.jsonl", records())
+    assert kept.is_dir() and not any(kept.iterdir())  # a folder that was there stays, empty as it was

@@ -31,7 +31,7 @@ from mmalign.data.limits import (
 )
 from mmalign.data.parse import record_from_dict
 from mmalign.data.records import RECORD_TYPES, ImageBlob, ImageRef, Origin, Record
-from mmalign.data.staging import staged_files
+from mmalign.data.staging import remove_empty_dirs, staged_files
 from mmalign.errors import ConfigError, DataError
 from mmalign.files import atomic_path
 
@@ -266,10 +266,20 @@ def write_records(
     src_root = root if src_root is None else Path(src_root)
     if fmt == "jsonl":
         same_root = root.resolve() == src_root.resolve()
-        # image files are staged and moved in before the JSONL is renamed into place: a failure leaves neither
-        with atomic_path(path) as tmp, staged_files(root) as stage:
-            rows = (_located(i, r, _jsonl_dict, root, stage, src_root, same_root) for i, r in enumerate(records))
-            return write_jsonl(tmp, rows)
+        made = root  # the outermost folder this call makes (atomic_path makes the output's folder, often the root)
+        while not made.parent.exists():
+            made = made.parent
+        made_root = not root.exists()
+        # image files are staged and moved in before the JSONL is renamed into place: a failure leaves neither,
+        # nor a root folder this call made
+        try:
+            with atomic_path(path) as tmp, staged_files(root) as stage:
+                rows = (_located(i, r, _jsonl_dict, root, stage, src_root, same_root) for i, r in enumerate(records))
+                return write_jsonl(tmp, rows)
+        except BaseException:
+            if made_root:
+                remove_empty_dirs({root}, made.parent)
+            raise
     with atomic_path(path) as tmp:
         return write_columnar(tmp, fmt, records, src_root, kind)
 

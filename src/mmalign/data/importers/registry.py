@@ -11,9 +11,6 @@ output root that is moved into place only when every row has imported; a failed 
 from __future__ import annotations
 
 import importlib
-import os
-import secrets
-import shutil
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,10 +20,9 @@ from typing import Any
 from mmalign.config import config_from_dict, describe
 from mmalign.data.images import ImageChecker, resolve_image
 from mmalign.data.importers.base import Importer, SkipRow, iter_source
-from mmalign.data.io import default_out_root, detect_format, nonempty, write_records
+from mmalign.data.io import default_out_root, nonempty, write_records
 from mmalign.data.parse import record_from_dict
 from mmalign.data.records import PreferenceRecord
-from mmalign.data.staging import remove_empty_dirs
 from mmalign.errors import ConfigError, DataError
 
 FORMATS: dict[str, str] = {
@@ -216,49 +212,7 @@ def import_file(
         return f"{src}: no record imported of {report.rows} rows (skipped: {skipped or 'none'}): {out} not written"
 
     records = nonempty(records, why)
-    if detect_format(out, writing=True) != "jsonl":
-        write_records(out, records, root=root, src_root=src_root, kind="preference")  # images embedded
-        return report
-    write_staged(out, records, root, src_root)
+    # JSONL: image files appear under ``root`` only if every record is written (staged, then moved in), and a
+    # failure leaves no output folder the import made; Parquet and datasets embed the images
+    write_records(out, records, root=root, src_root=src_root, kind="preference")
     return report
-
-
-def write_staged(out: Path, records: Iterator[PreferenceRecord], root: Path, src_root: Path) -> None:
-    """Write a JSONL of ``records`` whose image files appear under ``root`` only if every record is written.
-
-    The files go to a hidden staging folder inside ``root`` (same file system: moving is a rename) and the
-    JSONL to a hidden name beside ``out``; then files new to ``root`` are moved in (identical ones already
-    there are kept, a different one is an error, as :func:`~mmalign.data.images.write_image_file` has it) and
-    the JSONL renamed to ``out``. Any failure removes the staging folder, the moved files and the JSONL.
-    """
-    token = secrets.token_hex(6)
-    stage = root / f".mmalign-import-{token}"
-    staged_out = out.parent / f".{out.stem}.{token}{out.suffix}"
-    same_root = root.resolve() == src_root.resolve()
-    made_root = not root.exists()
-    moved: list[Path] = []
-    try:
-        write_records(staged_out, records, root=stage, src_root=stage if same_root else src_root, kind="preference")
-        files = sorted(p for p in stage.rglob("*") if p.is_file()) if stage.exists() else []
-        for file in files:
-            target = root / file.relative_to(stage)
-            if target.exists() and not (target.is_file() and target.read_bytes() == file.read_bytes()):
-                raise DataError(f"refusing to overwrite {str(target)!r}: a different file is already there")
-        for file in files:
-            target = root / file.relative_to(stage)
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(file, target)
-                moved.append(target)
-        os.replace(staged_out, out)
-    except BaseException:
-        for target in moved:
-            target.unlink(missing_ok=True)
-        remove_empty_dirs({t.parent for t in moved}, root)
-        staged_out.unlink(missing_ok=True)
-        shutil.rmtree(stage, ignore_errors=True)
-        if made_root:
-            remove_empty_dirs({root}, root.parent)
-        raise
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
