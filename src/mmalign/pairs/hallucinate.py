@@ -62,7 +62,7 @@ class HallucinateBuilder(Builder):
             return Plan(world.rows, world.root, world.fingerprint, shared, world.description)
         if inputs.input is None:
             raise ConfigError("hallucinate needs --world DIR or --input (a directory of COCO-style annotations)")
-        from mmalign.pairs.coco import read_coco
+        from mmalign.data.coco import read_coco
 
         world_only = [k for k in self.options.kinds if k in WORLD_ONLY]
         if world_only:

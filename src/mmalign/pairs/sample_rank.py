@@ -144,9 +144,9 @@ def read_prompts(inputs: BuildInputs, options: SampleRankOptions) -> tuple[list[
     path = Path(inputs.input)
     root = Path(inputs.root) if inputs.root is not None else path.resolve().parent
     if path.is_dir() or path.name.startswith("instances_"):
+        from mmalign.data.coco import read_coco
         from mmalign.objects.mentions import objects_in
         from mmalign.objects.vocabulary import coco_vocabulary
-        from mmalign.pairs.coco import read_coco
 
         coco, names = read_coco(path, options.image_prefix), coco_vocabulary()
         prompts = []

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from mmalign.data.coco import read_coco_annotations
 from mmalign.errors import DataError
 from mmalign.eval.metrics.chair import chair_row, coco_ground_truth, summarize_chair
-from mmalign.eval.metrics.coco import read_coco_annotations, read_generated_captions
+from mmalign.eval.metrics.coco import read_generated_captions
 from mmalign.eval.metrics.consistency import PairedItem, consistency_metrics
 from mmalign.eval.metrics.official import (
     Answer,
