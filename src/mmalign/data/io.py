@@ -37,9 +37,12 @@ from mmalign.files import atomic_path
 
 
 def read_json(path: str | Path) -> Any:
-    """A whole JSON document (a manifest, an annotation file); bad JSON is a :class:`DataError` naming the file.
-    A file over :func:`mmalign.data.limits.max_json_bytes` (2 GiB) is refused before it is read."""
+    """A whole JSON document (a manifest, an annotation file, a benchmark's file); a missing file or bad JSON is a
+    :class:`DataError` naming the file (and the line). A file over :func:`mmalign.data.limits.max_json_bytes`
+    (2 GiB) is refused before it is read."""
     path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", file=path)
     limit = max_json_bytes()
     if (size := path.stat().st_size) > limit:
         raise DataError(
@@ -49,8 +52,10 @@ def read_json(path: str | Path) -> Any:
         )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"not valid JSON: {err}", file=path) from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"not valid JSON ({err.msg} at line {err.lineno})", file=path, line=err.lineno) from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"not valid JSON: not UTF-8 text ({err.reason})", file=path) from None
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:

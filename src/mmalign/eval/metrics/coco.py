@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmalign.data.io import read_json
 from mmalign.errors import DataError
-from mmalign.eval.metrics.official import field_value, read_json, read_records
+from mmalign.eval.metrics.official import field_value, read_records
 
 CAPTION_KEYS = ("caption", "answer", "text")
 

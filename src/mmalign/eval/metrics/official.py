@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmalign.data.io import write_jsonl
+from mmalign.data.io import read_json, write_jsonl
 from mmalign.errors import DataError
 
 POPE_SPLITS = ("random", "popular", "adversarial")
@@ -57,16 +57,6 @@ def read_jsonl(path: str | Path, *, allow_null: bool = False) -> list[tuple[int,
                 raise DataError(f"expected a JSON object, got {type(obj).__name__}", file=path, line=number)
             rows.append((number, obj))
     return rows
-
-
-def read_json(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", file=path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataError(f"not valid JSON ({err.msg} at line {err.lineno})", file=path, line=err.lineno) from None
 
 
 def read_records(path: str | Path) -> list[tuple[int | None, int | None, dict[str, Any]]]:

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from mmalign.data.io import read_json
 from mmalign.errors import DataError
-from mmalign.eval.metrics.official import field_value, read_json, read_jsonl, record_id
+from mmalign.eval.metrics.official import field_value, read_jsonl, record_id
 from mmalign.eval.metrics.preference import WINNERS, Battle, battle_from_verdict, leaderboard
 from mmalign.eval.metrics.reward import RewardPair, dpo_implicit_reward, reward_accuracy
 from mmalign.eval.metrics.safety import BENIGN_KINDS, HARMFUL_KINDS, SafetyItem, is_refusal, safety_metrics

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mmalign.data.coco import read_coco_annotations
+from mmalign.data.io import read_json
 from mmalign.errors import DataError
 from mmalign.eval.metrics.chair import chair_row, coco_ground_truth, summarize_chair
 from mmalign.eval.metrics.coco import read_generated_captions
@@ -23,7 +24,6 @@ from mmalign.eval.metrics.official import (
     match_answers,
     order_mismatch,
     read_answers,
-    read_json,
     read_jsonl,
     read_pope_questions,
 )

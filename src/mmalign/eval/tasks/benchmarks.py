@@ -25,10 +25,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mmalign.data.io import read_json
 from mmalign.data.records import EvalItem, Origin, PreferenceRecord
 from mmalign.errors import DataError
 from mmalign.eval.metrics.mme import mme_parse
-from mmalign.eval.metrics.official import field_value, read_json, read_jsonl, read_pope_questions, record_id
+from mmalign.eval.metrics.official import field_value, read_jsonl, read_pope_questions, record_id
 from mmalign.eval.metrics.safety import BENIGN_KINDS, HARMFUL_KINDS
 from mmalign.eval.tasks.items import TaskInput, read_eval_items
 from mmalign.eval.tasks.specs import TaskSpec
