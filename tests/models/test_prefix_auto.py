@@ -47,10 +47,15 @@ def test_auto_follows_the_threshold(tiny_dir, mk, monkeypatch):
 
 
 def test_the_demo_sizes_run_concatenated_and_llava_sizes_shared(tiny_dir, mk, tmp_path):
-    """9 image tokens (the tiny model) leave out less than the break-even; 576 (LLaVA-1.5) leave out more."""
+    """9 image tokens (the tiny model) with the world's captions leave out less than the break-even; 576 (LLaVA-1.5)
+    leave out more."""
     small = load(tiny_dir("tiny-llava"))
-    pairs = [mk.pref(i, images=[mk.image((200, 40 + 90 * i, 40))]) for i in range(2)]
-    assert calls(small.model, small.collator()(pairs)) == [4]
+    caption = "There is a small red circle, a large blue star, a green square and a small yellow heart."
+    wrong = caption.replace("a green square", "a green square, a purple triangle")  # a world-style pair
+    pairs = [mk.pref(i, caption, wrong, images=[mk.image((200, 40 + 90 * i, 40))]) for i in range(2)]
+    batch = small.collator()(pairs)
+    assert prefix_saving(batch, plan_prefixes(small.model, batch)) < prefix.AUTO_MIN_SAVING
+    assert calls(small.model, batch) == [4]
     spec = spec_for("tiny-llava", image_size=384, patch_size=16)  # 24 x 24 = 576 image tokens
     large = load(save_tiny(spec, tmp_path / "large", preset="tiny-llava"))
     pairs = [mk.pref(i, images=[mk.image((200, 40 + 90 * i, 40), (384, 384))]) for i in range(2)]
