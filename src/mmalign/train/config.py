@@ -154,3 +154,23 @@ class TrainingConfig:
         }
         kwargs.update(overrides)
         return TrainingArguments(**kwargs)
+
+
+def share_prefix_option(same: str = "results") -> Any:
+    """The ``share_prefix`` option of the trainers that score a pair's two responses (preference, reward model)."""
+    return option(
+        "auto",
+        f"Compute each pair's prompt + images once for both responses (mmalign.models.prefix); same {same} as the "
+        "plain forward. auto: where the sizes make it faster (it leaves out at least 25% of the token positions; "
+        "bench/prefix_breakeven.py), never with model.gradient_checkpointing; true: always (refused with "
+        "model.gradient_checkpointing); false: never.",
+    )
+
+
+def check_share_prefix(share_prefix: bool | str, model: ModelConfig) -> None:
+    """Refuse ``share_prefix: true`` with gradient checkpointing (the checkpointed layers drop the prompt's cache)."""
+    if share_prefix is True and model.gradient_checkpointing:
+        raise ConfigError(
+            "share_prefix cannot run with model.gradient_checkpointing (checkpointed layers drop the prompt's "
+            "KV cache); turn one of them off"
+        )

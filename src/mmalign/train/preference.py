@@ -30,7 +30,7 @@ from mmalign.config import option, section
 from mmalign.errors import ConfigError
 from mmalign.losses import PreferenceLoss, build_loss, preference_metrics
 from mmalign.models.loading import LoadedModel
-from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig
+from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig, check_share_prefix, share_prefix_option
 from mmalign.train.dataset import RecordDataset
 from mmalign.train.guard import GuardConfig, OverOptimisationGuard
 from mmalign.train.pref_batch import PreferenceCollator, policy_logps, preference_inputs, row_scorer, score
@@ -61,13 +61,7 @@ class PreferenceConfig:
     loss: LossConfig = section(LossConfig, "The preference loss.")
     reference: ReferenceConfig = section(ReferenceConfig, "The reference model or its cached log-probs.")
     guard: GuardConfig = section(GuardConfig, "Early stopping on held-out over-optimisation.")
-    share_prefix: bool | Literal["auto"] = option(
-        "auto",
-        "Compute each pair's prompt + images once for both responses (mmalign.models.prefix); same results as the "
-        "plain forward. auto: where the sizes make it faster (it leaves out at least 25% of the token positions; "
-        "bench/prefix_breakeven.py), never with model.gradient_checkpointing; true: always (refused with "
-        "model.gradient_checkpointing); false: never.",
-    )
+    share_prefix: bool | Literal["auto"] = share_prefix_option()
 
     def __post_init__(self) -> None:
         if not self.data.train:
@@ -90,11 +84,8 @@ class PreferenceConfig:
             raise ConfigError("train.eval_steps is set but there is no data.eval to evaluate on")
         if self.guard.enabled and (self.data.eval is None or self.train.eval_steps is None):
             raise ConfigError("the guard watches held-out evaluations: set data.eval and train.eval_steps")
-        if self.share_prefix is True and self.model.gradient_checkpointing and row_scorer(True)[1]:
-            raise ConfigError(
-                "share_prefix cannot run with model.gradient_checkpointing (checkpointed layers drop the prompt's "
-                "KV cache); turn one of them off"
-            )
+        if row_scorer(True)[1]:  # the shared path is installed
+            check_share_prefix(self.share_prefix, self.model)
 
     def build_loss(self) -> PreferenceLoss:
         """The configured loss (unknown names and options raise ConfigError)."""

@@ -39,7 +39,7 @@ from mmalign.losses.reward import RewardLoss, reward_metrics
 from mmalign.models.loading import LoadedModel
 from mmalign.models.processors import save_upstream_processor
 from mmalign.models.reward import RewardModel, batch_rewards, reward_model_for
-from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig
+from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig, check_share_prefix, share_prefix_option
 from mmalign.train.dataset import RecordDataset
 from mmalign.train.pref_batch import PreferenceBatch, PreferenceCollator
 from mmalign.train.trainer import CoreTrainer, Run, StepOutput, TrainResult, core_arguments, run
@@ -71,21 +71,12 @@ class RewardConfig:
     train: TrainingConfig = section(TrainingConfig, "Optimisation and checkpoints.")
     loss: RewardLoss = section(RewardLoss, "The Bradley-Terry loss's options.")
     rm: RewardOptions = section(RewardOptions, "Reward-model options.")
-    share_prefix: bool | Literal["auto"] = option(
-        "auto",
-        "Compute each pair's prompt + images once for both responses (mmalign.models.prefix); same rewards as the "
-        "plain forward. auto: where it leaves out at least 25% of the token positions, never with "
-        "model.gradient_checkpointing; true: always (refused with model.gradient_checkpointing); false: never.",
-    )
+    share_prefix: bool | Literal["auto"] = share_prefix_option("rewards")
 
     def __post_init__(self) -> None:
         if not self.data.train:
             raise ConfigError("data.train is required: a file of preference records")
-        if self.share_prefix is True and self.model.gradient_checkpointing:
-            raise ConfigError(
-                "share_prefix cannot run with model.gradient_checkpointing (checkpointed layers drop the prompt's "
-                "KV cache); turn one of them off"
-            )
+        check_share_prefix(self.share_prefix, self.model)
 
     def sharing(self) -> bool | str:
         """What the forward does: True, "auto" or False (auto is off under gradient checkpointing)."""
