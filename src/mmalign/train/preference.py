@@ -284,11 +284,9 @@ def train_preference(
         )
 
     def result(done: Run) -> PreferenceResult:
-        logged = done.logged("loss")
         return PreferenceResult(
             **done.common(),
-            last_logged=logged[-1] if logged else {},
-            eval_metrics=done.evals[-1] if done.evals else {},
+            **done.latest(),
             reference=described(done.trainer),
             shared_prefix=done.trainer.shares_prefix,
             guard_stop=done.trainer.stop_reason,

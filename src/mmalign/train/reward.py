@@ -273,12 +273,7 @@ def train_reward(
         )
 
     def result(done: Run) -> RewardResult:
-        logged = done.logged("loss")
-        return RewardResult(
-            **done.common(),
-            last_logged=logged[-1] if logged else {},
-            eval_metrics=done.evals[-1] if done.evals else {},
-        )
+        return RewardResult(**done.common(), **done.latest())
 
     return run(
         config,

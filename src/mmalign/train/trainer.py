@@ -320,6 +320,12 @@ class Run:
             "skipped_records": sum(c.n_skipped for c in self.trainer.collators.values()),
         }
 
+    def latest(self) -> dict[str, Any]:
+        """``last_logged`` (the last training log row with a loss) and ``eval_metrics`` (the last held-out
+        evaluation), for results that report them."""
+        logged = self.logged("loss")
+        return {"last_logged": logged[-1] if logged else {}, "eval_metrics": self.evals[-1] if self.evals else {}}
+
 
 R = TypeVar("R", bound=TrainResult)
 
