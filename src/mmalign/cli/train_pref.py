@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from mmalign.cli.help import print_options
+from mmalign.cli.training import require_config, train_locked
 
 
 def pref(
@@ -42,24 +42,16 @@ def pref(
         print_options("mmalign train pref: config keys", describe(PreferenceConfig))
         _show_loss(str(data.get("loss", {}).get("name", "sigmoid")))
         return
-    if config is None and not overrides and loss is None:
-        raise typer.BadParameter("give --config FILE and/or key=value overrides (see --show-options)")
+    require_config(config is not None or bool(overrides) or loss is not None)
     from mmalign.train.preference import PreferenceConfig
 
     where = (str(config) if config is not None else "config") + (" (with overrides)" if overrides or loss else "")
     cfg = config_from_dict(PreferenceConfig, data, where)
 
-    from transformers.utils import logging
-
-    from mmalign.files import OutputLock
     from mmalign.train.preference import train_preference
 
-    logging.disable_progress_bar()  # no per-shard bars when loading and saving weights
-    with OutputLock(cfg.train.output_dir, "mmalign train pref"):
-        result = train_preference(cfg, progress=sys.stderr.isatty() if progress is None else progress)
-    from accelerate import PartialState
-
-    if not PartialState().is_main_process:  # under accelerate launch / torchrun: one summary
+    result = train_locked("mmalign train pref", cfg, train_preference, progress)
+    if result is None:  # under accelerate launch / torchrun: one summary
         return
     last = result.last_logged
     summary = f"trained {result.global_step} steps (mean loss {result.train_loss:.4f})"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
 from mmalign.cli.help import print_options
+from mmalign.cli.training import require_config, train_locked
 
 
 def rm(
@@ -30,21 +30,12 @@ def rm(
     if show_options:
         print_options("mmalign train rm: config keys", describe(RewardConfig))
         return
-    if config is None and not overrides:
-        raise typer.BadParameter("give --config FILE and/or key=value overrides (see --show-options)")
+    require_config(config is not None or bool(overrides))
     cfg = load_config(RewardConfig, config, list(overrides or []))
-
-    from transformers.utils import logging
-
-    from mmalign.files import OutputLock
     from mmalign.train.reward import train_reward
 
-    logging.disable_progress_bar()  # no per-shard bars when loading and saving weights
-    with OutputLock(cfg.train.output_dir, "mmalign train rm"):
-        result = train_reward(cfg, progress=sys.stderr.isatty() if progress is None else progress)
-    from accelerate import PartialState
-
-    if not PartialState().is_main_process:  # under accelerate launch / torchrun: one summary
+    result = train_locked("mmalign train rm", cfg, train_reward, progress)
+    if result is None:  # under accelerate launch / torchrun: one summary
         return
     summary = f"trained {result.global_step} steps (mean loss {result.train_loss:.4f})"
     held_out = result.eval_metrics

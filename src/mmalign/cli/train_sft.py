@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
 from mmalign.cli.help import print_options
+from mmalign.cli.training import require_config, train_locked
 
 
 def sft(
@@ -29,18 +29,13 @@ def sft(
     if show_options:
         print_options("mmalign train sft: config keys", describe(SFTConfig))
         return
-    if config is None and not overrides:
-        raise typer.BadParameter("give --config FILE and/or key=value overrides (see --show-options)")
+    require_config(config is not None or bool(overrides))
     cfg = load_config(SFTConfig, config, list(overrides or []))
-
-    from transformers.utils import logging
-
-    from mmalign.files import OutputLock
     from mmalign.train.sft import train_sft
 
-    logging.disable_progress_bar()  # no per-shard bars when loading and saving weights
-    with OutputLock(cfg.train.output_dir, "mmalign train sft"):
-        result = train_sft(cfg, progress=sys.stderr.isatty() if progress is None else progress)
+    result = train_locked("mmalign train sft", cfg, train_sft, progress)
+    if result is None:  # under accelerate launch / torchrun: one summary
+        return
     typer.echo(
         f"trained {result.global_step} steps (mean loss {result.train_loss:.4f}) in {result.runtime_s:.0f} s; "
         f"metrics in {result.output_dir / 'metrics.jsonl'}"
