@@ -9,14 +9,14 @@ from typing import Any
 import typer
 
 from mmalign.cli.help import print_options
-from mmalign.cli.training import require_config, train_locked
+from mmalign.cli.training import ConfigFile, Progress, require_config, train_locked
 
 
 def pref(
     overrides: list[str] | None = typer.Argument(
         None, help="Config overrides such as train.max_steps=100 loss.options.beta=0.2 (applied after --config)."
     ),
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (see --show-options for the keys)."),
+    config: ConfigFile = None,
     loss: str | None = typer.Option(
         None, "--loss", help="The loss (see --list-losses); a loss other than the config's starts from its defaults."
     ),
@@ -24,9 +24,7 @@ def pref(
         False, "--show-options", help="List every config key, and the options of the loss, with defaults; then exit."
     ),
     list_losses: bool = typer.Option(False, "--list-losses", help="List the losses, their papers and needs; exit."),
-    progress: bool | None = typer.Option(
-        None, "--progress/--no-progress", help="Show a progress bar (default: when stderr is a terminal)."
-    ),
+    progress: Progress = None,
 ) -> None:
     """Train a model on preference pairs (DPO family, mDPO, dense DPO, SimPO, ORPO); the model goes to
     train.output_dir."""

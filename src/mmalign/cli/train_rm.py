@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from mmalign.cli.help import print_options
-from mmalign.cli.training import require_config, train_locked
+from mmalign.cli.training import ConfigFile, Progress, ShowOptions, require_config, train_locked
 
 
 def rm(
     overrides: list[str] | None = typer.Argument(
         None, help="Config overrides such as train.max_steps=100 loss.center_rewards_coefficient=0.01."
     ),
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (see --show-options for the keys)."),
-    show_options: bool = typer.Option(
-        False, "--show-options", help="List every config key with its type, default and meaning, then exit."
-    ),
-    progress: bool | None = typer.Option(
-        None, "--progress/--no-progress", help="Show a progress bar (default: when stderr is a terminal)."
-    ),
+    config: ConfigFile = None,
+    show_options: ShowOptions = False,
+    progress: Progress = None,
 ) -> None:
     """Train a reward model (the model + a scalar head on the last response token) on preference pairs with the
     Bradley-Terry loss; it goes to train.output_dir (load it with mmalign.models.reward.load_reward_model)."""

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from mmalign.cli.help import print_options
-from mmalign.cli.training import require_config, train_locked
+from mmalign.cli.training import ConfigFile, Progress, ShowOptions, require_config, train_locked
 
 
 def sft(
     overrides: list[str] | None = typer.Argument(
         None, help="Config overrides such as train.learning_rate=1e-4 model.path=tiny-llava (applied after --config)."
     ),
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (see --show-options for the keys)."),
-    show_options: bool = typer.Option(
-        False, "--show-options", help="List every config key with its type, default and meaning, then exit."
-    ),
-    progress: bool | None = typer.Option(
-        None, "--progress/--no-progress", help="Show a progress bar (default: when stderr is a terminal)."
-    ),
+    config: ConfigFile = None,
+    show_options: ShowOptions = False,
+    progress: Progress = None,
 ) -> None:
     """Fine-tune a model on SFT records (a transformers Trainer); the final model goes to train.output_dir."""
     from mmalign.config import describe, load_config

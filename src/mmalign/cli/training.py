@@ -5,11 +5,26 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 R = TypeVar("R")
+
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config (see --show-options for the keys).")
+]
+"""``--config`` of every ``train`` command."""
+ShowOptions = Annotated[
+    bool, typer.Option("--show-options", help="List every config key with its type, default and meaning, then exit.")
+]
+"""``--show-options`` of the ``train`` commands whose config has no further options to show."""
+Progress = Annotated[
+    bool | None,
+    typer.Option("--progress/--no-progress", help="Show a progress bar (default: when stderr is a terminal)."),
+]
+"""``--progress/--no-progress`` of every ``train`` command."""
 
 
 def require_config(given: bool) -> None:
