@@ -169,3 +169,23 @@ def test_shared_prefix_rewards_equal_the_plain_forward(tiny_dir, preset, mk):
     assert any("vision_tower" in name for name in grads[0])
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_score_examples_equals_one_row_at_a_time_in_any_batch_size(tiny_dir, mk):
+    from mmalign.models.examples import examples_from
+    from mmalign.models.loading import LoadedModel
+    from mmalign.models.reward import score_examples
+
+    base = load(tiny_dir("tiny-llava"))
+    loaded = LoadedModel(**{**vars(base), "model": RewardModel(base.model, seed=5)})
+    examples = [e for r in records_for(loaded, mk) for e in examples_from(r)]  # 4 rows, two prompts
+    collator = loaded.collator(mode="train")
+    with torch.no_grad():
+        alone = [batch_rewards(loaded.model, collator([e])).item() for e in examples]
+    seen: list[int] = []
+    for batch_size, share in ((1, False), (3, True), (4, "auto")):
+        got = score_examples(loaded, examples, batch_size=batch_size, share_prefix=share, progress=seen.append)
+        assert got == pytest.approx(alone, abs=1e-5)
+    assert seen == [1, 1, 1, 1, 3, 1, 4] and loaded.model.training  # progress per batch; training mode restored
+    with pytest.raises(ConfigError, match="no response"):
+        score_examples(loaded, [examples[0].__class__(examples[0].id, examples[0].prompt, examples[0].images)])

@@ -46,7 +46,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from mmalign.errors import ConfigError
-from mmalign.models.collate import Batch
+from mmalign.models.collate import Batch, Collator
+from mmalign.models.examples import Example
 from mmalign.models.loading import LoadedModel, load
 from mmalign.models.logps import model_device_dtype, unwrap_model
 
@@ -241,3 +242,38 @@ def batch_rewards(model: RewardModel | Any, batch: Batch, share_prefix: bool | s
         saving = AUTO_MIN_SAVING if share_prefix == "auto" else 0.0
         return model(batch.input_ids, batch.attention_mask, shared=batch, min_saving=saving)
     return model(**batch.model_inputs())
+
+
+@torch.no_grad()
+def score_examples(
+    loaded: LoadedModel,
+    examples: list[Example],
+    batch_size: int = 8,
+    image_root: str | Path | None = None,
+    share_prefix: bool | str = "auto",
+    max_length: int | None = None,
+    progress: Any = None,
+) -> list[float]:
+    """The reward of each example's (prompt, images, response), in order: ``loaded.model`` is a
+    :class:`RewardModel` (:func:`load_reward_model`), the examples are collated ``batch_size`` at a time (right
+    padding, as in training) and scored with :func:`batch_rewards` in eval mode. ``progress(n)`` is called with
+    the number of examples scored after each batch."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    for example in examples:
+        if not example.response:
+            raise ConfigError(f"example {example.id!r} has no response to score")
+    collator = Collator(loaded.processor, mode="train", image_root=image_root, max_length=max_length)
+    model = loaded.model
+    was_training = model.training
+    model.eval()
+    rewards: list[float] = []
+    try:
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start : start + batch_size]
+            rewards += batch_rewards(model, collator(chunk), share_prefix).float().cpu().tolist()
+            if progress is not None:
+                progress(len(chunk))
+    finally:
+        model.train(was_training)
+    return rewards
