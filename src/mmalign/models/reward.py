@@ -33,6 +33,11 @@ file. ``load_reward_model(dir)`` loads it back; plain ``transformers`` code need
 (mmalign's :class:`~mmalign.models.collate.Collator` tokenizes the templated prompt and the rest of the conversation
 separately; on the tiny LLaVA that gives the same tokens as this one call, and tests/models/test_reward_model.py
 runs these lines. Padded batches: right or left padding both work, the index reads the last non-padding token.)
+
+**Critique-then-score** (MM-RLHF, Zhang et al., 2025): a reward model trained with ``rm.critique`` has
+``critique_request`` set and its spec says ``"critique": true`` and the request; the head then reads the last token
+of a critique the model writes first, so such a model is scored by :mod:`mmalign.models.critique`
+(``critique_rewards``, or ``score_with`` for either kind), and :func:`score_examples` refuses it.
 """
 
 from __future__ import annotations
@@ -82,7 +87,9 @@ def new_head(hidden_size: int, seed: int = 0) -> torch.nn.Linear:
 class RewardModel(torch.nn.Module):
     """A model (``transformers``, or ``peft`` around one) and its scalar head; ``forward`` gives (B,) rewards."""
 
-    def __init__(self, base: Any, head: torch.nn.Linear | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, base: Any, head: torch.nn.Linear | None = None, seed: int = 0, critique_request: str | None = None
+    ) -> None:
         super().__init__()
         self.base = base
         """The language (or vision-language) model; a ``peft`` model with LoRA."""
@@ -92,10 +99,17 @@ class RewardModel(torch.nn.Module):
         """``Linear(hidden, 1)``, float32."""
         if self.reward_head.in_features != hidden:
             raise ConfigError(f"the reward head reads {self.reward_head.in_features} features; the model has {hidden}")
+        self.critique_request = critique_request
+        """None: the head scores the response. Else a critique model (:mod:`mmalign.models.critique`): this user turn
+        asks for a critique of the response, and the head scores the sequence ending with the critique."""
 
     def head_spec(self) -> dict[str, Any]:
-        """What ``config.json`` says about the head (``mmalign_reward_head``)."""
-        return {"hidden_size": self.reward_head.in_features, "token": TOKEN, "file": HEAD_FILE}
+        """What ``config.json`` says about the head (``mmalign_reward_head``); a critique model adds
+        ``"critique": true`` and its ``critique_request``."""
+        spec: dict[str, Any] = {"hidden_size": self.reward_head.in_features, "token": TOKEN, "file": HEAD_FILE}
+        if self.critique_request is not None:
+            spec |= {"critique": True, "critique_request": self.critique_request}
+        return spec
 
     def forward(
         self,
@@ -104,13 +118,21 @@ class RewardModel(torch.nn.Module):
         *,
         shared: Batch | None = None,
         min_saving: float = 0.0,
+        with_logits: bool = False,
         **inputs: Any,
-    ) -> Tensor:
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """(B,) float32 rewards of the rows (other model inputs, e.g. pixels, as keywords).
 
         ``shared``: a right-padded training batch whose rows are scored with each distinct prompt + images computed
         once (:mod:`mmalign.models.prefix`; the other arguments are ignored), where that leaves out at least
-        ``min_saving`` of the token positions (else, and where nothing is shared, the plain forward)."""
+        ``min_saving`` of the token positions (else, and where nothing is shared, the plain forward).
+        ``with_logits``: also the LM head's (B, T, V) logits, from the same forward (the full model with
+        ``output_hidden_states``, whose last hidden state is the backbone's ``last_hidden_state``, tested)."""
+        if with_logits:
+            out = self.base(
+                input_ids=input_ids, attention_mask=attention_mask, use_cache=False, output_hidden_states=True, **inputs
+            )
+            return self.head_at(out.hidden_states[-1], last_token_index(attention_mask)), out.logits
         if shared is not None:
             return self._shared(shared, min_saving)
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **inputs)
@@ -184,7 +206,7 @@ class RewardModel(torch.nn.Module):
 
     def merge_and_unload(self) -> RewardModel:
         """With LoRA: the model with the adapter merged into the base weights, and the same head."""
-        return RewardModel(self.base.merge_and_unload(), self.reward_head)
+        return RewardModel(self.base.merge_and_unload(), self.reward_head, critique_request=self.critique_request)
 
 
 def head_spec_of(path: str | Path) -> dict[str, Any] | None:
@@ -195,7 +217,16 @@ def head_spec_of(path: str | Path) -> dict[str, Any] | None:
     spec = json.loads(config.read_text(encoding="utf-8")).get(HEAD_KEY)
     if spec is not None and not (isinstance(spec, dict) and isinstance(spec.get("hidden_size"), int)):
         raise ConfigError(f"{config}: {HEAD_KEY} must be a mapping with an integer hidden_size, got {spec!r}")
+    if spec is not None and spec.get("critique", False) is not False:
+        request = spec.get("critique_request")
+        if spec["critique"] is not True or not isinstance(request, str) or not request.strip():
+            raise ConfigError(f"{config}: {HEAD_KEY}.critique must be true with a non-empty critique_request string")
     return spec
+
+
+def critique_request_of(spec: dict[str, Any] | None) -> str | None:
+    """The critique request of a (checked) head spec; None: the head scores the response itself."""
+    return spec["critique_request"] if spec is not None and spec.get("critique") is True else None
 
 
 def read_head(path: str | Path) -> torch.nn.Linear:
@@ -211,21 +242,23 @@ def read_head(path: str | Path) -> torch.nn.Linear:
     return head
 
 
-def reward_model_for(base: Any, path: str | Path, seed: int = 0) -> RewardModel:
+def reward_model_for(base: Any, path: str | Path, seed: int = 0, critique_request: str | None = None) -> RewardModel:
     """``base`` (loaded from ``path``) with the head saved in ``path`` when it is a reward model, else a new
-    head drawn with ``seed`` (training a reward model from a policy or SFT checkpoint)."""
+    head drawn with ``seed`` (training a reward model from a policy or SFT checkpoint); ``critique_request``: the
+    mode being trained (a critique model, :class:`RewardModel`), whatever the saved model's was."""
     head = read_head(path) if head_spec_of(path) is not None else None
-    return RewardModel(base, head, seed=seed)
+    return RewardModel(base, head, seed=seed, critique_request=critique_request)
 
 
 def load_reward_model(path: str | Path, **options: Any) -> LoadedModel:
     """Load a reward-model folder saved by mmalign: a :class:`~mmalign.models.loading.LoadedModel` whose ``model``
     is the :class:`RewardModel` (``options`` as :func:`~mmalign.models.loading.load`'s, e.g. ``dtype``, ``lora``)."""
-    if head_spec_of(path) is None:
+    spec = head_spec_of(path)
+    if spec is None:
         raise ConfigError(f"{path} is not a reward model: its config.json has no {HEAD_KEY} entry")
     head = read_head(path)  # before the model: a folder without its head fails at once
     loaded = load(path, **options)
-    loaded.model = RewardModel(loaded.model, head)
+    loaded.model = RewardModel(loaded.model, head, critique_request=critique_request_of(spec))
     return loaded
 
 
@@ -253,13 +286,20 @@ def score_examples(
     share_prefix: bool | str = "auto",
     max_length: int | None = None,
     progress: Any = None,
+    critiqued: bool = False,
 ) -> list[float]:
     """The reward of each example's (prompt, images, response), in order: ``loaded.model`` is a
     :class:`RewardModel` (:func:`load_reward_model`), the examples are collated ``batch_size`` at a time (right
     padding, as in training) and scored with :func:`batch_rewards` in eval mode. ``progress(n)`` is called with
-    the number of examples scored after each batch."""
+    the number of examples scored after each batch. A critique model is refused unless ``critiqued`` (the
+    examples already end with their critiques, as :mod:`mmalign.models.critique` makes them)."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    if getattr(loaded.model, "critique_request", None) is not None and not critiqued:
+        raise ConfigError(
+            f"{loaded.path} is a critique reward model: it scores a critique it writes first; use "
+            "mmalign.models.critique.critique_rewards (or score_with, for either kind of reward model)"
+        )
     for example in examples:
         if not example.response:
             raise ConfigError(f"example {example.id!r} has no response to score")

@@ -17,6 +17,7 @@ Which absent object: with probability ``cooccur_prob`` the one that co-occurs mo
 in the source's statistics (the world's train split, or the COCO annotations themselves), else one drawn
 uniformly from the absent ones; ``meta.choice`` says which. World text comes from the world's own templates
 (:mod:`mmalign.objects.shapes`), so a rejected caption is exactly what a hallucinating model would say.
+``critiques: true`` adds a truthful critique of each side (:mod:`.hallucinate_critiques`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from mmalign.pairs.hallucinate_common import (
     pair,
     pick_absent,
 )
+from mmalign.pairs.hallucinate_critiques import with_critiques
 from mmalign.pairs.registry import Builder, BuildInputs, Plan, file_fingerprint
 from mmalign.pairs.sources import Cooccurrence, read_world_split
 
@@ -75,10 +77,12 @@ class HallucinateBuilder(Builder):
 
     def build(self, unit: dict[str, Any], shared: Any, seed: int) -> list[PreferenceRecord]:
         if shared["source"] == "world":
-            return world_pairs(unit, shared, self.options, seed)
-        from mmalign.pairs.hallucinate_coco import coco_pairs
+            records = world_pairs(unit, shared, self.options, seed)
+        else:
+            from mmalign.pairs.hallucinate_coco import coco_pairs
 
-        return coco_pairs(unit, shared, self.options, seed)
+            records = coco_pairs(unit, shared, self.options, seed)
+        return [with_critiques(r) for r in records] if self.options.critiques else records
 
 
 # ---------------------------------------------------------------------------------------------- world

@@ -33,6 +33,11 @@ class HallucinateOptions:
     )
     image_prefix: str = option("", "COCO-style input: prefix joined to each file_name to form the image path.")
     captions_per_image: int = option(1, "COCO-style input: reference captions used per image (drawn at random).")
+    critiques: bool = option(
+        False,
+        "Also write truthful critiques of both sides from the ground truth (meta.chosen_critique, "
+        "meta.rejected_critique), for critique-then-score reward models (mmalign train rm with rm.critique).",
+    )
 
     def __post_init__(self) -> None:
         check_choices(list(self.kinds), KINDS, "kinds")

@@ -20,6 +20,10 @@ each micro-batch's, averaged.
 ``meta[rm.margin_key]`` (default ``meta["margin"]``): a finite number (e.g. a rating difference, as Llama 2's
 "significantly better" = 1 ... "negligibly better" = 0), 0 for a pair without one; anything else is refused before
 training, naming the file, record and field. ``rm.margin_key: null`` ignores margins.
+
+**Critique-then-score** (``rm.critique: true``, MM-RLHF): each row is prompt + response + a critique request +
+the record's critique, the head reads the critique's last token and the loss adds ``rm.critique_weight`` × the
+critique tokens' mean NLL, from the same forward (:mod:`mmalign.train.critique`, :class:`CritiqueRewardTrainer`).
 """
 
 from __future__ import annotations
@@ -36,10 +40,12 @@ from mmalign.config import option, section
 from mmalign.data.records import PreferenceRecord
 from mmalign.errors import ConfigError, DataError
 from mmalign.losses.reward import RewardLoss, reward_metrics
+from mmalign.models.critique import CRITIQUE_REQUEST, record_critiques
 from mmalign.models.loading import LoadedModel
 from mmalign.models.processors import save_upstream_processor
 from mmalign.models.reward import RewardModel, batch_rewards, reward_model_for
 from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig, check_share_prefix, share_prefix_option
+from mmalign.train.critique import CritiqueCollator, critique_step
 from mmalign.train.dataset import RecordDataset
 from mmalign.train.pref_batch import PreferenceBatch, PreferenceCollator
 from mmalign.train.trainer import CoreTrainer, Run, StepOutput, TrainResult, core_arguments, run
@@ -59,6 +65,19 @@ class RewardOptions:
         "With LoRA: also save the model with the adapter merged (and the head) to train.output_dir; the adapter "
         "and the head always go to train.output_dir/adapter.",
     )
+    critique: bool = option(
+        False,
+        "Critique-then-score (MM-RLHF): each row is prompt + response + a user turn asking for a critique "
+        "(rm.critique_request) + the pair's critique of that side (meta.chosen_critique / meta.rejected_critique) "
+        "as the reply; the head reads the critique's last token and the loss adds rm.critique_weight x the "
+        "critique tokens' mean NLL. The saved model critiques before it scores (mmalign.models.critique).",
+    )
+    critique_weight: float = option(
+        1.0, "rm.critique: weight w of the critique tokens' mean NLL in L = Bradley-Terry + w * NLL (0: none).", ge=0
+    )
+    critique_request: str = option(
+        CRITIQUE_REQUEST, "rm.critique: the user turn that asks for the critique (saved with the model)."
+    )
 
 
 @dataclass
@@ -77,10 +96,18 @@ class RewardConfig:
         if not self.data.train:
             raise ConfigError("data.train is required: a file of preference records")
         check_share_prefix(self.share_prefix, self.model)
+        if self.rm.critique and self.share_prefix is True:
+            raise ConfigError(
+                "share_prefix: true does not apply with rm.critique (one forward gives rewards and logits)"
+            )
+        if self.rm.critique and not self.rm.critique_request.strip():
+            raise ConfigError("rm.critique_request must not be empty")
 
     def sharing(self) -> bool | str:
-        """What the forward does: True, "auto" or False (auto is off under gradient checkpointing)."""
-        return False if self.share_prefix == "auto" and self.model.gradient_checkpointing else self.share_prefix
+        """What the forward does: True, "auto" or False (auto is off under gradient checkpointing and rm.critique)."""
+        if self.share_prefix == "auto" and (self.model.gradient_checkpointing or self.rm.critique):
+            return False
+        return self.share_prefix
         if self.train.eval_steps is not None and self.data.eval is None:
             raise ConfigError("train.eval_steps is set but there is no data.eval to evaluate on")
 
@@ -173,6 +200,19 @@ class RewardTrainer(CoreTrainer):
         target.restore(resume_from_checkpoint)
 
 
+class CritiqueRewardTrainer(RewardTrainer):
+    """``rm.critique``: the rows end with critiques; the step is :func:`~mmalign.train.critique.critique_step`."""
+
+    def __init__(self, *args: Any, critique_weight: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.critique_weight = critique_weight
+
+    def batch_loss(self, model: Any, inputs: dict[str, Any], num_items: Any = None) -> StepOutput:
+        if not len(inputs["batch"]):
+            return super().batch_loss(model, inputs, num_items)  # the zero step of an empty micro-batch
+        return critique_step(model, inputs["batch"], inputs.get("margin"), self.loss, self.critique_weight)
+
+
 # ------------------------------------------------------------------------------------------------ running
 
 
@@ -201,6 +241,8 @@ def read_pairs(config: RewardConfig) -> dict[str, RecordDataset]:
     for dataset in sets.values():
         for record in dataset.records:
             record_margin(record, config.rm.margin_key)  # type: ignore[arg-type]
+            if config.rm.critique:
+                record_critiques(record)  # type: ignore[arg-type]
     return sets
 
 
@@ -215,24 +257,27 @@ def build_trainer(
     head is read from ``model.path`` when that is a reward model)."""
     data = config.data
     sets = read_pairs(config) if sets is None else sets
-    collators = {
-        name: PreferenceCollator(
-            loaded.collator(
-                mode="train",
-                max_length=data.max_length,
-                image_root=dataset.root,
-                on_overflow=data.on_overflow,
-                max_image_pixels=data.max_image_pixels,
-            ),
-            _PairRows(),  # type: ignore[arg-type]
-            seed=config.train.seed,
-            split=name,
+    critique = config.rm.critique
+    collators: dict[str, Any] = {}
+    for name, dataset in sets.items():
+        rows = loaded.collator(
+            mode="train",
+            max_length=data.max_length,
+            image_root=dataset.root,
+            on_overflow=data.on_overflow,
+            max_image_pixels=data.max_image_pixels,
         )
-        for name, dataset in sets.items()
-    }
-    model = reward_model_for(loaded.model, loaded.path, seed=config.train.seed)
+        if critique:
+            collators[name] = CritiqueCollator(rows, config.rm.critique_request, split=name)
+        else:
+            collators[name] = PreferenceCollator(rows, _PairRows(), seed=config.train.seed, split=name)  # type: ignore[arg-type]
+    request = config.rm.critique_request if critique else None
+    model = reward_model_for(loaded.model, loaded.path, seed=config.train.seed, critique_request=request)
     loaded.model = model
-    return RewardTrainer(
+    trainer_class, extra = (
+        (CritiqueRewardTrainer, {"critique_weight": config.rm.critique_weight}) if critique else (RewardTrainer, {})
+    )
+    return trainer_class(
         model=model,
         args=config.train.training_arguments(**core_arguments(**arg_overrides)),
         train_dataset=sets["train"],
@@ -245,6 +290,7 @@ def build_trainer(
         processor=loaded.processor,
         callbacks=list(callbacks or []),
         max_nonfinite_steps=config.train.max_nonfinite_steps,
+        **extra,
     )
 
 
@@ -263,12 +309,14 @@ def train_reward(
 
     def describe(trainer: RewardTrainer, loaded: LoadedModel, per_step: int) -> str:
         model: RewardModel = trainer.model
-        head = f"head Linear({model.reward_head.in_features}, 1) on the last response token"
+        token = "the critique's last token" if config.rm.critique else "the last response token"
+        head = f"head Linear({model.reward_head.in_features}, 1) on {token}"
         centring = config.loss.center_rewards_coefficient
+        nll = f" + {config.rm.critique_weight:g} x critique NLL" if config.rm.critique else ""
         return (
             f"rm: {config.model.path} ({loaded.n_parameters() / 1e6:.2f} M parameters, "
             f"{loaded.n_parameters(trainable_only=True) / 1e6:.2f} M trainable), {head}; Bradley-Terry"
-            f"{f' + centring {centring:g}' if centring else ''} on {len(sets['train'])} pairs from "
+            f"{f' + centring {centring:g}' if centring else ''}{nll} on {len(sets['train'])} pairs from "
             f"{config.data.train}; {per_step} pairs a step; shared prefix: {config.sharing()}"
         )
 
