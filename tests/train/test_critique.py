@@ -156,3 +156,14 @@ def test_short_run_scored_with_its_own_critiques(world, tiny_dir, tmp_path):
     # and eval_critique_nll 0.15 with the reference ones (the plain RM, same data and steps: 1.000)
     assert result.eval_metrics["eval_critique_nll"] < 0.5
     assert verdicts >= 0.7 * 2 * n and accuracy >= 0.65
+
+
+def test_cli_says_the_held_out_accuracy_is_given_the_reference_critiques(world, tiny_dir, tmp_path, cli_run):
+    code, out, _ = cli_run(["train", "rm", "--show-options"])
+    assert code == 0 and "rm.critique_weight" in out and "rm.critique_request" in out
+    argv = ["train", "rm", f"model.path={tiny_dir('tiny-llava')}", f"data.train={world / 'train.jsonl'}"]
+    argv += [f"data.eval={world / 'val.jsonl'}", f"data.root={world}", f"train.output_dir={tmp_path / 'cli'}"]
+    code, out, err = cli_run([*argv, "rm.critique=true", "train.max_steps=2", "train.batch_size=4", "--no-progress"])
+    assert code == 0, err
+    assert "held-out accuracy (given the reference critiques)" in out
+    assert load_reward_model(tmp_path / "cli").model.critique_request == REQUEST

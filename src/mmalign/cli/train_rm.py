@@ -34,5 +34,6 @@ def rm(
     summary = f"trained {result.global_step} steps (mean loss {result.train_loss:.4f})"
     held_out = result.eval_metrics
     if "eval_accuracy" in held_out:
-        summary += f", held-out accuracy {held_out['eval_accuracy']:.3f} margin {held_out['eval_margin']:.3f}"
+        given = " (given the reference critiques)" if cfg.rm.critique else ""
+        summary += f", held-out accuracy{given} {held_out['eval_accuracy']:.3f} margin {held_out['eval_margin']:.3f}"
     typer.echo(f"{summary} in {result.runtime_s:.0f} s; metrics in {result.output_dir / 'metrics.jsonl'}")
