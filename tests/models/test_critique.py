@@ -78,6 +78,14 @@ def test_one_forward_gives_the_plain_rewards_and_the_models_logits(tiny_dir, pre
         reference = loaded.model(**batch.model_inputs(), use_cache=False).logits
     torch.testing.assert_close(rewards, plain, **TOL)
     torch.testing.assert_close(logits, reference, **TOL)
+    # by hand: w · h_L + b at the critique's last token (its end-of-turn), the last labelled position
+    with torch.no_grad():
+        hidden = loaded.model.base_model(**batch.model_inputs()).last_hidden_state
+    w, b = model.reward_head.weight.detach()[0], float(model.reward_head.bias.detach()[0])
+    for row in range(2):
+        last = int((batch.labels[row] != IGNORE).nonzero().flatten()[-1])
+        assert loaded.tokenizer.convert_ids_to_tokens(int(batch.input_ids[row, last])) == loaded.tokenizer.eos_token
+        assert float(rewards[row]) == pytest.approx(float(hidden[row, last] @ w) + b, abs=1e-5)
 
 
 def test_save_load_keeps_the_mode_and_gives_equal_rewards(tiny_dir, mk, tmp_path):
