@@ -21,7 +21,14 @@ from trl.trainer.rloo_trainer import RLOOTrainer
 from trl.trainer.utils import nanstd as trl_nanstd
 
 from mmalign.errors import ConfigError
-from mmalign.losses.advantages import SCALE_REWARDS, combine_rewards, group_advantages, nanstd, rloo_advantages
+from mmalign.losses.advantages import (
+    SCALE_REWARDS,
+    combine_rewards,
+    gdpo_advantages,
+    group_advantages,
+    nanstd,
+    rloo_advantages,
+)
 
 NAN = float("nan")
 S7 = math.sqrt(7)
@@ -63,6 +70,18 @@ def test_rloo_advantages_by_hand():
     assert torch.allclose(normed.advantages, t([-3 / s, -1.5 / s, 4.5 / s, 0.0, 0.0, 0.0]), atol=1e-12)
     # a group with one scorable completion has no baseline: advantage 0
     assert rloo_advantages(t([5.0, NAN]), 2).advantages.tolist() == [0.0, 0.0]
+
+
+def test_gdpo_advantages_by_hand():
+    # one group of 2; function A scores (0, 1): mean 0.5, std √0.5; function B (3, 10): mean 6.5, std √24.5
+    per_function = t([[0.0, 3.0], [1.0, 10.0]])
+    s = 0.5 / (math.sqrt(0.5) + 1e-4) + 3.5 / (math.sqrt(24.5) + 1e-4)  # the sums are (−s, s)
+    expected = s / (s * math.sqrt(2) + 1e-4)  # batch mean 0, sample std s·√2
+    out = gdpo_advantages(per_function, 2)
+    assert torch.allclose(out.advantages, t([-expected, expected]), atol=1e-12)
+    # a row every function left None: advantage 0, and left out of the batch statistics
+    with_none = gdpo_advantages(t([[0.0, 3.0], [1.0, 10.0], [NAN, NAN], [NAN, NAN]]), 2)
+    assert torch.allclose(with_none.advantages, t([-expected, expected, 0.0, 0.0]), atol=1e-12)
 
 
 def test_combine_rewards_counts_none_as_zero_unless_all_are():
@@ -144,7 +163,7 @@ def trl_advantages(trainer_class, rewards_per_function: list[list[float | None]]
         reward_weights=torch.tensor(config.pop("weights", [1.0] * k)),
         state=SimpleNamespace(global_step=0),
         num_generations=group_size,
-        multi_objective_aggregation="sum_then_normalize",
+        multi_objective_aggregation=config.pop("aggregation", "sum_then_normalize"),
         reward_clip_range=None,
         _metrics={"train": defaultdict(list)},
         _logs={
@@ -187,6 +206,25 @@ def test_group_advantages_equal_trl(scale, group_size):
         ours = group_advantages(combine_rewards(as_tensor(per_function), [1.0, 0.5]), group_size, scale)
         assert torch.allclose(ours.advantages, theirs, atol=1e-6, rtol=0)
         assert ours.zero_std_fraction == pytest.approx(metrics["frac_reward_zero_std"][0])
+        assert theirs.abs().sum() > 0
+
+
+@pytest.mark.parametrize("group_size", [3, 4])
+def test_gdpo_advantages_equal_trl(group_size):
+    for seed in range(3):
+        per_function = rows(seed)
+        per_function[6] = [1.0, None]  # with group size 3, function 1 has one scorable reward in a group
+        per_function[7] = [0.5, None]
+        theirs, _ = trl_advantages(
+            GRPOTrainer,
+            per_function,
+            group_size,
+            aggregation="normalize_then_sum",
+            weights=[1.0, 0.5],
+            scale_rewards="group",
+        )
+        ours = gdpo_advantages(as_tensor(per_function), group_size, [1.0, 0.5])
+        assert torch.allclose(ours.advantages, theirs, atol=1e-6, rtol=0)
         assert theirs.abs().sum() > 0
 
 

@@ -12,7 +12,7 @@ Online RL (GRPO family) takes per-token log-probs of sampled completions and the
     out = GRPOLoss(loss_type="dapo", beta=0.04)(RolloutLogps(policy, mask, old, reference), advantages)
 """
 
-from mmalign.losses.advantages import Advantages, combine_rewards, group_advantages, rloo_advantages
+from mmalign.losses.advantages import Advantages, combine_rewards, gdpo_advantages, group_advantages, rloo_advantages
 from mmalign.losses.base import LossOutput, PolicyLogps, PreferenceLoss, ReferenceLogps, chosen_nll
 from mmalign.losses.ddpo import DenseDPOLoss, span_token_mask, span_token_weights
 from mmalign.losses.dpo import ConservativeDPOLoss, HingeLoss, IPOLoss, RobustDPOLoss, SigmoidLoss
@@ -47,6 +47,7 @@ __all__ = [
     "build_loss",
     "chosen_nll",
     "combine_rewards",
+    "gdpo_advantages",
     "group_advantages",
     "k3_kl",
     "kl_estimate",

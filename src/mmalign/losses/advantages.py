@@ -10,11 +10,16 @@ says which std (:data:`SCALE_REWARDS`): ``group`` the std of the completion's gr
 batch (PPO Lite, Liu et al., 2025), ``none`` no division (Dr. GRPO, Liu et al., 2025: the division biases towards
 too-easy and too-hard questions). The std is the *sample* std (Bessel's correction, n − 1), NaN-aware.
 
+GDPO (Group reward-Decoupled normalization, 2026, TRL's ``multi_objective_aggregation="normalize_then_sum"``):
+with several reward functions, normalise each one within its group first, (r_k − mean_k) / (std_k + 1e-4), sum
+them with their weights, then normalise the sums over the batch (:func:`gdpo_advantages`).
+
 RLOO (Ahmadian et al., 2024, "Back to Basics", Eq. 2): A_i = r_i − mean of the *other* scorable completions of
 the group (leave-one-out); optionally normalised over the batch, (A − mean A) / (std A + 1e-4).
 
 **Equal to TRL 1.16**: :func:`group_advantages` to ``GRPOTrainer._generate_and_score_completions`` with
-``multi_objective_aggregation="sum_then_normalize"`` (trl/trainer/grpo_trainer.py lines 2753-2810), and
+``multi_objective_aggregation="sum_then_normalize"`` and :func:`gdpo_advantages` with ``"normalize_then_sum"``
+(trl/trainer/grpo_trainer.py lines 2753-2810), and
 :func:`rloo_advantages` to ``RLOOTrainer._generate_and_score_completions`` (rloo_trainer.py lines 1647-1699; its
 KL penalty, β·Σ(log π_old − log π_ref) per sequence, is subtracted from the rewards before, by the trainer);
 :func:`combine_rewards` is the weighted sum both apply first. tests/losses/test_advantages.py runs TRL's code.
@@ -129,3 +134,26 @@ def rloo_advantages(rewards: Tensor, group_size: int, normalize: bool = False) -
     if normalize:
         advantages = (advantages - torch.nanmean(advantages)) / (nanstd(advantages) + STD_EPS)
     return Advantages(torch.nan_to_num(advantages, nan=0.0), std.repeat_interleave(group_size))
+
+
+def gdpo_advantages(per_function: Tensor, group_size: int, weights: Tensor | list[float] | None = None) -> Advantages:
+    """GDPO: each reward function's rewards (N, K) normalised within the group, summed with ``weights``, the sums
+    normalised over the batch (module docstring). A completion every function left NaN gets advantage 0.
+
+    One group of two completions, function A scoring them (0, 1), B (3, 10): A → (−0.5, 0.5)/(√0.5 + 1e-4),
+    B → (−3.5, 3.5)/(√24.5 + 1e-4); sums ±s with s = 1.4140... ; over the batch (mean 0, std s√2) → ±s/(s√2 + 1e-4).
+    """
+    if per_function.dim() != 2:
+        raise ConfigError(f"rewards per function must be (N, K), got {tuple(per_function.shape)}")
+    n, k = per_function.shape
+    _groups(per_function[:, 0], group_size)  # checks that the rows split into groups
+    grouped = per_function.view(-1, group_size, k)
+    mean = torch.nanmean(grouped, dim=1, keepdim=True)
+    std = nanstd(grouped, dim=1).unsqueeze(1) if group_size > 1 else torch.zeros_like(mean)
+    normalised = ((grouped - mean) / (std + STD_EPS)).view(n, k)
+    # a function's NaN (None, or a group with one scorable reward) counts as 0 unless every raw reward is NaN
+    rewards = combine_rewards(torch.nan_to_num(normalised, nan=0.0), weights)
+    rewards = torch.where(torch.isnan(per_function).all(dim=1), float("nan"), rewards)
+    batch_std = nanstd(rewards).expand_as(rewards) if n > 1 else torch.zeros_like(rewards)
+    advantages = (rewards - torch.nanmean(rewards)) / (batch_std + STD_EPS)
+    return Advantages(torch.nan_to_num(advantages, nan=0.0), batch_std)
