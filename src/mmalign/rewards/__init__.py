@@ -5,8 +5,9 @@ take ours to TRL, and :func:`as_verl` gives verl's ``compute_score``.
     rewards[0](prompts, completions, objects=[["red circle"], ...])  # -> [0.67, ...]
 
 :mod:`~mmalign.rewards.base` holds the convention (None: the reward does not apply; 0.0: a malformed completion),
-:mod:`~mmalign.rewards.verifiers` the shapes-world verifiers, :mod:`~mmalign.rewards.model` a trained reward model.
-The reward model's module is imported on use (it loads mmalign.models).
+:mod:`~mmalign.rewards.verifiers` the shapes-world verifiers, :mod:`~mmalign.rewards.model` a trained reward model
+(``RewardModelReward``), :mod:`~mmalign.rewards.judge` the judge model (``JudgeReward``); import those two from
+their modules (they load mmalign.models and mmalign.judge).
 """
 
 from mmalign.rewards.base import (
