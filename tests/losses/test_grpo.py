@@ -17,9 +17,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 from trl.trainer.grpo_trainer import GRPOTrainer
+from trl.trainer.rloo_trainer import RLOOTrainer
 
 from mmalign.errors import ConfigError
-from mmalign.losses.grpo import LOSS_TYPES, GRPOLoss, RolloutLogps, k3_kl
+from mmalign.losses.grpo import LOSS_TYPES, GRPOLoss, RolloutLogps, k3_kl, sequence_kl_penalty
 
 TOL = 1e-6
 R = math.exp(0.2)  # 1.2214028
@@ -129,6 +130,26 @@ def test_sequence_level_ratio_is_the_mean_token_log_ratio():
     assert out.loss.item() == pytest.approx((-r0 + r1) / 2, abs=1e-12)  # neither is clipped
 
 
+def test_rloo_loss_by_hand():
+    # summed log-ratios: completion 0: 0 + 0.2 = 0.2 (the padded token is not counted), completion 1: −0.3 + 0 + 0.4
+    # = 0.1; ratios e^0.2 = 1.2214 (A = 1: clipped at 1.2) and e^0.1 = 1.1052 (A = −1: unclipped)
+    logps = make_logps()
+    out = GRPOLoss(loss_type="rloo")(logps, ADV)
+    assert out.loss.item() == pytest.approx((-1.2 + math.exp(0.1)) / 2, abs=1e-12)
+    out.loss.backward()  # completion 0 clipped: 0; completion 1: d(ρ)/d log π = ρ on each active token, / B
+    expected = [[0.0, 0.0, 0.0], [math.exp(0.1) / 2] * 3]
+    assert torch.allclose(logps.policy.grad, t(expected), atol=1e-12)
+    assert out.metrics["clip_ratio/high_mean"] == 0.5  # one of two completions
+
+
+def test_sequence_kl_penalty_by_hand():
+    # Σ m·(old − ref): completion 0: (−1 − (−1 + ln 2)) + (−2.2 − (−2)) = −ln 2 − 0.2; completion 1:
+    # (−0.2 − (−0.5 − ln 2)) + (−1.5 + 1.5) + (−1.4 + 1) = 0.3 + ln 2 − 0.4
+    logps = make_logps(reference=True)
+    kl = sequence_kl_penalty(logps.old, logps.reference, logps.mask)
+    assert torch.allclose(kl, t([-math.log(2) - 0.2, math.log(2) - 0.1]), atol=1e-12)
+
+
 def test_bad_options_fail_at_start():
     with pytest.raises(ConfigError, match="loss_type must be one of"):
         GRPOLoss(loss_type="ppo")
@@ -136,6 +157,8 @@ def test_bad_options_fail_at_start():
         GRPOLoss(loss_type="dr_grpo")
     with pytest.raises(ConfigError, match="use importance_sampling_level token"):
         GRPOLoss(loss_type="dapo", importance_sampling_level="sequence")
+    with pytest.raises(ConfigError, match="'rloo' takes its KL as a reward penalty"):
+        GRPOLoss(loss_type="rloo", beta=0.1)
     with pytest.raises(ConfigError, match="epsilon must be a finite number >= 0"):
         GRPOLoss(epsilon=-0.1)
     with pytest.raises(ConfigError, match=r"advantages must be \(B,\) or \(B, T\)"):
@@ -223,7 +246,7 @@ def random_logps(seed: int, b: int = 4, n: int = 6) -> tuple[RolloutLogps, torch
 
 
 CASES = [
-    *({"loss_type": name} for name in LOSS_TYPES if name != "luspo"),
+    *({"loss_type": name} for name in LOSS_TYPES if name not in ("luspo", "rloo")),
     {"loss_type": "luspo", "importance_sampling_level": "sequence"},
     {"loss_type": "grpo", "importance_sampling_level": "sequence", "beta": 0.05},
     {"loss_type": "sapo", "importance_sampling_level": "sequence"},
@@ -264,3 +287,50 @@ def test_trl_comparison_sees_clipping_on_both_sides():
         low += metrics["clip_ratio/low_mean"] > 0
         high += metrics["clip_ratio/high_mean"] > 0
     assert low > 0 and high > 0
+
+
+def trl_rloo_loss(loss: GRPOLoss, logps: RolloutLogps, advantages: torch.Tensor):
+    """TRL's ``RLOOTrainer._compute_loss`` on ``logps`` (its ``old_logps`` are the summed old log-probs)."""
+    policy = logps.policy.detach().clone().requires_grad_(True)
+    b, n = policy.shape
+    trainer = SimpleNamespace(
+        epsilon_low=loss.epsilon_low,
+        epsilon_high=loss.upper,
+        model=SimpleNamespace(training=True),
+        aux_loss_enabled=False,
+        accelerator=_OneProcess(),
+        _metrics={"train": defaultdict(list)},
+        _get_per_token_logps_and_entropies=lambda *args, **kwargs: (policy, logps.entropy, None),
+    )
+    mask = logps.mask.long()
+    old = policy.detach() if logps.old is None else logps.old
+    inputs = {
+        "prompt_ids": torch.zeros((b, 2), dtype=torch.long),
+        "prompt_mask": torch.ones((b, 2), dtype=torch.long),
+        "completion_ids": torch.zeros((b, n), dtype=torch.long),
+        "completion_mask": mask,
+        "advantages": advantages,
+        "old_logps": (old * mask).sum(1),
+    }
+    out = RLOOTrainer._compute_loss(trainer, None, inputs)
+    return out, policy, {name: values[0] for name, values in trainer._metrics["train"].items()}
+
+
+@pytest.mark.parametrize("options", [{}, {"epsilon": 0.1, "epsilon_high": 0.3}], ids=["default", "asymmetric"])
+@pytest.mark.parametrize("on_policy", [False, True], ids=["off-policy", "on-policy"])
+def test_rloo_equals_trl_loss_gradient_and_metrics(options, on_policy):
+    loss = GRPOLoss(loss_type="rloo", **options)
+    clipped = 0.0
+    for seed in range(3):
+        logps, advantages = random_logps(seed)
+        if on_policy:
+            logps.old = None
+        theirs, their_policy, their_metrics = trl_rloo_loss(loss, logps, advantages)
+        ours = loss(logps, advantages)
+        assert abs(ours.loss.item() - theirs.item()) < TOL
+        ours.loss.backward()
+        theirs.backward()
+        assert torch.allclose(logps.policy.grad, their_policy.grad, atol=TOL, rtol=0)
+        assert ours.metrics == pytest.approx(their_metrics, abs=TOL)
+        clipped += ours.metrics["clip_ratio/region_mean"]
+    assert (clipped > 0) == (not on_policy)  # off-policy cases do reach the clip

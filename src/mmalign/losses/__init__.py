@@ -16,7 +16,7 @@ from mmalign.losses.advantages import Advantages, combine_rewards, gdpo_advantag
 from mmalign.losses.base import LossOutput, PolicyLogps, PreferenceLoss, ReferenceLogps, chosen_nll
 from mmalign.losses.ddpo import DenseDPOLoss, span_token_mask, span_token_weights
 from mmalign.losses.dpo import ConservativeDPOLoss, HingeLoss, IPOLoss, RobustDPOLoss, SigmoidLoss
-from mmalign.losses.grpo import GRPOLoss, GRPOOutput, RolloutLogps, k3_kl
+from mmalign.losses.grpo import GRPOLoss, GRPOOutput, RolloutLogps, k3_kl, sequence_kl_penalty
 from mmalign.losses.mdpo import MDPOLoss
 from mmalign.losses.metrics import kl_estimate, preference_metrics, sequence_kl
 from mmalign.losses.orpo import ORPOLoss
@@ -56,6 +56,7 @@ __all__ = [
     "preference_metrics",
     "rloo_advantages",
     "sequence_kl",
+    "sequence_kl_penalty",
     "span_token_mask",
     "span_token_weights",
 ]

@@ -19,12 +19,17 @@ How the per-token losses become one number (``loss_type``, :data:`LOSS_TYPES`), 
              batch's, when it equals ``bnpo``;
 ``cispo``    −clip(ρ, max=ε_high).detach()·A·log π, aggregated as ``dapo`` (MiniMax-M1, 2025);
 ``sapo``     −(4/τ)·σ(τ(ρ − 1))·A with τ per advantage sign, aggregated as ``grpo`` (SAPO, 2025);
-``luspo``    mean over completions of Σ_t m·loss: each completion weighted by its length (LUSPO, 2026).
+``luspo``    mean over completions of Σ_t m·loss: each completion weighted by its length (LUSPO, 2026);
+``rloo``     TRL's ``RLOOTrainer`` loss: one ratio per completion, exp(Σ_t m·(log π − log π_old)), clipped, mean
+             over completions; its KL to the reference is a reward penalty, not a loss term
+             (:func:`sequence_kl_penalty`, subtracted from the rewards before :func:`~mmalign.losses.advantages.
+             rloo_advantages`), so β must be 0 here.
 ``importance_sampling_level="sequence"`` (GSPO, Zheng et al., 2025) uses one ratio per completion,
 exp(mean_t(log π − log π_old)).
 
 **Equal to TRL 1.16's** ``GRPOTrainer._compute_loss`` (trl/trainer/grpo_trainer.py lines 3020-3292: loss,
-gradient, ``kl``, ``entropy`` and ``clip_ratio/*``) on one process with ``current_gradient_accumulation_steps``
+gradient, ``kl``, ``entropy`` and ``clip_ratio/*``), and for ``rloo`` to ``RLOOTrainer._compute_loss``
+(rloo_trainer.py lines 1794-1861), on one process with ``current_gradient_accumulation_steps``
 and ``steps_per_generation`` 1, no vLLM, ``top_entropy_quantile`` 1, no entropy bonus and no off-policy mask
 (tests/losses/test_grpo.py runs TRL's code). Under gradient accumulation TRL divides the ``grpo``, ``bnpo``,
 ``dr_grpo``, ``sapo`` and ``luspo`` losses by the number of accumulation steps; for ``dapo`` and ``cispo`` it
@@ -43,7 +48,7 @@ from torch import Tensor
 from mmalign.config import check_ranges, option
 from mmalign.errors import ConfigError
 
-LOSS_TYPES: tuple[str, ...] = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo")
+LOSS_TYPES: tuple[str, ...] = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "rloo")
 IMPORTANCE_SAMPLING_LEVELS: tuple[str, ...] = ("token", "sequence")
 
 
@@ -85,6 +90,12 @@ def k3_kl(policy: Tensor, reference: Tensor) -> Tensor:
     return torch.exp(q) - q - 1
 
 
+def sequence_kl_penalty(old: Tensor, reference: Tensor, mask: Tensor) -> Tensor:
+    """(B,) Σ_t m·(log π_old − log π_ref): RLOO's per-completion KL estimate (k1, Ahmadian et al., 2024), which
+    its trainer subtracts from the rewards times β (TRL's ``RLOOTrainer``; it may be negative, unlike k3)."""
+    return ((old.detach() - reference.detach()) * mask.to(old.dtype)).sum(-1)
+
+
 @dataclass(frozen=True)
 class GRPOLoss:
     """The clipped policy-gradient loss with a k3 KL penalty, aggregated as ``loss_type`` says (module docstring)."""
@@ -116,8 +127,20 @@ class GRPOLoss:
             raise ConfigError("loss_type 'dr_grpo' needs max_completion_length (its constant denominator)")
         if self.loss_type == "luspo" and self.importance_sampling_level != "sequence":
             raise ConfigError("loss_type 'luspo' needs importance_sampling_level 'sequence'")
-        if self.importance_sampling_level == "sequence" and self.loss_type in ("bnpo", "dr_grpo", "dapo", "cispo"):
-            raise ConfigError(f"loss_type {self.loss_type!r} normalises per token: use importance_sampling_level token")
+        if self.loss_type == "rloo" and (self.beta != 0.0 or self.delta is not None):
+            raise ConfigError(
+                "loss_type 'rloo' takes its KL as a reward penalty (sequence_kl_penalty): set beta 0, no delta"
+            )
+        if self.importance_sampling_level == "sequence" and self.loss_type in (
+            "bnpo",
+            "dr_grpo",
+            "dapo",
+            "cispo",
+            "rloo",
+        ):
+            raise ConfigError(
+                f"loss_type {self.loss_type!r} takes no sequence-level ratio: use importance_sampling_level token"
+            )
 
     @property
     def epsilon_low(self) -> float:
@@ -142,6 +165,8 @@ class GRPOLoss:
         log_ratio = policy - old
         if self.importance_sampling_level == "sequence":  # GSPO: the mean token log-ratio of each completion
             log_ratio = ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).unsqueeze(-1)
+        elif self.loss_type == "rloo":  # RLOO: the ratio of the completions' probabilities
+            log_ratio = (log_ratio * mask).sum(-1, keepdim=True)
         ratio = torch.exp(log_ratio)
 
         shown = ratio  # the ratio the clip metrics look at (TRL's coef_1, capped at δ when set)
@@ -178,6 +203,8 @@ class GRPOLoss:
             return masked.sum() / (per_token.size(0) * self.max_completion_length)
         if self.loss_type == "luspo":
             return masked.sum(-1).mean()
+        if self.loss_type == "rloo":  # one loss per completion, (B, 1)
+            return per_token.mean()
         denominator = mask.sum() if num_tokens is None else torch.as_tensor(num_tokens, dtype=mask.dtype)
         return masked.sum() / denominator.clamp(min=1.0)
 
