@@ -40,7 +40,6 @@ steps per generation. Those scalings are the trainer's business, not the loss's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -50,6 +49,8 @@ from mmalign.errors import ConfigError
 
 LOSS_TYPES: tuple[str, ...] = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "rloo")
 IMPORTANCE_SAMPLING_LEVELS: tuple[str, ...] = ("token", "sequence")
+TOKEN_RATIO_ONLY: tuple[str, ...] = ("bnpo", "dr_grpo", "dapo", "cispo", "rloo")
+"""Loss types that take no sequence-level (GSPO) ratio, as TRL refuses them."""
 
 
 @dataclass
@@ -100,8 +101,6 @@ def sequence_kl_penalty(old: Tensor, reference: Tensor, mask: Tensor) -> Tensor:
 class GRPOLoss:
     """The clipped policy-gradient loss with a k3 KL penalty, aggregated as ``loss_type`` says (module docstring)."""
 
-    name: ClassVar[str] = "grpo"
-
     loss_type: str = option("dapo", "How token losses become one number: " + ", ".join(LOSS_TYPES) + ".")
     epsilon: float = option(0.2, "ε_low: the ratio is clipped below at 1 − ε_low.", ge=0)
     epsilon_high: float | None = option(
@@ -131,13 +130,7 @@ class GRPOLoss:
             raise ConfigError(
                 "loss_type 'rloo' takes its KL as a reward penalty (sequence_kl_penalty): set beta 0, no delta"
             )
-        if self.importance_sampling_level == "sequence" and self.loss_type in (
-            "bnpo",
-            "dr_grpo",
-            "dapo",
-            "cispo",
-            "rloo",
-        ):
+        if self.importance_sampling_level == "sequence" and self.loss_type in TOKEN_RATIO_ONLY:
             raise ConfigError(
                 f"loss_type {self.loss_type!r} takes no sequence-level ratio: use importance_sampling_level token"
             )
