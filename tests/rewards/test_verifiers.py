@@ -134,3 +134,9 @@ def test_format_by_hand():
 def test_column_length_must_match():
     with pytest.raises(DataError, match=r"column 'count' must hold one value per completion \(2\), got 1"):
         count_exact(None, ["1", "2"], count=[1])
+
+
+def test_rewards_are_named_and_hashable_like_functions():
+    assert {object_f1, count_exact, yes_no, grounding_iou} and object_f1.__name__ == "object_f1"
+    assert ObjectReward("f1") is not object_f1 and ObjectReward("f1") != object_f1  # identity, as functions
+    assert ObjectReward("recall", name="recall_coco", vocabulary="coco").__name__ == "recall_coco"

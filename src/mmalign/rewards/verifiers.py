@@ -38,7 +38,8 @@ _YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 
 
 class _Verifier:
-    """A reward comparing each completion's answer with one ground-truth column."""
+    """A reward comparing each completion's answer with one ground-truth column. Subclasses are dataclasses with
+    ``eq=False``: compared by identity and hashable, as plain functions are."""
 
     column: str
     name: str
@@ -64,7 +65,7 @@ class _Verifier:
         return DataError(f"reward {self.name!r}: row {row}: expected {expected}, got {truth!r}", field=self.column)
 
 
-@dataclass
+@dataclass(eq=False)
 class ObjectReward(_Verifier):
     """Objects the completion names against those present, CHAIR's way (Rohrbach et al., 2018).
 
@@ -116,7 +117,7 @@ def first_count(text: str) -> int | None:
     return int(word) if word.isdigit() else NUMBER_WORDS.index(word)
 
 
-@dataclass
+@dataclass(eq=False)
 class CountReward(_Verifier):
     """1.0 when the first number in the answer (digits or a word, "zero" to the world's largest) equals the
     column's count, else 0.0 (also when there is no number)."""
@@ -130,7 +131,7 @@ class CountReward(_Verifier):
         return float(first_count(answer) == truth)
 
 
-@dataclass
+@dataclass(eq=False)
 class YesNoReward(_Verifier):
     """1.0 when the answer's first "yes" or "no" (a whole word, any case) is the column's answer, else 0.0."""
 
@@ -174,7 +175,7 @@ def iou(a: list[float], b: list[float]) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-@dataclass
+@dataclass(eq=False)
 class GroundingReward(_Verifier):
     """The IoU of the answer's first box (:func:`parse_box`) with the true box (the best of several); 0.0 when
     the answer has no box or an empty one."""
