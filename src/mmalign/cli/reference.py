@@ -52,6 +52,7 @@ def render() -> str:
     from mmalign.demo.settings import DemoSettings
     from mmalign.eval.config import EvalConfig
     from mmalign.losses import LOSSES, loss_help
+    from mmalign.train.grpo import GRPOConfig
     from mmalign.train.preference import PreferenceConfig
     from mmalign.train.reward import RewardConfig
     from mmalign.train.sft import SFTConfig
@@ -92,6 +93,12 @@ def render() -> str:
         "`mmalign train rm` (RewardConfig)",
         "Keys of the YAML config (`--config`), or `key.sub=value` on the command line.",
         RewardConfig,
+        flags=False,
+    )
+    parts += section(
+        "`mmalign train grpo` (GRPOConfig)",
+        "Keys of the YAML config (`--config`), or `key.sub=value` on the command line.",
+        GRPOConfig,
         flags=False,
     )
     return "\n".join(parts) + "\n"
