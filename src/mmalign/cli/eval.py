@@ -115,7 +115,10 @@ def score(
 def run(
     values: dict[str, Any],
     judge_url: str | None = typer.Option(
-        None, "--judge-url", help="OpenAI-compatible judge API base URL (…/v1); enables dialogue and preference."
+        None,
+        "--judge-url",
+        help="OpenAI-compatible judge API base URL (…/v1); enables dialogue, preference and, without "
+        "--reward-model, the reward-model benchmarks.",
     ),
     judge_model: str | None = typer.Option(None, "--judge-model", help="Judge model name as the server knows it."),
     judge_key_env: str = typer.Option(
