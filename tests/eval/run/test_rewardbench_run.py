@@ -263,3 +263,26 @@ def test_judge_decides_each_benchmark_as_its_script_asks(cli, data, tmp_path, ju
     n = len(judge_server.requests)
     assert cli(args) == 0 and len(judge_server.requests) == n + 1  # only the failed request is asked again
     assert json.loads((out / "results.json").read_text())["tasks"] == results["tasks"]
+
+
+def test_without_a_model_only_the_benchmarks_run_and_each_needs_its_source(cli, reward_model, data, tmp_path):
+    from mmalign.errors import ConfigError
+    from mmalign.eval.config import EvalConfig
+
+    with pytest.raises(ConfigError, match="give --model DIR: tasks pope_random"):
+        EvalConfig(out=tmp_path, tasks="pope_random,vl_rewardbench", reward_model=reward_model).task_names()
+    with pytest.raises(ConfigError, match="give --reward-model DIR or the judge"):
+        EvalConfig(out=tmp_path, suite="rewardbench").task_names()
+    out = tmp_path / "one"
+    args = ["eval", "run", "--reward-model", str(reward_model), "--suite", "rewardbench", "--no-progress"]
+    args += ["--source", f"vl_rewardbench={data['vl_rewardbench']}", "--out", str(out), "--bootstrap", "20"]
+    assert cli(args) == 0
+    tasks = json.loads((out / "results.json").read_text())["tasks"]
+    assert tasks["vl_rewardbench"]["status"] == "done"
+    assert tasks["multimodal_rewardbench"] == {
+        "dimension": "reward",
+        "status": "skipped",
+        "description": tasks["multimodal_rewardbench"]["description"],
+        "reason": "needs --source multimodal_rewardbench=PATH, the benchmark's own data (it has no shapes-world "
+        "version)",
+    }
