@@ -112,8 +112,9 @@ class EvalConfig:
     )
     judge: JudgeConfig | None = option(
         None,
-        "Where the judge is (--judge-url, --judge-model, --judge-key-env, --judge-concurrency); None: the judged "
-        "tasks (dialogue, preference) are skipped.",
+        "Where the judge is (--judge-url, --judge-model, --judge-key-env, --judge-concurrency, --judge-temperature); "
+        "None: the judged tasks (dialogue, preference; the reward-model benchmarks without --reward-model) are "
+        "skipped.",
         cli=False,
     )
     judge_max_failed: float = option(
@@ -123,6 +124,13 @@ class EvalConfig:
         "the judgments that succeeded and the failures are counted (mmalign.eval.run.judging). 0: none may fail.",
         ge=0,
         le=1,
+    )
+    judge_samples: int = option(
+        1,
+        "VL-RewardBench decided by the judge: samples an item, each with its own answer order drawn from --seed; "
+        "an item's verdict is its samples' majority, as cal.py counts (inference.py takes 10 at temperature 0.2: "
+        "--judge-samples 10 --judge-temperature 0.2).",
+        ge=1,
     )
     n_resamples: int = option(
         1000, "Bootstrap resamples for the 95% intervals (preference: rounds).", ge=1, flag="--bootstrap"

@@ -179,6 +179,15 @@ def test_reward_model_decides_each_benchmark_by_its_rewards(cli, reward_model, d
     assert again["timings"]["tasks"]["vl_rewardbench"]["items_cached"] == 4
     assert again["timings"]["tasks"]["vl_rewardbench"]["items_computed"] == 0
     assert "reward model" in (out / "report.md").read_text()
+    # eval compare pairs two such runs item by item (a run against itself: every delta 0)
+    assert cli(["eval", "compare", str(out), str(out), "--out", str(tmp_path / "cmp"), "--bootstrap", "20"]) == 0
+    compared = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    deltas = [
+        d for entry in compared["tasks"].values() for row in entry["runs"].values() for d in row["deltas"].values()
+    ]
+    assert len(deltas) >= 3 and all(d["delta"] == 0 for d in deltas)
+    assert set(compared["tasks"]) == set(FILES)
+    assert next(iter(compared["runs"].values()))["model"] == str(reward_model)
 
 
 def _judge(server, better: dict[str, str]) -> None:
@@ -227,19 +236,24 @@ def test_judge_decides_each_benchmark_as_its_script_asks(cli, data, tmp_path, ju
     out = tmp_path / "judged"
     args = ["eval", "run", "--tasks", TASKS, *_sources(data), "--out", str(out), "--no-progress"]
     args += ["--bootstrap", "50", "--judge-url", judge_server.url, "--judge-model", "fake-judge"]
-    args += ["--judge-key-env", judge_server.key_env, "--judge-max-failed", "0.5"]
+    args += ["--judge-key-env", judge_server.key_env, "--judge-max-failed", "0.5", "--judge-samples", "3"]
     assert cli(args) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["model"] is None and results["reward_model"] is None
-    # VL-RewardBench: 4 items, one unparsed (left out), one wrong: 2 of 3; inference.py's meta
+    # VL-RewardBench: 4 items × 3 samples, each item's samples agree with one another (the judge reads the answers,
+    # not their order): one unparsed (left out), one wrong: 2 of 3; inference.py's rows, a sample each, item by item
     vl = results["tasks"]["vl_rewardbench"]
-    assert vl["mode"] == "judge" and vl["judge"]["n_failed"] == 0
+    assert vl["mode"] == "judge" and vl["judge"]["n"] == 12 and vl["judge"]["n_failed"] == 0
     assert (vl["metrics"]["agree"], vl["metrics"]["reject"], vl["metrics"]["unparsed"]) == (2, 1, 1)
-    assert vl["metrics"]["accuracy"] == 2 / 3
+    assert vl["metrics"]["accuracy"] == 2 / 3 and vl["metrics"]["n_samples"] == 12
     rows = _rows(out / "predictions/vl_rewardbench.jsonl")
-    assert [r["meta"]["flag_status"] for r in rows] == ["doesntMatch", "agree", "reject", "agree"]
-    assert rows[1]["meta"]["filtering model"] == "fake-judge" and rows[1]["meta"]["random_number"] in (0, 1)
-    assert "<image>" not in rows[2]["meta"]["filter_prompt"]
+    statuses = ["doesntMatch", "agree", "reject", "agree"]
+    assert [r["meta"]["flag_status"] for r in rows] == [s for s in statuses for _ in range(3)]
+    assert {r["meta"]["random_number"] for r in rows} == {0, 1}  # both orders shown
+    for row in rows:  # the order shown is the one the prompt has
+        first = re.search(r"\nAnswer 1: (.*?)\n\nAnswer 2: ", row["meta"]["filter_prompt"], re.S).group(1)
+        assert first == row["response"][row["meta"]["random_number"]]
+    assert rows[3]["meta"]["filtering model"] == "fake-judge" and "<image>" not in rows[6]["meta"]["filter_prompt"]
     # Multimodal RewardBench: the failed request is left out (1 of 5 failed), the coin decides one
     mrb = results["tasks"]["multimodal_rewardbench"]
     assert mrb["judge"]["n_failed"] == 1 and mrb["judge"]["n"] == 5 and mrb["metrics"]["n"] == 4

@@ -386,6 +386,7 @@ def evaluate(cfg: EvalConfig, echo: Echo = print) -> dict[str, Any]:
             "beta": cfg.beta,
             "judge": judge,
             "judge_max_failed": cfg.judge_max_failed,
+            "judge_samples": cfg.judge_samples,
             "opponents": [str(p) for p in cfg.opponents],
         },
         "tasks": tasks,

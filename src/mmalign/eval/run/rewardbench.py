@@ -9,10 +9,11 @@ so equal rewards count as wrong, as MM-RLHF's ``cal_performance_mmreweard_bench.
 **With the judge** (and no reward model) the judge is asked as each benchmark's inference script asks
 (:mod:`.rewardbench_prompts`), its replies kept in the judge cache (a rerun pays only for what it lacks):
 
-* VL-RewardBench: one judge sample an item (``inference.py`` takes 10 at temperature 0.2; here the judge's own
-  settings, temperature 0 by default), the two answers shown in the order ``random_number`` says (0: as in
-  ``response``, 1: swapped), drawn per item from ``--seed`` and the id; the row is ``inference.py``'s, with the
-  judge's text in ``meta.filter_choice``;
+* VL-RewardBench: ``--judge-samples`` judge samples an item (default 1; ``inference.py`` takes 10 at temperature
+  0.2: ``--judge-samples 10 --judge-temperature 0.2``), each with the two answers in the order its ``random_number``
+  says (0: as in ``response``, 1: swapped), drawn from ``--seed``, the id and the sample's number; a row a sample, as
+  ``inference.py`` writes them, with the judge's text in ``meta.filter_choice`` (``cal.py`` takes each item's
+  majority);
 * Multimodal RewardBench: ``Output1`` as assistant A, ``Output2`` as B, as the official script shows them; the row
   is ``{"ID", "Text": the prompt, "Image", "Label", "Meta": the example, "output": the judge's text}``;
 * MM-RLHF-RewardBench: each answer rated 1–10 on its own; the ratings are the row's ``rewards`` and the judge's
@@ -107,17 +108,18 @@ def _image_url(inp: TaskInput, pair: PreferenceRecord) -> str | None:
     return image_data_url(inp.image_root / ref if isinstance(ref, str) else ref)
 
 
-def shown_order(seed: int, item_id: str) -> int:
-    """VL-RewardBench's ``random_number`` for an item: 1 shows the two answers swapped (drawn from seed and id)."""
-    return derive_seed(seed, "vl_rewardbench", item_id) % 2
+def shown_order(seed: int, item_id: str, sample: int = 0) -> int:
+    """VL-RewardBench's ``random_number`` for one sample of an item: 1 shows the two answers swapped (drawn from
+    the seed, the id and the sample's number, as ``inference.py`` draws one for each of its samples)."""
+    return derive_seed(seed, "vl_rewardbench", item_id, sample) % 2
 
 
-def _requests(task: str, pair: PreferenceRecord, seed: int) -> tuple[list[str], dict[str, Any]]:
-    """The prompt texts to send for one pair, and what the row needs to know about them."""
+def _requests(task: str, pair: PreferenceRecord, seed: int, sample: int) -> tuple[list[str], dict[str, Any]]:
+    """The prompt texts to send for one sample of one pair, and what its row needs to know about them."""
     row = pair.meta["row"]
     if task == "vl_rewardbench":
         answers = row["response"]
-        shown = shown_order(seed, pair.id)
+        shown = shown_order(seed, pair.id, sample)
         first, second = (answers[0], answers[1]) if shown == 0 else (answers[1], answers[0])
         return [prompts.vl_rewardbench_prompt(without_image_tag(row["query"]), first, second)], {"shown": shown}
     if task == "multimodal_rewardbench":
@@ -127,49 +129,51 @@ def _requests(task: str, pair: PreferenceRecord, seed: int) -> tuple[list[str], 
     return [prompts.mm_rlhf_rewardbench_prompt(question, row[key]) for key in ("chosen", "rejected")], {}
 
 
+def _ask(ev: Any, task: str, conversations: list[Any], sample: int) -> list[Any]:
+    """The judge's replies (a :class:`~mmalign.judge.JudgeError` where a request failed). Each sample number has its
+    own cache entries, so a second sample is asked again even where its prompt repeats the first's."""
+    from mmalign.eval.run.judging import _client
+    from mmalign.judge import JudgeError
+
+    rubric = prompts.VERSION if sample == 0 else f"{prompts.VERSION}/sample-{sample}"
+    try:
+        return _client(ev).complete_many(conversations, rubric_version=rubric, return_errors=True, desc=f"judge {task}")
+    except JudgeError as err:  # an auth failure stops every request: each judgment failed with it
+        return [err] * len(conversations)
+
+
 def _judged(
     ev: Any, task: str, inp: TaskInput, pairs: list[PreferenceRecord]
 ) -> tuple[list[dict[str, Any] | None], list[str | None]]:
-    """The prediction rows (None where the judgment failed) and, per item, why it failed (None: it did not)."""
-    from mmalign.eval.run.judging import _client, _unreadable
+    """The prediction rows, one a judged sample (None where the judgment failed), and, per row, why it failed (None:
+    it did not). VL-RewardBench takes ``--judge-samples`` samples an item; the others one."""
+    from mmalign.eval.run.judging import _unreadable
     from mmalign.judge import JudgeError, parse_score
 
-    plans, conversations, owner = [], [], []
-    for k, pair in enumerate(pairs):
-        texts, plan = _requests(task, pair, ev.cfg.seed)
-        url = _image_url(inp, pair)
-        plans.append((texts, plan))
-        for text in texts:
-            conversations.append(prompts.text_then_image(text, url))
-            owner.append(k)
-    client = _client(ev)
-    try:
-        replies: list[Any] = client.complete_many(
-            conversations, rubric_version=prompts.VERSION, return_errors=True, desc=f"judge {task}"
-        )
-    except JudgeError as err:  # an auth failure stops every request: each judgment failed with it
-        replies = [err] * len(conversations)
-    by_pair: list[list[Any]] = [[] for _ in pairs]
-    for k, reply in zip(owner, replies, strict=True):
-        by_pair[k].append(reply)
+    n_samples = ev.cfg.judge_samples if task == "vl_rewardbench" else 1
+    urls = [_image_url(inp, pair) for pair in pairs]
+    units = [(k, j, *_requests(task, pair, ev.cfg.seed, j)) for j in range(n_samples) for k, pair in enumerate(pairs)]
+    replies: list[list[Any]] = [[] for _ in units]
+    for j in range(n_samples):
+        asked = [(u, text) for u, unit in enumerate(units) if unit[1] == j for text in unit[2]]
+        conversations = [prompts.text_then_image(text, urls[units[u][0]]) for u, text in asked]
+        for (u, _), reply in zip(asked, _ask(ev, task, conversations, j), strict=True):
+            replies[u].append(reply)
     rows: list[dict[str, Any] | None] = []
     errors: list[str | None] = []
-    for pair, (texts, plan), got in zip(pairs, plans, by_pair, strict=True):
+    for (k, _, texts, plan), got in sorted(zip(units, replies, strict=True), key=lambda x: (x[0][0], x[0][1])):
         failed = next((str(r) for r in got if isinstance(r, JudgeError)), None)
+        row = None
         if failed is None and task == "mm_rlhf_rewardbench":
             scores = [parse_score(r) for r in got]
             if any(s is None for s in scores):
                 failed = _unreadable(next(r for r, s in zip(got, scores, strict=True) if s is None))
             else:
-                rows.append({**pair.meta["row"], "rewards": scores, "critic": got})
-                errors.append(None)
-                continue
-        if failed is not None:
-            rows.append(None)
-            errors.append(failed)
-            continue
-        rows.append(_judge_row(task, pair, texts[0], got[0], plan, ev.cfg.judge.model))
-        errors.append(None)
+                row = {**pairs[k].meta["row"], "rewards": scores, "critic": got}
+        elif failed is None:
+            row = _judge_row(task, pairs[k], texts[0], got[0], plan, ev.cfg.judge.model)
+        rows.append(row)
+        errors.append(failed)
     return rows, errors
 
 
