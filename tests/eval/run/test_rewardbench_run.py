@@ -289,6 +289,7 @@ def test_without_a_model_only_the_benchmarks_run_and_each_needs_its_source(cli, 
         EvalConfig(out=tmp_path, suite="rewardbench").task_names()
     out = tmp_path / "one"
     args = ["eval", "run", "--reward-model", str(reward_model), "--suite", "rewardbench", "--no-progress"]
+    args += ["--device", "cpu"]  # the reward head goes where the model is put
     args += ["--source", f"vl_rewardbench={data['vl_rewardbench']}", "--out", str(out), "--bootstrap", "20"]
     assert cli(args) == 0
     tasks = json.loads((out / "results.json").read_text())["tasks"]

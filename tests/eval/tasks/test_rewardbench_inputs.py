@@ -70,6 +70,7 @@ def test_multimodal_rewardbench_picks_the_better_output_and_mm_rlhf_skips_videos
     ("task", "content", "message"),
     [
         ("vl_rewardbench", {"human_ranking": [0, 0]}, "human_ranking"),
+        ("vl_rewardbench", {"human_ranking": ["0", "1"]}, "human_ranking"),
         ("vl_rewardbench", {"response": ["only one"]}, "response"),
         ("mm_rlhf_rewardbench", {"chosen": 3}, "chosen"),
     ],

@@ -66,6 +66,8 @@ def reward_runner(ev: Any) -> Any:
     if ev.reward_runner is None:
         cfg = ev.cfg
         loaded = load_reward_model(cfg.reward_model, dtype=cfg.dtype, device=cfg.device)
+        if cfg.device is not None:  # load moves the base model only; the head (float32) goes beside it
+            loaded.model.reward_head.to(cfg.device)
         fingerprint = model_fingerprint(cfg.reward_model)
         ev.reward_model = {
             "path": str(cfg.reward_model),

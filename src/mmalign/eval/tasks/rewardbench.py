@@ -104,12 +104,11 @@ def _vl(path: Path) -> list[PreferenceRecord]:
         if not (isinstance(answers, list) and len(answers) == 2 and all(isinstance(a, str) for a in answers)):
             raise DataError("must be a list of two answers (strings)", field="response", **where)
         ranking = raw.get("human_ranking", raw.get("ranking"))
-        ranking = list(ranking) if ranking is not None and not isinstance(ranking, str | dict) else ranking
-        if not (isinstance(ranking, list) and sorted(int(r) for r in ranking) == [0, 1]):
+        ok = isinstance(ranking, list) and all(isinstance(r, int) and not isinstance(r, bool) for r in ranking)
+        if not (ok and sorted(ranking) == [0, 1]):
             raise DataError(
                 f"must be [0, 1] or [1, 0] (0 marks the better answer), got {ranking!r}", field="human_ranking", **where
             )
-        ranking = [int(r) for r in ranking]
         image: Any
         if "image_path" in raw:
             image = _text(raw, "image_path", where)
