@@ -219,7 +219,8 @@ def _judge(server, better: dict[str, str]) -> None:
     server.respond = respond
 
 
-def test_judge_decides_each_benchmark_as_its_script_asks(cli, data, tmp_path, judge_server):
+def test_judge_decides_each_benchmark_as_its_script_asks(cli, data, tmp_path, judge_server, monkeypatch):
+    monkeypatch.setattr("mmalign.eval.run.rewardbench.CHUNK", 2)  # judged 2 pairs at a time: rows still in order
     better = {
         "vl": "he was getting used to the taste of freedom.",
         "vl0": "There is no existence of the dog's ear shape in the image description.",

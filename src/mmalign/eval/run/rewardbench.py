@@ -144,11 +144,27 @@ def _ask(ev: Any, task: str, conversations: list[Any], sample: int) -> list[Any]
         return [err] * len(conversations)
 
 
+CHUNK = 64
+"""Pairs judged at a time: their images are held as data URLs only while they are being judged."""
+
+
 def _judged(
     ev: Any, task: str, inp: TaskInput, pairs: list[PreferenceRecord]
 ) -> tuple[list[dict[str, Any] | None], list[str | None]]:
     """The prediction rows, one a judged sample (None where the judgment failed), and, per row, why it failed (None:
     it did not). VL-RewardBench takes ``--judge-samples`` samples an item; the others one."""
+    rows: list[dict[str, Any] | None] = []
+    errors: list[str | None] = []
+    for start in range(0, len(pairs), CHUNK):
+        got, why = _judged_chunk(ev, task, inp, pairs[start : start + CHUNK])
+        rows += got
+        errors += why
+    return rows, errors
+
+
+def _judged_chunk(
+    ev: Any, task: str, inp: TaskInput, pairs: list[PreferenceRecord]
+) -> tuple[list[dict[str, Any] | None], list[str | None]]:
     from mmalign.eval.run.judging import _unreadable
     from mmalign.judge import JudgeError, parse_score
 
