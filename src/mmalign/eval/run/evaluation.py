@@ -83,12 +83,10 @@ class Evaluation:
         self.model_name = name if name not in ("reference", "") else "model"
         self.world: Path | None = None
         self.reference: dict[str, Any] | None = None
-        self.reward_model: dict[str, Any] | None = None
-        """--reward-model's path, fingerprint, family and size, once loaded (mmalign.eval.run.rewardbench)."""
-        self.reward_runner: Runner | None = None
+        self.reward_model: dict[str, Any] | None = None  # --reward-model's path, fingerprint, family, size
+        self.reward_runner: Runner | None = None  # loaded on first use (mmalign.eval.run.rewardbench)
         self.judge_client: Any = None
-        self.stats: dict[str, RunStats] = {}
-        """Every runner's statistics, by label (results.json's timings)."""
+        self.stats: dict[str, RunStats] = {}  # every runner's statistics, by label (results.json's timings)
         self.inputs: dict[str, TaskInput] = {}
         for name in self.names:
             spec = get_task(name)
@@ -355,7 +353,7 @@ def evaluate(cfg: EvalConfig, echo: Echo = print) -> dict[str, Any]:
     finally:
         ev.close()
     judge = None if cfg.judge is None else {"base_url": cfg.judge.base_url, "model": cfg.judge.model}
-    model = None
+    model = None  # no --model: only the reward-model benchmarks ran
     if ev.loaded is not None:
         model = {
             "path": str(cfg.model),
