@@ -127,7 +127,9 @@ def test_config_checks(world, tiny_dir, tmp_path):
     with pytest.raises(ConfigError, match="group_size"):
         make_config(world, tiny_dir("tiny-llava"), tmp_path, "grpo.group_size=1")
     with pytest.raises(ConfigError, match="weight must be a finite number"):
-        make_config(world, tiny_dir("tiny-llava"), tmp_path, "grpo.rewards={objects_f1: .nan}")
+        make_config(world, tiny_dir("tiny-llava"), tmp_path, "grpo.rewards={object_f1: .nan}")
+    with pytest.raises(ConfigError, match="unknown reward 'f1'; built in: object_f1"):
+        make_config(world, tiny_dir("tiny-llava"), tmp_path, "grpo.rewards={f1: 1}")
     with pytest.raises(ConfigError, match="max_completion_length"):
         make_config(world, tiny_dir("tiny-llava"), tmp_path, "loss.loss_type=dr_grpo", "loss.max_completion_length=9")
     config = make_config(world, tiny_dir("tiny-llava"), tmp_path, "loss.beta=0.1", "grpo.reference=adapter")

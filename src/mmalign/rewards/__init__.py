@@ -38,7 +38,33 @@ from mmalign.rewards.verifiers import (
     yes_no,
 )
 
+REWARDS: dict[str, Reward] = {
+    reward.__name__: reward
+    for reward in (
+        object_f1,
+        object_precision,
+        object_recall,
+        object_chair_s,
+        count_exact,
+        yes_no,
+        grounding_iou,
+        think_answer_format,
+    )
+}
+"""The built-in rewards a config names (``grpo.rewards``), by the name TRL logs them under."""
+
+
+def get_reward(name: str) -> Reward:
+    """The built-in reward called ``name``; an unknown name is refused with the list of known ones."""
+    from mmalign.errors import ConfigError
+
+    if name not in REWARDS:
+        raise ConfigError(f"unknown reward {name!r}; built in: {', '.join(REWARDS)} (or pass Python callables)")
+    return REWARDS[name]
+
+
 __all__ = [
+    "REWARDS",
     "THINK_ANSWER",
     "CountReward",
     "FormatReward",
@@ -52,6 +78,7 @@ __all__ = [
     "completion_text",
     "count_exact",
     "from_verl",
+    "get_reward",
     "grounding_iou",
     "iou",
     "named",

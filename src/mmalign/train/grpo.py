@@ -65,7 +65,7 @@ class GRPOOptions:
     top_p: float = option(1.0, "Nucleus sampling: keep the smallest set of tokens with this probability.", gt=0, le=1)
     top_k: int = option(0, "Keep only the k most likely tokens (0: no cut).", ge=0)
     rewards: dict[str, float] = option(
-        {"objects_f1": 1.0}, "Reward functions by name and their weights (mmalign.rewards); summed per completion."
+        {"object_f1": 1.0}, "Reward functions by name and their weights (mmalign.rewards); summed per completion."
     )
     advantage: Literal["group", "rloo"] = option(
         "group", "group: GRPO's (r - group mean) / std; rloo: r - mean of the group's other rewards."
@@ -85,7 +85,10 @@ class GRPOOptions:
             raise ConfigError(f"grpo.scale_rewards must be one of {', '.join(SCALE_REWARDS)}")
         if not self.rewards:
             raise ConfigError("grpo.rewards is empty: name at least one reward function")
+        from mmalign.rewards import get_reward
+
         for name, weight in self.rewards.items():
+            get_reward(name)  # an unknown name fails with the config, not at the first step
             if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
                 raise ConfigError(f"grpo.rewards.{name}: the weight must be a finite number, got {weight!r}")
 
