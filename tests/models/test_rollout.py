@@ -92,3 +92,18 @@ def test_bad_options_are_refused(tiny_dir, mk):
         SamplingOptions(temperature=0)
     with pytest.raises(ConfigError, match="no prompts"):
         sample_groups(loaded, [], 2)
+
+
+def test_image_placeholders_are_never_drawn(tiny_dir, mk):
+    """Even a model that would rather say <image> samples other tokens: a completion holding a placeholder would
+    have no image behind it."""
+    loaded = load(tiny_dir("tiny-llava"))
+    image_token = loaded.model.config.image_token_id
+    with torch.no_grad():
+        loaded.model.lm_head.weight[image_token] *= 0
+        loaded.model.lm_head.weight[image_token] += loaded.model.lm_head.weight.abs().max() * 50  # its logit wins
+    greedy = sample_groups(loaded, items_for(loaded, mk), 2, SamplingOptions(max_new_tokens=4, do_sample=False))
+    sampled = sample_groups(loaded, items_for(loaded, mk), 2, SamplingOptions(max_new_tokens=4), seed=2)
+    for rollouts in (greedy, sampled):
+        assert not (rollouts.completion_ids == image_token).any()
+        assert (rollouts.token_logps[rollouts.completion_mask.bool()] < -5).all()  # the model's own log-probs

@@ -13,9 +13,11 @@ the shared-prefix forward (:mod:`mmalign.models.prefix`):
    position plus the row's rope delta) and an attention mask over [cache slots, new tokens] that hides the
    padding inside the cache.
 
-Sampling applies temperature, then top-k and top-p (``transformers``' logits warpers), and draws with a seeded
-generator, so a call is reproducible and leaves the global random state alone. Each sampled token's log-prob under
-the temperature-scaled distribution (before top-k / top-p, as TRL computes its old log-probs) is returned with it.
+Image placeholder tokens are never drawn (a completion holding one would have no image behind it, and the
+update's forward would refuse it). Sampling applies temperature, then top-k and top-p (``transformers``' logits
+warpers), and draws with a seeded generator, so a call is reproducible and leaves the global random state alone.
+Each sampled token's log-prob under the temperature-scaled distribution (before top-k / top-p and the placeholder
+ban, as TRL computes its old log-probs) is returned with it.
 :meth:`Rollouts.batch` lays prompts and completions out as a training batch whose response tokens are exactly the
 sampled ones (no decode/re-encode round trip), for the policy and reference log-probs of the update.
 
@@ -39,7 +41,14 @@ from mmalign.models.examples import Input, as_record, examples_from
 from mmalign.models.generation import eos_token_ids
 from mmalign.models.loading import LoadedModel
 from mmalign.models.logps import model_device_dtype, unwrap_model
-from mmalign.models.prefix import _gather_images, _prefix_forward, _repeat_cache, _rope_index_owner, plan_prefixes
+from mmalign.models.prefix import (
+    _gather_images,
+    _image_token_ids,
+    _prefix_forward,
+    _repeat_cache,
+    _rope_index_owner,
+    plan_prefixes,
+)
 
 
 @dataclass
@@ -196,6 +205,7 @@ def sample_groups(
     pad = int(eos[0]) if pad is None else int(pad)
     generator = torch.Generator(device=device).manual_seed(seed)
     warpers = _warpers(options) if options.do_sample else []
+    banned = torch.tensor(_image_token_ids(base.config), dtype=torch.long, device=device)
     was_training = model.training
     model.eval()
     try:
@@ -229,15 +239,15 @@ def sample_groups(
             logits = out.logits[:, -1].float()
             if options.do_sample:
                 logits = logits / options.temperature
-            logp = logits.log_softmax(-1)
+            logp = logits.log_softmax(-1)  # the model's distribution, as a training forward scores it
+            scores = logits.index_fill(1, banned, float("-inf"))  # no image placeholder without an image behind it
             if options.do_sample:
-                scores = logits
                 for warp in warpers:
                     scores = warp(None, scores)
                 probs = scores.softmax(-1)
                 chosen = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
             else:
-                chosen = logits.argmax(-1)
+                chosen = scores.argmax(-1)
             chosen = torch.where(done, torch.full_like(chosen, pad), chosen)
             live.append(~done)
             ids.append(chosen)
