@@ -15,7 +15,7 @@ from mmalign.config import apply_overrides, config_from_dict
 from mmalign.data.io import write_records
 from mmalign.data.records import FeedbackRecord, PreferenceRecord, assistant, user_prompt
 from mmalign.errors import ConfigError, DataError
-from mmalign.losses.kto import KTOLoss, UnpairedLogps, unpaired_metrics
+from mmalign.losses.kto import UnpairedLogps, unpaired_metrics
 from mmalign.models import load
 from mmalign.models.examples import Example
 from mmalign.models.logps import sequence_logps
@@ -130,8 +130,12 @@ def test_batch_loss_is_losses_kto_on_row_by_row_logps(name, model_dir, data, tmp
         policy=torch.tensor([one_row(trainer.model, collator, r, r) for r in records]),
         reference=torch.tensor([one_row(reference, collator, r, r) for r in records]),
         label=torch.tensor([r.label for r in records]),
-        policy_kl=torch.tensor([one_row(trainer.model, collator, r, records[j]) for r, j in zip(records, kl_of)]),
-        reference_kl=torch.tensor([one_row(reference, collator, r, records[j]) for r, j in zip(records, kl_of)]),
+        policy_kl=torch.tensor(
+            [one_row(trainer.model, collator, r, records[j]) for r, j in zip(records, kl_of, strict=True)]
+        ),
+        reference_kl=torch.tensor(
+            [one_row(reference, collator, r, records[j]) for r, j in zip(records, kl_of, strict=True)]
+        ),
     )
     loss = config.build_loss()
     want = loss(logps)
@@ -200,16 +204,16 @@ def test_short_run_lowers_the_loss_and_saves(model_dir, data, tmp_path):
 
 
 def test_bad_configs_and_data_fail_at_start(model_dir, data, tmp_path):
-    with pytest.raises(ConfigError, match="train.batch_size must be at least 2"):
+    with pytest.raises(ConfigError, match=r"train\.batch_size must be at least 2"):
         make_config(model_dir, data["train"], tmp_path, "train.batch_size=1")
     make_config(model_dir, data["train"], tmp_path, "train.batch_size=1", "loss.name=apo_zero_unpaired")  # no z0
     with pytest.raises(ConfigError, match="plain forward"):
         make_config(model_dir, data["train"], tmp_path, "share_prefix=true")
-    with pytest.raises(ConfigError, match="guard.max_kl"):
+    with pytest.raises(ConfigError, match=r"guard\.max_kl"):
         make_config(
             model_dir, data["train"], tmp_path, f"data.eval={data['eval']}", "train.eval_steps=1", "guard.max_kl=1"
         )
-    with pytest.raises(ConfigError, match="reference.batch_size"):
+    with pytest.raises(ConfigError, match=r"reference\.batch_size"):
         make_config(model_dir, data["train"], tmp_path, "reference.mode=precomputed", "reference.batch_size=2")
     with pytest.raises(DataError, match="feedback"):
         build_trainer(make_config(model_dir, data["pairs"], tmp_path), load(model_dir))
