@@ -217,3 +217,13 @@ def test_bad_configs_and_data_fail_at_start(model_dir, data, tmp_path):
         make_config(model_dir, data["train"], tmp_path, "reference.mode=precomputed", "reference.batch_size=2")
     with pytest.raises(DataError, match="feedback"):
         build_trainer(make_config(model_dir, data["pairs"], tmp_path), load(model_dir))
+
+
+def test_cli_lists_and_trains_kto(model_dir, data, tmp_path, cli_run):
+    code, out, _ = cli_run(["train", "pref", "--list-losses"])
+    assert code == 0 and "kto" in out and "apo_zero_unpaired" in out and "binary-feedback records" in out
+    args = [f"model.path={model_dir}", f"data.train={data['train']}", f"train.output_dir={tmp_path / 'cli'}"]
+    args += ["train.max_steps=2", "train.batch_size=4", "train.logging_steps=1", "loss.options.beta=0.5"]
+    code, out, err = cli_run(["train", "pref", "--loss", "kto", "--no-progress", *args])
+    assert code == 0, err
+    assert "trained 2 steps" in out and "last kl" in out and "margin" in out
