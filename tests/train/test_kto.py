@@ -227,3 +227,42 @@ def test_cli_lists_and_trains_kto(model_dir, data, tmp_path, cli_run):
     code, out, err = cli_run(["train", "pref", "--loss", "kto", "--no-progress", *args])
     assert code == 0, err
     assert "trained 2 steps" in out and "last kl" in out and "margin" in out
+
+
+def test_precomputed_run_trains_like_the_in_memory_reference(model_dir, data, tmp_path):
+    # Both draw the same shuffled blocks of 4 (the in-memory run told to), so they see the same batches.
+    from transformers import TrainerCallback
+
+    class Losses(TrainerCallback):
+        def __init__(self) -> None:
+            self.values: list[float] = []
+
+        def on_log(self, _args: Any, _state: Any, _control: Any, logs: dict[str, float] | None = None, **kw: Any):
+            if logs and "loss" in logs:
+                self.values.append(logs["loss"])
+
+    runs = {}
+    for mode in ("model", "precomputed"):
+        overrides = [f"reference.mode={mode}", "train.max_steps=4"]
+        overrides += [f"reference.cache_dir={tmp_path / 'cache'}"] * (mode == "precomputed")
+        losses = Losses()
+        trainer = build_trainer(
+            make_config(model_dir, data["train"], tmp_path / mode, *overrides), load(model_dir), [losses]
+        )
+        trainer.blocks = 4
+        trainer.train()
+        runs[mode] = losses.values
+    assert len(runs["model"]) == 4 and runs["model"][-1] < runs["model"][0]
+    assert runs["precomputed"] == pytest.approx(runs["model"], abs=1e-6)
+
+
+def test_lora_trains_with_the_adapter_as_reference(model_dir, data, tmp_path):
+    overrides = ["model.lora.enabled=true", "model.lora.r=4", "loss.options.desirable_weight=1.0"]
+    overrides += ["loss.options.undesirable_weight=1.0", "train.learning_rate=1e-2"]
+    config = make_config(model_dir, data["train"], tmp_path / "lora", *overrides)
+    assert config.reference_source() == "adapter"
+    result = train_preference(config, progress=False, write=lambda line: None)
+    losses = [r["loss"] for r in read_metrics(result.output_dir / "metrics.jsonl") if "loss" in r]
+    # a fresh adapter is a no-op: policy = reference, r = 0 and z0 = 0, so every record's loss is 1 − σ(0) = 0.5
+    assert losses[0] == pytest.approx(0.5, abs=1e-6) and losses[1] != pytest.approx(0.5, abs=1e-5)
+    assert result.adapter_dir is not None and (result.adapter_dir / "adapter_model.safetensors").is_file()
