@@ -120,3 +120,28 @@ def test_unpair_file_and_cli(tmp_path: Path, data_dir: Path, helpers: Any, cli_r
     with pytest.raises(DataError, match="holds no preference pairs"):
         unpair_file(empty, tmp_path / "none.jsonl")
     assert not (tmp_path / "none.jsonl").exists()
+
+
+def test_import_trl_unpaired_dataset(tmp_path: Path) -> None:
+    # TRL's unpaired (KTO) layout, standard and conversational, with PIL images and no id column
+    import datasets
+    from PIL import Image
+
+    from mmalign.data.importers import import_file
+
+    image = Image.new("RGB", (8, 8), "green")
+    rows = [
+        {"images": [image], "prompt": "What colour?", "completion": "Green.", "label": True},
+        {"images": [image], "prompt": "What colour?", "completion": "Red.", "label": False},
+    ]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "kto"))
+    report = import_file("trl-unpaired", tmp_path / "kto", tmp_path / "fb.jsonl")
+    good, bad = read_records(tmp_path / "fb.jsonl", check_images="decode")
+    assert report.records == 2 and isinstance(good, FeedbackRecord) and (good.label, bad.label) == (True, False)
+    assert good.completion_text == "Green." and good.prompt[0]["content"][0] == {"type": "image"}
+    assert good.id != bad.id and good.id.startswith("trl-unpaired-") and good.source == "trl-unpaired"
+    bad_rows = [{"prompt": [{"role": "user", "content": "Q?"}], "completion": "A.", "label": "yes"}]
+    datasets.Dataset.from_list(bad_rows).save_to_disk(str(tmp_path / "bad"))
+    with pytest.raises(DataError, match="label") as err:
+        import_file("trl-unpaired", tmp_path / "bad", tmp_path / "bad.jsonl")
+    assert err.value.field == "label" and not (tmp_path / "bad.jsonl").exists()

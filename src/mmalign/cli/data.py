@@ -303,7 +303,9 @@ def _build_progress(label: str) -> Iterator[Callable[[Any], None]]:
 
 @app.command("import")
 def import_data(
-    fmt: str = typer.Argument(..., help="Source format: rlhf-v, rlaif-v, llava-rlhf, vlfeedback, povid or trl."),
+    fmt: str = typer.Argument(
+        ..., help="Source format: rlhf-v, rlaif-v, llava-rlhf, vlfeedback, povid, trl, trl-unpaired (binary feedback)."
+    ),
     src: Path | None = typer.Argument(
         None, help="The source as published: .json, .jsonl, .parquet, a folder of .parquet, or a datasets directory."
     ),
