@@ -52,6 +52,7 @@ def render() -> str:
     from mmalign.demo.settings import DemoSettings
     from mmalign.eval.config import EvalConfig
     from mmalign.losses import LOSSES, loss_help
+    from mmalign.losses.kto import UNPAIRED_LOSSES
     from mmalign.train.grpo import GRPOConfig
     from mmalign.train.online_dpo import OnlineDPOConfig
     from mmalign.train.preference import PreferenceConfig
@@ -86,7 +87,7 @@ def render() -> str:
         PreferenceConfig,
         flags=False,
     )
-    for name in LOSSES:
+    for name in [*LOSSES, *UNPAIRED_LOSSES]:
         rows = [(f"`{key}`", *rest) for key, *rest in loss_help(name)]
         parts += ["", f"### Loss `{name}` (`loss.options.KEY=VALUE`)", ""]
         parts += table(rows, ("key", "type", "default", "meaning")) if rows else ["No options."]
