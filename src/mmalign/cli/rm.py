@@ -44,8 +44,12 @@ def score(
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help=PROGRESS_HELP),
 ) -> None:
     """Add a reward model's rewards to every line of a JSONL file (rerun the same command to resume)."""
+    from transformers.utils import logging
+
     from mmalign.files import OutputLock
     from mmalign.pairs.reward_score import score_file
+
+    logging.disable_progress_bar()  # no per-shard bars when loading weights
 
     with OutputLock.beside(out, "mmalign rm score"), _counter("scoring", "lines", progress) as report:
         result = score_file(
@@ -102,6 +106,8 @@ def best_of(
 ) -> None:
     """Sample n responses per prompt and keep the one the reward model rates highest, as SFT records (train on
     them with `mmalign train sft`: rejection-sampling fine-tuning). Rerun the same command to resume."""
+    from transformers.utils import logging
+
     from mmalign.files import OutputLock
     from mmalign.pairs import best_of as strategy
     from mmalign.pairs.registry import BuildInputs, make_builder
@@ -124,6 +130,7 @@ def best_of(
     if prompt is not None:
         options["prompt"] = prompt
     builder = make_builder("best-of-n", options)
+    logging.disable_progress_bar()
     inputs = BuildInputs(world=world, split=split, input=data, root=root)
     before = strategy.STATS.copy()
     with OutputLock.beside(out, "mmalign rm best-of"), _counter("best-of-n", "prompt groups", progress) as report:

@@ -17,10 +17,11 @@ chunk is scored in batches of ``batch_size`` and appended to ``OUT.partial`` (fl
 ``OUT.partial.json`` beside it holds the run's fingerprint: the reward model (folder, and
 :func:`~mmalign.pairs.reward_scorer.reward_fingerprint`), the input (path and content hash) and the options. A
 rerun of the same command after an interruption keeps every complete chunk and continues after it: chunks are
-cut the same way from the start of the file, so the result is byte for byte what an uninterrupted run writes. A
-rerun with another model, input or options is refused, naming what changed, unless ``overwrite`` (which also
-replaces an existing ``OUT``). When every line is scored, ``OUT.partial`` is renamed to ``OUT`` (atomically) and
-the fingerprint removed.
+cut the same way from the start of the file, so the result is byte for byte what an uninterrupted run writes.
+Every line is checked before the model loads, so bad input fails at once, naming file, line, record id and
+field. A rerun with another model, input or options is refused, naming what changed, unless ``overwrite``
+(which also replaces an existing ``OUT``). When every line is scored, ``OUT.partial`` is renamed to ``OUT``
+(atomically) and the fingerprint removed.
 """
 
 from __future__ import annotations
@@ -117,10 +118,12 @@ def score_file(
             "share_prefix": share_prefix,
         },
     }
+    checker = ImageChecker(root, "exists")
+    for _ in _chunks(data, checker, batch_size):  # every line checked before the model loads: bad input fails now
+        pass
     partial, sidecar = partial_paths(out)
     ends = _resume_point(partial, sidecar, fingerprint, overwrite)
     loaded = load_reward_model(model_dir, dtype=dtype, device=device)
-    checker = ImageChecker(root, "exists")
     start, written, sequences, total = time.perf_counter(), len(ends), 0, 0
     kept: int | None = None  # lines kept from the run this one resumes
     f = None
