@@ -219,7 +219,8 @@ def build(
         ...,
         "--strategy",
         "-s",
-        help="hallucinate, corrupt-image, multi-image, sample-rank or adversarial (--show-options lists its options).",
+        help="hallucinate, corrupt-image, multi-image, sample-rank, adversarial, or best-of-n (SFT records: see "
+        "`mmalign rm best-of`); --show-options lists its options.",
     ),
     world: Path | None = typer.Option(None, "--world", help="A shapes world directory (from `mmalign world`)."),
     split: str = typer.Option("train", "--split", help="Split of the world: train, val or test."),
