@@ -128,3 +128,29 @@ def helpers() -> Any:
         lines: Callable[[Path, list[Any]], Path] = staticmethod(write_lines)
 
     return Helpers
+
+
+# ----------------------------------------------------------------------------------------- reward models
+
+
+@pytest.fixture(scope="session")
+def reward_dir(tiny_dir: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
+    """``reward_dir(seed)``: a tiny-llava reward model (random head drawn with ``seed``) saved as
+    ``mmalign train rm`` saves one, built on first use and shared by the session (tests only read it)."""
+    import shutil
+
+    from mmalign.models import load
+    from mmalign.models.reward import RewardModel
+
+    root = tmp_path_factory.mktemp("reward-models")
+    built: dict[int, Path] = {}
+
+    def get(seed: int) -> Path:
+        if seed not in built:
+            out = root / f"rm-{seed}"
+            shutil.copytree(tiny_dir("tiny-llava"), out)  # the processor files, then the model and its head
+            RewardModel(load(out).model, seed=seed).save_pretrained(out)
+            built[seed] = out
+        return built[seed]
+
+    return get

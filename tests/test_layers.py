@@ -6,7 +6,7 @@ from any layer below its own, never from its own layer's other packages nor from
     cli
     demo
     train  eval
-    pairs
+    pairs  rewards
     models  world  judge
     losses  data  objects
     config  files  lazy  threads  seeding  corruption  mmalign (the package's __init__)
@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("demo",),
     ("train", "eval"),
-    ("pairs",),
+    ("pairs", "rewards"),
     ("models", "world", "judge"),
     ("losses", "data", "objects"),
     ("config", "files", "lazy", "threads", "seeding", "corruption", "mmalign"),

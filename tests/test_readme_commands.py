@@ -25,6 +25,7 @@ LONG = re.compile(r"#.*\(long\b[^)]*\)\s*$")
 # to each `mmalign train` run, "--limit 10 --bootstrap 50" to each `mmalign eval` run).
 SCENES = ("--scenes 40000", "--scenes 300")
 TRAIN_SMALL = "train.max_steps=2 train.batch_size=4"
+ONLINE_SMALL = "online.rounds=2 online.prompts_per_round=8"
 EVAL_SMALL = "--limit 10 --bootstrap 50"
 
 
@@ -48,8 +49,8 @@ def small(command: str) -> str:
     """``command`` with the small settings the README states."""
     command = command.replace(*SCENES)
     words = command.split("#", 1)[0].rstrip()
-    if re.match(r"mmalign train (sft|pref)\b", words) and not re.search(r"--(list-losses|show-options|help)\b", words):
-        return f"{words} {TRAIN_SMALL}"
+    if re.match(r"mmalign train [a-z-]+", words) and not re.search(r"--(list-losses|show-options|help)\b", words):
+        return f"{words} {TRAIN_SMALL}{' ' + ONLINE_SMALL if words.startswith('mmalign train online-dpo') else ''}"
     if re.match(r"mmalign eval (--model|run)\b", words):
         return f"{words} {EVAL_SMALL}"
     return words
@@ -58,7 +59,7 @@ def small(command: str) -> str:
 def test_the_readme_states_the_small_settings_this_test_uses() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     text = " ".join(readme.split())
-    for setting in (SCENES[1], TRAIN_SMALL, EVAL_SMALL, "tests/test_readme_commands.py", "(long)"):
+    for setting in (SCENES[1], TRAIN_SMALL, ONLINE_SMALL, EVAL_SMALL, "tests/test_readme_commands.py", "(long)"):
         assert setting in text, f"README.md no longer states {setting!r}"
     assert any(SCENES[0] in c for c in commands(REPO / "README.md")), "the walkthrough's world command changed"
 
@@ -74,6 +75,8 @@ def test_extraction_joins_continuations_and_skips_what_the_readme_says(tmp_path:
     train = "mmalign train pref --config c.yaml x=1"
     assert small(f"{train}  # note") == f"{train} {TRAIN_SMALL}"
     assert small("mmalign train pref --show-options --loss mdpo") == "mmalign train pref --show-options --loss mdpo"
+    online = "mmalign train online-dpo --config c.yaml"
+    assert small(online) == f"{online} {TRAIN_SMALL} {ONLINE_SMALL}"
     assert small("mmalign eval --model m --out r") == f"mmalign eval --model m --out r {EVAL_SMALL}"
 
 

@@ -238,7 +238,10 @@ def test_bad_blob_in_parquet_is_located_by_record(tmp_path: Path, data_dir: Path
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--kind", "pairs"], "error: unknown record kind 'pairs'; expected one of ['eval', 'preference', 'sft']"),
+        (
+            ["--kind", "pairs"],
+            "error: unknown record kind 'pairs'; expected one of ['eval', 'feedback', 'preference', 'sft']",
+        ),
         (["--check-images", "all"], "error: unknown image check 'all'; expected one of ['none', 'exists', 'decode']"),
     ],
 )

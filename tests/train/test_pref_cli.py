@@ -159,8 +159,9 @@ def test_listings(capsys):
 
 def test_shipped_configs():
     pref = {p.stem: yaml.safe_load(p.read_text(encoding="utf-8")) for p in (ROOT / "configs" / "pref").glob("*.yaml")}
-    # One recipe per method on the shapes world (dpo is the sigmoid loss), and one per real model family.
-    methods = {"dpo" if name == "sigmoid" else name for name in LOSSES}
+    # One recipe per method on the shapes world (dpo is the sigmoid loss; kto the unpaired one, on feedback records),
+    # and one per real model family.
+    methods = {"dpo" if name == "sigmoid" else name for name in LOSSES} | {"kto"}
     assert methods | {"llava-1.5-7b-lora", "qwen2-vl-7b", "smolvlm"} == set(pref)
     for name in methods:
         assert pref[name]["loss"]["name"] == ("sigmoid" if name == "dpo" else name)

@@ -32,7 +32,7 @@ ROOT_HELP = (
     "Data root that image paths are relative to (default: the shapes world holding the file, the nearest folder "
     "above it with a world.json; else the file's folder)."
 )
-KIND_HELP = "Record kind: preference, sft or eval (default: detected per record)."
+KIND_HELP = "Record kind: preference, feedback, sft or eval (default: detected per record)."
 
 
 @app.command()
@@ -174,6 +174,8 @@ def _print_tables(summary: dict[str, Any]) -> None:
         console.print(
             f"image-side pairs: {summary['image_side_pairs']}; pairs with spans: {summary['pairs_with_spans']}"
         )
+    if feedback := summary["kinds"].get("feedback"):
+        console.print(f"feedback: {summary['desirable']} desirable, {feedback - summary['desirable']} undesirable")
 
 
 @contextlib.contextmanager
@@ -217,7 +219,8 @@ def build(
         ...,
         "--strategy",
         "-s",
-        help="hallucinate, corrupt-image, multi-image, sample-rank or adversarial (--show-options lists its options).",
+        help="hallucinate, corrupt-image, multi-image, sample-rank, adversarial, or best-of-n (SFT records: see "
+        "`mmalign rm best-of`); --show-options lists its options.",
     ),
     world: Path | None = typer.Option(None, "--world", help="A shapes world directory (from `mmalign world`)."),
     split: str = typer.Option("train", "--split", help="Split of the world: train, val or test."),
@@ -301,7 +304,9 @@ def _build_progress(label: str) -> Iterator[Callable[[Any], None]]:
 
 @app.command("import")
 def import_data(
-    fmt: str = typer.Argument(..., help="Source format: rlhf-v, rlaif-v, llava-rlhf, vlfeedback, povid or trl."),
+    fmt: str = typer.Argument(
+        ..., help="Source format: rlhf-v, rlaif-v, llava-rlhf, vlfeedback, povid, trl, trl-unpaired (binary feedback)."
+    ),
     src: Path | None = typer.Argument(
         None, help="The source as published: .json, .jsonl, .parquet, a folder of .parquet, or a datasets directory."
     ),
@@ -397,6 +402,21 @@ def dedup(
     cfg = FilterConfig(dedup=True, image_key=images, drop_identical=False, drop_empty=False)
     with _locked("mmalign data dedup", dst):
         _report_filter(filter_file(src, dst, cfg, root=root, out_root=out_root), dst)
+
+
+@app.command()
+def unpair(
+    src: Path = typer.Argument(..., help="Preference records: .jsonl, .parquet or a datasets directory."),
+    dst: Path = typer.Argument(..., help="Where the binary-feedback records go (any format)."),
+    root: Path | None = typer.Option(None, "--root", help=ROOT_HELP),
+    out_root: Path | None = typer.Option(None, "--out-root", help="Data root of a JSONL output's image paths."),
+) -> None:
+    """Binary feedback (KTO, label-trained reward models) from pairs: chosen -> desirable, rejected -> undesirable."""
+    from mmalign.data.feedback import unpair_file
+
+    with _locked("mmalign data unpair", dst):
+        n = unpair_file(src, dst, root=root, out_root=out_root)
+    typer.echo(f"wrote {n} feedback records ({n // 2} desirable, {n // 2} undesirable) to {dst}")
 
 
 def _locked(command: str, *outputs: Path | None) -> contextlib.ExitStack:

@@ -115,13 +115,19 @@ def score(
 def run(
     values: dict[str, Any],
     judge_url: str | None = typer.Option(
-        None, "--judge-url", help="OpenAI-compatible judge API base URL (…/v1); enables dialogue and preference."
+        None,
+        "--judge-url",
+        help="OpenAI-compatible judge API base URL (…/v1); enables dialogue, preference and, without "
+        "--reward-model, the reward-model benchmarks.",
     ),
     judge_model: str | None = typer.Option(None, "--judge-model", help="Judge model name as the server knows it."),
     judge_key_env: str = typer.Option(
         "OPENAI_API_KEY", "--judge-key-env", help="Environment variable holding the judge's API key."
     ),
     judge_concurrency: int = typer.Option(4, "--judge-concurrency", help="Judge requests in flight at once."),
+    judge_temperature: float | None = typer.Option(
+        None, "--judge-temperature", help="Sampling temperature sent to the judge (default 0)."
+    ),
 ) -> None:
     """Evaluate a model: results.json, report.md, plots and predictions in OUT (rerun to resume)."""
     from mmalign.errors import ConfigError
@@ -140,6 +146,7 @@ def run(
             api_key_env=judge_key_env,
             max_concurrency=judge_concurrency,
             progress=values["progress"],
+            **({} if judge_temperature is None else {"temperature": judge_temperature}),
         )
     cfg = EvalConfig(**values, judge=judge)
     out = cfg.out

@@ -52,6 +52,9 @@ def render() -> str:
     from mmalign.demo.settings import DemoSettings
     from mmalign.eval.config import EvalConfig
     from mmalign.losses import LOSSES, loss_help
+    from mmalign.losses.kto import UNPAIRED_LOSSES
+    from mmalign.train.grpo import GRPOConfig
+    from mmalign.train.online_dpo import OnlineDPOConfig
     from mmalign.train.preference import PreferenceConfig
     from mmalign.train.reward import RewardConfig
     from mmalign.train.sft import SFTConfig
@@ -84,7 +87,7 @@ def render() -> str:
         PreferenceConfig,
         flags=False,
     )
-    for name in LOSSES:
+    for name in [*LOSSES, *UNPAIRED_LOSSES]:
         rows = [(f"`{key}`", *rest) for key, *rest in loss_help(name)]
         parts += ["", f"### Loss `{name}` (`loss.options.KEY=VALUE`)", ""]
         parts += table(rows, ("key", "type", "default", "meaning")) if rows else ["No options."]
@@ -92,6 +95,19 @@ def render() -> str:
         "`mmalign train rm` (RewardConfig)",
         "Keys of the YAML config (`--config`), or `key.sub=value` on the command line.",
         RewardConfig,
+        flags=False,
+    )
+    parts += section(
+        "`mmalign train grpo` (GRPOConfig)",
+        "Keys of the YAML config (`--config`), or `key.sub=value` on the command line.",
+        GRPOConfig,
+        flags=False,
+    )
+    parts += section(
+        "`mmalign train online-dpo` (OnlineDPOConfig)",
+        "Keys of the YAML config (`--config`), or `key.sub=value` on the command line; `online.sample` takes the "
+        "sample-rank builder's options (`mmalign data build --strategy sample-rank --show-options`).",
+        OnlineDPOConfig,
         flags=False,
     )
     return "\n".join(parts) + "\n"

@@ -26,8 +26,8 @@ def pref(
     list_losses: bool = typer.Option(False, "--list-losses", help="List the losses, their papers and needs; exit."),
     progress: Progress = None,
 ) -> None:
-    """Train a model on preference pairs (DPO family, mDPO, dense DPO, SimPO, ORPO); the model goes to
-    train.output_dir."""
+    """Train a model on preference pairs (DPO family, mDPO, dense DPO, SimPO, ORPO) or on binary feedback (KTO,
+    unpaired APO-zero); the model goes to train.output_dir."""
     from mmalign.config import config_from_dict, describe
 
     if list_losses:
@@ -53,8 +53,12 @@ def pref(
         return
     last = result.last_logged
     summary = f"trained {result.global_step} steps (mean loss {result.train_loss:.4f})"
-    if "rewards/margins" in last:
+    if "rewards/accuracies" in last:
         summary += f", last margin {last['rewards/margins']:.4f} accuracy {last['rewards/accuracies']:.2f}"
+    elif "kl" in last:  # an unpaired loss (KTO): z0, and the reward margin when both labels were seen
+        summary += f", last kl {last['kl']:.4f}" + (
+            f" margin {last['rewards/margins']:.4f}" if "rewards/margins" in last else ""
+        )
     typer.echo(f"{summary} in {result.runtime_s:.0f} s; metrics in {result.output_dir / 'metrics.jsonl'}")
     if result.guard_stop:
         typer.echo(result.guard_stop)
@@ -76,6 +80,7 @@ def _config_data(config: Path | None, loss: str | None, overrides: list[str]) ->
 
 def _list_losses() -> None:
     from mmalign.losses import LOSSES
+    from mmalign.losses.kto import UNPAIRED_LOSSES
 
     flags = {
         "needs_reference": "reference",
@@ -88,6 +93,10 @@ def _list_losses() -> None:
         needs = [label for flag, label in flags.items() if getattr(cls, flag)]
         summary = (cls.__doc__ or "").strip().splitlines()[0]
         rows.append((name, summary, ", ".join(needs) or "-"))
+    for name, unpaired in UNPAIRED_LOSSES.items():
+        summary = (unpaired.__doc__ or "").strip().splitlines()[0]
+        needs = ["reference", *(["KL rows"] * unpaired.needs_kl), "binary-feedback records"]
+        rows.append((name, summary, ", ".join(needs)))
     print_options("losses (mmalign train pref --loss NAME)", rows, ("loss", "what it is", "needs"))
 
 

@@ -183,6 +183,16 @@ def features_for(kind: str) -> Any:
             "image_paths": List(text),
             "rejected_image_paths": List(text),
         },
+        "feedback": {
+            "id": text,
+            "images": images,
+            "prompt": messages,
+            "completion": messages,
+            "label": Value("bool"),
+            "source": text,
+            "meta": text,
+            "image_paths": List(text),
+        },
         "sft": {
             "id": text,
             "images": images,

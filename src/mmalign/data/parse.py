@@ -1,7 +1,8 @@
 """Records from dicts: every field checked, errors that name the record and the field.
 
 :func:`record_from_dict` turns a JSON object (or a TRL dataset row) into a
-:class:`~mmalign.data.records.PreferenceRecord`, :class:`~mmalign.data.records.SFTRecord` or
+:class:`~mmalign.data.records.PreferenceRecord`, :class:`~mmalign.data.records.FeedbackRecord`,
+:class:`~mmalign.data.records.SFTRecord` or
 :class:`~mmalign.data.records.EvalItem`. Every check here is pure (no file access): placeholder and image
 counts, non-empty and different responses, spans inside their text, image paths inside the data root.
 """
@@ -17,6 +18,7 @@ from mmalign.data.records import (
     RECORD_TYPES,
     ROLES,
     EvalItem,
+    FeedbackRecord,
     ImageBlob,
     ImageRef,
     Message,
@@ -33,13 +35,15 @@ def detect_kind(data: dict[str, Any]) -> str:
     """Which record type a dict is, from its fields."""
     if "chosen" in data or "rejected" in data:
         return "preference"
+    if "label" in data:
+        return "feedback"
     if "completion" in data:
         return "sft"
     if "question" in data:
         return "eval"
     raise DataError(
         "cannot tell the record kind: expected 'chosen'/'rejected' (preference pair), "
-        "'completion' (SFT example) or 'question' (evaluation item)"
+        "'completion' and 'label' (binary feedback), 'completion' (SFT example) or 'question' (evaluation item)"
     )
 
 
@@ -265,6 +269,27 @@ def _parse_sft(data: dict[str, Any]) -> SFTRecord:
     )
 
 
+def _parse_feedback(data: dict[str, Any]) -> FeedbackRecord:
+    _check_keys(data, FeedbackRecord, ("id", "prompt", "completion", "label"))
+    prompt = parse_messages(data["prompt"], "prompt")
+    images = parse_images(data.get("images"), "images")
+    _check_placeholders(prompt, images)
+    label = data["label"]
+    if not isinstance(label, bool):
+        raise DataError(
+            f"must be true (desirable) or false (undesirable), got {type(label).__name__} {label!r}", field="label"
+        )
+    return FeedbackRecord(
+        id=_id(data),
+        prompt=prompt,
+        completion=_response(data, "completion"),
+        label=label,
+        images=images,
+        source=_str(data, "source", ""),
+        meta=_meta(data),
+    )
+
+
 def _parse_eval(data: dict[str, Any]) -> EvalItem:
     _check_keys(data, EvalItem, ("id", "task", "question", "answer"))
     choices = data.get("choices")
@@ -284,4 +309,4 @@ def _parse_eval(data: dict[str, Any]) -> EvalItem:
     )
 
 
-_PARSERS = {"preference": _parse_preference, "sft": _parse_sft, "eval": _parse_eval}
+_PARSERS = {"preference": _parse_preference, "feedback": _parse_feedback, "sft": _parse_sft, "eval": _parse_eval}

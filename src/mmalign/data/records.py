@@ -1,4 +1,4 @@
-"""The record schema every stage shares: preference pairs, SFT examples and evaluation items.
+"""The record schema every stage shares: preference pairs, binary feedback, SFT examples and evaluation items.
 
 The layout is TRL's *conversational* format, so a list of ``PreferenceRecord.to_dict()`` is a dataset that
 TRL's ``DPOTrainer`` reads as it is, and a TRL dataset with an ``id`` column reads back here:
@@ -12,6 +12,13 @@ TRL's ``DPOTrainer`` reads as it is, and a TRL dataset with an ``id`` column rea
      "chosen_spans": null,           # [[start, end], ...] character spans in the chosen text (RLHF-V dense DPO)
      "rejected_spans": [[15, 23]],   # ... and in the rejected text (the hallucinated segment)
      "source": "hallucinate", "meta": {"seed": 0}}
+
+A binary-feedback record (thumbs up / down, for KTO and for reward models trained on labels) is TRL's
+*unpaired preference* format, one response and a boolean ``label`` (true: desirable, false: undesirable):
+
+    {"id": "w-0001-c", "images": ["images/train/000001.png"], "prompt": [...],
+     "completion": [{"role": "assistant", "content": [{"type": "text", "text": "A red circle."}]}],
+     "label": true, "source": "unpair", "meta": {"pair": "w-0001"}}
 
 A message's ``content`` may be given as a plain string (TRL accepts both); it is normalised to a list of
 parts. Response text (what spans index into) is the text parts of the response messages, concatenated, with
@@ -232,6 +239,44 @@ class SFTRecord:
 
 
 @dataclass
+class FeedbackRecord:
+    """Binary feedback: ``completion`` answers ``prompt`` and is desirable (``label`` true) or not (TRL's unpaired
+    preference format: ``prompt``, ``completion``, ``label``)."""
+
+    id: str
+    prompt: list[Message]
+    completion: list[Message]
+    label: bool
+    """True: a desirable response (thumbs up); False: an undesirable one (thumbs down)."""
+    images: list[ImageRef] = field(default_factory=list)
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    origin: Origin | None = field(default=None, compare=False, repr=False)
+    """Where the record was read from (set by the readers); not part of its content."""
+
+    kind: ClassVar[str] = "feedback"
+    fields: ClassVar[tuple[str, ...]] = ("id", "images", "prompt", "completion", "label", "source", "meta")
+
+    @property
+    def completion_text(self) -> str:
+        return response_text(self.completion)
+
+    def image_lists(self) -> dict[str, list[ImageRef]]:
+        return {"images": self.images}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "images": list(self.images),
+            "prompt": self.prompt,
+            "completion": self.completion,
+            "label": self.label,
+            "source": self.source,
+            "meta": self.meta,
+        }
+
+
+@dataclass
 class EvalItem:
     """One evaluation question. The images come before the question in the prompt the model sees."""
 
@@ -278,9 +323,10 @@ class EvalItem:
         }
 
 
-Record = PreferenceRecord | SFTRecord | EvalItem
-RECORD_TYPES: dict[str, type[PreferenceRecord] | type[SFTRecord] | type[EvalItem]] = {
+Record = PreferenceRecord | FeedbackRecord | SFTRecord | EvalItem
+RECORD_TYPES: dict[str, type[PreferenceRecord] | type[FeedbackRecord] | type[SFTRecord] | type[EvalItem]] = {
     "preference": PreferenceRecord,
+    "feedback": FeedbackRecord,
     "sft": SFTRecord,
     "eval": EvalItem,
 }

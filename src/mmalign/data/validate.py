@@ -19,7 +19,7 @@ from typing import Any
 from mmalign.data.images import ImageChecker
 from mmalign.data.io import Row, check_kind, default_root, iter_rows, parse_row
 from mmalign.data.limits import DEFAULT_MAX_PIXELS
-from mmalign.data.records import EvalItem, PreferenceRecord, Record, SFTRecord, response_text
+from mmalign.data.records import EvalItem, FeedbackRecord, PreferenceRecord, Record, SFTRecord, response_text
 from mmalign.errors import ConfigError, DataError
 
 PROGRESS_EVERY = 1000
@@ -227,6 +227,8 @@ class DataStats:
     """Preference pairs with their own ``rejected_images`` (image-side preference)."""
     pairs_with_spans: int = 0
     """Preference pairs with ``chosen_spans`` or ``rejected_spans`` (dense, segment-level preference)."""
+    desirable: int = 0
+    """Binary-feedback records labelled desirable (the rest of the ``feedback`` kind are undesirable)."""
 
     def add(self, record: Record) -> None:
         self.kinds[record.kind] += 1
@@ -241,6 +243,8 @@ class DataStats:
         if isinstance(record, PreferenceRecord):
             self.image_side_pairs += record.rejected_images is not None
             self.pairs_with_spans += bool(record.chosen_spans or record.rejected_spans)
+        if isinstance(record, FeedbackRecord):
+            self.desirable += record.label
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -257,13 +261,14 @@ class DataStats:
             "sources": dict(self.sources.most_common()),
             "image_side_pairs": self.image_side_pairs,
             "pairs_with_spans": self.pairs_with_spans,
+            "desirable": self.desirable,
         }
 
 
 def _texts(record: Record) -> dict[str, str]:
     if isinstance(record, PreferenceRecord):
         return {"prompt": response_text(record.prompt), "chosen": record.chosen_text, "rejected": record.rejected_text}
-    if isinstance(record, SFTRecord):
+    if isinstance(record, SFTRecord | FeedbackRecord):
         return {"prompt": response_text(record.prompt), "completion": record.completion_text}
     return {"question": record.question, "answer": record.answer}
 

@@ -31,6 +31,16 @@ def _names(runs: list[Path]) -> list[str]:
     return names
 
 
+def _evaluated(results: dict[str, Any]) -> dict[str, Any]:
+    """What a run evaluated: its model, else its reward model, else its judge (a run of the reward-model benchmarks
+    without --model)."""
+    found = results.get("model") or results.get("reward_model")
+    if found is not None:
+        return found
+    judge = results["settings"].get("judge") or {}
+    return {"path": f"judge {judge.get('model')} at {judge.get('base_url')}", "fingerprint": ""}
+
+
 def compare_runs(runs: list[Path], out: Path, *, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Compare ``runs[1:]`` against ``runs[0]``; writes the files above into ``out`` and returns compare.json."""
     from mmalign.eval.scoring.score import ScoreOptions, deltas
@@ -43,7 +53,7 @@ def compare_runs(runs: list[Path], out: Path, *, n_resamples: int = 1000, seed: 
     names = _names(runs)
     options = ScoreOptions(n_resamples=n_resamples, seed=seed)
     runs_info = {
-        n: {"path": str(p), "model": r["model"]["path"], "fingerprint": r["model"]["fingerprint"]}
+        n: {"path": str(p), "model": _evaluated(r)["path"], "fingerprint": _evaluated(r)["fingerprint"]}
         for n, p, r in zip(names, runs, results, strict=True)
     }
     report: dict[str, Any] = {

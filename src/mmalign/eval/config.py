@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from mmalign.config import check_ranges, option
 from mmalign.errors import ConfigError
-from mmalign.eval.tasks.specs import parse_task_list
+from mmalign.eval.tasks.specs import get_task, parse_task_list
 from mmalign.eval.tasks.suites import get_suite
 
 if TYPE_CHECKING:
@@ -43,15 +43,21 @@ def parse_sources(values: list[str]) -> dict[str, Path]:
 class EvalConfig:
     """Everything ``mmalign eval run`` takes; each field is one of its options (:func:`mmalign.config.option`)."""
 
-    model: Path = option(help="The model directory to evaluate (a local Hugging Face dir).")
     out: Path = option(help="Run directory: results.json, report.md, PNGs, questions/, predictions/, cache/.")
+    model: Path | None = option(
+        None,
+        "The model directory to evaluate (a local Hugging Face dir). Not needed when only the reward-model "
+        "benchmarks run (--reward-model or the judge decides them).",
+    )
     tasks: str | None = option(
         None,
         "Comma-separated tasks: pope_random, pope_popular, pope_adversarial, chair, consistency, mme, mc, safety, "
-        "dialogue, reward, preference (pope: its three splits). Exclusive with --suite.",
+        "dialogue, reward, preference (pope: its three splits), and the reward-model benchmarks vl_rewardbench, "
+        "multimodal_rewardbench, mm_rlhf_rewardbench (with --source). Exclusive with --suite.",
     )
     suite: str | None = option(
-        None, "A named suite: shapes, hallucination, general, alignment, quick (mmalign.eval.tasks.suites)."
+        None,
+        "A named suite: shapes, hallucination, general, alignment, rewardbench, quick (mmalign.eval.tasks.suites).",
     )
     data: Path | None = option(None, "A generated shapes world (default: OUT/world, generated if absent).")
     split: str = option("test", "World split to evaluate on: test or val.")
@@ -95,14 +101,20 @@ class EvalConfig:
     reference: Path | None = option(
         None, "Reference model for the reward task's DPO implicit rewards (the model before alignment)."
     )
+    reward_model: Path | None = option(
+        None,
+        "A reward model (saved by `mmalign train rm`) that decides the reward-model benchmarks: each answer gets "
+        "a reward, the higher one is preferred, equal rewards count as wrong. Else the judge decides them.",
+    )
     beta: float = option(0.1, "β of the DPO implicit reward β·(log π − log π_ref).", gt=0)
     opponents: list[Path] = option(
         [], "Another model answering the preference task's questions (repeatable).", flag="--opponent"
     )
     judge: JudgeConfig | None = option(
         None,
-        "Where the judge is (--judge-url, --judge-model, --judge-key-env, --judge-concurrency); None: the judged "
-        "tasks (dialogue, preference) are skipped.",
+        "Where the judge is (--judge-url, --judge-model, --judge-key-env, --judge-concurrency, --judge-temperature); "
+        "None: the judged tasks (dialogue, preference; the reward-model benchmarks without --reward-model) are "
+        "skipped.",
         cli=False,
     )
     judge_max_failed: float = option(
@@ -112,6 +124,13 @@ class EvalConfig:
         "the judgments that succeeded and the failures are counted (mmalign.eval.run.judging). 0: none may fail.",
         ge=0,
         le=1,
+    )
+    judge_samples: int = option(
+        1,
+        "VL-RewardBench decided by the judge: samples an item, each with its own answer order drawn from --seed; "
+        "an item's verdict is its samples' majority, as cal.py counts (inference.py takes 10 at temperature 0.2: "
+        "--judge-samples 10 --judge-temperature 0.2).",
+        ge=1,
     )
     n_resamples: int = option(
         1000, "Bootstrap resamples for the 95% intervals (preference: rounds).", ge=1, flag="--bootstrap"
@@ -142,6 +161,11 @@ class EvalConfig:
         for task in self.sources:
             if task not in names:
                 raise ConfigError(f"--source names task {task!r}, which is not being run")
+        needs_model = [n for n in names if get_task(n).kind != "rm_bench"]
+        if self.model is None and needs_model:
+            raise ConfigError(f"give --model DIR: tasks {', '.join(needs_model)} evaluate a model")
+        if self.model is None and self.reward_model is None and self.judge is None:
+            raise ConfigError("give --reward-model DIR or the judge (--judge-url, --judge-model): nothing to evaluate")
         if self.split not in ("val", "test"):
             raise ConfigError(f"--split must be val or test, got {self.split!r}")
         return names, limit

@@ -143,11 +143,17 @@ def write_report(results: dict[str, Any], out: Path) -> list[Path]:
     """Write OUT/report.md and its PNGs; returns the files written."""
     tasks, model, settings = results["tasks"], results["model"], results["settings"]
     written = [out / "report.md"]
+    judge = settings.get("judge")
     lines = [
         "# Evaluation report",
         "",
-        f"- model: `{model['path']}` ({model['family']}, {model['parameters']:,} parameters), "
-        f"fingerprint `{model['fingerprint'][:16]}`",
+        *(
+            f"- {role}: `{m['path']}` ({m['family']}, {m['parameters']:,} parameters), "
+            f"fingerprint `{m['fingerprint'][:16]}`"
+            for role, m in (("model", model), ("reward model", results.get("reward_model")))
+            if m is not None
+        ),
+        *([f"- judge: `{judge['model']}` at {judge['base_url']}"] if judge else []),
         f"- data: {settings['data'] or 'benchmark files'} (split {settings['split']}), item limit "
         f"{settings['limit'] or 'none'}; closed answers by " + _MODES.get(settings["mode"], str(settings["mode"])),
         f"- intervals: percentile bootstrap 95 %, {settings['n_resamples']} resamples, seed {settings['seed']}; "

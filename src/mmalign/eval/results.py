@@ -5,8 +5,10 @@ seed on the same machine, except under ``timings``)::
 
     schema            "mmalign.eval.results/1"
     mmalign_version   the package version
-    model             {path, fingerprint (SHA-256 of the model directory's files), family, parameters}
+    model             {path, fingerprint (SHA-256 of the model directory's files), family, parameters}, or null
+                      (no --model: only the reward-model benchmarks ran)
     reference         the same for --reference (reward task), or null
+    reward_model      the same for --reward-model (the reward-model benchmarks), or null
     settings          {tasks, suite, data, split, limit, batch_size, mode ("auto" | "fast" | "generate"),
                        agreement_sample, max_new_tokens, max_length, seed, n_resamples, beta,
                        judge ({base_url, model} or null), judge_max_failed, opponents}
@@ -40,7 +42,8 @@ A task's *summary* is one number in [0, 1] (dialogue may pass 1), higher is bett
 and reward accuracy; CHAIR's object F1 (precision 1 − CHAIR-i and recall; naming nothing scores 0);
 consistency's question-pair accuracy (qAcc); MME's total over its maximum (200 a subtask); safety's refusal
 rate on harmful prompts, averaged over harmful kinds (1 − attack success rate); dialogue's relative score / 100;
-preference, the model's win rate against the reference answers.
+preference, the model's win rate against the reference answers; the reward-model benchmarks (VL-RewardBench,
+Multimodal RewardBench, MM-RLHF-RewardBench), their overall accuracy.
 """
 
 from __future__ import annotations
@@ -54,13 +57,14 @@ from mmalign.eval.tasks.specs import DIMENSIONS, TASKS
 from mmalign.files import atomic_path
 
 SCHEMA = "mmalign.eval.results/1"
-COMPARED = ("schema", "mmalign_version", "model", "reference", "settings", "tasks", "dimensions")
+REWARD_BENCHMARKS = ("vl_rewardbench", "multimodal_rewardbench", "mm_rlhf_rewardbench")
+COMPARED = ("schema", "mmalign_version", "model", "reference", "reward_model", "settings", "tasks", "dimensions")
 """The keys that must be identical between two runs of the same evaluation (everything but timings)."""
 
 
 def summary(task: str, metrics: dict[str, Any], model_name: str | None = None) -> float | None:
     """The task's number in the dimension summary (see the module docstring); None if it has none."""
-    if task.startswith("pope_") or task in ("mc", "reward"):
+    if task.startswith("pope_") or task in ("mc", "reward", *REWARD_BENCHMARKS):
         return float(metrics["accuracy"])
     if task == "chair":  # object F1: precision 1 − CHAIR-i, recall; a model that names nothing scores 0, not 1
         precision, recall = 1.0 - float(metrics["chair_i"]), float(metrics["recall"])

@@ -116,6 +116,8 @@ class UnpairedLoss:
     paper: ClassVar[str] = ""
     needs_kl: ClassVar[bool] = False
     """The loss reads z0: the trainer must score the mismatched pairs (``policy_kl``, ``reference_kl``)."""
+    needs_reference: ClassVar[bool] = True
+    """Every unpaired loss compares the policy with a reference (as the pairwise losses declare it)."""
 
     beta: float = option(0.1, help="β: how far the policy may move from the reference (higher: less).", gt=0)
     desirable_weight: float = option(
@@ -196,6 +198,10 @@ class APOZeroUnpairedLoss(UnpairedLoss):
 
     def undesirable(self, logratio: Tensor, z0: Tensor) -> Tensor:
         return torch.sigmoid(self.beta * logratio)
+
+
+UNPAIRED_LOSSES: dict[str, type[UnpairedLoss]] = {cls.name: cls for cls in (KTOLoss, APOZeroUnpairedLoss)}
+"""The losses of binary-feedback records by name (TRL's ``loss_type`` names); ``build_loss`` finds them too."""
 
 
 def unpaired_metrics(output: UnpairedLossOutput, logps: UnpairedLogps) -> dict[str, float]:

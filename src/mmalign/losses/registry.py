@@ -9,6 +9,7 @@ from mmalign.errors import ConfigError
 from mmalign.losses.base import PreferenceLoss
 from mmalign.losses.ddpo import DenseDPOLoss
 from mmalign.losses.dpo import ConservativeDPOLoss, HingeLoss, IPOLoss, RobustDPOLoss, SigmoidLoss
+from mmalign.losses.kto import UNPAIRED_LOSSES, UnpairedLoss
 from mmalign.losses.mdpo import MDPOLoss
 from mmalign.losses.orpo import ORPOLoss
 from mmalign.losses.rpo import RPOLoss
@@ -32,17 +33,23 @@ LOSSES: dict[str, type[PreferenceLoss]] = {
 """Every loss by its name (TRL's ``loss_type`` names where TRL has the loss)."""
 
 
-def loss_class(name: str) -> type[PreferenceLoss]:
-    """The loss class called ``name``; ConfigError naming the allowed names otherwise."""
-    if name not in LOSSES:
-        raise ConfigError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
-    return LOSSES[name]
+def loss_class(name: str) -> type[PreferenceLoss] | type[UnpairedLoss]:
+    """The loss class called ``name`` (a pairwise loss of :data:`LOSSES` or an unpaired one of
+    :data:`~mmalign.losses.kto.UNPAIRED_LOSSES`); ConfigError naming the allowed names otherwise."""
+    if name in LOSSES:
+        return LOSSES[name]
+    if name in UNPAIRED_LOSSES:
+        return UNPAIRED_LOSSES[name]
+    raise ConfigError(f"unknown loss {name!r}; choose one of: {', '.join([*LOSSES, *UNPAIRED_LOSSES])}")
 
 
-def build_loss(name: str, **options: Any) -> PreferenceLoss:
+def build_loss(name: str, **options: Any) -> Any:
     """Make the loss ``name`` with ``options``. Unknown options, wrong types and bad values raise ConfigError.
 
     >>> build_loss("ipo", beta=0.5, length_normalized=False)
+
+    A :class:`~mmalign.losses.base.PreferenceLoss` for pairs, or an :class:`~mmalign.losses.kto.UnpairedLoss`
+    (``kto``, ``apo_zero_unpaired``) for binary-feedback records.
     """
     where = f"loss {name!r}"
     try:

@@ -9,6 +9,17 @@ Bradley–Terry (Bradley & Terry, 1952; the RLHF reward loss of Ouyang et al., 2
 the record's preference strength (Llama 2, Touvron et al., 2023, Eq. 2), 0 when records carry none; c is the
 reward-centring coefficient (Eisenstein et al., 2023, "Helping or Herding?", Eq. 2), 0 by default.
 
+From binary labels (thumbs up / down: :class:`~mmalign.data.records.FeedbackRecord`), each response alone, the loss
+is the binary cross-entropy of σ(r) against the label y (1: desirable, 0: undesirable):
+
+    L_i = −[y_i·log σ(r_i) + (1 − y_i)·log σ(−r_i)]              (:func:`label_loss`)
+
+so σ(r) is the model's probability that the response is desirable: logistic regression on the head's score, which
+is Bradley–Terry against a fixed opponent of reward 0 (a desirable response should beat it, an undesirable one
+lose). Unlike Bradley–Terry it sees absolute rewards, so there is no shift to pin down (no centring) and no pair to
+carry a margin: both options apply to pairs only. TRL 1.16 has no
+binary-label reward trainer to compare with.
+
 Equal to TRL 1.16's ``RewardTrainer.compute_loss`` (trl/trainer/reward_trainer.py, lines 786-795) on the same
 rewards: it takes ``margin`` from the batch when the records carry one and adds
 ``center_rewards_coefficient * torch.mean((rewards_chosen + rewards_rejected) ** 2)``; the mean of our
@@ -109,6 +120,36 @@ def reward_metrics(chosen_rewards: Tensor, rejected_rewards: Tensor) -> dict[str
         "rejected_reward_mean": rejected.mean().item(),
         "rejected_reward_std": rejected.std(correction=0).item(),
     }
+
+
+def label_loss(rewards: Tensor, label: Tensor) -> Tensor:
+    """(B,) binary cross-entropy of σ(r) against the label (True: desirable): −log σ(r) or −log σ(−r)."""
+    _check_labels(rewards, label)
+    return F.binary_cross_entropy_with_logits(rewards, label.to(rewards.dtype), reduction="none")
+
+
+def label_metrics(rewards: Tensor, label: Tensor) -> dict[str, float]:
+    """What to log about a reward model on (B,) rewards of labelled single responses: ``accuracy`` (the sign of r
+    agrees with the label: r > 0 for desirable, r < 0 for undesirable; 0 counts as wrong), ``min_reward``,
+    ``mean_reward``, ``max_reward``, and ``desirable_reward_mean`` / ``undesirable_reward_mean`` (left out when the
+    batch has no response with that label)."""
+    r, y = rewards.detach().float(), label.bool()
+    _check_labels(r, y)
+    out = {
+        "accuracy": torch.where(y, r > 0, r < 0).float().mean().item(),
+        "min_reward": r.min().item(),
+        "mean_reward": r.mean().item(),
+        "max_reward": r.max().item(),
+    }
+    for name, mask in (("desirable", y), ("undesirable", ~y)):
+        if mask.any():
+            out[f"{name}_reward_mean"] = r[mask].mean().item()
+    return out
+
+
+def _check_labels(rewards: Tensor, label: Tensor) -> None:
+    if rewards.dim() != 1 or rewards.shape[0] == 0 or tuple(label.shape) != tuple(rewards.shape):
+        raise ValueError(f"rewards and labels must both be (B,), got {tuple(rewards.shape)} and {tuple(label.shape)}")
 
 
 def _check_rewards(chosen: Tensor, rejected: Tensor, margin: Tensor | None) -> None:

@@ -1,6 +1,7 @@
 """What the collator encodes: an :class:`Example` is one sequence (prompt, images, optional response).
 
-Records become examples here: an SFT record is one (its completion is the response); a preference pair is two
+Records become examples here: an SFT record is one (its completion is the response), and so is a binary-feedback
+record; a preference pair is two
 (chosen with ``images``, rejected with ``rejected_images`` when the pair has them, else ``images``); an
 evaluation item is one whose prompt is a single user turn with the images before the question, and whose
 response is its reference answer (used when scoring answers by likelihood; ignored for generation).
@@ -19,6 +20,7 @@ from mmalign.data.limits import DEFAULT_MAX_PIXELS
 from mmalign.data.parse import record_from_dict
 from mmalign.data.records import (
     EvalItem,
+    FeedbackRecord,
     ImageRef,
     Message,
     Origin,
@@ -54,7 +56,7 @@ Input = Example | Record | dict[str, Any]
 def as_record(item: Input) -> Example | Record:
     if isinstance(item, dict):
         return record_from_dict(item)
-    if isinstance(item, Example | PreferenceRecord | SFTRecord | EvalItem):
+    if isinstance(item, Example | PreferenceRecord | FeedbackRecord | SFTRecord | EvalItem):
         return item
     raise DataError(f"cannot encode a {type(item).__name__}: expected a record, a record dict or an Example")
 
@@ -77,7 +79,7 @@ def examples_from(record: Example | Record) -> list[Example]:
             Example(record.id, record.prompt, list(record.images), record.chosen, origin=record.origin),
             Example(record.id, record.prompt, list(rejected_images), record.rejected, field_name, record.origin),
         ]
-    if isinstance(record, SFTRecord):
+    if isinstance(record, SFTRecord | FeedbackRecord):
         return [Example(record.id, record.prompt, list(record.images), record.completion, origin=record.origin)]
     return [eval_example(record)]
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mmalign.config import config_from_dict, describe
-from mmalign.data.records import PreferenceRecord
+from mmalign.data.records import PreferenceRecord, SFTRecord
 from mmalign.errors import ConfigError
 
 STRATEGIES: dict[str, str] = {
@@ -39,6 +39,7 @@ STRATEGIES: dict[str, str] = {
     "multi-image": "mmalign.pairs.multi_image:MultiImageBuilder",
     "sample-rank": "mmalign.pairs.sample_rank:SampleRankBuilder",
     "adversarial": "mmalign.pairs.adversarial:AdversarialBuilder",
+    "best-of-n": "mmalign.pairs.best_of:BestOfBuilder",
 }
 """Strategy name → ``module:Class`` of its builder (imported on first use)."""
 
@@ -84,6 +85,8 @@ class Builder(ABC):
     """A dataclass whose fields (with ``mmalign.config.option`` help texts) are the strategy's options."""
     unit_name: ClassVar[str] = "units"
     """What a unit is, plural, for progress lines (``scenes``, ``records``, ``groups``)."""
+    record_kind: ClassVar[str] = "preference"
+    """The kind of record :meth:`build` returns (``preference``; ``sft`` for ``best-of-n``), checked on writing."""
 
     options: Any = field(default=None)
 
@@ -100,8 +103,9 @@ class Builder(ABC):
         ``seed`` is the build seed, for builders whose units are themselves drawn (groups of scenes)."""
 
     @abstractmethod
-    def build(self, unit: dict[str, Any], shared: Any, seed: int) -> list[PreferenceRecord]:
-        """The preference pairs of one unit; ``seed`` is ``derive_seed(build seed, strategy, unit id)``."""
+    def build(self, unit: dict[str, Any], shared: Any, seed: int) -> list[PreferenceRecord] | list[SFTRecord]:
+        """The records of one unit (preference pairs; SFT records for ``best-of-n``); ``seed`` is
+        ``derive_seed(build seed, strategy, unit id)``."""
 
 
 # ------------------------------------------------------------------------------------------- registry

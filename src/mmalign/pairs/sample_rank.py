@@ -2,7 +2,8 @@
 
 The on-policy recipe of RLAIF-V (Yu et al., 2024), Silkie (Li et al., 2023), CLIP-DPO (Ouali et al., 2024)
 and SIMA (Wang et al., 2024): the model answers each prompt ``k`` times with sampling, a scorer rates every
-distinct answer (:mod:`mmalign.pairs.scorers`: ``truth``, ``clip``, ``self`` or ``judge``), and the
+distinct answer (:mod:`mmalign.pairs.scorers`: ``truth``, ``clip``, ``self`` or ``judge``; ``reward``, a trained
+reward model: :mod:`mmalign.pairs.reward_scorer`), and the
 best and worst answers become chosen and rejected when their scores differ by at least ``min_gap``.
 
 Prompts come from a shapes world (each scene with ``prompt``; ground truth: the scene's objects), from
@@ -40,6 +41,7 @@ from mmalign.data.records import EvalItem, PreferenceRecord, assistant, prompt_t
 from mmalign.errors import ConfigError, DataError
 from mmalign.objects import shapes
 from mmalign.pairs.registry import Builder, BuildInputs, Plan, file_fingerprint
+from mmalign.pairs.reward_scorer import DEFAULT_MIN_GAP, RewardOptions, check_reward_dir, reward_fingerprint
 from mmalign.pairs.scorers import (
     SCORER_NAMES,
     ClipOptions,
@@ -71,17 +73,20 @@ class SampleRankOptions:
     min_gap: float | None = option(
         None,
         "Smallest best-worst score gap that makes a pair; null: the scorer's default (truth 0.1, clip "
-        "0.01, self 0.05, judge 1).",
+        f"0.01, self 0.05, judge 1, reward {DEFAULT_MIN_GAP}).",
     )
     prompt: str = option(shapes.DESCRIBE_PROMPT, "The question asked about each image (world and COCO inputs).")
     limit: int | None = option(None, "Use only the first N prompts of the input (null: all of them).")
     image_prefix: str = option("", "COCO-style input: prefix joined to each file_name to form the image path.")
-    dtype: str = option("float32", "Dtype of the policy (and of the self scorer): float32, bfloat16, float16.")
+    dtype: str = option(
+        "float32", "Dtype of the policy (and of the self and reward scorers): float32, bfloat16, float16."
+    )
     device: str | None = option(None, "Device of the models (cpu, cuda...); null: where transformers puts them.")
     truth: TruthOptions = section(TruthOptions, "Options of the truth scorer.")
     clip: ClipOptions = section(ClipOptions, "Options of the clip scorer.")
     self_judge: SelfOptions = section(SelfOptions, "Options of the self scorer (the policy judges itself).")
     judge: JudgeOptions = section(JudgeOptions, "Options of the judge scorer (an OpenAI-compatible API).")
+    reward: RewardOptions = section(RewardOptions, "Options of the reward scorer (a reward model: mmalign train rm).")
 
     def __post_init__(self) -> None:
         if self.scorer not in SCORER_NAMES:
@@ -130,17 +135,25 @@ def policy_model(path: str, dtype: str, device: str | None) -> Any:
 # ---------------------------------------------------------------------------------------------- prompts
 
 
-def read_prompts(inputs: BuildInputs, options: SampleRankOptions) -> tuple[list[dict[str, Any]], Path, str, str, str]:
+def read_prompts(
+    inputs: BuildInputs,
+    question: str,
+    image_prefix: str = "",
+    need_objects: bool = False,
+    strategy: str = "sample-rank",
+) -> tuple[list[dict[str, Any]], Path, str, str, str]:
     """Prompts as dicts (id, prompt, images, question, objects), the data root, a fingerprint of the inputs,
-    a description and the object vocabulary (shapes or coco) their ground truth is in."""
+    a description and the object vocabulary (shapes or coco) their ground truth is in. ``question`` is asked of
+    each world scene or COCO image; records bring their own prompt (``need_objects``: each must also bring its
+    ground-truth objects)."""
     from mmalign.pairs.sources import read_world_split
 
     if inputs.world is not None:
-        world = read_world_split(inputs, "sample-rank")
-        prompts = [_prompt(row["id"], options.prompt, [row["image"]], list(row["present"])) for row in world.rows]
+        world = read_world_split(inputs, strategy)
+        prompts = [_prompt(row["id"], question, [row["image"]], list(row["present"])) for row in world.rows]
         return prompts, world.root, world.fingerprint, f"{len(prompts)} prompts of {world.description}", "shapes"
     if inputs.input is None:
-        raise ConfigError("sample-rank needs --world DIR, or --input (records .jsonl or COCO-style annotations)")
+        raise ConfigError(f"{strategy} needs --world DIR, or --input (records .jsonl or COCO-style annotations)")
     path = Path(inputs.input)
     root = Path(inputs.root) if inputs.root is not None else path.resolve().parent
     if path.is_dir() or path.name.startswith("instances_"):
@@ -148,16 +161,16 @@ def read_prompts(inputs: BuildInputs, options: SampleRankOptions) -> tuple[list[
         from mmalign.objects.mentions import objects_in
         from mmalign.objects.vocabulary import coco_vocabulary
 
-        coco, names = read_coco(path, options.image_prefix), coco_vocabulary()
+        coco, names = read_coco(path, image_prefix), coco_vocabulary()
         prompts = []
         for unit in coco.units:  # CHAIR's ground truth: instance categories and the objects captions name
             truth = {names.synonyms.get(o, o) for o in unit["objects"]}
             truth |= {o for caption in unit["captions"] for o in objects_in(caption, names)}
-            prompts.append(_prompt(unit["id"], options.prompt, [unit["image"]], sorted(truth)))
+            prompts.append(_prompt(unit["id"], question, [unit["image"]], sorted(truth)))
         return prompts, root, file_fingerprint(*coco.files), f"{len(prompts)} images of {path}", "coco"
     if path.suffix.lower() != ".jsonl":
-        raise ConfigError(f"sample-rank reads JSONL records or COCO-style annotations, not {path.name!r}")
-    return _record_prompts(path, root, options)
+        raise ConfigError(f"{strategy} reads JSONL records or COCO-style annotations, not {path.name!r}")
+    return _record_prompts(path, root, need_objects)
 
 
 def _prompt(pid: str, question: str, images: list[str], objects: list[str] | None) -> dict[str, Any]:
@@ -170,7 +183,7 @@ def _prompt(pid: str, question: str, images: list[str], objects: list[str] | Non
     }
 
 
-def _record_prompts(path: Path, root: Path, options: SampleRankOptions) -> tuple[Any, Path, str, str, str]:
+def _record_prompts(path: Path, root: Path, need_objects: bool) -> tuple[Any, Path, str, str, str]:
     from mmalign.data.io import iter_rows, parse_row
     from mmalign.objects.vocabulary import shapes_vocabulary
 
@@ -199,7 +212,7 @@ def _record_prompts(path: Path, root: Path, options: SampleRankOptions) -> tuple
                 "objects": objects,
             }
         )
-    if options.scorer == "truth":
+    if need_objects:
         for p in prompts:
             if p["objects"] is None:
                 raise DataError(
@@ -253,9 +266,13 @@ class SampleRankBuilder(Builder):
         fingerprint = hashlib.sha256(model_fingerprint(model).encode())
         if opts.scorer == "clip":
             fingerprint.update(model_fingerprint(check_clip_dir(opts.clip.path)).encode())
+        if opts.scorer == "reward":
+            fingerprint.update(reward_fingerprint(check_reward_dir(opts.reward.path)).encode())
         if opts.scorer == "judge" and not opts.judge.model:
             raise ConfigError("the judge scorer needs judge.model (and judge.base_url for a server other than OpenAI)")
-        prompts, root, inputs_print, what, vocabulary = read_prompts(inputs, opts)
+        prompts, root, inputs_print, what, vocabulary = read_prompts(
+            inputs, opts.prompt, opts.image_prefix, need_objects=opts.scorer == "truth"
+        )
         if opts.limit is not None and opts.limit < len(prompts):
             prompts, what = prompts[: opts.limit], f"the first {opts.limit} of {what}"
         fingerprint.update(inputs_print.encode())
@@ -269,6 +286,7 @@ class SampleRankBuilder(Builder):
     def make_scorer(self, shared: dict[str, Any], loaded: Any) -> Scorer:
         """The configured scorer (its models and clients come from the per-process cache)."""
         from mmalign.pairs import scorers
+        from mmalign.pairs.reward_scorer import RewardScorer
 
         opts = self.options
         if opts.scorer == "truth":
@@ -277,6 +295,8 @@ class SampleRankBuilder(Builder):
             return scorers.ClipScorer(opts.clip, opts.device)
         if opts.scorer == "self":
             return scorers.SelfScorer(opts.self_judge, loaded)
+        if opts.scorer == "reward":
+            return RewardScorer(opts.reward, opts.dtype, opts.device)
         return scorers.JudgeScorer(opts.judge, Path(shared["root"]))
 
     def scorer_options(self, shared: dict[str, Any]) -> dict[str, Any]:
@@ -287,6 +307,8 @@ class SampleRankBuilder(Builder):
             return {"path": opts.clip.path}
         if opts.scorer == "self":
             return asdict(opts.self_judge)
+        if opts.scorer == "reward":
+            return asdict(opts.reward)
         return opts.judge.described()
 
     def build(self, unit: dict[str, Any], shared: Any, seed: int) -> list[PreferenceRecord]:

@@ -1,4 +1,4 @@
-"""How ``sample-rank`` scores a prompt's candidate responses: four scorers, each usable alone.
+"""How ``sample-rank`` scores a prompt's candidate responses: five scorers, each usable alone.
 
 Each scorer is a small class with ``score(candidates, context) -> list[float]`` (higher is better) and a
 batched ``score_many`` that the builder calls once per unit of prompts:
@@ -13,9 +13,11 @@ batched ``score_many`` that the builder calls once per unit of prompts:
 * ``judge``: an external model behind an OpenAI-compatible API rates each candidate 1-10 with the Silkie /
   GPT-4V rubric (Li et al., 2023), through :func:`mmalign.judge.score_answers` (bounded concurrency,
   retries, a SQLite cache of every judgment).
+* ``reward``: a reward model trained with ``mmalign train rm`` gives each candidate its reward
+  (:mod:`mmalign.pairs.reward_scorer`, its own module).
 
 A candidate a scorer could not score (an unreadable judge reply) gets ``nan`` and takes no part in ranking.
-Models (policy, CLIP) and judge clients are loaded once per process and kept in :data:`_CACHE`.
+Models (policy, CLIP, reward model) and judge clients are loaded once per process and kept in :data:`_CACHE`.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from mmalign.data.records import Message, assistant, user_prompt
 from mmalign.errors import ConfigError, DataError
 from mmalign.judge.client import JudgeConfig
 
-SCORER_NAMES: tuple[str, ...] = ("truth", "clip", "self", "judge")
+SCORER_NAMES: tuple[str, ...] = ("truth", "clip", "self", "judge", "reward")
+"""Every scorer; ``reward`` lives in :mod:`mmalign.pairs.reward_scorer`."""
 VOCABULARIES: tuple[str, ...] = ("auto", "shapes", "coco")
 DEFAULT_JUDGE_CACHE = "judge-cache.sqlite"
 

@@ -32,7 +32,7 @@ from typing import Any
 from mmalign.data.images import blob_target, content_path, encode_png, resolve_image, write_image_file
 from mmalign.data.io import default_out_root
 from mmalign.data.parse import record_from_dict
-from mmalign.data.records import ImageBlob, ImageRef, PreferenceRecord
+from mmalign.data.records import ImageBlob, ImageRef, PreferenceRecord, SFTRecord
 from mmalign.errors import ConfigError, DataError, MMAlignError
 from mmalign.files import atomic_path
 from mmalign.pairs.registry import Builder, BuildInputs, options_dict
@@ -264,7 +264,7 @@ def unit_lines(unit: dict[str, Any], job: ShardJob) -> list[str]:
         for key, refs in record.image_lists().items():
             row[key] = [_image_file(ref, in_root, out_root, same_root, f"{key}[{i}]") for i, ref in enumerate(refs)]
         try:
-            record_from_dict(row, "preference")
+            record_from_dict(row, builder.record_kind)
         except MMAlignError as err:
             raise RuntimeError(f"{job.strategy} built an invalid record from unit {unit_id!r}: {err}") from None
         lines.append(json.dumps(row, ensure_ascii=False))
@@ -299,7 +299,7 @@ def _image_file(ref: ImageRef, in_root: Path, out_root: Path, same_root: bool, f
     return target
 
 
-def check_records(records: list[PreferenceRecord]) -> None:
+def check_records(records: list[PreferenceRecord] | list[SFTRecord]) -> None:
     """Unique ids within one unit's output (a builder bug otherwise)."""
     ids = [r.id for r in records]
     if len(ids) != len(set(ids)):

@@ -1,4 +1,5 @@
-"""Preference training (``mmalign train pref``): the DPO family, mDPO, dense DPO, SimPO and ORPO on a ``Trainer``.
+"""Preference training (``mmalign train pref``): the DPO family, mDPO, dense DPO, SimPO and ORPO on a ``Trainer``;
+KTO and unpaired APO-zero on binary-feedback records (:mod:`mmalign.train.kto`, built from the same config).
 
     config = load_config(PreferenceConfig, "configs/pref/dpo.yaml", ["train.max_steps=100"])
     result = train_preference(config)       # result.model_dir loads with mmalign.models.load
@@ -29,10 +30,12 @@ import torch
 from mmalign.config import option, section
 from mmalign.errors import ConfigError
 from mmalign.losses import PreferenceLoss, build_loss, preference_metrics
+from mmalign.losses.kto import UnpairedLoss
 from mmalign.models.loading import LoadedModel
 from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig, check_share_prefix, share_prefix_option
 from mmalign.train.dataset import RecordDataset
 from mmalign.train.guard import GuardConfig, OverOptimisationGuard
+from mmalign.train.kto import build_feedback_trainer, check_unpaired_config
 from mmalign.train.pref_batch import PreferenceCollator, policy_logps, preference_inputs, row_scorer, score
 from mmalign.train.presets import mmalign_home, resolve_model_path
 from mmalign.train.reference import ReferenceConfig, align_tokens, live_reference, load_separate
@@ -45,7 +48,9 @@ class LossConfig:
     """Which preference loss, with which options."""
 
     name: str = option(
-        "sigmoid", "The loss (--list-losses): sigmoid (DPO), ipo, cdpo, robust, hinge, rpo, simpo, orpo, mdpo, ddpo."
+        "sigmoid",
+        "The loss (--list-losses): sigmoid (DPO), ipo, cdpo, robust, hinge, rpo, simpo, orpo, mdpo, ddpo on "
+        "preference pairs; kto, apo_zero_unpaired on binary-feedback records.",
     )
     options: dict[str, Any] = option({}, "The loss's options, e.g. {beta: 0.1} (--show-options --loss NAME).")
 
@@ -56,7 +61,10 @@ class PreferenceConfig:
 
     kind: Literal["pref"] = option("pref", "Config kind: 'pref' for this trainer (tells trainer configs apart).")
     model: ModelConfig = section(ModelConfig, "The policy to train.")
-    data: DataConfig = section(DataConfig, "Preference records (data.eval: a held-out preference split).")
+    data: DataConfig = section(
+        DataConfig,
+        "Preference records, or binary-feedback records for kto / apo_zero_unpaired (data.eval: a held-out split).",
+    )
     train: TrainingConfig = section(TrainingConfig, "Optimisation and checkpoints.")
     loss: LossConfig = section(LossConfig, "The preference loss.")
     reference: ReferenceConfig = section(ReferenceConfig, "The reference model or its cached log-probs.")
@@ -86,9 +94,11 @@ class PreferenceConfig:
             raise ConfigError("the guard watches held-out evaluations: set data.eval and train.eval_steps")
         if row_scorer(True)[1]:  # the shared path is installed
             check_share_prefix(self.share_prefix, self.model)
+        if isinstance(loss, UnpairedLoss):
+            check_unpaired_config(self, loss)
 
-    def build_loss(self) -> PreferenceLoss:
-        """The configured loss (unknown names and options raise ConfigError)."""
+    def build_loss(self) -> PreferenceLoss | UnpairedLoss:
+        """The configured loss (unknown names and options raise ConfigError): pairwise, or unpaired (KTO)."""
         return build_loss(self.loss.name, **self.loss.options)
 
     def reference_source(self) -> Literal["none", "copy", "adapter", "separate", "precomputed"]:
@@ -198,8 +208,11 @@ def build_trainer(
     **arg_overrides: Any,
 ) -> PreferenceTrainer:
     """The configured :class:`PreferenceTrainer` over ``loaded``: data read and checked, reference ready (a
-    precomputed one computed or read from its cache now). ``arg_overrides`` go to ``TrainingArguments``."""
+    precomputed one computed or read from its cache now). ``arg_overrides`` go to ``TrainingArguments``. An unpaired
+    loss gets the binary-feedback trainer (:func:`mmalign.train.kto.build_feedback_trainer`)."""
     loss, data = config.build_loss(), config.data
+    if isinstance(loss, UnpairedLoss):
+        return build_feedback_trainer(config, loaded, callbacks, write, **arg_overrides)  # type: ignore[return-value]
     if config.share_prefix is True and row_scorer(True)[1] and loaded.family.name == "vlm":
         raise ConfigError(
             f"share_prefix: the image inputs of model type {loaded.model.config.model_type!r} cannot "
@@ -277,10 +290,11 @@ def train_preference(
         return "none (reference-free loss)" if trainer.reference is None else trainer.reference.description
 
     def describe(trainer: PreferenceTrainer, loaded: LoadedModel, per_step: int) -> str:
+        unit = "feedback records" if isinstance(trainer.loss, UnpairedLoss) else "pairs"
         return (
-            f"pref: loss {trainer.loss.name} ({trainer.loss.paper}) on {len(trainer.train_dataset)} pairs from "
-            f"{config.data.train}; {per_step} pairs a step; reference: {described(trainer)}; shared prefix: "
-            f"{_prefix_mode(config.share_prefix, trainer.shares_prefix)}"
+            f"pref: loss {trainer.loss.name} ({trainer.loss.paper}) on {len(trainer.train_dataset)} {unit} from "
+            f"{config.data.train}; {per_step} {unit.split()[-1]} a step; reference: {described(trainer)}; "
+            f"shared prefix: {_prefix_mode(config.share_prefix, trainer.shares_prefix)}"
         )
 
     def result(done: Run) -> PreferenceResult:

@@ -25,6 +25,8 @@ from torch import Tensor
 from mmalign.config import check_ranges, option
 from mmalign.errors import ConfigError
 from mmalign.losses import ReferenceLogps
+from mmalign.models.collate import Batch
+from mmalign.models.logps import LogpOutput
 from mmalign.train.pref_batch import PreferenceBatch, RowScorer, reference_logps, score
 
 
@@ -87,6 +89,14 @@ class ModelReference:
         with eval_mode(self.model):
             return reference_logps(score(self.model, batch, self.token_level, self.scorer))
 
+    def row_logps(self, policy: Any, rows: Batch) -> LogpOutput:
+        """Response log-probs of every row of ``rows`` (unpaired losses: responses and their KL rows)."""
+        device = next(p.device for p in unwrap_module(policy).parameters())
+        if next(self.model.parameters()).device != device:
+            self.model.to(device)
+        with eval_mode(self.model):
+            return self.scorer(self.model, rows, token_level=self.token_level)
+
 
 @dataclass
 class AdapterReference:
@@ -99,6 +109,11 @@ class AdapterReference:
     def logps(self, policy: Any, batch: PreferenceBatch) -> ReferenceLogps:
         with unwrap_module(policy).disable_adapter(), eval_mode(policy):
             return reference_logps(score(policy, batch, self.token_level, self.scorer))
+
+    def row_logps(self, policy: Any, rows: Batch) -> LogpOutput:
+        """Response log-probs of every row of ``rows`` (unpaired losses: responses and their KL rows)."""
+        with unwrap_module(policy).disable_adapter(), eval_mode(policy):
+            return self.scorer(policy, rows, token_level=self.token_level)
 
 
 def align_tokens(reference: ReferenceLogps, chosen_width: int | None, rejected_width: int | None) -> ReferenceLogps:

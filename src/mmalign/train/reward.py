@@ -16,6 +16,12 @@ reward centring; the metrics are :func:`~mmalign.losses.reward.reward_metrics`
 logging step and with the ``eval_`` prefix after each held-out evaluation (``data.eval``); the std and min/max are
 each micro-batch's, averaged.
 
+**Binary labels.** A data file of binary-feedback records (prompt, completion, ``label``; ``mmalign data unpair``
+makes them from pairs) trains the same model with :func:`~mmalign.losses.reward.label_loss`, the binary
+cross-entropy of σ(r) against the label, each response scored alone (the model's collator, the plain forward); the
+metrics are :func:`~mmalign.losses.reward.label_metrics` (accuracy: the sign of r agrees with the label; min/mean/max
+reward; mean reward of the desirable and of the undesirable responses). Margins and centring apply to pairs only.
+
 **Margins.** Preference records carry no strength field, so the margin of a pair is read from its
 ``meta[rm.margin_key]`` (default ``meta["margin"]``): a finite number (e.g. a rating difference, as Llama 2's
 "significantly better" = 1 ... "negligibly better" = 0), 0 for a pair without one; anything else is refused before
@@ -37,9 +43,9 @@ from typing import Any, Literal
 import torch
 
 from mmalign.config import option, section
-from mmalign.data.records import PreferenceRecord
+from mmalign.data.records import FeedbackRecord, PreferenceRecord
 from mmalign.errors import ConfigError, DataError
-from mmalign.losses.reward import RewardLoss, reward_metrics
+from mmalign.losses.reward import RewardLoss, label_loss, label_metrics, reward_metrics
 from mmalign.models.critique import CRITIQUE_REQUEST, record_critiques
 from mmalign.models.loading import LoadedModel
 from mmalign.models.processors import save_upstream_processor
@@ -47,6 +53,7 @@ from mmalign.models.reward import RewardModel, batch_rewards, reward_model_for
 from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig, check_share_prefix, share_prefix_option
 from mmalign.train.critique import CritiqueCollator, critique_step
 from mmalign.train.dataset import RecordDataset
+from mmalign.train.feedback_batch import FeedbackCollator
 from mmalign.train.pref_batch import PreferenceBatch, PreferenceCollator
 from mmalign.train.trainer import CoreTrainer, Run, StepOutput, TrainResult, core_arguments, run
 
@@ -112,6 +119,10 @@ class RewardConfig:
             raise ConfigError("train.eval_steps is set but there is no data.eval to evaluate on")
 
 
+KINDS = ("preference", "feedback")
+"""Pairs (Bradley-Terry) or binary-feedback records (binary cross-entropy against the label)."""
+
+
 class _PairRows:
     """What :class:`PreferenceCollator` asks of a loss: a reward model needs only the chosen and rejected rows."""
 
@@ -140,8 +151,19 @@ class RewardCollator:
 
     pairs: PreferenceCollator
     margin_key: str | None = "margin"
+    labels: FeedbackCollator | None = None
+    """Collates binary-feedback records (their n rows and labels), when the data has them."""
 
-    def __call__(self, records: list[PreferenceRecord]) -> dict[str, Any]:
+    def __call__(self, records: list[Any]) -> dict[str, Any]:
+        if records and isinstance(records[0], FeedbackRecord) and self.labels is not None:
+            labelled = self.labels(records)
+            rows = labelled.rows
+            return {
+                "batch": labelled,
+                "label": labelled.label,
+                "input_ids": rows.input_ids,
+                "attention_mask": rows.attention_mask,
+            }
         batch = self.pairs(records)
         by_id = {r.id: r for r in records}
         values = [record_margin(by_id[i], self.margin_key) for i in batch.ids]
@@ -177,6 +199,11 @@ class RewardTrainer(CoreTrainer):
         if not len(batch):  # every pair of this micro-batch was too long (data.on_overflow: skip)
             zero = sum((p.sum() * 0.0 for p in model.parameters() if p.requires_grad), torch.zeros((), device=device))
             return StepOutput(zero)
+        if "label" in inputs:  # binary feedback: each response scored alone, BCE of σ(r) against its label
+            rewards = batch_rewards(model, batch.rows)
+            loss = label_loss(rewards, batch.label).mean()
+            metrics = label_metrics(rewards, batch.label) | ({} if model.training else {"loss": loss.item()})
+            return StepOutput(loss, metrics, len(batch))
         chosen, rejected = pair_rewards(model, batch, self.share_prefix)
         margin = inputs.get("margin")
         output = self.loss(chosen, rejected, None if margin is None else margin.to(chosen.device))
@@ -231,16 +258,21 @@ def read_pairs(config: RewardConfig) -> dict[str, RecordDataset]:
     data = config.data
     sets = {
         "train": RecordDataset.from_file(
-            data.train, kinds=("preference",), root=data.root, limit=data.limit, max_pixels=data.max_image_pixels
+            data.train, kinds=KINDS, root=data.root, limit=data.limit, max_pixels=data.max_image_pixels
         )
     }
     if data.eval is not None:
-        sets["eval"] = RecordDataset.from_file(
-            data.eval, kinds=("preference",), root=data.root, max_pixels=data.max_image_pixels
-        )
+        sets["eval"] = RecordDataset.from_file(data.eval, kinds=KINDS, root=data.root, max_pixels=data.max_image_pixels)
     for dataset in sets.values():
+        if len({r.kind for r in dataset.records}) > 1:
+            raise DataError(
+                "the file mixes preference pairs and binary-feedback records: give one kind", file=dataset.source
+            )
         for record in dataset.records:
-            record_margin(record, config.rm.margin_key)  # type: ignore[arg-type]
+            if isinstance(record, PreferenceRecord):
+                record_margin(record, config.rm.margin_key)
+            if config.rm.critique and not isinstance(record, PreferenceRecord):
+                raise DataError("rm.critique needs preference pairs with critiques", file=dataset.source)
             if config.rm.critique:
                 record_critiques(record)  # type: ignore[arg-type]
     return sets
@@ -271,6 +303,7 @@ def build_trainer(
             collators[name] = CritiqueCollator(rows, config.rm.critique_request, split=name)
         else:
             collators[name] = PreferenceCollator(rows, _PairRows(), seed=config.train.seed, split=name)  # type: ignore[arg-type]
+    labels = {name: FeedbackCollator(c.collator, needs_kl=False, split=name) for name, c in collators.items()}
     request = config.rm.critique_request if critique else None
     model = reward_model_for(loaded.model, loaded.path, seed=config.train.seed, critique_request=request)
     loaded.model = model
@@ -282,8 +315,10 @@ def build_trainer(
         args=config.train.training_arguments(**core_arguments(**arg_overrides)),
         train_dataset=sets["train"],
         eval_dataset=sets.get("eval"),
-        data_collator=RewardCollator(collators["train"], config.rm.margin_key),
-        eval_collator=RewardCollator(collators["eval"], config.rm.margin_key) if "eval" in collators else None,
+        data_collator=RewardCollator(collators["train"], config.rm.margin_key, labels["train"]),
+        eval_collator=RewardCollator(collators["eval"], config.rm.margin_key, labels["eval"])
+        if "eval" in sets
+        else None,
         collators=collators,
         loss=config.loss,
         share_prefix=config.sharing(),
@@ -313,11 +348,15 @@ def train_reward(
         head = f"head Linear({model.reward_head.in_features}, 1) on {token}"
         centring = config.loss.center_rewards_coefficient
         nll = f" + {config.rm.critique_weight:g} x critique NLL" if config.rm.critique else ""
+        objective = f"Bradley-Terry{f' + centring {centring:g}' if centring else ''}{nll}"
+        unit = "pairs"
+        if sets["train"].records and isinstance(sets["train"].records[0], FeedbackRecord):
+            objective, unit = "binary cross-entropy of σ(r) against the label", "feedback records"
         return (
             f"rm: {config.model.path} ({loaded.n_parameters() / 1e6:.2f} M parameters, "
-            f"{loaded.n_parameters(trainable_only=True) / 1e6:.2f} M trainable), {head}; Bradley-Terry"
-            f"{f' + centring {centring:g}' if centring else ''}{nll} on {len(sets['train'])} pairs from "
-            f"{config.data.train}; {per_step} pairs a step; shared prefix: {config.sharing()}"
+            f"{loaded.n_parameters(trainable_only=True) / 1e6:.2f} M trainable), {head}; {objective} on "
+            f"{len(sets['train'])} {unit} from {config.data.train}; {per_step} {unit.split()[-1]} a step; "
+            f"shared prefix: {config.sharing()}"
         )
 
     def result(done: Run) -> RewardResult:

@@ -58,6 +58,8 @@ class Importer(ABC):
     drop_fields: ClassVar[dict[str, str]] = {}
     """Fields recognised and dropped, each with the reason the import summary gives (one line per reason)."""
     options_class: ClassVar[type] = NoOptions
+    kind: ClassVar[str] = "preference"
+    """The kind of record this format imports to (``preference``; ``feedback`` for binary-feedback data)."""
 
     options: Any = None
     image_prefix: str = ""

@@ -22,7 +22,7 @@ from mmalign.data.images import ImageChecker, resolve_image
 from mmalign.data.importers.base import Importer, SkipRow, iter_source
 from mmalign.data.io import default_out_root, nonempty, write_records
 from mmalign.data.parse import record_from_dict
-from mmalign.data.records import PreferenceRecord
+from mmalign.data.records import FeedbackRecord, PreferenceRecord
 from mmalign.errors import ConfigError, DataError
 
 FORMATS: dict[str, str] = {
@@ -32,6 +32,7 @@ FORMATS: dict[str, str] = {
     "vlfeedback": "mmalign.data.importers.vlfeedback:VLFeedbackImporter",
     "povid": "mmalign.data.importers.povid:POVIDImporter",
     "trl": "mmalign.data.importers.trl:TRLImporter",
+    "trl-unpaired": "mmalign.data.importers.trl:TRLUnpairedImporter",
 }
 """Format name → ``module:Class`` (imported on first use)."""
 
@@ -106,9 +107,9 @@ def import_records(
     limit: int | None = None,
     image_root: Path | None = None,
     split: str | None = None,
-) -> Iterator[PreferenceRecord]:
-    """Checked preference records of ``src``, ids made unique; ``report`` counts rows, records and skips.
-    With ``image_root``, every image path must name a file there (errors name the source row)."""
+) -> Iterator[PreferenceRecord | FeedbackRecord]:
+    """Checked records of ``src`` (of the importer's ``kind``), ids made unique; ``report`` counts rows, records and
+    skips. With ``image_root``, every image path must name a file there (errors name the source row)."""
     seen: Counter[str] = Counter()
     report.drop_reasons = dict(importer.drop_fields)
     checker = ImageChecker(image_root, "decode")  # every image decodes, within the pixel limit, before it is kept
@@ -137,7 +138,7 @@ def import_records(
             if seen[item["id"]] > 1:
                 item["id"] = f"{item['id']}-{seen[item['id']]}"
             try:
-                record = record_from_dict(item, "preference")
+                record = record_from_dict(item, importer.kind)
                 if image_root is not None:
                     for key, refs in record.image_lists().items():
                         for i, ref in enumerate(refs):
@@ -146,7 +147,7 @@ def import_records(
                 checker.check_record(record)
             except DataError as err:
                 raise err.located(**where, record_id=item["id"]) from None
-            assert isinstance(record, PreferenceRecord)
+            assert isinstance(record, PreferenceRecord | FeedbackRecord)
             report.records += 1
             yield record
 
@@ -214,5 +215,5 @@ def import_file(
     records = nonempty(records, why)
     # JSONL: image files appear under ``root`` only if every record is written (staged, then moved in), and a
     # failure leaves no output folder the import made; Parquet and datasets embed the images
-    write_records(out, records, root=root, src_root=src_root, kind="preference")
+    write_records(out, records, root=root, src_root=src_root, kind=importer.kind)
     return report

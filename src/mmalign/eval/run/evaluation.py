@@ -25,7 +25,7 @@ from mmalign.errors import DataError
 from mmalign.eval import results as res
 from mmalign.eval.config import EvalConfig
 from mmalign.eval.run.agreement import agreement, fast_path_plan, parsed_answer, sample_warning
-from mmalign.eval.run.runner import Runner
+from mmalign.eval.run.runner import Runner, RunStats
 from mmalign.eval.scoring.answers import question_row, write_answers
 from mmalign.eval.scoring.rescore import rescore, score_command
 from mmalign.eval.tasks.items import TaskInput
@@ -75,14 +75,18 @@ class Evaluation:
 
         self.cfg, self.echo = cfg, echo
         self.names, self.limit = cfg.task_names()
-        for path in (cfg.model, cfg.reference, *cfg.opponents):
+        for path in (cfg.model, cfg.reference, cfg.reward_model, *cfg.opponents):
             if path is not None:
                 check_model_dir(Path(path))
         self.cache_root = cfg.cache_dir or cfg.out / "cache"
-        self.model_name = cfg.model.name if cfg.model.name not in ("reference", "") else "model"
+        name = "" if cfg.model is None else cfg.model.name
+        self.model_name = name if name not in ("reference", "") else "model"
         self.world: Path | None = None
         self.reference: dict[str, Any] | None = None
+        self.reward_model: dict[str, Any] | None = None  # --reward-model's path, fingerprint, family, size
+        self.reward_runner: Runner | None = None  # loaded on first use (mmalign.eval.run.rewardbench)
         self.judge_client: Any = None
+        self.stats: dict[str, RunStats] = {}  # every runner's statistics, by label (results.json's timings)
         self.inputs: dict[str, TaskInput] = {}
         for name in self.names:
             spec = get_task(name)
@@ -98,6 +102,11 @@ class Evaluation:
             from transformers.utils import logging
 
             logging.disable_progress_bar()
+        self.loaded: Any = None
+        self.fingerprint: str | None = None
+        self.runner: Any = None  # a Runner; None when only the reward-model benchmarks run, without --model
+        if self.cfg.model is None:
+            return
         self.loaded = load(self.cfg.model, dtype=self.cfg.dtype, device=self.cfg.device)
         self.fingerprint = model_fingerprint(self.cfg.model)
         self.runner = Runner(
@@ -106,6 +115,7 @@ class Evaluation:
             self.cache_root,
             self.cfg.batch_size,
             self.cfg.progress,
+            stats=self.stats,
             max_length=self.cfg.max_length,
         )
 
@@ -114,6 +124,11 @@ class Evaluation:
             return "needs --judge-url and --judge-model"
         if spec.needs == "reference" and self.cfg.reference is None:
             return "needs --reference DIR"
+        if spec.needs == "reward_or_judge":
+            if spec.name not in self.cfg.sources:
+                return f"needs --source {spec.name}=PATH, the benchmark's own data (it has no shapes-world version)"
+            if self.cfg.reward_model is None and self.cfg.judge is None:
+                return "needs --reward-model DIR, or the judge (--judge-url and --judge-model)"
         return None
 
     def close(self) -> None:
@@ -138,13 +153,20 @@ class Evaluation:
     def _input(self, spec: TaskSpec) -> TaskInput:
         from mmalign.eval.tasks.benchmarks import benchmark_input
 
-        if spec.name in self.cfg.sources:
+        if spec.kind == "rm_bench":
+            from mmalign.eval.tasks.rewardbench import rewardbench_input
+
+            inp = rewardbench_input(spec.name, self.cfg.sources[spec.name], self.cfg.image_root)
+            for why, n in inp.skipped.items():
+                self.echo(f"{spec.name}: {n} {why} pairs skipped (mmalign has no {why} input yet)")
+        elif spec.name in self.cfg.sources:
             inp = benchmark_input(spec, self.cfg.sources[spec.name], self.cfg.image_root)
         else:
             inp = world_input(spec.name, spec.world_file, self._world(), self.cfg.split, self.cfg.out / "inputs")
         inp.items = _limit(inp.items, self.limit)
         if not inp.items:
-            raise DataError(f"no items for task {spec.name}", file=inp.source)
+            left_out = "".join(f"; {n} {why} pairs skipped" for why, n in inp.skipped.items())
+            raise DataError(f"no items for task {spec.name}{left_out}", file=inp.source)
         _check_images(inp, spec.name)
         return inp
 
@@ -169,6 +191,12 @@ class Evaluation:
             fast_path.update(self._agreement(spec, inp, texts, rows, budget))
         elif spec.kind == "reward":
             self._reward(spec, inp, out / files["predictions"])
+        elif spec.kind == "rm_bench":
+            from mmalign.eval.run.rewardbench import run_benchmark
+
+            mode, judged = run_benchmark(self, spec, inp, out / files["predictions"])
+            if inp.skipped:
+                entry["skipped_items"] = dict(inp.skipped)
         elif spec.kind == "battle":
             from mmalign.eval.run.judging import battles
 
@@ -176,7 +204,7 @@ class Evaluation:
             judged = battles(self, inp, out / files["predictions"], out / files["battles"], budget)
         else:
             texts = self.runner.generate(spec.name, inp.items, inp.image_root, budget)
-        if spec.kind not in ("reward", "battle"):
+        if spec.kind not in ("reward", "battle", "rm_bench"):
             write_answers(spec, inp.items, texts, out / files["predictions"], coco=inp.annotations is not None)
         if spec.kind == "dialogue":
             from mmalign.eval.run.judging import judge_dialogue
@@ -277,7 +305,7 @@ class Evaluation:
         policy = self.runner.pair_logps(spec.name, pairs, inp.image_root)
         reference = self._reference_runner()
         ref = reference.pair_logps(spec.name, pairs, inp.image_root)
-        self.runner.stats[f"{spec.name} (reference)"] = reference.stats[spec.name]
+        self.stats[f"{spec.name} (reference)"] = reference.stats[spec.name]
         rows = []
         for pair, p, r in zip(pairs, policy, ref, strict=True):
             category = str(pair.meta.get("category") or pair.source or "")
@@ -325,16 +353,20 @@ def evaluate(cfg: EvalConfig, echo: Echo = print) -> dict[str, Any]:
     finally:
         ev.close()
     judge = None if cfg.judge is None else {"base_url": cfg.judge.base_url, "model": cfg.judge.model}
-    results = {
-        "schema": res.SCHEMA,
-        "mmalign_version": mmalign.__version__,
-        "model": {
+    model = None  # no --model: only the reward-model benchmarks ran
+    if ev.loaded is not None:
+        model = {
             "path": str(cfg.model),
             "fingerprint": ev.fingerprint,
             "family": ev.loaded.family.name,
             "parameters": ev.loaded.n_parameters(),
-        },
+        }
+    results = {
+        "schema": res.SCHEMA,
+        "mmalign_version": mmalign.__version__,
+        "model": model,
         "reference": ev.reference,
+        "reward_model": ev.reward_model,
         "settings": {
             "tasks": ev.names,
             "suite": cfg.suite,
@@ -352,13 +384,14 @@ def evaluate(cfg: EvalConfig, echo: Echo = print) -> dict[str, Any]:
             "beta": cfg.beta,
             "judge": judge,
             "judge_max_failed": cfg.judge_max_failed,
+            "judge_samples": cfg.judge_samples,
             "opponents": [str(p) for p in cfg.opponents],
         },
         "tasks": tasks,
         "dimensions": res.dimension_scores(tasks),
         "timings": {
             "total_s": round(time.perf_counter() - started, 3),
-            "tasks": {k: v.to_dict() for k, v in ev.runner.stats.items()},
+            "tasks": {k: v.to_dict() for k, v in ev.stats.items()},
         },
     }
     res.write_results(cfg.out / "results.json", results)

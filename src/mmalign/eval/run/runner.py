@@ -234,6 +234,49 @@ class Runner:
 
         return self._batched(task, pairs, image_root, self._cache(task, "logps", {}), compute)
 
+    def rewards(self, task: str, pairs: list[PreferenceRecord], image_root: Path | None) -> list[dict[str, Any]]:
+        """A reward model's rewards of chosen and rejected (:func:`mmalign.models.reward.score_examples`, both
+        responses of a batch of pairs in one call): rows with ``chosen_reward`` and ``rejected_reward``."""
+        from mmalign.models.collate import Collator
+        from mmalign.models.examples import examples_from
+        from mmalign.models.reward import score_examples
+
+        # one token more than max_length: a response cut to fit would move the token the head reads, so a row
+        # that reaches it is an error, never a reward of part of the response
+        checker = Collator(
+            self.loaded.processor,
+            mode="train",
+            image_root=image_root,
+            max_length=self.max_length + 1,
+            overflow_hint=self.overflow_hint,
+        )
+
+        def compute(batch: list[PreferenceRecord]) -> list[dict[str, Any]]:
+            encoded = checker(batch)
+            for row, length in zip(encoded.ids, encoded.attention_mask.sum(-1).tolist(), strict=True):
+                if length > self.max_length:
+                    err = DataError(
+                        f"the prompt and response are over max_length {self.max_length} tokens; {self.overflow_hint}",
+                        record_id=row,
+                    )
+                    raise locate(err, batch)
+            examples, rows = [], []
+            for pair in batch:
+                chosen, rejected = examples_from(pair)
+                examples.append(chosen)
+                first = len(examples) - 1
+                # the same response to the same prompt is scored once: its two rewards are equal, a tie, as when
+                # the official scripts score each response on its own (batched, they could differ in the last bit)
+                if (chosen.response, chosen.images) != (rejected.response, rejected.images):
+                    examples.append(rejected)
+                rows.append((first, len(examples) - 1))
+            scores = score_examples(
+                self.loaded, examples, batch_size=len(examples), image_root=image_root, max_length=self.max_length + 1
+            )
+            return [{"chosen_reward": scores[c], "rejected_reward": scores[r]} for c, r in rows]
+
+        return self._batched(task, pairs, image_root, self._cache(task, "rewards", {}), compute)
+
 
 def options_for(item: EvalItem) -> OptionSet:
     """Letters for a multiple-choice item, yes/no otherwise."""

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from mmalign.eval.metrics.official import match_answers, read_answers, read_jsonl
+from mmalign.eval.scoring import rewardbench
 from mmalign.eval.scoring.task_score import TaskScore, ratio
 from mmalign.eval.tasks.specs import TaskSpec
 from mmalign.objects.mentions import objects_in
@@ -32,7 +33,7 @@ def score_command(spec: TaskSpec, files: dict[str, str], out: Path) -> str | Non
     if spec.scorer == "preference":
         return f"mmalign eval score --task preference --answers {path['battles']} --anchor reference"
     ground = f"--annotations {files['annotations']}" if "annotations" in files else f"--questions {path['questions']}"
-    if spec.scorer in ("safety", "reward"):
+    if spec.scorer in ("safety", "reward") or spec.kind == "rm_bench":
         ground = ""
     return " ".join(f"mmalign eval score --task {spec.scorer} {ground} --answers {path['predictions']}".split())
 
@@ -63,6 +64,8 @@ def rescore(task: str, files: dict[str, str], run_dir: Path, *, n_rounds: int = 
         return al.score_reward(answers)
     if task == "preference":
         return al.score_preference(path["battles"], anchor="reference", n_rounds=n_rounds, seed=seed)
+    if task in rewardbench.SCORERS:  # every sample counts (no --k), as `mmalign eval score` without --k
+        return rewardbench.load(task, answers, None)
     return dialogue_score(path["judgments"])
 
 

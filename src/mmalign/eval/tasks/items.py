@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmalign.data.parse import record_from_dict
@@ -23,6 +23,8 @@ class TaskInput:
     """Where the items came from (for results.json)."""
     annotations: Path | None = None
     """CHAIR on COCO: the annotation directory that holds the ground truth."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Items of the file left out, by why (``video``: MM-RLHF-RewardBench's video pairs, no video input yet)."""
 
 
 def read_eval_items(path: str | Path) -> list[EvalItem]:

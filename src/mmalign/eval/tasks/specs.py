@@ -14,7 +14,10 @@ human preference. How a task's model outputs are made (``kind``):
   measured on the shipped model (``fast_agreement``, :mod:`.measured`), is at least 99 %;
 * ``caption``, ``safety``, ``dialogue``: generated text (greedy, batched with left padding);
 * ``reward``: DPO implicit rewards from policy and reference log-probs of preference pairs;
-* ``battle``: answers of several models compared pairwise by the judge.
+* ``battle``: answers of several models compared pairwise by the judge;
+* ``rm_bench``: a public reward-model benchmark's pairs (``--source`` only, no shapes-world version), decided by
+  ``--reward-model`` (the higher reward wins) or by the judge prompted as the benchmark's own inference script
+  prompts (:mod:`mmalign.eval.run.rewardbench`).
 """
 
 from __future__ import annotations
@@ -40,14 +43,15 @@ class TaskSpec:
     name: str
     dimension: str
     kind: str
-    """yesno, choice, caption, safety, dialogue, reward or battle (see the module docstring)."""
+    """yesno, choice, caption, safety, dialogue, reward, battle or rm_bench (see the module docstring)."""
     scorer: str
     """The ``mmalign eval score --task`` that scores the predictions (``dialogue``: scored here, by the judge)."""
     description: str
     max_new_tokens: int = 8
     """Generation budget (a yes/no answer is "Yes." plus the end of the turn; captions need more)."""
     needs: str | None = None
-    """``judge`` or ``reference``: the task is skipped (and says why) without it."""
+    """``judge``, ``reference``, or ``reward_or_judge`` (``--reward-model`` or the judge, and the benchmark's file
+    as ``--source``): the task is skipped (and says why) without it."""
     world_file: str | None = None
     """The shapes world's item file for this task (``<split>/<world_file>``); None: built from scenes."""
 
@@ -131,6 +135,31 @@ _SPECS = (
         "pairwise battles judged by the judge, Bradley-Terry ratings with bootstrap intervals (Arena-Hard)",
         max_new_tokens=48,
         needs="judge",
+    ),
+    TaskSpec(
+        "vl_rewardbench",
+        "reward",
+        "rm_bench",
+        "vl_rewardbench",
+        "VL-RewardBench: which of two answers is better, by a reward model or a judge (accuracy, macro over "
+        "general, hallucination, reasoning)",
+        needs="reward_or_judge",
+    ),
+    TaskSpec(
+        "multimodal_rewardbench",
+        "reward",
+        "rm_bench",
+        "multimodal_rewardbench",
+        "Multimodal RewardBench: the better of two answers by a reward model or a judge, accuracy per category",
+        needs="reward_or_judge",
+    ),
+    TaskSpec(
+        "mm_rlhf_rewardbench",
+        "reward",
+        "rm_bench",
+        "mm_rlhf_rewardbench",
+        "MM-RLHF-RewardBench: chosen vs rejected by a reward model or a judge (accuracy and ACC+)",
+        needs="reward_or_judge",
     ),
 )
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in _SPECS}

@@ -20,7 +20,11 @@ class Suite:
 SUITES: dict[str, Suite] = {
     s.name: s
     for s in (
-        Suite("shapes", tuple(TASKS), "every task on the shapes world (judge and reference tasks when configured)"),
+        Suite(
+            "shapes",
+            tuple(name for name, spec in TASKS.items() if spec.kind != "rm_bench"),
+            "every task on the shapes world (judge and reference tasks when configured)",
+        ),
         Suite(
             "hallucination",
             ("pope_random", "pope_popular", "pope_adversarial", "chair", "consistency"),
@@ -31,6 +35,12 @@ SUITES: dict[str, Suite] = {
             "alignment",
             ("safety", "reward", "dialogue", "preference"),
             "safety, reward-model accuracy, judged dialogue and battles",
+        ),
+        Suite(
+            "rewardbench",
+            tuple(name for name, spec in TASKS.items() if spec.kind == "rm_bench"),
+            "VL-RewardBench, Multimodal RewardBench, MM-RLHF-RewardBench (each needs --source and --reward-model or "
+            "the judge)",
         ),
         Suite("quick", ("pope_adversarial", "chair", "mme", "mc"), "a smoke test: four tasks, 50 items each", limit=50),
     )

@@ -1,0 +1,368 @@
+"""Online RL (``mmalign train grpo``): GRPO and its variants, RLOO advantages, on the trainer core.
+
+    config = load_config(GRPOConfig, "configs/grpo/shapes.yaml", ["train.max_steps=50"])
+    result = train_grpo(config)                    # or train_grpo(config, reward_funcs=[my_reward])
+
+Each micro-batch is ``train.batch_size`` prompts (:mod:`mmalign.train.prompts`). For each:
+
+1. **rollouts**: ``grpo.group_size`` (G) completions sampled from the current policy in eval mode, each distinct
+   prompt + images prefilled once and its KV cache shared by the G completions (:mod:`mmalign.models.rollout`);
+2. **rewards**: every reward function is called once on the B·G completions with TRL's ``reward_funcs``
+   signature (``prompts``, ``completions`` as ``[{"role": "assistant", "content": text}]``, ``completion_ids``,
+   ``trainer_state`` and each prompt column as a keyword list); None means "cannot score" (NaN). The weighted sum
+   (:func:`~mmalign.losses.advantages.combine_rewards`) gives one reward per completion;
+3. **advantages**: per group, GRPO's (reward − group mean) / std as ``grpo.scale_rewards`` says, or RLOO's
+   leave-one-out baseline (``grpo.advantage: rloo``), :mod:`mmalign.losses.advantages`;
+4. **update**: the policy's per-token log-probs of the sampled tokens from one training forward over prompt +
+   completion (the shared-prefix forward: each prompt once for its G rows, ``share_prefix``), the reference's when
+   β > 0 (a frozen copy; with LoRA the policy with its adapter disabled), and the clipped-ratio loss with its
+   aggregation ``loss.loss_type`` (:class:`~mmalign.losses.grpo.GRPOLoss`). One gradient step per rollout, so
+   π_old = π (the ratio is 1 in value, its gradient ∇log π), as TRL's default ``num_iterations: 1``.
+
+Metrics, TRL's names: ``reward`` and ``reward_std`` (mean of the within-group std), ``rewards/<name>/mean`` and
+``/std``, ``frac_reward_zero_std``, ``completions/mean_length``, ``/min_length``, ``/max_length``,
+``completions/clipped_ratio`` (cut at ``max_new_tokens``), ``kl`` (β > 0), ``clip_ratio/*``. Held-out evaluation
+(``data.eval``) samples the same way with a fixed seed per batch, so ``eval_reward`` is comparable across
+evaluations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from mmalign.config import check_ranges, option, section
+from mmalign.errors import ConfigError
+from mmalign.losses.advantages import SCALE_REWARDS, combine_rewards, group_advantages, rloo_advantages
+from mmalign.losses.grpo import GRPOLoss, RolloutLogps
+from mmalign.models.examples import Example
+from mmalign.models.loading import LoadedModel
+from mmalign.models.rollout import Rollouts, SamplingOptions, sample_groups
+from mmalign.seeding import derive_seed
+from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig, check_share_prefix, share_prefix_option
+from mmalign.train.pref_batch import row_scorer
+from mmalign.train.prompts import Prompt, PromptDataset, read_prompts
+from mmalign.train.reference import eval_mode, frozen_copy, unwrap_module
+from mmalign.train.trainer import CoreTrainer, StepOutput, TrainResult, core_arguments, run
+
+RewardFunction = Callable[..., Sequence[float | None]]
+"""TRL's ``reward_funcs`` signature: ``f(prompts, completions, completion_ids, **columns) -> [float | None]``."""
+
+
+@dataclass
+class GRPOOptions:
+    """What only online RL has: sampling, rewards, advantages, the reference."""
+
+    group_size: int = option(8, "Completions sampled per prompt (G).", ge=2)
+    max_new_tokens: int = option(48, "Longest completion in tokens.", ge=1)
+    temperature: float = option(1.0, "Sampling temperature.", gt=0)
+    top_p: float = option(1.0, "Nucleus sampling: keep the smallest set of tokens with this probability.", gt=0, le=1)
+    top_k: int = option(0, "Keep only the k most likely tokens (0: no cut).", ge=0)
+    rewards: dict[str, float] = option(
+        {"object_f1": 1.0}, "Reward functions by name and their weights (mmalign.rewards); summed per completion."
+    )
+    advantage: Literal["group", "rloo"] = option(
+        "group", "group: GRPO's (r - group mean) / std; rloo: r - mean of the group's other rewards."
+    )
+    scale_rewards: Literal["group", "batch", "none"] = option(
+        "group", "GRPO's std: of the group, of the batch, or none (Dr. GRPO)."
+    )
+    rloo_normalize: bool = option(False, "RLOO: normalise the advantages over the batch.")
+    reference: Literal["auto", "copy", "adapter"] = option(
+        "auto", "The KL reference when loss.beta > 0: copy (frozen starting policy), adapter (LoRA off); auto picks."
+    )
+    prompt: str = option("Describe the image.", "The question asked of each scene when data is a world split.")
+
+    def __post_init__(self) -> None:
+        check_ranges(self, prefix="grpo.")
+        if self.scale_rewards not in SCALE_REWARDS:
+            raise ConfigError(f"grpo.scale_rewards must be one of {', '.join(SCALE_REWARDS)}")
+        if not self.rewards:
+            raise ConfigError("grpo.rewards is empty: name at least one reward function")
+        from mmalign.rewards import get_reward
+
+        for name, weight in self.rewards.items():
+            get_reward(name)  # an unknown name fails with the config, not at the first step
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
+                raise ConfigError(f"grpo.rewards.{name}: the weight must be a finite number, got {weight!r}")
+
+    def sampling(self) -> SamplingOptions:
+        return SamplingOptions(self.max_new_tokens, self.temperature, self.top_p, self.top_k, do_sample=True)
+
+
+@dataclass
+class GRPOConfig:
+    """``mmalign train grpo``: which model, which prompts, which rewards and loss, how to optimise."""
+
+    kind: Literal["grpo"] = option("grpo", "Config kind: 'grpo' for this trainer (tells trainer configs apart).")
+    model: ModelConfig = section(ModelConfig, "The policy to train.")
+    data: DataConfig = section(DataConfig, "Prompts: records, or a world split's scenes.jsonl (data.eval: held out).")
+    train: TrainingConfig = section(TrainingConfig, "Optimisation and checkpoints (batch_size: prompts a step).")
+    loss: GRPOLoss = section(GRPOLoss, "The clipped policy-gradient loss.")
+    grpo: GRPOOptions = section(GRPOOptions, "Sampling, rewards, advantages.")
+    share_prefix: bool | Literal["auto"] = share_prefix_option("log-probs")
+
+    def __post_init__(self) -> None:
+        if not self.data.train:
+            raise ConfigError("data.train is required: records, or a world split's scenes.jsonl")
+        check_share_prefix(self.share_prefix, self.model)
+        if self.loss.loss_type == "dr_grpo" and self.loss.max_completion_length != self.grpo.max_new_tokens:
+            raise ConfigError("loss_type dr_grpo: set loss.max_completion_length to grpo.max_new_tokens")
+
+    def reference_source(self) -> Literal["none", "copy", "adapter"]:
+        if not self.loss.needs_reference:
+            return "none"
+        if self.grpo.reference == "auto":
+            return "adapter" if self.model.lora.enabled else "copy"
+        if self.grpo.reference == "adapter" and not self.model.lora.enabled:
+            raise ConfigError("grpo.reference adapter needs model.lora.enabled (the reference is LoRA switched off)")
+        return self.grpo.reference
+
+
+@dataclass
+class PromptCollate:
+    """Prompts → what :meth:`GRPOTrainer.batch_loss` receives (no tensors: rollouts are made in the step)."""
+
+    root: Path
+    n_skipped: int = 0
+
+    def __call__(self, prompts: list[Prompt]) -> dict[str, Any]:
+        return {"prompts": prompts, "root": self.root}
+
+
+class GRPOTrainer(CoreTrainer):
+    """The core trainer whose step samples, scores and updates (module docstring)."""
+
+    def __init__(
+        self,
+        *args: Any,
+        loaded: LoadedModel,
+        loss: GRPOLoss,
+        options: GRPOOptions,
+        reward_funcs: list[tuple[str, RewardFunction, float]],
+        reference: Literal["none", "copy", "adapter"],
+        share_prefix: bool | str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.loaded, self.loss, self.options, self.reward_funcs = loaded, loss, options, reward_funcs
+        self.scorer, _ = row_scorer(share_prefix)
+        self.reference_kind = reference
+        self.reference_model = frozen_copy(self.model) if reference == "copy" else None
+        self._rollouts_made = 0
+
+    # ------------------------------------------------------------------------------------------------ step
+
+    def batch_loss(self, model: Any, inputs: dict[str, Any], num_items: Any = None) -> StepOutput:
+        prompts: list[Prompt] = inputs["prompts"]
+        rollouts = self.rollouts(model, prompts, inputs["root"])
+        per_function = self.rewards(prompts, rollouts)
+        weights = [weight for _, _, weight in self.reward_funcs]
+        total = combine_rewards(per_function, weights)
+        g = self.options.group_size
+        if self.options.advantage == "rloo":
+            advantages = rloo_advantages(total, g, normalize=self.options.rloo_normalize)
+        else:
+            advantages = group_advantages(total, g, self.options.scale_rewards)
+        batch = rollouts.batch()
+        width = rollouts.completion_ids.shape[1]
+        policy = _fit(self.scorer(model, batch, token_level=True).token_logps, width)
+        reference = self.reference_logps(model, batch, width) if self.loss.needs_reference else None
+        mask = rollouts.completion_mask.to(device=policy.device, dtype=policy.dtype)
+        out = self.loss(RolloutLogps(policy, mask, None, reference), advantages.advantages.to(policy.device))
+        metrics = self.metrics(rollouts, per_function, total, advantages)
+        metrics.update(out.metrics)
+        if not model.training:
+            metrics["loss"] = out.loss.item()
+        return StepOutput(out.loss, metrics, len(prompts))
+
+    def rollouts(self, model: Any, prompts: list[Prompt], root: Path) -> Rollouts:
+        """G completions per prompt from the policy as it is now (seeded: by step and call when training, by the
+        batch's first prompt when evaluating, so evaluations sample alike)."""
+        seed = self.args.seed
+        if model.training:
+            self._rollouts_made += 1
+            seed = derive_seed(seed, "grpo", self.state.global_step, self.args.process_index, self._rollouts_made)
+        else:
+            seed = derive_seed(seed, "grpo-eval", prompts[0].id)
+        policy = dataclasses.replace(self.loaded, model=unwrap_module(model))
+        items = [Example(p.id, p.prompt, list(p.images)) for p in prompts]
+        return sample_groups(policy, items, self.options.group_size, self.options.sampling(), seed, image_root=root)
+
+    def rewards(self, prompts: list[Prompt], rollouts: Rollouts) -> torch.Tensor:
+        """(B·G, F) the reward functions' values (NaN for None), checked: one number or None per completion."""
+        rows = rollouts.prompt_index.tolist()
+        names = sorted({name for p in prompts for name in p.columns})
+        columns = {name: [prompts[r].columns.get(name) for r in rows] for name in names}
+        completions = [[{"role": "assistant", "content": text}] for text in rollouts.texts]
+        ids = [r[m.bool()].tolist() for r, m in zip(rollouts.completion_ids, rollouts.completion_mask, strict=True)]
+        out = torch.full((len(rows), len(self.reward_funcs)), float("nan"), dtype=torch.float32)
+        for j, (name, fn, _) in enumerate(self.reward_funcs):
+            values = fn(
+                prompts=[prompts[r].prompt for r in rows],
+                completions=completions,
+                completion_ids=ids,
+                trainer_state=self.state,
+                **columns,
+            )
+            if len(values) != len(rows):
+                raise ConfigError(f"reward {name!r} returned {len(values)} values for {len(rows)} completions")
+            for i, value in enumerate(values):
+                if value is None:
+                    continue
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ConfigError(f"reward {name!r} returned {value!r} for a completion: expected a number or None")
+                out[i, j] = float(value)
+        return out
+
+    def reference_logps(self, model: Any, batch: Any, width: int) -> torch.Tensor:
+        """The reference's per-token log-probs of the sampled tokens (no gradients, eval mode)."""
+        if self.reference_kind == "adapter":
+            policy = unwrap_module(model)
+            with policy.disable_adapter(), eval_mode(policy):
+                return _fit(self.scorer(policy, batch, token_level=True).token_logps, width)
+        reference = self.reference_model
+        device = next(unwrap_module(model).parameters()).device
+        if next(reference.parameters()).device != device:
+            reference.to(device)
+        with eval_mode(reference):
+            return _fit(self.scorer(reference, batch, token_level=True).token_logps, width)
+
+    def metrics(self, rollouts: Rollouts, per_function: torch.Tensor, total: torch.Tensor, advantages: Any) -> dict:
+        g = self.options.group_size
+        lengths = rollouts.completion_mask.sum(-1).float()
+        out = {
+            "reward": _nanmean(total),
+            "reward_std": _nanmean(advantages.reward_std),
+            "frac_reward_zero_std": advantages.zero_std_fraction,
+            "completions/mean_length": lengths.mean().item(),
+            "completions/min_length": lengths.min().item(),
+            "completions/max_length": lengths.max().item(),
+            "completions/clipped_ratio": 1.0 - rollouts.finished.float().mean().item(),
+        }
+        for j, (name, _, _) in enumerate(self.reward_funcs):
+            values = per_function[:, j]
+            out[f"rewards/{name}/mean"] = _nanmean(values)
+            grouped = values.view(-1, g)
+            out[f"rewards/{name}/std"] = _nanmean(torch.tensor([_nanstd(row) for row in grouped]))
+        return {k: v for k, v in out.items() if not math.isnan(v)}
+
+
+def _fit(t: torch.Tensor, width: int) -> torch.Tensor:
+    """(N, T) cut or zero-padded to ``width`` columns."""
+    if t.shape[1] >= width:
+        return t[:, :width]
+    return torch.nn.functional.pad(t, (0, width - t.shape[1]))
+
+
+def _nanmean(t: torch.Tensor) -> float:
+    return float(torch.nanmean(t.float())) if t.numel() else float("nan")
+
+
+def _nanstd(t: torch.Tensor) -> float:
+    kept = t[~torch.isnan(t)]
+    return float(kept.std()) if kept.numel() > 1 else float("nan")
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+
+@dataclass
+class GRPOResult(TrainResult):
+    """What :func:`train_grpo` did."""
+
+    last_logged: dict[str, Any]
+    """The last training log row: loss, reward, rewards/<name>/mean, kl, clip ratios, completion lengths..."""
+    eval_metrics: dict[str, Any]
+    """The last held-out evaluation (eval_reward, eval_rewards/<name>/mean ...); empty without data.eval."""
+
+
+def resolve_rewards(
+    options: GRPOOptions, reward_funcs: Sequence[RewardFunction] | None = None
+) -> list[tuple[str, RewardFunction, float]]:
+    """The reward functions to call: ``reward_funcs`` given in Python (weight 1 each, named by ``__name__``), else
+    ``grpo.rewards`` looked up by name in :mod:`mmalign.rewards`."""
+    if reward_funcs:
+        return [(getattr(fn, "__name__", f"reward_{i}"), fn, 1.0) for i, fn in enumerate(reward_funcs)]
+    from mmalign.rewards import get_reward
+
+    return [(name, get_reward(name), float(weight)) for name, weight in options.rewards.items()]
+
+
+def read_sets(config: GRPOConfig) -> dict[str, PromptDataset]:
+    data, question = config.data, config.grpo.prompt
+    sets = {"train": read_prompts(data.train, data.root, question, data.limit)}
+    if data.eval is not None:
+        sets["eval"] = read_prompts(data.eval, data.root, question)
+    return sets
+
+
+def build_trainer(
+    config: GRPOConfig,
+    loaded: LoadedModel,
+    reward_funcs: Sequence[RewardFunction] | None = None,
+    callbacks: list[Any] | None = None,
+    sets: dict[str, PromptDataset] | None = None,
+    **arg_overrides: Any,
+) -> GRPOTrainer:
+    """The configured :class:`GRPOTrainer` over ``loaded``."""
+    sets = read_sets(config) if sets is None else sets
+    collators = {name: PromptCollate(dataset.root) for name, dataset in sets.items()}
+    args = config.train.training_arguments(**core_arguments(include_num_input_tokens_seen="no", **arg_overrides))
+    return GRPOTrainer(
+        model=loaded.model,
+        args=args,
+        train_dataset=sets["train"],
+        eval_dataset=sets.get("eval"),
+        data_collator=collators["train"],
+        eval_collator=collators.get("eval"),
+        collators=collators,
+        loaded=loaded,
+        loss=config.loss,
+        options=config.grpo,
+        reward_funcs=resolve_rewards(config.grpo, reward_funcs),
+        reference=config.reference_source(),
+        share_prefix=config.share_prefix,
+        processor=loaded.processor,
+        callbacks=list(callbacks or []),
+        max_nonfinite_steps=config.train.max_nonfinite_steps,
+    )
+
+
+def train_grpo(
+    config: GRPOConfig,
+    *,
+    reward_funcs: Sequence[RewardFunction] | None = None,
+    callbacks: list[Any] | None = None,
+    progress: bool = True,
+    write: Callable[[str], None] | None = None,
+) -> GRPOResult:
+    """Train ``config.model`` with online RL on ``config.data.train``'s prompts; returns where everything went and
+    the last metrics. ``reward_funcs``: Python callables to use instead of ``grpo.rewards``."""
+    sets = read_sets(config)
+
+    def describe(trainer: GRPOTrainer, loaded: LoadedModel, per_step: int) -> str:
+        o, loss = config.grpo, config.loss
+        rewards = " + ".join(f"{w:g}·{name}" for name, _, w in trainer.reward_funcs)
+        return (
+            f"grpo: {config.model.path} ({loaded.n_parameters(trainable_only=True) / 1e6:.2f} M trainable); "
+            f"{per_step} prompts × {o.group_size} completions a step (≤ {o.max_new_tokens} tokens, "
+            f"T={o.temperature:g}); "
+            f"reward {rewards}; advantage {o.advantage}; loss {loss.loss_type}, β={loss.beta:g}, "
+            f"reference {config.reference_source()}; {len(sets['train'])} prompts from {sets['train'].source}"
+        )
+
+    return run(
+        config,
+        build=lambda loaded, say: build_trainer(config, loaded, reward_funcs, callbacks, sets),
+        describe=describe,
+        result=lambda done: GRPOResult(**done.common(), **done.latest()),
+        progress=progress,
+        write=write,
+    )
