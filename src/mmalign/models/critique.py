@@ -156,13 +156,15 @@ def score_with(
     examples: list[Example],
     batch_size: int = 8,
     image_root: str | Path | None = None,
+    share_prefix: bool | str = "auto",
     max_length: int | None = None,
     progress: Callable[[int], Any] | None = None,
     max_new_tokens: int = 64,
 ) -> list[float]:
     """The reward of each example by whichever way the reward model was trained: a critique model
-    (``"critique": true`` in its head spec) through :func:`critique_rewards`, a plain one through
-    :func:`~mmalign.models.reward.score_examples` (``max_new_tokens`` unused; shared prefixes where they help)."""
+    (``"critique": true`` in its head spec) through :func:`critique_rewards` (``share_prefix`` unused), a plain one
+    through :func:`~mmalign.models.reward.score_examples` (``max_new_tokens`` unused). The arguments are
+    ``score_examples``'s, in its order, so a call of it can call this instead."""
     if getattr(loaded.model, "critique_request", None) is not None:
         return critique_rewards(loaded, examples, max_new_tokens, batch_size, image_root, max_length, progress)
-    return score_examples(loaded, examples, batch_size, image_root, max_length=max_length, progress=progress)
+    return score_examples(loaded, examples, batch_size, image_root, share_prefix, max_length, progress)
