@@ -166,4 +166,18 @@ def test_cli_says_the_held_out_accuracy_is_given_the_reference_critiques(world, 
     code, out, err = cli_run([*argv, "rm.critique=true", "train.max_steps=2", "train.batch_size=4", "--no-progress"])
     assert code == 0, err
     assert "held-out accuracy (given the reference critiques)" in out
-    assert load_reward_model(tmp_path / "cli").model.critique_request == REQUEST
+    loaded = load_reward_model(tmp_path / "cli")
+    assert loaded.model.critique_request == REQUEST
+    # mmalign rm score on a critique model: its critique-then-score rewards (score_with), not a refusal
+    val = tmp_path / "val3.jsonl"
+    write_records(val, pairs(world, "val.jsonl", 3), root=world)
+    scored = tmp_path / "scored.jsonl"
+    argv = ["rm", "score", "--reward-model", str(tmp_path / "cli"), "--data", str(val), "--root", str(world)]
+    code, out, err = cli_run([*argv, "--out", str(scored), "--no-progress"])
+    assert code == 0, err
+    rows = [json.loads(line) for line in scored.read_text().splitlines()]
+    records = pairs(world, "val.jsonl", 3)
+    examples = [e for r in records for e in examples_from(r)]
+    expected = score_with(loaded, examples, image_root=world)
+    got = [v for row in rows for v in (row["meta"]["reward_chosen"], row["meta"]["reward_rejected"])]
+    assert got == pytest.approx(expected, abs=1e-5)

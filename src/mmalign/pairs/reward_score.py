@@ -11,7 +11,8 @@ Each input line is one of (blank lines are skipped; every other line gives one o
   ``rewards`` is added, one per response, in order.
 
 Records also get ``meta.reward_model`` (candidate lists: ``reward_model``), the reward model's folder; the rest of
-each line is written back as it was read. The rewards are :func:`mmalign.models.reward.score_examples`'s, batched
+each line is written back as it was read. The rewards are :func:`mmalign.models.critique.score_with`'s
+(``score_examples``'s; a critique reward model's critique-then-score rewards), batched
 across lines: lines are taken in chunks of at least ``batch_size`` sequences (a chunk ends at a line), and each
 chunk is scored in batches of ``batch_size`` and appended to ``OUT.partial`` (flushed to disk) before the next.
 ``OUT.partial.json`` beside it holds the run's fingerprint: the reward model (folder, and
@@ -283,11 +284,11 @@ def _score_chunk(
     model: str,
 ) -> list[dict[str, Any]]:
     """The output rows of a chunk: each line's dict with its rewards added."""
-    from mmalign.models.reward import score_examples
+    from mmalign.models.critique import score_with  # a critique model writes its critique first
 
     examples = [e for line in chunk for e in line.examples]
     try:
-        rewards = score_examples(loaded, examples, batch_size, root, share_prefix, max_length)
+        rewards = score_with(loaded, examples, batch_size, root, share_prefix, max_length)
     except DataError as err:
         lines = {e.id: line.line for line in chunk for e in line.examples}
         raise err.located(file=str(file), line=lines.get(err.record_id or "")) from None

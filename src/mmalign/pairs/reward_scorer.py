@@ -1,7 +1,8 @@
 """The ``reward`` scorer: a trained reward model (``mmalign train rm``) rates each candidate.
 
 A candidate's score is the reward model's reward ``r(prompt, images, candidate)``
-(:func:`mmalign.models.reward.score_examples`: the scalar head on the response's last token), batched over every
+(:func:`mmalign.models.critique.score_with`: the scalar head on the response's last token, or on the critique a
+critique reward model writes first), batched over every
 candidate of a unit's prompts. Rewards are Bradley-Terry logits: under the model, the best of two candidates is
 preferred with probability ``sigmoid(r_best - r_worst)``, so the default ``min_gap`` of 0.5 keeps pairs the
 model prefers with probability at least ``sigmoid(0.5) = 0.62``.
@@ -87,15 +88,15 @@ class RewardScorer(Scorer):
 
     def score_many(self, groups: list[tuple[list[str], ScoreContext]]) -> list[list[float]]:
         from mmalign.data.records import assistant
+        from mmalign.models.critique import score_with  # a critique model writes its critique first
         from mmalign.models.examples import Example
-        from mmalign.models.reward import score_examples
 
         examples = [
             Example(f"{context.id}#{j}", context.prompt, list(context.images), assistant(candidate))
             for candidates, context in groups
             for j, candidate in enumerate(candidates)
         ]
-        rewards = score_examples(self.loaded, examples, batch_size=self.options.batch_size) if examples else []
+        rewards = score_with(self.loaded, examples, batch_size=self.options.batch_size) if examples else []
         out, i = [], 0
         for candidates, _ in groups:
             out.append(rewards[i : i + len(candidates)])
