@@ -132,6 +132,8 @@ def test_config_checks(world, tiny_dir, tmp_path):
         make_config(world, tiny_dir("tiny-llava"), tmp_path, "grpo.rewards={f1: 1}")
     with pytest.raises(ConfigError, match="max_completion_length"):
         make_config(world, tiny_dir("tiny-llava"), tmp_path, "loss.loss_type=dr_grpo", "loss.max_completion_length=9")
+    with pytest.raises(ConfigError, match=r"no data\.eval"):
+        make_config(world, tiny_dir("tiny-llava"), tmp_path, "data.eval=null", "train.eval_steps=5")
     config = make_config(world, tiny_dir("tiny-llava"), tmp_path, "loss.beta=0.1", "grpo.reference=adapter")
     with pytest.raises(ConfigError, match="lora"):
         config.reference_source()

@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 
 from mmalign.config import apply_overrides, config_from_dict
 from mmalign.data.io import read_records, write_records
-from mmalign.errors import DataError
+from mmalign.errors import ConfigError, DataError
 from mmalign.losses.reward import RewardLoss, bradley_terry, reward_metrics
 from mmalign.models import load
 from mmalign.models.reward import HEAD_FILE, RewardModel, batch_rewards, load_reward_model, new_head, read_head
@@ -207,3 +207,8 @@ def test_cli_trains_and_shows_options(world, tiny_dir, tmp_path, cli_run):
     assert code == 0, err
     assert "trained 2 steps" in out and "held-out accuracy" in out
     assert (tmp_path / "cli" / HEAD_FILE).is_file() and (tmp_path / "cli" / "rm_config.yaml").is_file()
+
+
+def test_eval_steps_without_held_out_pairs_is_refused(world, tiny_dir, tmp_path):
+    with pytest.raises(ConfigError, match=r"no data\.eval"):
+        make_config(world, tiny_dir("tiny-llava"), tmp_path, "data.eval=null", "train.eval_steps=5")

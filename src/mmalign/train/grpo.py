@@ -112,6 +112,8 @@ class GRPOConfig:
         if not self.data.train:
             raise ConfigError("data.train is required: records, or a world split's scenes.jsonl")
         check_share_prefix(self.share_prefix, self.model)
+        if self.train.eval_steps is not None and self.data.eval is None:
+            raise ConfigError("train.eval_steps is set but there is no data.eval to evaluate on")
         if self.loss.loss_type == "dr_grpo" and self.loss.max_completion_length != self.grpo.max_new_tokens:
             raise ConfigError("loss_type dr_grpo: set loss.max_completion_length to grpo.max_new_tokens")
 

@@ -109,14 +109,14 @@ class RewardConfig:
             )
         if self.rm.critique and not self.rm.critique_request.strip():
             raise ConfigError("rm.critique_request must not be empty")
+        if self.train.eval_steps is not None and self.data.eval is None:
+            raise ConfigError("train.eval_steps is set but there is no data.eval to evaluate on")
 
     def sharing(self) -> bool | str:
         """What the forward does: True, "auto" or False (auto is off under gradient checkpointing and rm.critique)."""
         if self.share_prefix == "auto" and (self.model.gradient_checkpointing or self.rm.critique):
             return False
         return self.share_prefix
-        if self.train.eval_steps is not None and self.data.eval is None:
-            raise ConfigError("train.eval_steps is set but there is no data.eval to evaluate on")
 
 
 KINDS = ("preference", "feedback")
