@@ -14,7 +14,7 @@ import sys
 import typer
 from rich.console import Console
 
-from mmalign.cli import data, demo, eval, model, train, world
+from mmalign.cli import data, demo, eval, model, rm, train, world
 from mmalign.cli.failures import explain
 from mmalign.cli.help import FlagHelpGroup
 
@@ -30,6 +30,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(model.app, name="model")
 app.add_typer(train.app, name="train")
 app.add_typer(eval.app, name="eval")
+app.add_typer(rm.app, name="rm")
 app.command("world")(world.world)
 app.command("demo")(demo.demo)
 
