@@ -100,6 +100,8 @@ def test_study_runs_end_to_end_with_consistent_numbers_and_resumes(tmp_path):
     assert curves[0]["kl"] == 0.0 and curves[0]["f1_change"]["estimate"] == 0.0
     f1 = [gold_rewards(text, r["objects"])["f1"] for r in rows for text in r["samples"]]
     assert curves[0]["f1"]["estimate"] == pytest.approx(sum(f1) / len(f1))
+    words = [len(text.split()) for r in rows for text in r["samples"]]
+    assert curves[0]["words"]["estimate"] == pytest.approx(sum(words) / len(words))
     top = [max(r["proxy"]) for r in rows]
     assert curves[-1]["proxy"]["estimate"] == pytest.approx(sum(top) / 2)
     report = (out / "report.md").read_text()
@@ -118,4 +120,4 @@ def test_powers_of_two_and_the_cli(cli_run, tmp_path, monkeypatch):
     code, _, stderr = cli_run(["rm", "study", "--out", str(tmp_path / "o"), "--quick", "--seed", "3"])
     assert code == 0, stderr
     quick = seen[0].with_quick_profile()
-    assert (seen[0].seed, seen[0].quick, quick.rm_steps, quick.prompts, quick.samples) == (3, True, 40, 16, 64)
+    assert (seen[0].seed, seen[0].quick, quick.rm_steps, quick.prompts, quick.samples) == (3, True, 60, 16, 64)

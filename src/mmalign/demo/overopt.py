@@ -24,6 +24,8 @@ from mmalign.eval.metrics.bootstrap import mean_interval
 
 GOLD = ("f1", "precision", "recall")
 """The gold rewards kept per sample (``f1`` is the one the curves are about)."""
+TRACKED = ("proxy", *GOLD, "words")
+"""What each n's best-of-n is averaged over: the proxy, the gold rewards, and the kept response's length in words."""
 
 
 def caption_prompts(world: Path, n_prompts: int) -> list[Any]:
@@ -103,17 +105,16 @@ def score_samples(reward_model: Path, world: Path, rows: list[dict[str, Any]], b
         golds = [gold_rewards(text, row["objects"]) for text in row["samples"]]
         for name in GOLD:
             row[name] = [g[name] for g in golds]
+        row["words"] = [len(text.split()) for text in row["samples"]]
 
 
 def bon_curves(
     rows: list[dict[str, Any]], ns: list[int], *, n_resamples: int = 1000, seed: int = 0
 ) -> list[dict[str, Any]]:
-    """One entry per n: ``n``, ``kl``, and for ``proxy`` and each gold reward the mean over prompts of the exact
-    best-of-n expectation with its bootstrap interval over prompts (``{estimate, low, high}``); ``f1_change``:
+    """One entry per n: ``n``, ``kl``, and for ``proxy``, each gold reward and ``words`` the mean over prompts of the
+    exact best-of-n expectation with its bootstrap interval over prompts (``{estimate, low, high}``); ``f1_change``:
     the gold F1 minus n = 1's, paired over prompts."""
-    per_prompt = {
-        n: {key: [best_of_n(row["proxy"], row[key], n) for row in rows] for key in ("proxy", *GOLD)} for n in ns
-    }
+    per_prompt = {n: {key: [best_of_n(row["proxy"], row[key], n) for row in rows] for key in TRACKED} for n in ns}
     first = per_prompt[ns[0]]["f1"]
     curves = []
     for n in ns:
@@ -127,6 +128,19 @@ def bon_curves(
         entry["f1_change"] = {"estimate": change.estimate, "low": change.low, "high": change.high}
         curves.append(entry)
     return curves
+
+
+def within_prompt_correlation(rows: list[dict[str, Any]], key: str = "f1") -> dict[str, Any]:
+    """The Pearson correlation of proxy and ``key`` among each prompt's samples, averaged over the prompts where
+    both vary (how well the proxy ranks the policy's own samples, which is all best-of-n uses)."""
+    import numpy as np
+
+    values = []
+    for row in rows:
+        proxy, gold = np.asarray(row["proxy"], dtype=float), np.asarray(row[key], dtype=float)
+        if proxy.std() > 0 and gold.std() > 0:
+            values.append(float(np.corrcoef(proxy, gold)[0, 1]))
+    return {"mean": float(np.mean(values)) if values else None, "prompts": len(values)}
 
 
 def describe_curve(curves: list[dict[str, Any]]) -> str:
@@ -171,13 +185,14 @@ def curve_table(curves: list[dict[str, Any]]) -> list[str]:
         return f"{f.format(iv['estimate'])} [{f.format(iv['low'])}, {f.format(iv['high'])}]"
 
     lines = [
-        "| n | KL_bon (nats) | proxy (RM) | gold F1 | gold F1 − n=1 | precision | recall |",
-        "|---:|---:|---|---|---|---|---|",
+        "| n | KL_bon (nats) | proxy (RM) | gold F1 | gold F1 − n=1 | precision | recall | words |",
+        "|---:|---:|---|---|---|---|---|---:|",
     ]
     for c in curves:
         lines.append(
             f"| {c['n']} | {c['kl']:.3f} | {cell(c['proxy'], True)} | {cell(c['f1'])} | "
-            f"{cell(c['f1_change'], True)} | {cell(c['precision'])} | {cell(c['recall'])} |"
+            f"{cell(c['f1_change'], True)} | {cell(c['precision'])} | {cell(c['recall'])} | "
+            f"{c['words']['estimate']:.1f} |"
         )
     return lines
 

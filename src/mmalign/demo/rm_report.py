@@ -27,6 +27,13 @@ def report_lines(results: dict[str, Any], plot_name: str) -> list[str]:
         if hallucination is not None
         else "no hallucination pairs in the suite"
     )
+    corr = over.get("proxy_gold_correlation", {})
+    correlation = (
+        f"Among each prompt's own samples the proxy and gold F1 correlate at r = {corr['mean']:+.3f} (Pearson, mean "
+        f"over the {corr['prompts']} prompts whose samples differ in both); best-of-n uses only that ranking."
+        if corr.get("mean") is not None
+        else ""
+    )
     lines = [
         "# Reward model on the shapes world: suite and over-optimisation",
         "",
@@ -57,7 +64,7 @@ def report_lines(results: dict[str, Any], plot_name: str) -> list[str]:
         "",
         f"![gold and proxy reward of best-of-n]({plot_name})",
         "",
-        f"**What the curve shows.** {describe_curve(curves)}",
+        f"**What the curve shows.** {describe_curve(curves)} {correlation}",
         "",
         "## Settings and time",
         "",

@@ -52,14 +52,14 @@ class StudySettings:
     out: Path = option(Path("rm-study"), "Output directory (a rerun resumes: finished steps are skipped).")
     quick: bool = option(False, "The quick profile: fewer scenes, RM steps and prompts (about 3 minutes).")
     seed: int = option(0, "Seed of the pairs, the RM's training order and head, the sampling and the bootstrap.", ge=0)
-    train_scenes: int = option(1500, "Training scenes (the RM's training pairs come from them).", ge=1)
+    train_scenes: int = option(2000, "Training scenes (the RM's training pairs come from them).", ge=1)
     val_scenes: int = option(300, "Validation scenes: the held-out suite's pairs.", ge=1)
     test_scenes: int = option(100, "Test scenes: the over-optimisation prompts (one caption prompt each).", ge=1)
-    rm_steps: int = option(150, "Optimiser steps of the RM.", ge=1)
+    rm_steps: int = option(300, "Optimiser steps of the RM.", ge=1)
     rm_batch_size: int = option(16, "Pairs per RM step (the mix holds steps × batch pairs).", ge=1)
-    rm_learning_rate: float = option(1e-4, "Peak learning rate of the RM (cosine, 10 % warmup).", gt=0)
+    rm_learning_rate: float = option(1e-3, "Peak learning rate of the RM (cosine, 10 % warmup).", gt=0)
     suite_per_kind: int = option(200, "Held-out pairs per kind (fewer where the val split gives fewer).", ge=1)
-    prompts: int = option(100, "Caption prompts of the over-optimisation curve (the first test scenes).", ge=1)
+    prompts: int = option(64, "Caption prompts of the over-optimisation curve (the first test scenes).", ge=1)
     samples: int = option(64, "Responses sampled per prompt (N; best-of-n for n = 1, 2, 4, … N).", ge=1)
     temperature: float = option(1.0, "Sampling temperature of the policy.", gt=0)
     max_new_tokens: int = option(64, "Longest sampled response, in tokens.", ge=1)
@@ -78,7 +78,7 @@ class StudySettings:
             "train_scenes": 400,
             "val_scenes": 100,
             "test_scenes": 24,
-            "rm_steps": 40,
+            "rm_steps": 60,
             "suite_per_kind": 60,
             "prompts": 16,
             "bootstrap": 300,
@@ -216,7 +216,14 @@ class Study:
         self.results["suite"] = json.loads(out.read_text(encoding="utf-8"))["accuracy"]
 
     def overoptimisation(self) -> None:
-        from mmalign.demo.overopt import bon_curves, read_samples, sample_responses, score_samples, write_samples
+        from mmalign.demo.overopt import (
+            bon_curves,
+            read_samples,
+            sample_responses,
+            score_samples,
+            within_prompt_correlation,
+            write_samples,
+        )
 
         s = self.s
         sampling = [s.prompts, s.samples, s.seed, s.temperature, s.max_new_tokens, s.batch_size]
@@ -257,6 +264,7 @@ class Study:
             "prompts": len(rows),
             "samples_per_prompt": s.samples,
             "distinct_samples_per_prompt": distinct,
+            "proxy_gold_correlation": within_prompt_correlation(rows),
             "curves": curves,
         }
 
