@@ -166,9 +166,8 @@ def describe_curve(curves: list[dict[str, Any]]) -> str:
         )
     elif peak == 0 and falls:
         tail = (
-            ": gold is highest at n = 1 and falls as the proxy rises: selecting on this proxy lowers the true "
-            "reward from the first doubling on (over-optimisation with no rising phase: the proxy's preferences "
-            "among the policy's own samples run against the truth)."
+            f": gold is highest at n = 1 (n = 2: {gold[1] - gold[0]:+.3f}) and falls as the proxy rises, "
+            "over-optimisation with no rising phase: the samples the proxy ranks highest are where its errors are."
         )
     elif gold[-1] >= max(gold) - 0.002:
         tail = f": gold does not fall within n ≤ {last['n']}: no over-optimisation is visible at this KL."
