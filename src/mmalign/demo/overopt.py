@@ -160,9 +160,12 @@ def describe_curve(curves: list[dict[str, Any]]) -> str:
     )
     falls = change["high"] < 0
     if 0 < peak < len(curves) - 1 and gold[peak] - gold[-1] > 0.002:
+        rise = curves[peak]["f1_change"]
+        noise = ", within noise: its paired CI includes 0" if rise["low"] <= 0 else ""
         tail = (
-            f": gold peaks at n = {curves[peak]['n']} (KL {curves[peak]['kl']:.2f} nats, F1 {gold[peak]:.3f}) and "
-            f"then falls by {gold[peak] - gold[-1]:.3f} while the proxy keeps rising: over-optimisation."
+            f": gold peaks at n = {curves[peak]['n']} (KL {curves[peak]['kl']:.2f} nats, F1 {gold[peak]:.3f}, "
+            f"{rise['estimate']:+.3f} on n = 1{noise}) and then falls by {gold[peak] - gold[-1]:.3f} while the proxy "
+            "keeps rising: over-optimisation."
         )
     elif peak == 0 and falls:
         tail = (
