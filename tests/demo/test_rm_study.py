@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from mmalign.data.io import read_records
-from mmalign.demo.overopt import gold_rewards
+from mmalign.demo.overopt import gold_rewards, well_formed
 from mmalign.demo.rm_pairs import KINDS, build_study_pairs, kind_of
 from mmalign.demo.rm_study import StudySettings, powers_of_two, run_study
 from mmalign.demo.rm_suite import score_pairs, suite_accuracy
@@ -100,6 +100,8 @@ def test_study_runs_end_to_end_with_consistent_numbers_and_resumes(tmp_path):
     assert curves[0]["kl"] == 0.0 and curves[0]["f1_change"]["estimate"] == 0.0
     f1 = [gold_rewards(text, r["objects"])["f1"] for r in rows for text in r["samples"]]
     assert curves[0]["f1"]["estimate"] == pytest.approx(sum(f1) / len(f1))
+    shares = [well_formed(text) for r in rows for text in r["samples"]]
+    assert curves[0]["well_formed"]["estimate"] == pytest.approx(sum(shares) / len(shares))
     words = [len(text.split()) for r in rows for text in r["samples"]]
     assert curves[0]["words"]["estimate"] == pytest.approx(sum(words) / len(words))
     top = [max(r["proxy"]) for r in rows]
@@ -110,6 +112,19 @@ def test_study_runs_end_to_end_with_consistent_numbers_and_resumes(tmp_path):
     again = run_study(StudySettings(out=out, seed=1, **TINY), said.append)
     assert set(again["seconds"].values()) == {0.0}
     assert again["suite"] == results["suite"] and again["overoptimisation"] == results["overoptimisation"]
+
+
+def test_well_formed_follows_the_world_caption_grammar():
+    assert well_formed("There is a large red circle, a small purple square and a small green square.")
+    assert well_formed("There is an orange star.") and well_formed("There is nothing in the image.")
+    assert not well_formed("There is a large blue square and a small yellow see.")  # not a shape
+    assert not well_formed("There is a right a small purple square and a small purple star.")
+    assert not well_formed("There is a red circle, and a blue star.")  # no comma before "and"
+    assert gold_rewards("There is a red circle and a green square.", ["red circle", "blue star"]) == {
+        "f1": 0.5,
+        "precision": 0.5,
+        "recall": 0.5,
+    }  # the truth scorer's worked example: one of two mentions present, one of two objects named
 
 
 def test_powers_of_two_and_the_cli(cli_run, tmp_path, monkeypatch):

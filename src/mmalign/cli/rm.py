@@ -12,7 +12,9 @@ app = typer.Typer(help="Reward models: measure one on the shapes world, whose tr
 @app.command("study")
 def study(
     out: Path = typer.Option(Path("rm-study"), "--out", help="Output directory (a rerun resumes finished steps)."),
-    quick: bool = typer.Option(False, "--quick", help="Small sizes: about 3 minutes on 2 CPU cores."),
+    quick: bool = typer.Option(
+        False, "--quick", help="Small sizes: about 1.5 minutes on 2 CPU cores (numbers indicative only)."
+    ),
     seed: int = typer.Option(
         0, "--seed", min=0, help="Seed of the pairs, the RM's training, the sampling, the bootstrap."
     ),

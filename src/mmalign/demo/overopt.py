@@ -3,7 +3,7 @@
 1. :func:`sample_responses`: N responses per held-out caption prompt, sampled ONCE from the policy (seeded);
 2. :func:`score_samples`: each sample's proxy reward (the trained RM, :func:`mmalign.models.reward.score_examples`)
    and gold reward (the ``truth`` scorer's object F1 against the scene's ground-truth objects, CHAIR's extraction;
-   precision and recall kept too);
+   precision and recall kept too), and whether it is a well-formed caption of the world's grammar;
 3. :func:`bon_curves`: for each n, best-of-n under the proxy, estimated exactly over each prompt's N samples
    (:mod:`mmalign.eval.metrics.best_of_n`), averaged over prompts, with percentile-bootstrap 95 % intervals over
    prompts, and the gold change from n = 1 with its paired interval (the same prompts resampled for both);
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ from mmalign.eval.metrics.bootstrap import mean_interval
 
 GOLD = ("f1", "precision", "recall")
 """The gold rewards kept per sample (``f1`` is the one the curves are about)."""
-TRACKED = ("proxy", *GOLD, "words")
-"""What each n's best-of-n is averaged over: the proxy, the gold rewards, and the kept response's length in words."""
+TRACKED = ("proxy", *GOLD, "well_formed", "words")
+"""What each n's best-of-n is averaged over: the proxy, the gold rewards, whether the kept response is a
+well-formed caption of the world's grammar (:func:`well_formed`), and its length in words."""
 
 
 def caption_prompts(world: Path, n_prompts: int) -> list[Any]:
@@ -75,6 +77,20 @@ def sample_responses(
     ]
 
 
+def caption_pattern() -> re.Pattern[str]:
+    """The world's caption grammar (:func:`mmalign.objects.shapes.caption`): "There is nothing in the image.", or
+    "There is P.", or "There is P, P … and P." with each P "a|an [small|large] <colour> <shape>"."""
+    from mmalign.objects import shapes
+
+    phrase = rf"(?:a|an) (?:(?:{'|'.join(shapes.SIZES)}) )?(?:{'|'.join(shapes.COLOURS)}) (?:{'|'.join(shapes.SHAPES)})"
+    return re.compile(rf"There is (?:nothing in the image|{phrase}(?:(?:, {phrase})* and {phrase})?)\.")
+
+
+def well_formed(text: str) -> bool:
+    """Whether ``text`` is a caption the world's grammar can produce (whatever objects it names)."""
+    return caption_pattern().fullmatch(text.strip()) is not None
+
+
 def gold_rewards(text: str, objects: list[str]) -> dict[str, float]:
     """Object precision, recall and F1 of a caption against the scene's objects (the ``truth`` scorer's)."""
     from mmalign.pairs.scorers import TruthOptions, TruthScorer
@@ -105,6 +121,7 @@ def score_samples(reward_model: Path, world: Path, rows: list[dict[str, Any]], b
         golds = [gold_rewards(text, row["objects"]) for text in row["samples"]]
         for name in GOLD:
             row[name] = [g[name] for g in golds]
+        row["well_formed"] = [float(well_formed(text)) for text in row["samples"]]
         row["words"] = [len(text.split()) for text in row["samples"]]
 
 
@@ -187,14 +204,14 @@ def curve_table(curves: list[dict[str, Any]]) -> list[str]:
         return f"{f.format(iv['estimate'])} [{f.format(iv['low'])}, {f.format(iv['high'])}]"
 
     lines = [
-        "| n | KL_bon (nats) | proxy (RM) | gold F1 | gold F1 − n=1 | precision | recall | words |",
-        "|---:|---:|---|---|---|---|---|---:|",
+        "| n | KL_bon (nats) | proxy (RM) | gold F1 | gold F1 − n=1 | precision | recall | well-formed | words |",
+        "|---:|---:|---|---|---|---|---|---:|---:|",
     ]
     for c in curves:
         lines.append(
             f"| {c['n']} | {c['kl']:.3f} | {cell(c['proxy'], True)} | {cell(c['f1'])} | "
             f"{cell(c['f1_change'], True)} | {cell(c['precision'])} | {cell(c['recall'])} | "
-            f"{c['words']['estimate']:.1f} |"
+            f"{c['well_formed']['estimate']:.3f} | {c['words']['estimate']:.1f} |"
         )
     return lines
 
@@ -213,10 +230,14 @@ def plot_curves(curves: list[dict[str, Any]], path: Path, title: str) -> None:
         ax.fill_between(kl, [c[key]["low"] for c in curves], [c[key]["high"] for c in curves], color=colour, alpha=0.15)
 
     band(gold_ax, "f1", "C0", "gold F1 (95 % band)")
-    for key, colour, style in (("precision", "C2", "--"), ("recall", "C4", ":")):
-        gold_ax.plot(kl, [c[key]["estimate"] for c in curves], style, marker=".", color=colour, label=f"gold {key}")
+    for key, colour, style, label in (
+        ("precision", "C2", "--", "gold precision"),
+        ("recall", "C4", ":", "gold recall"),
+        ("well_formed", "C7", "-.", "well-formed captions (share)"),
+    ):
+        gold_ax.plot(kl, [c[key]["estimate"] for c in curves], style, marker=".", color=colour, label=label)
     gold_ax.set_title("gold reward (exact truth) of best-of-n", fontsize=10)
-    gold_ax.set_ylabel("object F1 / precision / recall", fontsize=9)
+    gold_ax.set_ylabel("object F1 / precision / recall / share", fontsize=9)
     gold_ax.legend(fontsize=8, frameon=False)
     band(change_ax, "f1_change", "C0", "gold F1 − n=1")
     change_ax.axhline(0.0, color="0.35", linestyle="--", linewidth=1)
