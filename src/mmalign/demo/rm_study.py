@@ -54,10 +54,10 @@ class StudySettings:
         False, "The quick profile: fewer scenes, RM steps and prompts (about 1.5 minutes on 2 CPU cores)."
     )
     seed: int = option(0, "Seed of the pairs, the RM's training order and head, the sampling and the bootstrap.", ge=0)
-    train_scenes: int = option(3000, "Training scenes (the RM's training pairs come from them).", ge=1)
+    train_scenes: int = option(5000, "Training scenes (the RM's training pairs come from them).", ge=1)
     val_scenes: int = option(300, "Validation scenes: the held-out suite's pairs.", ge=1)
     test_scenes: int = option(100, "Test scenes: the over-optimisation prompts (one caption prompt each).", ge=1)
-    rm_steps: int = option(800, "Optimiser steps of the RM.", ge=1)
+    rm_steps: int = option(2000, "Optimiser steps of the RM.", ge=1)
     rm_batch_size: int = option(16, "Pairs per RM step (the mix holds steps × batch pairs).", ge=1)
     rm_learning_rate: float = option(1e-3, "Peak learning rate of the RM (cosine, 10 % warmup).", gt=0)
     suite_per_kind: int = option(200, "Held-out pairs per kind (fewer where the val split gives fewer).", ge=1)
