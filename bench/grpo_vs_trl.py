@@ -57,12 +57,18 @@ def even_tokens(completion_ids: list[list[int]], **_: Any) -> list[float]:
     return [sum(t % 2 == 0 for t in ids) / max(len(ids), 1) for ids in completion_ids]
 
 
-def recorder(times: list[float]) -> Any:
+def recorder(times: list[float], lengths: list[float]) -> Any:
+    """A ``TrainerCallback`` noting when each step ends and each step's mean completion length (both sides log
+    ``completions/mean_length``)."""
     from transformers import TrainerCallback
 
     class Record(TrainerCallback):
         def on_step_end(self, *a: Any, **kw: Any) -> None:
             times.append(time.perf_counter())
+
+        def on_log(self, _args: Any, _state: Any, _control: Any, logs: dict[str, float] | None = None, **kw: Any):
+            if logs and "completions/mean_length" in logs:
+                lengths.append(float(logs["completions/mean_length"]))
 
     return Record()
 
@@ -80,6 +86,7 @@ def run_trl(args: argparse.Namespace) -> dict[str, Any]:
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": QUESTION}], "image": im} for im in images])
     policy = load(args.model_dir)
     times: list[float] = []
+    lengths: list[float] = []
     config = GRPOConfig(
         output_dir=str(Path(args.work) / "trl-out"),
         max_steps=args.steps,
@@ -113,10 +120,10 @@ def run_trl(args: argparse.Namespace) -> dict[str, Any]:
         args=config,
         train_dataset=dataset,
         processing_class=policy.processor,
-        callbacks=[recorder(times)],
+        callbacks=[recorder(times, lengths)],
     )
     trainer.train()
-    return {"times": times}
+    return {"times": times, "lengths": lengths}
 
 
 def run_mmalign(args: argparse.Namespace) -> dict[str, Any]:
@@ -150,18 +157,19 @@ def run_mmalign(args: argparse.Namespace) -> dict[str, Any]:
         },
     )
     times: list[float] = []
+    lengths: list[float] = []
     trainer = build_trainer(
         config,
         load(args.model_dir),
         reward_funcs=[lambda completion_ids, **kw: even_tokens(completion_ids)],
-        callbacks=[recorder(times)],
+        callbacks=[recorder(times, lengths)],
         sets={"train": prompts},
         optim="adamw_torch",
         train_sampling_strategy="sequential",
         use_cpu=args.device == "cpu",
     )
     trainer.train()
-    return {"times": times}
+    return {"times": times, "lengths": lengths}
 
 
 def loss_check(args: argparse.Namespace) -> dict[str, Any]:
@@ -342,13 +350,14 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Any]], check: 
         f"\nGRPO, tiny LLaVA ({n_image} image tokens), {args.steps} steps x {args.prompts} prompts x G={args.group} "
         f"completions of <= {args.max_new_tokens} tokens, fp32, {args.device}, {trl['threads']} threads"
     )
-    columns = f"{'completions/s':>13} {'x TRL':>6} {'peak RSS MB':>11} {'x TRL':>6} {'above MB':>8} {'x TRL':>6}"
+    columns = f"{'completions/s':>13} {'x TRL':>6} {'peak RSS MB':>11} {'x TRL':>6} {'above MB':>8} {'x TRL':>6} length"
     print(f"{'run':<10} {columns}")
     for name, r in results.items():
         print(
             f"{name:<10} {r['completions_per_s']:>13.2f} {r['completions_per_s'] / trl['completions_per_s']:>6.2f} "
             f"{r['peak_rss_mb']:>11.0f} {r['peak_rss_mb'] / trl['peak_rss_mb']:>6.2f} "
-            f"{r['peak_above_baseline_mb']:>8.0f} {r['peak_above_baseline_mb'] / trl['peak_above_baseline_mb']:>6.2f}"
+            f"{r['peak_above_baseline_mb']:>8.0f} {r['peak_above_baseline_mb'] / trl['peak_above_baseline_mb']:>6.2f} "
+            f"{statistics.mean(r['lengths']):.1f}"
         )
     print(f"throughput ratio mmalign/TRL: {ours['completions_per_s'] / trl['completions_per_s']:.2f}")
     for key, what in MEMORY:
