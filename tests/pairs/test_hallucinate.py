@@ -179,6 +179,22 @@ def test_coco_swap_and_add_edit_the_reference_caption(tmp_path, h):
     assert h.texts(rows["coco-3-hal-existence-no"]) == ("No.", "Yes.")
 
 
+def test_coco_image_holding_every_category_makes_no_pair(tmp_path, h):
+    folder = _coco(tmp_path)
+    instances = json.loads((folder / "instances_val2014.json").read_text())
+    instances["images"].append({"id": 5, "file_name": "COCO_val2014_000000000005.jpg"})
+    instances["annotations"] += [{"image_id": 5, "category_id": c} for c in range(1, 7)]  # all six categories
+    (folder / "instances_val2014.json").write_text(json.dumps(instances))
+    captions = json.loads((folder / "captions_val2014.json").read_text())
+    captions["images"] = instances["images"]
+    captions["annotations"].append({"image_id": 5, "id": 105, "caption": "A person, a dog and a cat on a couch."})
+    (folder / "captions_val2014.json").write_text(json.dumps(captions))
+    builder = make_builder("hallucinate", {"kinds": ["swap", "add", "existence"]})
+    run_build(builder, BuildInputs(input=folder), tmp_path / "coco.jsonl")
+    ids = {r["id"] for r in h.read_lines(tmp_path / "coco.jsonl")}
+    assert not any(i.startswith("coco-5-") for i in ids) and "coco-3-hal-add" in ids
+
+
 def test_coco_rejects_world_only_kinds_and_bad_files(tmp_path):
     from mmalign.errors import ConfigError, DataError
 

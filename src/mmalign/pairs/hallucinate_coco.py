@@ -30,6 +30,8 @@ def coco_pairs(
     stats: Cooccurrence = shared["stats"]
     present: list[str] = unit["objects"]
     captions: list[str] = unit["captions"]
+    if not stats.ranked_absent(present):  # the image holds every category: nothing absent to hallucinate
+        return []
     picker = random.Random(f"{seed}:captions")
     order = list(range(len(captions)))
     picker.shuffle(order)
