@@ -190,6 +190,35 @@ def test_reward_model_decides_each_benchmark_by_its_rewards(cli, reward_model, d
     assert next(iter(compared["runs"].values()))["model"] == str(reward_model)
 
 
+def test_a_critique_reward_model_critiques_then_scores(cli, tiny_dir, data, tmp_path):
+    """A critique-then-score model (rm.critique) runs too: each reward is score_with's (its greedy critique)."""
+    from mmalign.data.records import assistant, user_prompt
+    from mmalign.models import load
+    from mmalign.models.critique import score_with
+    from mmalign.models.examples import Example
+    from mmalign.models.processors import save_upstream_processor
+    from mmalign.models.reward import RewardModel, load_reward_model
+
+    loaded = load(tiny_dir("tiny-llava"))
+    model = RewardModel(loaded.model, seed=8, critique_request="Is every object the answer names in the image?")
+    rm_dir = tmp_path / "critique-rm"
+    model.save_pretrained(rm_dir)
+    save_upstream_processor(loaded.processor, rm_dir)
+    out = tmp_path / "critique-run"
+    source = f"multimodal_rewardbench={data['multimodal_rewardbench']}"
+    args = ["eval", "run", "--reward-model", str(rm_dir), "--tasks", "multimodal_rewardbench", "--source", source]
+    assert cli([*args, "--out", str(out), "--no-progress", "--bootstrap", "20"]) == 0
+    rows = _rows(out / "predictions/multimodal_rewardbench.jsonl")
+    critic = load_reward_model(rm_dir)
+    first = json.loads(data["multimodal_rewardbench"].read_text())[0]
+    better, worse = (
+        (first["Output1"], first["Output2"]) if first["Better"] == "Output1" else (first["Output2"], first["Output1"])
+    )
+    examples = [Example("x", user_prompt(first["Text"], 1), [first["Image"]], assistant(a)) for a in (better, worse)]
+    expected = score_with(critic, examples, batch_size=1, image_root=data["multimodal_rewardbench"].parent)
+    assert rows[0]["rewards"] == pytest.approx(expected, abs=1e-4)
+
+
 def _judge(server, better: dict[str, str]) -> None:
     """Scripted replies: the right verdict, except where a question's text asks for something else."""
 

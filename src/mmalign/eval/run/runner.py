@@ -235,11 +235,12 @@ class Runner:
         return self._batched(task, pairs, image_root, self._cache(task, "logps", {}), compute)
 
     def rewards(self, task: str, pairs: list[PreferenceRecord], image_root: Path | None) -> list[dict[str, Any]]:
-        """A reward model's rewards of chosen and rejected (:func:`mmalign.models.reward.score_examples`, both
-        responses of a batch of pairs in one call): rows with ``chosen_reward`` and ``rejected_reward``."""
+        """A reward model's rewards of chosen and rejected (:func:`mmalign.models.critique.score_with`: a plain
+        model's head on the response, a critique model's on its own greedy critique; both responses of a batch of
+        pairs in one call): rows with ``chosen_reward`` and ``rejected_reward``."""
         from mmalign.models.collate import Collator
+        from mmalign.models.critique import score_with
         from mmalign.models.examples import examples_from
-        from mmalign.models.reward import score_examples
 
         # one token more than max_length: a response cut to fit would move the token the head reads, so a row
         # that reaches it is an error, never a reward of part of the response
@@ -270,8 +271,15 @@ class Runner:
                 if (chosen.response, chosen.images) != (rejected.response, rejected.images):
                     examples.append(rejected)
                 rows.append((first, len(examples) - 1))
-            scores = score_examples(
-                self.loaded, examples, batch_size=len(examples), image_root=image_root, max_length=self.max_length + 1
+            # a critique model scores prompt + response + its critique: the check above bounds prompt + response, the
+            # critique adds the request and at most max_new_tokens, never cut (a cut would move the token read)
+            critique = getattr(self.loaded.model, "critique_request", None) is not None
+            scores = score_with(
+                self.loaded,
+                examples,
+                batch_size=len(examples),
+                image_root=image_root,
+                max_length=None if critique else self.max_length + 1,
             )
             return [{"chosen_reward": scores[c], "rejected_reward": scores[r]} for c, r in rows]
 
