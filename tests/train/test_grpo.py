@@ -123,6 +123,21 @@ def test_a_run_logs_trl_metrics_saves_and_raises_a_simple_reward(world, tiny_dir
     assert reloaded.model.config.model_type == "llava"
 
 
+def test_the_guard_stops_when_the_held_out_reward_falls(world, tiny_dir, tmp_path):
+    def fading(completions, trainer_state, **_):
+        """The same for every completion (no learning signal), lower at every step: the held-out reward falls."""
+        return [1.0 - 0.1 * trainer_state.global_step] * len(completions)
+
+    config = make_config(
+        world, tiny_dir("tiny-llava"), tmp_path / "run", "train.max_steps=6", "train.eval_steps=1",
+        "guard.margin_drop=0.15", "grpo.max_new_tokens=2",
+    )  # fmt: skip
+    result = train_grpo(config, reward_funcs=[fading], progress=False, write=lambda _: None)
+    # evaluations at steps 1, 2, 3: 0.9 (best), 0.8, 0.7 = 0.2 below the best > 0.15: stop at step 3
+    assert result.global_step == 3
+    assert "held-out reward 0.7 is 0.2 below its best 0.9 (step 1" in (result.guard_stop or "")
+
+
 def test_config_checks(world, tiny_dir, tmp_path):
     with pytest.raises(ConfigError, match="group_size"):
         make_config(world, tiny_dir("tiny-llava"), tmp_path, "grpo.group_size=1")
@@ -132,6 +147,8 @@ def test_config_checks(world, tiny_dir, tmp_path):
         make_config(world, tiny_dir("tiny-llava"), tmp_path, "grpo.rewards={f1: 1}")
     with pytest.raises(ConfigError, match="max_completion_length"):
         make_config(world, tiny_dir("tiny-llava"), tmp_path, "loss.loss_type=dr_grpo", "loss.max_completion_length=9")
+    with pytest.raises(ConfigError, match=r"set loss\.beta > 0"):
+        make_config(world, tiny_dir("tiny-llava"), tmp_path, "train.eval_steps=1", "guard.max_kl=0.1")
     with pytest.raises(ConfigError, match=r"no data\.eval"):
         make_config(world, tiny_dir("tiny-llava"), tmp_path, "data.eval=null", "train.eval_steps=5")
     config = make_config(world, tiny_dir("tiny-llava"), tmp_path, "loss.beta=0.1", "grpo.reference=adapter")

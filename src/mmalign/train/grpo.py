@@ -46,6 +46,7 @@ from mmalign.models.loading import LoadedModel
 from mmalign.models.rollout import Rollouts, SamplingOptions, sample_groups
 from mmalign.seeding import derive_seed
 from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig, check_share_prefix, share_prefix_option
+from mmalign.train.guard import GRPO_SIGNALS, GuardConfig, OverOptimisationGuard
 from mmalign.train.pref_batch import row_scorer
 from mmalign.train.prompts import Prompt, PromptDataset, read_prompts
 from mmalign.train.reference import eval_mode, frozen_copy, unwrap_module
@@ -106,6 +107,10 @@ class GRPOConfig:
     train: TrainingConfig = section(TrainingConfig, "Optimisation and checkpoints (batch_size: prompts a step).")
     loss: GRPOLoss = section(GRPOLoss, "The clipped policy-gradient loss.")
     grpo: GRPOOptions = section(GRPOOptions, "Sampling, rewards, advantages.")
+    guard: GuardConfig = section(
+        GuardConfig,
+        "Early stopping: margin_drop watches the held-out reward (eval_reward), max_kl the held-out k3 KL (eval_kl).",
+    )
     share_prefix: bool | Literal["auto"] = share_prefix_option("log-probs")
 
     def __post_init__(self) -> None:
@@ -114,6 +119,10 @@ class GRPOConfig:
         check_share_prefix(self.share_prefix, self.model)
         if self.train.eval_steps is not None and self.data.eval is None:
             raise ConfigError("train.eval_steps is set but there is no data.eval to evaluate on")
+        if self.guard.enabled and (self.data.eval is None or self.train.eval_steps is None):
+            raise ConfigError("the guard watches held-out evaluations: set data.eval and train.eval_steps")
+        if self.guard.max_kl is not None and not self.loss.needs_reference:
+            raise ConfigError("guard.max_kl watches the KL to the reference: set loss.beta > 0 (else none is computed)")
         if self.loss.loss_type == "dr_grpo" and self.loss.max_completion_length != self.grpo.max_new_tokens:
             raise ConfigError("loss_type dr_grpo: set loss.max_completion_length to grpo.max_new_tokens")
 
@@ -283,6 +292,8 @@ class GRPOResult(TrainResult):
     """The last training log row: loss, reward, rewards/<name>/mean, kl, clip ratios, completion lengths..."""
     eval_metrics: dict[str, Any]
     """The last held-out evaluation (eval_reward, eval_rewards/<name>/mean ...); empty without data.eval."""
+    guard_stop: str | None = None
+    """Why the over-optimisation guard stopped the run (None: it did not)."""
 
 
 def resolve_rewards(
@@ -315,6 +326,7 @@ def build_trainer(
 ) -> GRPOTrainer:
     """The configured :class:`GRPOTrainer` over ``loaded``."""
     sets = read_sets(config) if sets is None else sets
+    guard = [OverOptimisationGuard(config.guard, signals=GRPO_SIGNALS)] if config.guard.enabled else []
     collators = {name: PromptCollate(dataset.root) for name, dataset in sets.items()}
     args = config.train.training_arguments(**core_arguments(include_num_input_tokens_seen="no", **arg_overrides))
     return GRPOTrainer(
@@ -332,7 +344,7 @@ def build_trainer(
         reference=config.reference_source(),
         share_prefix=config.share_prefix,
         processor=loaded.processor,
-        callbacks=list(callbacks or []),
+        callbacks=[*guard, *(callbacks or [])],
         max_nonfinite_steps=config.train.max_nonfinite_steps,
     )
 
@@ -364,7 +376,7 @@ def train_grpo(
         config,
         build=lambda loaded, say: build_trainer(config, loaded, reward_funcs, callbacks, sets),
         describe=describe,
-        result=lambda done: GRPOResult(**done.common(), **done.latest()),
+        result=lambda done: GRPOResult(**done.common(), **done.latest(), guard_stop=done.trainer.stop_reason),
         progress=progress,
         write=write,
     )

@@ -10,6 +10,10 @@ falls. The guard watches two held-out signals at every evaluation (``train.eval_
 * ``max_kl``: the held-out KL estimate to the reference (``eval_kl/chosen``: per token, k1, on the chosen
   responses) is above this.
 
+Online RL (``mmalign train grpo``) has the same two signals under other names: the held-out reward
+(``eval_reward``, whose drop from its best is the reward over-optimisation of Gao et al., 2022, when the reward
+is a proxy) and the held-out k3 KL to the reference (``eval_kl``); :data:`GRPO_SIGNALS`.
+
 When either holds for ``patience`` evaluations in a row, the run stops; the reason is logged and printed (the
 trainer core also logs it as ``{"guard": reason}``, so it is in the log history and ``metrics.jsonl``).
 The model saved at the end is the one at the stop: keep checkpoints (``train.save_steps``) to return to an
@@ -31,6 +35,10 @@ logger = logging.getLogger(__name__)
 
 MARGIN = "eval_rewards/margins"
 KL = "eval_kl/chosen"
+PREFERENCE_SIGNALS = (MARGIN, KL, "held-out reward margin")
+"""What the guard watches in preference training: (reward signal, KL, what the reward signal is called)."""
+GRPO_SIGNALS = ("eval_reward", "eval_kl", "held-out reward")
+"""... and in online RL: the held-out mean reward of sampled completions, and the k3 KL per token."""
 
 
 @dataclass
@@ -59,8 +67,14 @@ class GuardConfig:
 class OverOptimisationGuard(TrainerCallback):
     """Stops training when :class:`GuardConfig`'s conditions hold on ``patience`` evaluations in a row."""
 
-    def __init__(self, config: GuardConfig, write: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: GuardConfig,
+        write: Callable[[str], None] | None = None,
+        signals: tuple[str, str, str] = PREFERENCE_SIGNALS,
+    ) -> None:
         self.config = config
+        self.margin_key, self.kl_key, self.margin_name = signals
         self._write = write
         self.best_margin: float | None = None
         self.best_step: int | None = None
@@ -72,17 +86,17 @@ class OverOptimisationGuard(TrainerCallback):
         """Update with one evaluation's metrics; the reason to stop, once the conditions held ``patience`` times."""
         c = self.config
         problems = []
-        margin = metrics.get(MARGIN)
+        margin = metrics.get(self.margin_key)
         if margin is not None and c.margin_drop is not None:
             margin = float(margin)
             if self.best_margin is None or margin > self.best_margin:
                 self.best_margin, self.best_step = margin, step
             elif margin < self.best_margin - c.margin_drop:
                 problems.append(
-                    f"held-out reward margin {margin:.4g} is {self.best_margin - margin:.4g} below its best "
+                    f"{self.margin_name} {margin:.4g} is {self.best_margin - margin:.4g} below its best "
                     f"{self.best_margin:.4g} (step {self.best_step}; guard.margin_drop={c.margin_drop:g})"
                 )
-        kl = metrics.get(KL)
+        kl = metrics.get(self.kl_key)
         if kl is not None and c.max_kl is not None and float(kl) > c.max_kl:
             problems.append(f"held-out KL to the reference {float(kl):.4g} is above guard.max_kl={c.max_kl:g}")
         self.strikes = self.strikes + 1 if problems else 0
@@ -95,7 +109,7 @@ class OverOptimisationGuard(TrainerCallback):
         self.best_margin = self.best_step = None
         self.strikes = 0
         for row in state.log_history:  # a resumed run: pick up where the guard was
-            if MARGIN in row or KL in row:
+            if self.margin_key in row or self.kl_key in row:
                 self.check(row, int(row.get("step", 0)))
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kw: Any):
