@@ -108,7 +108,7 @@ def test_a_run_logs_trl_metrics_saves_and_raises_a_simple_reward(world, tiny_dir
 
     config = make_config(
         world, model, tmp_path / "run", "train.max_steps=30", "train.learning_rate=1e-2", "train.eval_steps=30",
-        "grpo.temperature=1.5", "train.lr_scheduler=constant",
+        "grpo.temperature=1.5", "train.lr_scheduler=constant", "train.eval_on_start=true",
     )  # fmt: skip
     result = train_grpo(config, reward_funcs=[even_tokens], progress=False, write=lambda _: None)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -119,6 +119,8 @@ def test_a_run_logs_trl_metrics_saves_and_raises_a_simple_reward(world, tiny_dir
     first, last = [sum(r["reward"] for r in rows) / 3 for rows in (train_rows[:3], train_rows[-3:])]
     assert first < 0.65 and last > 0.9, (first, last)  # the policy learned to favour even token ids (seeded run)
     assert result.eval_metrics["eval_reward"] > 0.9  # on held-out prompts too
+    start = [r for r in rows if "eval_reward" in r and r["step"] == 0]  # train.eval_on_start: the curve's step 0
+    assert len(start) == 1 and start[0]["eval_reward"] < 0.65
     reloaded = load(result.model_dir)
     assert reloaded.model.config.model_type == "llava"
 
@@ -149,6 +151,8 @@ def test_config_checks(world, tiny_dir, tmp_path):
         make_config(world, tiny_dir("tiny-llava"), tmp_path, "loss.loss_type=dr_grpo", "loss.max_completion_length=9")
     with pytest.raises(ConfigError, match=r"set loss\.beta > 0"):
         make_config(world, tiny_dir("tiny-llava"), tmp_path, "train.eval_steps=1", "guard.max_kl=0.1")
+    with pytest.raises(ConfigError, match=r"train\.eval_on_start is set but there is no data\.eval"):
+        make_config(world, tiny_dir("tiny-llava"), tmp_path, "data.eval=null", "train.eval_on_start=true")
     with pytest.raises(ConfigError, match=r"no data\.eval"):
         make_config(world, tiny_dir("tiny-llava"), tmp_path, "data.eval=null", "train.eval_steps=5")
     config = make_config(world, tiny_dir("tiny-llava"), tmp_path, "loss.beta=0.1", "grpo.reference=adapter")

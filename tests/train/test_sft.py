@@ -183,3 +183,20 @@ def test_lora_saves_adapter_and_merged_model(world, preset, tiny_dir, tmp_path):
     assert (merged_logits - base_logits).abs().max() > 1e-3  # the adapters did something
     saved = json.loads((tmp_path / "lora" / "train_result.json").read_text())
     assert saved["adapter_dir"] == str(result.adapter_dir) and saved["global_step"] == 3
+
+
+def test_lora_initialisation_follows_train_seed_not_what_ran_before(world, model_dir, tmp_path):
+    """The adapter's random A matrices are drawn after train.seed is set: two runs whose processes were in
+    different random states before give the same adapter (and another seed another one)."""
+    adapters = []
+    for before, seed in ((1, 3), (2, 3), (1, 4)):
+        torch.manual_seed(before)
+        torch.rand(100)  # some other work consumed random numbers
+        out = tmp_path / f"run-{before}-{seed}"
+        config = make_config(world, model_dir, out, lora=True, max_steps=1, seed=seed, learning_rate=1e-12)
+        result = train_sft(config, progress=False, write=lambda s: None)
+        adapters.append(load_file(result.adapter_dir / "adapter_model.safetensors"))
+    a_keys = [k for k in adapters[0] if "lora_A" in k]
+    assert a_keys
+    assert all(torch.equal(adapters[0][k], adapters[1][k]) for k in a_keys)
+    assert not all(torch.equal(adapters[0][k], adapters[2][k]) for k in a_keys)

@@ -94,6 +94,7 @@ class TrainingConfig:
     warmup_steps: int | None = option(None, "Warmup steps (exclusive with warmup_ratio).", ge=0)
     logging_steps: int = option(10, "Log metrics every N optimiser steps.", ge=1)
     eval_steps: int | None = option(None, "Evaluate on data.eval every N steps (null = only at the end).", ge=1)
+    eval_on_start: bool = option(False, "Also evaluate on data.eval before the first step (a curve's step 0).")
     save_steps: int | None = option(None, "Save a checkpoint every N steps (null = only the final model).", ge=1)
     save_total_limit: int | None = option(2, "Keep at most this many checkpoints (null = all).", ge=1)
     dataloader_workers: int = option(0, "Worker processes loading and collating data.", ge=0)
@@ -141,6 +142,7 @@ class TrainingConfig:
             "logging_steps": self.logging_steps,
             "eval_strategy": "steps" if self.eval_steps else "no",
             "eval_steps": self.eval_steps,
+            "eval_on_start": self.eval_on_start,
             "save_strategy": "steps" if self.save_steps else "no",
             "save_steps": self.save_steps or 500,
             "save_total_limit": self.save_total_limit,
@@ -154,6 +156,13 @@ class TrainingConfig:
         }
         kwargs.update(overrides)
         return TrainingArguments(**kwargs)
+
+
+def check_held_out(train: TrainingConfig, data: DataConfig) -> None:
+    """Refuse held-out evaluations (``train.eval_steps``, ``train.eval_on_start``) without ``data.eval``."""
+    for name in ("eval_steps", "eval_on_start"):
+        if getattr(train, name) not in (None, False) and data.eval is None:
+            raise ConfigError(f"train.{name} is set but there is no data.eval to evaluate on")
 
 
 def share_prefix_option(same: str = "results") -> Any:

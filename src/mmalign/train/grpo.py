@@ -45,7 +45,14 @@ from mmalign.models.examples import Example
 from mmalign.models.loading import LoadedModel
 from mmalign.models.rollout import Rollouts, SamplingOptions, sample_groups
 from mmalign.seeding import derive_seed
-from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig, check_share_prefix, share_prefix_option
+from mmalign.train.config import (
+    DataConfig,
+    ModelConfig,
+    TrainingConfig,
+    check_held_out,
+    check_share_prefix,
+    share_prefix_option,
+)
 from mmalign.train.guard import GRPO_SIGNALS, GuardConfig, OverOptimisationGuard
 from mmalign.train.pref_batch import row_scorer
 from mmalign.train.prompts import Prompt, PromptDataset, read_prompts
@@ -117,8 +124,7 @@ class GRPOConfig:
         if not self.data.train:
             raise ConfigError("data.train is required: records, or a world split's scenes.jsonl")
         check_share_prefix(self.share_prefix, self.model)
-        if self.train.eval_steps is not None and self.data.eval is None:
-            raise ConfigError("train.eval_steps is set but there is no data.eval to evaluate on")
+        check_held_out(self.train, self.data)
         if self.guard.enabled and (self.data.eval is None or self.train.eval_steps is None):
             raise ConfigError("the guard watches held-out evaluations: set data.eval and train.eval_steps")
         if self.guard.max_kl is not None and not self.loss.needs_reference:

@@ -32,7 +32,14 @@ from mmalign.errors import ConfigError
 from mmalign.losses import PreferenceLoss, build_loss, preference_metrics
 from mmalign.losses.kto import UnpairedLoss
 from mmalign.models.loading import LoadedModel
-from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig, check_share_prefix, share_prefix_option
+from mmalign.train.config import (
+    DataConfig,
+    ModelConfig,
+    TrainingConfig,
+    check_held_out,
+    check_share_prefix,
+    share_prefix_option,
+)
 from mmalign.train.dataset import RecordDataset
 from mmalign.train.guard import GuardConfig, OverOptimisationGuard
 from mmalign.train.kto import build_feedback_trainer, check_unpaired_config
@@ -88,8 +95,7 @@ class PreferenceConfig:
         for key in ("cache_dir", "batch_size"):
             if getattr(ref, key) is not None and ref.mode != "precomputed":
                 raise ConfigError(f"reference.{key} is only used with reference.mode: precomputed")
-        if self.train.eval_steps is not None and self.data.eval is None:
-            raise ConfigError("train.eval_steps is set but there is no data.eval to evaluate on")
+        check_held_out(self.train, self.data)
         if self.guard.enabled and (self.data.eval is None or self.train.eval_steps is None):
             raise ConfigError("the guard watches held-out evaluations: set data.eval and train.eval_steps")
         if row_scorer(True)[1]:  # the shared path is installed

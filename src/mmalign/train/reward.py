@@ -50,7 +50,14 @@ from mmalign.models.critique import CRITIQUE_REQUEST, record_critiques
 from mmalign.models.loading import LoadedModel
 from mmalign.models.processors import save_upstream_processor
 from mmalign.models.reward import RewardModel, batch_rewards, reward_model_for
-from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig, check_share_prefix, share_prefix_option
+from mmalign.train.config import (
+    DataConfig,
+    ModelConfig,
+    TrainingConfig,
+    check_held_out,
+    check_share_prefix,
+    share_prefix_option,
+)
 from mmalign.train.critique import CritiqueCollator, critique_step
 from mmalign.train.dataset import RecordDataset
 from mmalign.train.feedback_batch import FeedbackCollator
@@ -109,8 +116,7 @@ class RewardConfig:
             )
         if self.rm.critique and not self.rm.critique_request.strip():
             raise ConfigError("rm.critique_request must not be empty")
-        if self.train.eval_steps is not None and self.data.eval is None:
-            raise ConfigError("train.eval_steps is set but there is no data.eval to evaluate on")
+        check_held_out(self.train, self.data)
 
     def sharing(self) -> bool | str:
         """What the forward does: True, "auto" or False (auto is off under gradient checkpointing and rm.critique)."""

@@ -27,7 +27,7 @@ from mmalign.config import option, section
 from mmalign.errors import ConfigError
 from mmalign.models.collate import IGNORE, Batch, Collator
 from mmalign.models.loading import LoadedModel
-from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig
+from mmalign.train.config import DataConfig, ModelConfig, TrainingConfig, check_held_out
 from mmalign.train.dataset import RecordDataset
 from mmalign.train.trainer import Collate, CoreTrainer, Run, StepOutput, TrainResult, core_arguments, run
 
@@ -56,8 +56,7 @@ class SFTConfig:
     def __post_init__(self) -> None:
         if not self.data.train:
             raise ConfigError("data.train is required: a file of SFT records")
-        if self.train.eval_steps is not None and self.data.eval is None:
-            raise ConfigError("train.eval_steps is set but there is no data.eval to evaluate on")
+        check_held_out(self.train, self.data)
 
 
 @dataclass

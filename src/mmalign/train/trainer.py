@@ -361,6 +361,9 @@ def run(
     say = speaker(write)
     out = Path(config.train.output_dir)
     resume_from = resume_point(config, f"{config.kind}_config.yaml", say)
+    from transformers import set_seed
+
+    set_seed(config.train.seed)  # what loading draws (LoRA's A matrices) follows train.seed, not the state before
     loaded = load(resolve_model_path(config.model.path), **config.model.load_options())
     trainer = build(loaded, say)
     main = trainer.is_world_process_zero()
