@@ -2,9 +2,9 @@
 
     python bench/grpo_world.py [--steps 250] [--every 50] [--lr 2e-5] [--train-scenes 2000] [--val-scenes 200]
 
-A shapes world (the demo's world settings; seed ``--seed``) is made; the shipped SFT baseline (the demo's tiny
-LLaVA) is trained with ``configs/grpo/shapes.yaml`` (4 prompts × G = 8 completions a step, object-F1 reward, DAPO
-loss, β = 0) on its training scenes, saving a checkpoint every ``--every`` steps. The baseline and each
+A shapes world (the demo's world settings, world seed 0, so every run starts from the same baseline numbers) is
+made; the shipped SFT baseline (the demo's tiny LLaVA) is trained with ``configs/grpo/shapes.yaml`` (4 prompts × G =
+8 completions a step, object-F1 reward, DAPO loss, β = 0; ``--seed``: the training seed) on its training scenes, saving a checkpoint every ``--every`` steps. The baseline and each
 checkpoint then describe every validation scene GREEDILY (as the demo evaluates), and the description is scored
 against the scene's ground truth with the reward's own object extraction (CHAIR's): object F1, precision
 (1 - CHAIR-i) and recall. Printed per step: each mean with a 95 % bootstrap interval over scenes (2000
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-5, help="Learning rate.")
     parser.add_argument("--train-scenes", type=int, default=2000, help="Training scenes (prompts).")
     parser.add_argument("--val-scenes", type=int, default=200, help="Held-out scenes evaluated.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the world and of training.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of training (sampling, data order).")
     args = parser.parse_args()
     transformers.utils.logging.disable_progress_bar()
     print_header("GRPO on the shapes world: held-out truth reward by step")
