@@ -4,11 +4,12 @@
 
 A shapes world (the demo's world settings, world seed 0, so every run starts from the same baseline numbers) is
 made; the shipped SFT baseline (the demo's tiny LLaVA) is trained with ``configs/grpo/shapes.yaml`` (4 prompts × G =
-8 completions a step, object-F1 reward, DAPO loss, β = 0; ``--seed``: the training seed) on its training scenes, saving a checkpoint every ``--every`` steps. The baseline and each
-checkpoint then describe every validation scene GREEDILY (as the demo evaluates), and the description is scored
-against the scene's ground truth with the reward's own object extraction (CHAIR's): object F1, precision
-(1 - CHAIR-i) and recall. Printed per step: each mean with a 95 % bootstrap interval over scenes (2000
-resamples), and the paired difference from the baseline with its interval.
+8 completions a step, object-F1 reward, DAPO loss, β = 0; ``--seed``: the training seed) on its training scenes,
+saving a checkpoint every ``--every`` steps. The baseline and each checkpoint then describe every validation scene
+GREEDILY (as the demo evaluates), and the description is scored against the scene's ground truth with the reward's
+own object extraction (CHAIR's): object F1, precision (1 - CHAIR-i) and recall. Printed per step: each mean with a
+95 % bootstrap interval over scenes (2000 resamples), and the paired difference from the baseline with its
+interval.
 """
 
 from __future__ import annotations
