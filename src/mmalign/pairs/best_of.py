@@ -34,8 +34,7 @@ from mmalign.errors import ConfigError
 from mmalign.objects import shapes
 from mmalign.pairs.registry import Builder, BuildInputs, Plan
 from mmalign.pairs.reward_scorer import RewardOptions, RewardScorer, check_reward_dir, reward_fingerprint
-from mmalign.pairs.sample_rank import check_policy, dedupe, model_fingerprint, policy_model, read_prompts
-from mmalign.pairs.scorers import ScoreContext
+from mmalign.pairs.sample_rank import check_policy, model_fingerprint, policy_model, read_prompts, sample_candidates
 
 log = logging.getLogger("mmalign.pairs.best_of")
 
@@ -96,29 +95,10 @@ class BestOfBuilder(Builder):
         return Plan(units, root, fingerprint.hexdigest(), {"root": str(root)}, f"{what}, {len(units)} groups of {size}")
 
     def build(self, unit: dict[str, Any], shared: Any, seed: int) -> list[SFTRecord]:
-        from mmalign.data.images import load_images
-        from mmalign.models.examples import Example
-        from mmalign.models.generation import generate
-
         opts = self.options
         loaded = policy_model(opts.model, opts.dtype, opts.device)
         prompts = unit["prompts"]
-        contexts = []
-        for p in prompts:
-            images = load_images(p["images"], shared["root"], record_id=p["id"])
-            contexts.append(ScoreContext(p["id"], p["question"], p["prompt"], images, p["objects"]))
-        items = [Example(c.id, c.prompt, c.images) for c in contexts for _ in range(opts.n)]
-        texts = generate(
-            loaded,
-            items,
-            max_new_tokens=opts.max_new_tokens,
-            do_sample=True,
-            temperature=opts.temperature,
-            top_p=opts.top_p,
-            batch_size=opts.batch_size,
-            seed=seed,
-        )
-        candidates = [dedupe(texts[i * opts.n : (i + 1) * opts.n]) for i in range(len(prompts))]
+        contexts, candidates = sample_candidates(loaded, prompts, shared["root"], opts, opts.n, seed)
         ready = [i for i, (texts_i, _) in enumerate(candidates) if texts_i]
         scorer = RewardScorer(opts.reward, opts.dtype, opts.device)
         scored = scorer.score_many([(candidates[i][0], contexts[i]) for i in ready]) if ready else []

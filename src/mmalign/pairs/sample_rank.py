@@ -229,6 +229,34 @@ def _record_prompts(path: Path, root: Path, need_objects: bool) -> tuple[Any, Pa
 # ---------------------------------------------------------------------------------------------- ranking
 
 
+def sample_candidates(
+    loaded: Any, prompts: list[dict[str, Any]], root: str, opts: Any, k: int, seed: int
+) -> tuple[list[ScoreContext], list[tuple[list[str], list[int]]]]:
+    """Each prompt's context (its images opened) and its ``k`` seeded samples, deduplicated (:func:`dedupe`):
+    what ``sample-rank`` ranks and ``best-of-n`` picks from. ``opts`` carries the sampling options
+    (``max_new_tokens``, ``temperature``, ``top_p``, ``batch_size``)."""
+    from mmalign.data.images import load_images
+    from mmalign.models.examples import Example
+    from mmalign.models.generation import generate
+
+    contexts = []
+    for p in prompts:
+        images = load_images(p["images"], root, record_id=p["id"])
+        contexts.append(ScoreContext(p["id"], p["question"], p["prompt"], images, p["objects"]))
+    items = [Example(c.id, c.prompt, c.images) for c in contexts for _ in range(k)]
+    texts = generate(
+        loaded,
+        items,
+        max_new_tokens=opts.max_new_tokens,
+        do_sample=True,
+        temperature=opts.temperature,
+        top_p=opts.top_p,
+        batch_size=opts.batch_size,
+        seed=seed,
+    )
+    return contexts, [dedupe(texts[i * k : (i + 1) * k]) for i in range(len(prompts))]
+
+
 def dedupe(samples: list[str]) -> tuple[list[str], list[int]]:
     """Distinct non-empty answers in first-seen order, and how often each was sampled."""
     counts: dict[str, int] = {}
@@ -312,18 +340,10 @@ class SampleRankBuilder(Builder):
         return opts.judge.described()
 
     def build(self, unit: dict[str, Any], shared: Any, seed: int) -> list[PreferenceRecord]:
-        from mmalign.data.images import load_images
-        from mmalign.models.examples import Example
-        from mmalign.models.generation import generate
-
         opts = self.options
         loaded = policy_model(opts.model, opts.dtype, opts.device)
         prompts = unit["prompts"]
-        contexts = []
-        for p in prompts:
-            images = load_images(p["images"], shared["root"], record_id=p["id"])
-            contexts.append(ScoreContext(p["id"], p["question"], p["prompt"], images, p["objects"]))
-        items = [Example(c.id, c.prompt, c.images) for c in contexts for _ in range(opts.k)]
+        contexts, candidates = sample_candidates(loaded, prompts, shared["root"], opts, opts.k, seed)
         sampling = {
             "k": opts.k,
             "temperature": opts.temperature,
@@ -332,17 +352,6 @@ class SampleRankBuilder(Builder):
             "batch_size": opts.batch_size,
             "seed": seed,
         }
-        texts = generate(
-            loaded,
-            items,
-            max_new_tokens=opts.max_new_tokens,
-            do_sample=True,
-            temperature=opts.temperature,
-            top_p=opts.top_p,
-            batch_size=opts.batch_size,
-            seed=seed,
-        )
-        candidates = [dedupe(texts[i * opts.k : (i + 1) * opts.k]) for i in range(len(prompts))]
         ready = [i for i, (texts_i, _) in enumerate(candidates) if len(texts_i) >= 2]
         scorer = self.make_scorer(shared, loaded)
         scored = scorer.score_many([(candidates[i][0], contexts[i]) for i in ready]) if ready else []
