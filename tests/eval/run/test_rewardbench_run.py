@@ -331,3 +331,14 @@ def test_without_a_model_only_the_benchmarks_run_and_each_needs_its_source(cli, 
         "reason": "needs --source multimodal_rewardbench=PATH, the benchmark's own data (it has no shapes-world "
         "version)",
     }
+
+
+def test_a_pair_that_does_not_fit_max_length_is_refused_not_scored_in_part(cli, reward_model, data, tmp_path, capsys):
+    """A response cut to fit would be rewarded in part (the head would read another token): refused, naming the
+    record and the flag."""
+    source = f"multimodal_rewardbench={data['multimodal_rewardbench']}"
+    args = ["eval", "run", "--reward-model", str(reward_model), "--tasks", "multimodal_rewardbench", "--source"]
+    capsys.readouterr()
+    assert cli([*args, source, "--out", str(tmp_path / "run"), "--no-progress", "--max-length", "120"]) == 2
+    err = capsys.readouterr().err
+    assert "the prompt and response are over max_length 120 tokens" in err and "--max-length" in err

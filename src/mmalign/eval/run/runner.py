@@ -200,14 +200,12 @@ class Runner:
         forms = {"yes_no": [YES_NO.forms(0), YES_NO.forms(1)], "letters": letter_options(2).forms(0)}
         return self._batched(task, items, image_root, self._cache(task, "fast", {"forms": forms}), compute)
 
-    def pair_logps(self, task: str, pairs: list[PreferenceRecord], image_root: Path | None) -> list[dict[str, Any]]:
-        """Summed response log-probs of chosen and rejected (one forward per batch of pairs)."""
-        import torch
-
+    def whole_pairs(self, image_root: Path | None) -> Callable[[list[PreferenceRecord]], Any]:
+        """Collates a batch of pairs in train mode and refuses one whose prompt and response do not fit
+        ``max_length`` whole: it collates to one token more, so a row that reaches it had its response cut (a cut
+        response would be scored in part, and move the token a reward head reads)."""
         from mmalign.models.collate import Collator
-        from mmalign.models.logps import preference_logps
 
-        # one token more than max_length: a row that reaches it had its response cut, so it does not fit
         collator = Collator(
             self.loaded.processor,
             mode="train",
@@ -216,7 +214,7 @@ class Runner:
             overflow_hint=self.overflow_hint,
         )
 
-        def compute(batch: list[PreferenceRecord]) -> list[dict[str, Any]]:
+        def encode(batch: list[PreferenceRecord]) -> Any:
             encoded = collator(batch)
             for row, length in zip(encoded.ids, encoded.attention_mask.sum(-1).tolist(), strict=True):
                 if length > self.max_length:
@@ -225,6 +223,20 @@ class Runner:
                         record_id=row,
                     )
                     raise locate(err, batch)
+            return encoded
+
+        return encode
+
+    def pair_logps(self, task: str, pairs: list[PreferenceRecord], image_root: Path | None) -> list[dict[str, Any]]:
+        """Summed response log-probs of chosen and rejected (one forward per batch of pairs)."""
+        import torch
+
+        from mmalign.models.logps import preference_logps
+
+        encode = self.whole_pairs(image_root)
+
+        def compute(batch: list[PreferenceRecord]) -> list[dict[str, Any]]:
+            encoded = encode(batch)
             with torch.no_grad():
                 out = preference_logps(self.loaded.model, encoded)
             return [
@@ -238,29 +250,13 @@ class Runner:
         """A reward model's rewards of chosen and rejected (:func:`mmalign.models.critique.score_with`: a plain
         model's head on the response, a critique model's on its own greedy critique; both responses of a batch of
         pairs in one call): rows with ``chosen_reward`` and ``rejected_reward``."""
-        from mmalign.models.collate import Collator
         from mmalign.models.critique import score_with
         from mmalign.models.examples import examples_from
 
-        # one token more than max_length: a response cut to fit would move the token the head reads, so a row
-        # that reaches it is an error, never a reward of part of the response
-        checker = Collator(
-            self.loaded.processor,
-            mode="train",
-            image_root=image_root,
-            max_length=self.max_length + 1,
-            overflow_hint=self.overflow_hint,
-        )
+        check = self.whole_pairs(image_root)  # a pair that does not fit whole is an error, never a partial reward
 
         def compute(batch: list[PreferenceRecord]) -> list[dict[str, Any]]:
-            encoded = checker(batch)
-            for row, length in zip(encoded.ids, encoded.attention_mask.sum(-1).tolist(), strict=True):
-                if length > self.max_length:
-                    err = DataError(
-                        f"the prompt and response are over max_length {self.max_length} tokens; {self.overflow_hint}",
-                        record_id=row,
-                    )
-                    raise locate(err, batch)
+            check(batch)
             examples, rows = [], []
             for pair in batch:
                 chosen, rejected = examples_from(pair)
