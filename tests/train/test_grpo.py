@@ -149,6 +149,8 @@ def test_config_checks(world, tiny_dir, tmp_path):
         make_config(world, tiny_dir("tiny-llava"), tmp_path, "grpo.rewards={f1: 1}")
     with pytest.raises(ConfigError, match="max_completion_length"):
         make_config(world, tiny_dir("tiny-llava"), tmp_path, "loss.loss_type=dr_grpo", "loss.max_completion_length=9")
+    with pytest.raises(ConfigError, match="the guard watches held-out evaluations"):
+        make_config(world, tiny_dir("tiny-llava"), tmp_path, "guard.margin_drop=0.1")  # no train.eval_steps
     with pytest.raises(ConfigError, match=r"set loss\.beta > 0"):
         make_config(world, tiny_dir("tiny-llava"), tmp_path, "train.eval_steps=1", "guard.max_kl=0.1")
     with pytest.raises(ConfigError, match=r"train\.eval_on_start is set but there is no data\.eval"):

@@ -83,13 +83,13 @@ def generate(
             for start in range(0, len(items), batch_size):
                 batch = collator(items[start : start + batch_size]).to(device, dtype)
                 output = model.generate(**batch.model_inputs(), **options)
-                texts += [_decode(loaded, row, eos) for row in output[:, batch.input_ids.shape[1] :].tolist()]
+                texts += [decode_response(loaded, row, eos) for row in output[:, batch.input_ids.shape[1] :].tolist()]
     finally:
         model.train(was_training)
     return texts
 
 
-def _decode(loaded: LoadedModel, tokens: list[int], eos: list[int]) -> str:
+def decode_response(loaded: LoadedModel, tokens: list[int], eos: list[int]) -> str:
     """The text before the first EOS, special tokens dropped."""
     for i, token in enumerate(tokens):
         if token in eos:

@@ -38,7 +38,7 @@ from mmalign.data.records import assistant
 from mmalign.errors import ConfigError
 from mmalign.models.collate import IGNORE, PER_TOKEN, Batch, Collator
 from mmalign.models.examples import Input, as_record, examples_from
-from mmalign.models.generation import eos_token_ids
+from mmalign.models.generation import decode_response, eos_token_ids
 from mmalign.models.loading import LoadedModel
 from mmalign.models.logps import model_device_dtype, unwrap_model
 from mmalign.models.prefix import (
@@ -260,7 +260,11 @@ def sample_groups(
         model.train(was_training)
     completion_ids = torch.stack(ids, dim=1).cpu()
     completion_mask = torch.stack(live, dim=1).long().cpu()
-    texts = [_text(loaded, row, mask_row) for row, mask_row in zip(completion_ids, completion_mask, strict=True)]
+    eos_ids = eos_token_ids(loaded)
+    texts = [
+        decode_response(loaded, row[mask_row.bool()].tolist(), eos_ids)
+        for row, mask_row in zip(completion_ids, completion_mask, strict=True)
+    ]
     return Rollouts(
         prompts=prompts,
         group_size=group_size,
@@ -271,12 +275,3 @@ def sample_groups(
         finished=done.cpu(),
         row_images=[{k: v.cpu() for k, v in r.items()} for r in plan.row_images],
     )
-
-
-def _text(loaded: LoadedModel, ids: Tensor, mask: Tensor) -> str:
-    """The completion's text before its end-of-turn token, special tokens dropped."""
-    eos = set(eos_token_ids(loaded))
-    tokens = [int(t) for t, m in zip(ids.tolist(), mask.tolist(), strict=True) if m]
-    if tokens and tokens[-1] in eos:
-        tokens = tokens[:-1]
-    return loaded.tokenizer.decode(tokens, skip_special_tokens=True).strip()

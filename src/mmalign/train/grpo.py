@@ -39,7 +39,7 @@ import torch
 
 from mmalign.config import check_ranges, option, section
 from mmalign.errors import ConfigError
-from mmalign.losses.advantages import SCALE_REWARDS, combine_rewards, group_advantages, rloo_advantages
+from mmalign.losses.advantages import SCALE_REWARDS, combine_rewards, group_advantages, nanstd, rloo_advantages
 from mmalign.losses.grpo import GRPOLoss, RolloutLogps
 from mmalign.models.examples import Example
 from mmalign.models.loading import LoadedModel
@@ -54,7 +54,7 @@ from mmalign.train.config import (
     share_prefix_option,
 )
 from mmalign.train.guard import GRPO_SIGNALS, GuardConfig, OverOptimisationGuard
-from mmalign.train.pref_batch import row_scorer
+from mmalign.train.pref_batch import fit_width, row_scorer
 from mmalign.train.prompts import Prompt, PromptDataset, read_prompts
 from mmalign.train.reference import eval_mode, frozen_copy, unwrap_module
 from mmalign.train.trainer import CoreTrainer, StepOutput, TrainResult, core_arguments, run
@@ -125,8 +125,7 @@ class GRPOConfig:
             raise ConfigError("data.train is required: records, or a world split's scenes.jsonl")
         check_share_prefix(self.share_prefix, self.model)
         check_held_out(self.train, self.data)
-        if self.guard.enabled and (self.data.eval is None or self.train.eval_steps is None):
-            raise ConfigError("the guard watches held-out evaluations: set data.eval and train.eval_steps")
+        self.guard.check_evaluated(self.data.eval, self.train.eval_steps)
         if self.guard.max_kl is not None and not self.loss.needs_reference:
             raise ConfigError("guard.max_kl watches the KL to the reference: set loss.beta > 0 (else none is computed)")
         if self.loss.loss_type == "dr_grpo" and self.loss.max_completion_length != self.grpo.max_new_tokens:
@@ -189,7 +188,7 @@ class GRPOTrainer(CoreTrainer):
             advantages = group_advantages(total, g, self.options.scale_rewards)
         batch = rollouts.batch()
         width = rollouts.completion_ids.shape[1]
-        policy = _fit(self.scorer(model, batch, token_level=True).token_logps, width)
+        policy = fit_width(self.scorer(model, batch, token_level=True).token_logps, width)
         reference = self.reference_logps(model, batch, width) if self.loss.needs_reference else None
         mask = rollouts.completion_mask.to(device=policy.device, dtype=policy.dtype)
         out = self.loss(RolloutLogps(policy, mask, None, reference), advantages.advantages.to(policy.device))
@@ -243,13 +242,13 @@ class GRPOTrainer(CoreTrainer):
         if self.reference_kind == "adapter":
             policy = unwrap_module(model)
             with policy.disable_adapter(), eval_mode(policy):
-                return _fit(self.scorer(policy, batch, token_level=True).token_logps, width)
+                return fit_width(self.scorer(policy, batch, token_level=True).token_logps, width)
         reference = self.reference_model
         device = next(unwrap_module(model).parameters()).device
         if next(reference.parameters()).device != device:
             reference.to(device)
         with eval_mode(reference):
-            return _fit(self.scorer(reference, batch, token_level=True).token_logps, width)
+            return fit_width(self.scorer(reference, batch, token_level=True).token_logps, width)
 
     def metrics(self, rollouts: Rollouts, per_function: torch.Tensor, total: torch.Tensor, advantages: Any) -> dict:
         g = self.options.group_size
@@ -266,25 +265,12 @@ class GRPOTrainer(CoreTrainer):
         for j, (name, _, _) in enumerate(self.reward_funcs):
             values = per_function[:, j]
             out[f"rewards/{name}/mean"] = _nanmean(values)
-            grouped = values.view(-1, g)
-            out[f"rewards/{name}/std"] = _nanmean(torch.tensor([_nanstd(row) for row in grouped]))
+            out[f"rewards/{name}/std"] = _nanmean(nanstd(values.view(-1, g), dim=1))  # mean within-group std
         return {k: v for k, v in out.items() if not math.isnan(v)}
-
-
-def _fit(t: torch.Tensor, width: int) -> torch.Tensor:
-    """(N, T) cut or zero-padded to ``width`` columns."""
-    if t.shape[1] >= width:
-        return t[:, :width]
-    return torch.nn.functional.pad(t, (0, width - t.shape[1]))
 
 
 def _nanmean(t: torch.Tensor) -> float:
     return float(torch.nanmean(t.float())) if t.numel() else float("nan")
-
-
-def _nanstd(t: torch.Tensor) -> float:
-    kept = t[~torch.isnan(t)]
-    return float(kept.std()) if kept.numel() > 1 else float("nan")
 
 
 # ------------------------------------------------------------------------------------------------ running

@@ -30,6 +30,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from mmalign.config import check_ranges, option
+from mmalign.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,11 @@ class GuardConfig:
     @property
     def enabled(self) -> bool:
         return self.margin_drop is not None or self.max_kl is not None
+
+    def check_evaluated(self, data_eval: str | None, eval_steps: int | None) -> None:
+        """Refuse a guard that would see no held-out evaluation (``data.eval`` and ``train.eval_steps`` needed)."""
+        if self.enabled and (data_eval is None or eval_steps is None):
+            raise ConfigError("the guard watches held-out evaluations: set data.eval and train.eval_steps")
 
 
 class OverOptimisationGuard(TrainerCallback):

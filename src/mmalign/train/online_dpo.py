@@ -142,7 +142,7 @@ def round_prompts(options: OnlineOptions, r: int, out: Path) -> tuple[Path, Path
                 item = EvalItem(str(row["id"]), "caption", question, "", [row["image"]], list(row["present"]))
             except (json.JSONDecodeError, KeyError, TypeError) as err:
                 raise DataError(f"not a scene row ({err})", file=scenes, line=number) from None
-            lines.append(json.dumps(item_dict(item)))
+            lines.append(json.dumps(item.to_dict()))
     else:
         source = Path(options.input)  # type: ignore[arg-type]
         root = Path(options.root) if options.root is not None else source.resolve().parent
@@ -157,17 +157,6 @@ def round_prompts(options: OnlineOptions, r: int, out: Path) -> tuple[Path, Path
     return out, root, len(lines)
 
 
-def item_dict(item: EvalItem) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "task": item.task,
-        "images": list(item.images),
-        "question": item.question,
-        "answer": item.answer,
-        "objects": list(item.objects),
-    }
-
-
 def _finished(folder: Path) -> dict[str, Any] | None:
     """The round's training result when the round finished (its result file and model exist)."""
     result = folder / "train" / "train_result.json"
@@ -178,13 +167,14 @@ def _finished(folder: Path) -> dict[str, Any] | None:
     return done if model and (Path(model) / "config.json").is_file() else None
 
 
-def _scores(pairs: Path) -> dict[str, float]:
+def _pair_summary(pairs: Path) -> dict[str, Any]:
+    """How many pairs the round made, and the mean score of their chosen and rejected sides (one read)."""
     rows = [json.loads(line) for line in pairs.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows:
+        return {"pairs": 0}
     chosen = [r["meta"]["chosen_score"] for r in rows]
     rejected = [r["meta"]["rejected_score"] for r in rows]
-    if not rows:
-        return {}
-    return {"chosen_score": sum(chosen) / len(rows), "rejected_score": sum(rejected) / len(rows)}
+    return {"pairs": len(rows), "chosen_score": sum(chosen) / len(rows), "rejected_score": sum(rejected) / len(rows)}
 
 
 def train_online_dpo(
@@ -225,14 +215,12 @@ def train_online_dpo(
             done = result.to_dict()
         else:
             say(f"online-dpo round {r + 1}/{config.online.rounds}: done before, skipped")
-        n_pairs = sum(1 for line in pairs.read_text(encoding="utf-8").splitlines() if line.strip())
         rounds.append(
             {
                 "round": r,
                 "policy": str(policy),
                 "prompts": n_prompts,
-                "pairs": n_pairs,
-                **_scores(pairs),
+                **_pair_summary(pairs),
                 "train_loss": done["train_loss"],
                 "steps": done["global_step"],
                 "model_dir": done["model_dir"],

@@ -210,10 +210,9 @@ def score(model: Any, batch: PreferenceBatch, token_level: bool, scorer: RowScor
     return out.pairs(len(batch), corrupted=batch.has_corrupted)
 
 
-def _fit(mask: Tensor, width: int, dtype: torch.dtype) -> Tensor:
-    """``mask`` cut or zero-padded to ``width`` columns (to line up with the token log-probs)."""
-    mask = mask[:, :width] if mask.shape[1] >= width else torch.nn.functional.pad(mask, (0, width - mask.shape[1]))
-    return mask.to(dtype)
+def fit_width(t: Tensor, width: int) -> Tensor:
+    """(N, T) cut or zero-padded on the right to ``width`` columns (per-token values lined up with another's)."""
+    return t[:, :width] if t.shape[1] >= width else torch.nn.functional.pad(t, (0, width - t.shape[1]))
 
 
 def policy_logps(scores: PreferenceLogps, batch: PreferenceBatch, chosen_nll: Tensor | None = None) -> PolicyLogps:
@@ -224,8 +223,12 @@ def policy_logps(scores: PreferenceLogps, batch: PreferenceBatch, chosen_nll: Te
         assert c.token_mask is not None and r.token_mask is not None
         extra: dict[str, Tensor | None] = {"corrupted_chosen": corrupted, "chosen_nll": chosen_nll}
         if batch.chosen_span_mask is not None and batch.rejected_span_mask is not None:
-            extra["chosen_span_mask"] = _fit(batch.chosen_span_mask, c.token_logps.shape[1], c.token_logps.dtype)
-            extra["rejected_span_mask"] = _fit(batch.rejected_span_mask, r.token_logps.shape[1], r.token_logps.dtype)
+            extra["chosen_span_mask"] = fit_width(batch.chosen_span_mask, c.token_logps.shape[1]).to(
+                c.token_logps.dtype
+            )
+            extra["rejected_span_mask"] = fit_width(batch.rejected_span_mask, r.token_logps.shape[1]).to(
+                r.token_logps.dtype
+            )
         return PolicyLogps.from_token_logps(c.token_logps, c.token_mask, r.token_logps, r.token_mask, **extra)
     return PolicyLogps(
         chosen=c.sum,

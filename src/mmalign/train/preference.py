@@ -96,8 +96,7 @@ class PreferenceConfig:
             if getattr(ref, key) is not None and ref.mode != "precomputed":
                 raise ConfigError(f"reference.{key} is only used with reference.mode: precomputed")
         check_held_out(self.train, self.data)
-        if self.guard.enabled and (self.data.eval is None or self.train.eval_steps is None):
-            raise ConfigError("the guard watches held-out evaluations: set data.eval and train.eval_steps")
+        self.guard.check_evaluated(self.data.eval, self.train.eval_steps)
         if row_scorer(True)[1]:  # the shared path is installed
             check_share_prefix(self.share_prefix, self.model)
         if isinstance(loss, UnpairedLoss):

@@ -27,7 +27,7 @@ from mmalign.errors import ConfigError
 from mmalign.losses import ReferenceLogps
 from mmalign.models.collate import Batch
 from mmalign.models.logps import LogpOutput
-from mmalign.train.pref_batch import PreferenceBatch, RowScorer, reference_logps, score
+from mmalign.train.pref_batch import PreferenceBatch, RowScorer, fit_width, reference_logps, score
 
 
 @dataclass
@@ -120,9 +120,7 @@ def align_tokens(reference: ReferenceLogps, chosen_width: int | None, rejected_w
     """Cut or zero-pad the reference's token log-probs to the policy's widths (padding is masked by the loss)."""
 
     def fit(t: Tensor | None, width: int | None) -> Tensor | None:
-        if t is None or width is None or t.shape[1] == width:
-            return t
-        return t[:, :width] if t.shape[1] > width else torch.nn.functional.pad(t, (0, width - t.shape[1]))
+        return t if t is None or width is None else fit_width(t, width)
 
     reference.chosen_token_logps = fit(reference.chosen_token_logps, chosen_width)
     reference.rejected_token_logps = fit(reference.rejected_token_logps, rejected_width)
