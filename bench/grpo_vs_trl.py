@@ -126,10 +126,28 @@ def run_trl(args: argparse.Namespace) -> dict[str, Any]:
     return {"times": times, "lengths": lengths}
 
 
-def run_mmalign(args: argparse.Namespace) -> dict[str, Any]:
+def grpo_config(args: argparse.Namespace, out: Path) -> Any:
+    """mmalign's ``GRPOConfig`` set up like the TRL run (prompts come in memory, so ``data.train`` names nothing)."""
     from mmalign.config import config_from_dict
+    from mmalign.train.grpo import GRPOConfig
+
+    train = {"output_dir": str(out), "max_steps": args.steps, "batch_size": args.prompts, "seed": args.seed}
+    train |= {"learning_rate": args.lr, "lr_scheduler": "linear", "max_grad_norm": 1.0, "logging_steps": 1}
+    return config_from_dict(
+        GRPOConfig,
+        {
+            "model": {"path": args.model_dir},
+            "data": {"train": "in-memory"},
+            "train": train,
+            "loss": {"loss_type": "dapo", "beta": 0.0, "epsilon": 0.2},
+            "grpo": {"group_size": args.group, "max_new_tokens": args.max_new_tokens, "temperature": 1.0},
+        },
+    )
+
+
+def run_mmalign(args: argparse.Namespace) -> dict[str, Any]:
     from mmalign.models import load
-    from mmalign.train.grpo import GRPOConfig, build_trainer
+    from mmalign.train.grpo import build_trainer
     from mmalign.train.prompts import Prompt, PromptDataset
 
     out = Path(args.work) / f"mmalign-{os.getpid()}"
@@ -137,25 +155,7 @@ def run_mmalign(args: argparse.Namespace) -> dict[str, Any]:
     from mmalign.data.records import user_prompt
 
     prompts = PromptDataset([Prompt(f"s{i}", user_prompt(QUESTION, 1), [im]) for i, im in enumerate(images)], out, "x")
-    config = config_from_dict(
-        GRPOConfig,
-        {
-            "model": {"path": args.model_dir},
-            "data": {"train": "in-memory"},
-            "train": {
-                "output_dir": str(out),
-                "max_steps": args.steps,
-                "batch_size": args.prompts,
-                "seed": args.seed,
-                "learning_rate": args.lr,
-                "lr_scheduler": "linear",
-                "max_grad_norm": 1.0,
-                "logging_steps": 1,
-            },
-            "loss": {"loss_type": "dapo", "beta": 0.0, "epsilon": 0.2},
-            "grpo": {"group_size": args.group, "max_new_tokens": args.max_new_tokens, "temperature": 1.0},
-        },
-    )
+    config = grpo_config(args, out)
     times: list[float] = []
     lengths: list[float] = []
     trainer = build_trainer(
@@ -179,28 +179,18 @@ def loss_check(args: argparse.Namespace) -> dict[str, Any]:
     from trl import GRPOConfig as TRLConfig
     from trl import GRPOTrainer as TRLTrainer
 
-    from mmalign.config import config_from_dict
     from mmalign.data.records import user_prompt
     from mmalign.models import load
     from mmalign.models.examples import Example
     from mmalign.models.rollout import sample_groups
-    from mmalign.train.grpo import GRPOConfig, build_trainer
+    from mmalign.train.grpo import build_trainer
     from mmalign.train.prompts import Prompt, PromptDataset
 
     images = scenes(args.prompts, args.image_size, args.seed)
     prompts = [Prompt(f"s{i}", user_prompt(QUESTION, 1), [im]) for i, im in enumerate(images)]
     loaded = load(args.model_dir)
     out = Path(args.work) / "loss-check"
-    config = config_from_dict(
-        GRPOConfig,
-        {
-            "model": {"path": args.model_dir},
-            "data": {"train": "in-memory"},
-            "train": {"output_dir": str(out), "batch_size": args.prompts},
-            "loss": {"loss_type": "dapo", "beta": 0.0, "epsilon": 0.2},
-            "grpo": {"group_size": args.group, "max_new_tokens": args.max_new_tokens},
-        },
-    )
+    config = grpo_config(args, out)
     ours = build_trainer(
         config,
         loaded,
