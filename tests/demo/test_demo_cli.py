@@ -48,6 +48,12 @@ def test_quick_demo_runs_every_step_then_resumes_to_the_same_results(tmp_path, c
         len(c) == 4 for c in results["criteria"]["methods"].values()
     )
     assert str(tmp_path) not in (out / "results.json").read_text()  # paths are written relative to OUT
+    # GRPO: the held-out reward from step 0 at every step (3 steps: eval_steps 1); on-policy DPO: 3 rounds of 1 step
+    grpo_log = [json.loads(line) for line in (out / "train" / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    held_out = [(row["step"], row["eval_reward"]) for row in grpo_log if "eval_reward" in row]
+    assert [step for step, _ in held_out] == [0, 1, 2, 3] and all(0 <= r <= 1 for _, r in held_out)
+    online = json.loads((out / "train" / "online_dpo" / "online_result.json").read_text())
+    assert [(r["round"], r["prompts"], r["steps"]) for r in online["rounds"]] == [(0, 8, 1), (1, 8, 1), (2, 8, 1)]
     # every method trained from the same baseline on the same pairs; mDPO's carry corrupted images
     pairs = list(read_records(out / "pairs" / "corrupt-image.jsonl", root=out / "pairs"))
     text_pairs = list(read_records(out / "pairs" / "hallucinate.jsonl", root=out / "world"))

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from mmalign.demo.headline import PARTNER, baseline_checks, control_sentence, goal_checks, headline_lines
-from mmalign.demo.plots import KL_K1, KL_K3, MARGIN, curve_panels, plot_chair, plot_curves, plot_pope
+from mmalign.demo.plots import EVAL_REWARD, KL_K1, KL_K3, MARGIN, curve_panels, plot_chair, plot_curves, plot_pope
 from mmalign.demo.report import PLOTS, write_markdown
 from mmalign.demo.report_html import write_html
 
@@ -93,7 +93,8 @@ def curves() -> dict[str, dict[str, list[tuple[int, float]]]]:
     return {
         "dpo": {MARGIN: [(s, 0.02 * s) for s in steps], KL_K1: [(s, -0.01 * s) for s in steps], KL_K3: []},
         "simpo": {MARGIN: [(s, 2.0 + 0.01 * s) for s in steps], KL_K1: [], KL_K3: []},
-        "control": {MARGIN: [], KL_K1: [], KL_K3: []},
+        "control": {MARGIN: [], KL_K1: [], KL_K3: [], EVAL_REWARD: []},
+        "grpo": {MARGIN: [], KL_K1: [], KL_K3: [], EVAL_REWARD: [(0, 0.93), (16, 0.95), (32, 0.96)]},
     }
 
 
@@ -120,7 +121,12 @@ def test_the_three_plots_are_written_as_png_images(out):
 def test_margins_in_other_units_get_their_own_axis_and_the_kl_panel_names_its_estimator():
     panels = curve_panels(curves())
     # DPO's margin (β · log-ratio) and SimPO's (β · mean log-prob) never share an axis; the control logs neither
-    assert [(key, names) for key, names, _ in panels] == [(MARGIN, ["dpo"]), (MARGIN, ["simpo"]), (KL_K1, ["dpo"])]
+    assert [(key, names) for key, names, _ in panels] == [
+        (MARGIN, ["dpo"]),
+        (MARGIN, ["simpo"]),
+        (KL_K1, ["dpo"]),
+        (EVAL_REWARD, ["grpo"]),  # GRPO's held-out reward: its own axis, from step 0
+    ]
     assert "can be < 0" in panels[2][2]
     with_k3 = curves()
     with_k3["dpo"][KL_K3] = [(4, 0.01)]

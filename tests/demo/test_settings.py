@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,7 +10,15 @@ import pytest
 
 from mmalign.demo.settings import METHODS, DemoSettings
 from mmalign.demo.steps import Steps, step_key
-from mmalign.demo.training import Layout, common_budget, config_record, method_config, repo_configs
+from mmalign.demo.training import (
+    Layout,
+    common_budget,
+    config_record,
+    method_config,
+    repo_configs,
+    rounds_for,
+    training_log,
+)
 from mmalign.errors import ConfigError
 
 
@@ -32,8 +41,48 @@ def test_the_shipped_method_configs_share_one_budget_and_get_the_demo_s_paths(tm
     assert configs["mdpo"].data.root == str(layout.pairs)
     assert not configs["simpo"].build_loss().needs_reference  # the reference-free method
     assert configs["control"].kind == "sft" and configs["control"].data.train == str(layout.pair_file("chosen"))
-    assert {c.train.learning_rate for n, c in configs.items() if n != "simpo"} == {dpo.train.learning_rate}
     assert common_budget(configs_for(repo_configs(), layout, steps=3, batch_size=8)) == (3, 8)
+
+
+def test_the_online_methods_sample_the_world_s_training_scenes_on_the_same_budget(tmp_path):
+    layout = Layout(tmp_path / "out")
+    configs = configs_for(repo_configs(), layout)
+    steps, per_step = common_budget(configs)
+    grpo, online = configs["grpo"], configs["online_dpo"]
+    world = layout.world
+    assert (grpo.data.train, grpo.data.eval) == (
+        str(world / "train" / "scenes.jsonl"),
+        str(world / "val" / "scenes.jsonl"),
+    )
+    assert grpo.data.limit == steps * per_step and grpo.train.max_steps == steps  # each scene once
+    assert grpo.grpo.rewards == {"object_f1": 1.0} and grpo.train.eval_on_start
+    assert online.online.world == str(world) and online.online.split == "train"
+    assert online.online.rounds * online.train.max_steps == steps
+    assert online.online.prompts_per_round == online.train.max_steps * per_step  # as many scenes as pairs taken
+    assert online.online.sample["scorer"] == "truth" and online.model.path == str(layout.model("baseline"))
+    small = configs_for(repo_configs(), layout, steps=6, batch_size=8)
+    assert common_budget(small) == (6, 8)
+    assert (small["online_dpo"].online.rounds, small["online_dpo"].train.max_steps) == (3, 2)
+    assert small["online_dpo"].online.prompts_per_round == 16 and small["grpo"].data.limit == 48
+    assert small["grpo"].train.eval_steps == 1
+
+
+def test_rounds_split_the_steps_evenly_into_at_most_the_configured_rounds():
+    assert [rounds_for(steps, 4) for steps in (128, 3, 6, 7, 1, 2)] == [4, 3, 3, 1, 1, 2]
+
+
+def test_training_log_joins_the_rounds_of_on_policy_dpo_counting_steps_on(tmp_path):
+    for r, steps in enumerate((2, 3)):
+        folder = tmp_path / "online" / f"round-{r}" / "train"
+        folder.mkdir(parents=True)
+        rows = [{"step": s, "loss": 0.1 * (r + 1)} for s in range(1, steps + 1)] + [{"train_loss": 1.0}]
+        (folder / "metrics.jsonl").write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    joined = [row for row in training_log(tmp_path / "online") if "step" in row]
+    assert [(row["round"], row["step"]) for row in joined] == [(0, 1), (0, 2), (1, 3), (1, 4), (1, 5)]
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "metrics.jsonl").write_text('{"step": 4, "loss": 0.5}\n')
+    assert training_log(tmp_path / "plain") == [{"step": 4, "loss": 0.5}]
+    assert training_log(tmp_path / "nothing") == []
 
 
 def test_methods_on_different_budgets_are_refused(tmp_path):

@@ -66,7 +66,10 @@ class Pipeline:
         self.steps = Steps(self.layout.out, self.say)
         self.keys: dict[str, str] = {}
         self.world_config = WorldConfig(
-            seed=self.s.world_seed, train_scenes=self.s.train_scenes, val_scenes=0, test_scenes=self.s.test_scenes
+            seed=self.s.world_seed,
+            train_scenes=self.s.train_scenes,
+            val_scenes=self.s.val_scenes,
+            test_scenes=self.s.test_scenes,
         )
         self.baseline_info: dict[str, Any] = {}
 
@@ -202,9 +205,8 @@ class Pipeline:
         )
 
     def train(self, method: Method, config: Any) -> None:
-        key = step_key(
-            "train", method.name, config_record(config, self.layout.out), self.keys[BASELINE], self.keys["pairs"]
-        )
+        data = self.keys["world"] if method.online else self.keys["pairs"]  # online methods sample their own
+        key = step_key("train", method.name, config_record(config, self.layout.out), self.keys[BASELINE], data)
         self.keys[method.name] = key
 
         def work() -> None:
@@ -228,7 +230,7 @@ class Pipeline:
         mode = "quick (smoke test: numbers meaningless)" if s.quick else "full"
         self.say(
             f"[bold]mmalign demo[/bold] ({mode}): seed {s.seed}, {s.test_scenes} held-out scenes, "
-            f"{len(methods)} methods × {steps} steps × {per_step} pairs; output in {layout.out}"
+            f"{len(methods)} methods × {steps} steps × {per_step} examples; output in {layout.out}"
         )
         self.header("1. world")
         self.world()

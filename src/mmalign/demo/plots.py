@@ -5,7 +5,8 @@ bootstrap 95 % interval as a bar, the value axis scaled to the data (not 0–1) 
 as a dashed line. Each title says whether higher or lower is better. Every model keeps its colour in all three
 plots, and legends sit outside the panels.
 
-The curves are the training logs' reward margin and KL estimate to the reference, one quantity per axis:
+The curves are the training logs' reward margin and KL estimate to the reference, and GRPO's held-out reward
+(object F1 of descriptions sampled for the validation scenes, from step 0), one quantity per axis:
 methods with a reference share one margin axis (β · log-ratio), each reference-free method (SimPO: β · mean
 log-prob per token) gets its own, and the KL panel says which estimator it shows (``kl/chosen_k3``, never
 negative, when every method logs it; else ``kl/chosen``, the k1 estimate, which can be < 0).
@@ -22,8 +23,9 @@ from mmalign.eval.report import _figure, _save
 MARGIN = "rewards/margins"
 KL_K1 = "kl/chosen"
 KL_K3 = "kl/chosen_k3"
-CURVE_KEYS = (MARGIN, KL_K1, KL_K3)
-"""What :func:`read_curves` keeps from each training log."""
+EVAL_REWARD = "eval_reward"
+CURVE_KEYS = (MARGIN, KL_K1, KL_K3, EVAL_REWARD)
+"""What :func:`read_curves` keeps from each training log (``eval_reward``: GRPO's held-out truth reward)."""
 
 POPE_SPLITS = ("random", "popular", "adversarial")
 POPE_METRICS = (("accuracy", "accuracy"), ("f1", "F1"))
@@ -150,13 +152,17 @@ def plot_chair(models: dict[str, Any], labels: dict[str, str], path: Path, basel
 
 def read_curves(train_dirs: dict[str, Path]) -> dict[str, dict[str, list[tuple[int, float]]]]:
     """method → curve key → [(step, value)] from each training directory's metrics.jsonl."""
-    from mmalign.train.callbacks import METRICS_FILE, read_metrics
+    from mmalign.demo.training import training_log
 
     out: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for name, directory in train_dirs.items():
-        rows = [r for r in read_metrics(directory / METRICS_FILE) if "loss" in r]
+        rows = training_log(directory)
         out[name] = {
-            key: [(int(r["step"]), float(r[key])) for r in rows if isinstance(r.get(key), int | float)]
+            key: [
+                (int(r["step"]), float(r[key]))
+                for r in rows
+                if isinstance(r.get(key), int | float) and ("loss" in r or key == EVAL_REWARD)
+            ]
             for key in CURVE_KEYS
         }
     return out
@@ -182,6 +188,10 @@ def curve_panels(curves: dict[str, dict[str, list[tuple[int, float]]]]) -> list[
         panels.append((KL_K3, has[KL_K3], "KL to the reference per token\n(k3 estimate on chosen, ≥ 0)"))
     elif has[KL_K1]:
         panels.append((KL_K1, has[KL_K1], "KL to the reference per token\n(k1 estimate on chosen, can be < 0)"))
+    if has[EVAL_REWARD]:
+        panels.append(
+            (EVAL_REWARD, has[EVAL_REWARD], "held-out reward: object F1 of sampled\ndescriptions of validation scenes")
+        )
     return panels
 
 
@@ -204,11 +214,15 @@ def plot_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], labels: d
                 label=labels.get(name, name),
             )
             drawn.setdefault(name, line)
-        ax.axhline(0, color="0.6", linewidth=0.8, zorder=0)
+        if key != EVAL_REWARD:
+            ax.axhline(0, color="0.6", linewidth=0.8, zorder=0)
         ax.set_ylabel(ylabel, fontsize=8)
         ax.set_xlabel("optimiser step", fontsize=8)
         ax.tick_params(labelsize=8)
-        what = "margin: higher separates the pairs" if key == MARGIN else "KL: nearer 0 stays nearer the baseline"
+        what = {
+            MARGIN: "margin: higher separates the pairs",
+            EVAL_REWARD: "reward: higher names the scene's objects better",
+        }.get(key, "KL: nearer 0 stays nearer the baseline")
         ax.set_title(", ".join(labels.get(n, n) for n in names) + f"\n({what})", fontsize=9)
     if not panels:
         axes[0][0].text(

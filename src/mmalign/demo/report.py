@@ -34,7 +34,7 @@ from mmalign.demo.headline import (
 from mmalign.demo.pairs import read_summary
 from mmalign.demo.plots import plot_chair, plot_curves, plot_pope, read_curves
 from mmalign.demo.settings import BASELINE, CONTROL, Method
-from mmalign.demo.training import config_record
+from mmalign.demo.training import config_record, training_log
 from mmalign.eval.compare import compare_runs
 from mmalign.eval.report import arrow, fmt
 from mmalign.eval.results import read_results
@@ -83,9 +83,7 @@ def paired(report: dict[str, Any], run: str) -> dict[str, dict[str, dict[str, fl
 
 def last_log(train_dir: Path) -> dict[str, Any]:
     """The last training log row, without its wall-clock fields (rates, elapsed time)."""
-    from mmalign.train.callbacks import METRICS_FILE, read_metrics
-
-    rows = [row for row in read_metrics(train_dir / METRICS_FILE) if "loss" in row]
+    rows = [row for row in training_log(train_dir) if "loss" in row]
     if not rows:
         return {}
     row = rows[-1]
@@ -181,7 +179,7 @@ MAIN_COLUMNS = (
 PLOTS = (
     ("pope.png", "POPE by split"),
     ("chair.png", "CHAIR and partner naming"),
-    ("curves.png", "Training curves: reward margin and KL to the baseline"),
+    ("curves.png", "Training curves: reward margin, KL to the baseline, held-out GRPO reward"),
 )
 """The plots beside the report: (file name, alt text)."""
 
@@ -250,7 +248,8 @@ def summary_items(results: dict[str, Any], seconds: dict[str, float]) -> list[st
         f"held-out test scenes; intervals: percentile bootstrap 95 %, {settings['bootstrap']} resamples",
         f"baseline: {where} (recipe {baseline['recipe']['config_file']}); weights {baseline['weights_sha256'][:16]}",
         f"pairs: {pairs['pairs']} from the first {pairs['scenes']} training scenes ({kinds}); every method "
-        f"{budget['steps']} steps × {budget['pairs_per_step']} pairs from the same baseline",
+        f"{budget['steps']} steps × {budget['pairs_per_step']} examples (pairs; for GRPO, scenes with their samples) "
+        "from the same baseline",
         f"machine: {platform.machine()} {platform.system()}, Python {platform.python_version()}; run time "
         f"{sum(seconds.values()) / 60:.1f} min (timings depend on what else runs: see below)",
     ]

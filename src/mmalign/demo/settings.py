@@ -29,9 +29,14 @@ class Method:
     """What the report calls it."""
     config: str
     """Its config file in the demo's config directory."""
-    trainer: Literal["pref", "sft"]
-    pairs: Literal["hallucinate", "corrupt-image", "chosen"]
-    """Which training file: the text pairs, the same pairs with corrupted rejected images, or their chosen side."""
+    trainer: Literal["pref", "sft", "grpo", "online_dpo"]
+    pairs: Literal["hallucinate", "corrupt-image", "chosen", "scenes"]
+    """Which training file: the text pairs, the same pairs with corrupted rejected images, their chosen side, or
+    (online methods) the world's training scenes, whose responses the method samples from its own policy."""
+
+    @property
+    def online(self) -> bool:
+        return self.trainer in ("grpo", "online_dpo")
 
 
 METHODS: tuple[Method, ...] = (
@@ -39,6 +44,8 @@ METHODS: tuple[Method, ...] = (
     Method("dpo_nll", "DPO + NLL", "dpo_nll.yaml", "pref", "hallucinate"),
     Method("mdpo", "mDPO", "mdpo.yaml", "pref", "corrupt-image"),
     Method("simpo", "SimPO", "simpo.yaml", "pref", "hallucinate"),
+    Method("grpo", "GRPO (truth reward)", "grpo.yaml", "grpo", "scenes"),
+    Method("online_dpo", "On-policy DPO", "online_dpo.yaml", "online_dpo", "scenes"),
     Method("control", "SFT on chosen (control)", "control.yaml", "sft", "chosen"),
 )
 """The compared methods, in report order; ``control`` is the SFT-on-chosen control every method is held against."""
@@ -95,6 +102,12 @@ class DemoSettings:
         40_000, "Training scenes of the world (the SFT recipe's; pairs come from the first ones).", ge=1
     )
     test_scenes: int = option(400, "Held-out scenes every model is evaluated on.", ge=1)
+    val_scenes: int = option(
+        200,
+        "Validation scenes: GRPO's held-out reward curve, and where bench/demo_sweep.py picks each method's β and "
+        "learning rate (never the test scenes).",
+        ge=1,
+    )
     steps: int | None = option(None, "Optimiser steps of every method (default: the configs', which must agree).", ge=1)
     batch_size: int | None = option(
         None, "Pairs per step of every method (default: the configs', which must agree).", ge=1
@@ -139,6 +152,7 @@ class DemoSettings:
         small = {
             "train_scenes": 300,
             "test_scenes": 24,
+            "val_scenes": 16,
             "steps": 3,
             "batch_size": 8,
             "bootstrap": 200,
