@@ -10,6 +10,7 @@ import io
 import json
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from mmalign.train import weight_sync
 from mmalign.train.grpo import GRPOConfig, train_grpo
 from mmalign.train.prompts import read_prompts
 from mmalign.train.rollout_server import RolloutServerConfig, RolloutServerError, ServerClient
+from mmalign.train.server_rollouts import ServerRollouts
 from mmalign.world.config import WorldConfig
 from mmalign.world.generate import generate_world
 
@@ -51,12 +53,13 @@ def tiny(tiny_dir):
 
 
 def scripted(loaded):
-    """Completion g of a request: WORDS[(seed + g) % 4] as token ids + EOS (what vLLM returns on a stop)."""
+    """Completion g of a request: WORDS[(seed + g) % 4] as token ids + EOS (what vLLM returns on a stop), and as
+    text with a "!" that decoding the ids would not give: the trainer must take the server's text."""
     eos = loaded.tokenizer.eos_token_id
 
     def script(body: dict[str, Any], g: int) -> tuple[list[int], str]:
-        text = WORDS[(body["seed"] + g) % len(WORDS)]
-        return [*loaded.tokenizer(text, add_special_tokens=False)["input_ids"], eos], text
+        word = WORDS[(body["seed"] + g) % len(WORDS)]
+        return [*loaded.tokenizer(word, add_special_tokens=False)["input_ids"], eos], word + "!"
 
     return script
 
@@ -210,14 +213,14 @@ def test_text_only_answers_are_tokenized_with_the_policys_tokenizer(tiny, world)
     with FakeVLLM(scripted(loaded), mode="text_only") as server:
         config.base_url = server.url
         groups = ServerClient(config).sample([prompt], world, 2, SamplingOptions(max_new_tokens=6), 3, loaded.tokenizer)
-    # "a red square" tokenized here; the stop's EOS is added by rollouts_from_ids (checked below)
-    expected = loaded.tokenizer(WORDS[3], add_special_tokens=False)["input_ids"]
-    assert [c.text for c in groups[0]] == [WORDS[3], WORDS[0]] and groups[0][0].token_ids == expected
+    # "a red square!" tokenized here; the stop's EOS is added by rollouts_from_ids (checked below)
+    expected = loaded.tokenizer("a red square!", add_special_tokens=False)["input_ids"]
+    assert [c.text for c in groups[0]] == ["a red square!", "red circle!"] and groups[0][0].token_ids == expected
     assert groups[0][0].logps is None and groups[0][0].finished
     rollouts = rollouts_from_ids(loaded, [Example(prompt.id, prompt.prompt, prompt.images)], groups, 6, world)
     eos = loaded.tokenizer.eos_token_id
     assert rollouts.completion_ids[0, : len(expected) + 1].tolist() == [*expected, eos]
-    assert rollouts.completion_mask[0].sum() == len(expected) + 1 and rollouts.texts[0] == WORDS[3]
+    assert rollouts.completion_mask[0].sum() == len(expected) + 1 and rollouts.texts[0] == "a red square!"
     assert torch.isnan(rollouts.token_logps[0, : len(expected)]).all()  # the server gave none
 
 
@@ -331,3 +334,21 @@ def test_nccl_without_vllm_says_what_is_missing():
 def test_config_checks(world, tiny, tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
         make_config(world, tiny[0], tmp_path, "http://127.0.0.1:1", *overrides)
+
+
+def test_sync_is_due_every_sync_steps_and_before_an_evaluation_that_is_behind(tmp_path, caplog):
+    server = ServerRollouts(RolloutServerConfig(sync_steps=2), lora=False, output_dir=tmp_path)
+    synced: list[int] = []
+    server.sync = SimpleNamespace(sync=lambda model, step: synced.append(step))
+    # (global step, training): micro-batches of one step share its global step; evaluation follows a step
+    for step, training in [(0, True), (0, True), (1, True), (2, True), (2, True), (3, False), (3, True), (4, True)]:
+        server.catch_up(None, step, training)
+    assert synced == [2, 3]  # 2: two steps since 0; 3: an evaluation one step behind; 4: one step since 3
+    stale = ServerRollouts(RolloutServerConfig(protocol="openai", sync="none"), lora=False, output_dir=tmp_path)
+    assert not stale.serves_eval and server.serves_eval  # sync none: evaluation samples locally
+    stale.catch_up(None, 1, True)
+    stale.catch_up(None, 2, True)
+    warned = [r.getMessage() for r in caplog.records if "off-policy" in r.getMessage()]
+    assert warned == [warned[0]] and "from step 1 on" in warned[0]  # said once
+    with pytest.raises(ConfigError, match=r"one training process .* this run has 2"):
+        ServerRollouts(RolloutServerConfig(), lora=False, output_dir=tmp_path, world_size=2)
