@@ -210,7 +210,7 @@ class GRPOTrainer(CoreTrainer):
 
     def rollouts(self, model: Any, prompts: list[Prompt], root: Path) -> Rollouts:
         """G completions per prompt from the policy as it is now (seeded: by step and call when training, by the
-        batch's first prompt when evaluating, so evaluations sample alike)."""
+        batch's first prompt when evaluating, so evaluations sample alike), or from the server as last synced."""
         seed = self.args.seed
         if model.training:
             self._rollouts_made += 1
