@@ -137,9 +137,10 @@ class ChatTransport:
         backoff_s: float,
         max_backoff_s: float,
         stats: JudgeStats,
+        label: str = "judge",
     ) -> None:
         self.endpoint = endpoint
-        self.where = f"judge at {display_url(endpoint)}"
+        self.where = f"{label} at {display_url(endpoint)}"
         self.api_key_env = api_key_env or None
         self.timeout_s = timeout_s
         self.max_retries = max_retries
@@ -160,12 +161,19 @@ class ChatTransport:
         """``text`` without the API key (in any of its encodings) or any Authorization value: see :mod:`.secrets`."""
         return scrub(text, [self._api_key()])
 
-    def post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Send ``payload``; retry what is worth retrying; return the decoded JSON answer."""
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    def post(self, payload: dict[str, Any], *, text_ok: bool = False) -> dict[str, Any]:
+        """Send ``payload``; retry what is worth retrying; return the decoded JSON answer (``text_ok``: a 200
+        answer that is not a JSON object, as control endpoints answer plain text or nothing, is ``{}``)."""
+        return self._send(json.dumps(payload, ensure_ascii=False).encode("utf-8"), text_ok)
+
+    def get(self, *, text_ok: bool = False) -> dict[str, Any]:
+        """GET the endpoint (a server's health or model list), retried as :meth:`post`; the decoded JSON answer."""
+        return self._send(None, text_ok)
+
+    def _send(self, body: bytes | None, text_ok: bool) -> dict[str, Any]:
         for attempt in range(self.max_retries + 1):
             try:
-                return self._attempt(body)
+                return self._attempt(body, text_ok)
             except _Retryable as failure:
                 if attempt == self.max_retries:
                     tries = "1 attempt" if attempt == 0 else f"{attempt + 1} attempts"
@@ -185,12 +193,13 @@ class ChatTransport:
         base = min(self.max_backoff_s, self.backoff_s * 2**attempt)
         return base * (0.5 + 0.5 * self._random.random())
 
-    def _attempt(self, body: bytes) -> dict[str, Any]:
+    def _attempt(self, body: bytes | None, text_ok: bool = False) -> dict[str, Any]:
         headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "mmalign-judge"}
         key = self._api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(self.endpoint, data=body, headers=headers, method="POST")
+        method = "GET" if body is None else "POST"
+        request = urllib.request.Request(self.endpoint, data=body, headers=headers, method=method)
         self.stats.add(attempts=1)
         deadline = time.monotonic() + self.timeout_s
         try:
@@ -214,10 +223,14 @@ class ChatTransport:
         try:
             data = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
+            if text_ok:
+                return {}
             raise JudgeResponseError(
                 f"{self.where}: answered HTTP 200 with a body that is not JSON: {self._snippet(raw)}"
             ) from None
         if not isinstance(data, dict):
+            if text_ok:
+                return {}
             raise JudgeResponseError(f"{self.where}: answered HTTP 200 with JSON that is not an object")
         return data
 

@@ -6,7 +6,8 @@
 Each micro-batch is ``train.batch_size`` prompts (:mod:`mmalign.train.prompts`). For each:
 
 1. **rollouts**: ``grpo.group_size`` (G) completions sampled from the current policy in eval mode, each distinct
-   prompt + images prefilled once and its KV cache shared by the G completions (:mod:`mmalign.models.rollout`);
+   prompt + images prefilled once and its KV cache shared by the G completions (:mod:`mmalign.models.rollout`), or
+   from an external vLLM server (``grpo.rollout: server``, :mod:`mmalign.train.server_rollouts`);
 2. **rewards**: every reward function is called once on the B·G completions with TRL's ``reward_funcs``
    signature (``prompts``, ``completions`` as ``[{"role": "assistant", "content": text}]``, ``completion_ids``,
    ``trainer_state`` and each prompt column as a keyword list); None means "cannot score" (NaN). The weighted sum
@@ -57,6 +58,8 @@ from mmalign.train.guard import GRPO_SIGNALS, GuardConfig, OverOptimisationGuard
 from mmalign.train.pref_batch import fit_width, row_scorer
 from mmalign.train.prompts import Prompt, PromptDataset, read_prompts
 from mmalign.train.reference import eval_mode, frozen_copy, unwrap_module
+from mmalign.train.rollout_server import RolloutServerConfig
+from mmalign.train.server_rollouts import ServerRollouts
 from mmalign.train.trainer import CoreTrainer, StepOutput, TrainResult, core_arguments, run
 
 RewardFunction = Callable[..., Sequence[float | None]]
@@ -86,6 +89,10 @@ class GRPOOptions:
         "auto", "The KL reference when loss.beta > 0: copy (frozen starting policy), adapter (LoRA off); auto picks."
     )
     prompt: str = option("Describe the image.", "The question asked of each scene when data is a world split.")
+    rollout: Literal["local", "server"] = option(
+        "local", "Where completions are sampled: local (the policy, here) or server (grpo.server, e.g. vLLM)."
+    )
+    server: RolloutServerConfig = section(RolloutServerConfig, "The rollout server (grpo.rollout: server).")
 
     def __post_init__(self) -> None:
         check_ranges(self, prefix="grpo.")
@@ -130,6 +137,8 @@ class GRPOConfig:
             raise ConfigError("guard.max_kl watches the KL to the reference: set loss.beta > 0 (else none is computed)")
         if self.loss.loss_type == "dr_grpo" and self.loss.max_completion_length != self.grpo.max_new_tokens:
             raise ConfigError("loss_type dr_grpo: set loss.max_completion_length to grpo.max_new_tokens")
+        if self.grpo.rollout == "server":
+            self.grpo.server.sync_mode(self.model.lora.enabled)  # a sync the protocol cannot do fails here
 
     def reference_source(self) -> Literal["none", "copy", "adapter"]:
         if not self.loss.needs_reference:
@@ -172,6 +181,7 @@ class GRPOTrainer(CoreTrainer):
         self.reference_kind = reference
         self.reference_model = frozen_copy(self.model) if reference == "copy" else None
         self._rollouts_made = 0
+        self.server: ServerRollouts | None = None
 
     # ------------------------------------------------------------------------------------------------ step
 
@@ -200,7 +210,7 @@ class GRPOTrainer(CoreTrainer):
 
     def rollouts(self, model: Any, prompts: list[Prompt], root: Path) -> Rollouts:
         """G completions per prompt from the policy as it is now (seeded: by step and call when training, by the
-        batch's first prompt when evaluating, so evaluations sample alike)."""
+        batch's first prompt when evaluating, so evaluations sample alike), or from the server as last synced."""
         seed = self.args.seed
         if model.training:
             self._rollouts_made += 1
@@ -208,6 +218,14 @@ class GRPOTrainer(CoreTrainer):
         else:
             seed = derive_seed(seed, "grpo-eval", prompts[0].id)
         policy = dataclasses.replace(self.loaded, model=unwrap_module(model))
+        if self.options.rollout == "server":
+            if self.server is None:
+                lora = hasattr(policy.model, "peft_config")
+                self.server = ServerRollouts(self.options.server, lora, self.args.output_dir, self.args.world_size)
+            if model.training or self.server.serves_eval:
+                step, g = self.state.global_step, self.options.group_size
+                sampling = self.options.sampling()
+                return self.server.rollouts(policy, prompts, root, g, sampling, seed, step, model.training)
         items = [Example(p.id, p.prompt, list(p.images)) for p in prompts]
         return sample_groups(policy, items, self.options.group_size, self.options.sampling(), seed, image_root=root)
 
