@@ -249,9 +249,12 @@ def test_resume_at_a_generation_start_samples_alike_and_inside_one_resamples(wor
     model_dir = tiny_dir("tiny-llava")
     run = tmp_path / "run"
     options = ("grpo.num_iterations=2", "train.save_steps=1", "train.max_steps=3", "train.save_total_limit=null")
+    lines: list[str] = []
     train_grpo(
-        make_config(world, model_dir, run, *options), reward_funcs=[even_tokens], progress=False, write=lambda _: None
+        make_config(world, model_dir, run, *options), reward_funcs=[even_tokens], progress=False, write=lines.append
     )
+    reuse = "rollouts reused: generations of 1 × 2 prompts, each used μ=2 times, 2 optimiser steps a generation"
+    assert reuse + " (old log-probs kept)" in lines[0]
 
     def resumed(keep: int) -> dict:
         out = tmp_path / f"from-{keep}"

@@ -388,6 +388,7 @@ def train_grpo(
             f"T={o.temperature:g}); "
             f"reward {rewards}; advantage {o.advantage}; loss {loss.loss_type}, β={loss.beta:g}, "
             f"reference {config.reference_source()}; {len(sets['train'])} prompts from {sets['train'].source}"
+            + ("" if trainer.buffer is None else f"; {trainer.buffer.describe()}")
         )
 
     return run(

@@ -128,10 +128,6 @@ class GenerationCollate:
             raise RuntimeError(f"a micro-batch mixes uses {sorted(uses)} of its generation")
         return {**self.collate([prompt for _, prompt in items]), "use": uses.pop()}
 
-    @property
-    def n_skipped(self) -> int:
-        return getattr(self.collate, "n_skipped", 0)
-
 
 @dataclass
 class Slice:
@@ -180,7 +176,7 @@ class GenerationBuffer:
 
     def __init__(self, num_iterations: int, steps_per_generation: int, grad_accum: int, batch_size: int) -> None:
         self.num_iterations, self.steps = num_iterations, steps_per_generation
-        self.batch_size = batch_size
+        self.batch_size, self.grad_accum = batch_size, grad_accum
         self.needs_old = grad_accum % (steps_per_generation * num_iterations) != 0
         """TRL's rule: old log-probs only when an update may fall between sampling and a use."""
         self.slices: list[Slice] | None = None
@@ -195,6 +191,14 @@ class GenerationBuffer:
     def uses(self) -> int:
         """Micro-batches each generation serves: S·μ."""
         return self.steps * self.num_iterations
+
+    def describe(self) -> str:
+        """The line's part saying how rollouts are reused."""
+        old = "old log-probs kept" if self.needs_old else "no update between sampling and use"
+        return (
+            f"rollouts reused: generations of {self.steps} × {self.batch_size} prompts, each used "
+            f"μ={self.num_iterations} times, {self.uses / self.grad_accum:g} optimiser steps a generation ({old})"
+        )
 
     # -------------------------------------------------------------------------------------------- data
 
