@@ -17,8 +17,11 @@ Each micro-batch is ``train.batch_size`` prompts (:mod:`mmalign.train.prompts`).
 4. **update**: the policy's per-token log-probs of the sampled tokens from one training forward over prompt +
    completion (the shared-prefix forward: each prompt once for its G rows, ``share_prefix``), the reference's when
    β > 0 (a frozen copy; with LoRA the policy with its adapter disabled), and the clipped-ratio loss with its
-   aggregation ``loss.loss_type`` (:class:`~mmalign.losses.grpo.GRPOLoss`). One gradient step per rollout, so
-   π_old = π (the ratio is 1 in value, its gradient ∇log π), as TRL's default ``num_iterations: 1``.
+   aggregation ``loss.loss_type`` (:class:`~mmalign.losses.grpo.GRPOLoss`). By default (TRL's ``num_iterations: 1``)
+   one gradient step per rollout, so π_old = π (the ratio is 1 in value, its gradient ∇log π). With
+   ``grpo.num_iterations`` μ > 1 or ``grpo.steps_per_generation`` ≠ ``train.grad_accum``, a generation of rollouts
+   is sampled once, buffered with its old log-probs and reused, so the ratio and the clip act
+   (:mod:`mmalign.train.grpo_buffer`).
 
 Metrics, TRL's names: ``reward`` and ``reward_std`` (mean of the within-group std), ``rewards/<name>/mean`` and
 ``/std``, ``frac_reward_zero_std``, ``completions/mean_length``, ``/min_length``, ``/max_length``,
@@ -54,6 +57,7 @@ from mmalign.train.config import (
     check_share_prefix,
     share_prefix_option,
 )
+from mmalign.train.grpo_buffer import check_generation, generation_buffer
 from mmalign.train.guard import GRPO_SIGNALS, GuardConfig, OverOptimisationGuard
 from mmalign.train.pref_batch import fit_width, row_scorer
 from mmalign.train.prompts import Prompt, PromptDataset, read_prompts
@@ -93,6 +97,12 @@ class GRPOOptions:
         "local", "Where completions are sampled: local (the policy, here) or server (grpo.server, e.g. vLLM)."
     )
     server: RolloutServerConfig = section(RolloutServerConfig, "The rollout server (grpo.rollout: server).")
+    num_iterations: int = option(
+        1, "μ (TRL's num_iterations): updates on each generation's completions, with the clipped ratio to π_old.", ge=1
+    )
+    steps_per_generation: int | None = option(
+        None, "Micro-batches of train.batch_size prompts sampled at once and buffered; null: train.grad_accum.", ge=1
+    )
 
     def __post_init__(self) -> None:
         check_ranges(self, prefix="grpo.")
@@ -106,6 +116,10 @@ class GRPOOptions:
             get_reward(name)  # an unknown name fails with the config, not at the first step
             if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
                 raise ConfigError(f"grpo.rewards.{name}: the weight must be a finite number, got {weight!r}")
+
+    def generation_steps(self, grad_accum: int) -> int:
+        """Micro-batches per generation: ``steps_per_generation``, by default ``train.grad_accum`` (as TRL)."""
+        return grad_accum if self.steps_per_generation is None else self.steps_per_generation
 
     def sampling(self) -> SamplingOptions:
         return SamplingOptions(self.max_new_tokens, self.temperature, self.top_p, self.top_k, do_sample=True)
@@ -139,6 +153,7 @@ class GRPOConfig:
             raise ConfigError("loss_type dr_grpo: set loss.max_completion_length to grpo.max_new_tokens")
         if self.grpo.rollout == "server":
             self.grpo.server.sync_mode(self.model.lora.enabled)  # a sync the protocol cannot do fails here
+        check_generation(self.grpo, self.train, self.data.limit)
 
     def reference_source(self) -> Literal["none", "copy", "adapter"]:
         if not self.loss.needs_reference:
@@ -182,20 +197,22 @@ class GRPOTrainer(CoreTrainer):
         self.reference_model = frozen_copy(self.model) if reference == "copy" else None
         self._rollouts_made = 0
         self.server: ServerRollouts | None = None
+        self.buffer = generation_buffer(options, self.args.gradient_accumulation_steps, self.args.train_batch_size)
+        """The buffered generation when rollouts are reused (:mod:`mmalign.train.grpo_buffer`), else None."""
 
     # ------------------------------------------------------------------------------------------------ step
 
+    def get_train_dataloader(self) -> Any:
+        if self.buffer is None:
+            return super().get_train_dataloader()
+        return self.buffer.train_dataloader(self)  # each batch: a whole generation's prompts, tagged with its use
+
     def batch_loss(self, model: Any, inputs: dict[str, Any], num_items: Any = None) -> StepOutput:
+        if self.buffer is not None and model.training:
+            return self.buffer.batch_loss(self, model, inputs)
         prompts: list[Prompt] = inputs["prompts"]
         rollouts = self.rollouts(model, prompts, inputs["root"])
-        per_function = self.rewards(prompts, rollouts)
-        weights = [weight for _, _, weight in self.reward_funcs]
-        total = combine_rewards(per_function, weights)
-        g = self.options.group_size
-        if self.options.advantage == "rloo":
-            advantages = rloo_advantages(total, g, normalize=self.options.rloo_normalize)
-        else:
-            advantages = group_advantages(total, g, self.options.scale_rewards)
+        per_function, total, advantages = self.score(prompts, rollouts)
         batch = rollouts.batch()
         width = rollouts.completion_ids.shape[1]
         policy = fit_width(self.scorer(model, batch, token_level=True).token_logps, width)
@@ -208,15 +225,16 @@ class GRPOTrainer(CoreTrainer):
             metrics["loss"] = out.loss.item()
         return StepOutput(out.loss, metrics, len(prompts))
 
-    def rollouts(self, model: Any, prompts: list[Prompt], root: Path) -> Rollouts:
-        """G completions per prompt from the policy as it is now (seeded: by step and call when training, by the
-        batch's first prompt when evaluating, so evaluations sample alike), or from the server as last synced."""
-        seed = self.args.seed
-        if model.training:
+    def rollouts(self, model: Any, prompts: list[Prompt], root: Path, seed: int | None = None) -> Rollouts:
+        """G completions per prompt from the policy as it is now (seeded: ``seed`` when given, else by step and call
+        when training, by the batch's first prompt when evaluating, so evaluations sample alike), or from the server
+        as last synced."""
+        if seed is None and model.training:
             self._rollouts_made += 1
-            seed = derive_seed(seed, "grpo", self.state.global_step, self.args.process_index, self._rollouts_made)
-        else:
-            seed = derive_seed(seed, "grpo-eval", prompts[0].id)
+            step, process = self.state.global_step, self.args.process_index
+            seed = derive_seed(self.args.seed, "grpo", step, process, self._rollouts_made)
+        elif seed is None:
+            seed = derive_seed(self.args.seed, "grpo-eval", prompts[0].id)
         policy = dataclasses.replace(self.loaded, model=unwrap_module(model))
         if self.options.rollout == "server":
             if self.server is None:
@@ -228,6 +246,15 @@ class GRPOTrainer(CoreTrainer):
                 return self.server.rollouts(policy, prompts, root, g, sampling, seed, step, model.training)
         items = [Example(p.id, p.prompt, list(p.images)) for p in prompts]
         return sample_groups(policy, items, self.options.group_size, self.options.sampling(), seed, image_root=root)
+
+    def score(self, prompts: list[Prompt], rollouts: Rollouts) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """The reward functions' values (B·G, F), their weighted sum (B·G,) and the advantages."""
+        per_function = self.rewards(prompts, rollouts)
+        total = combine_rewards(per_function, [weight for _, _, weight in self.reward_funcs])
+        g = self.options.group_size
+        if self.options.advantage == "rloo":
+            return per_function, total, rloo_advantages(total, g, normalize=self.options.rloo_normalize)
+        return per_function, total, group_advantages(total, g, self.options.scale_rewards)
 
     def rewards(self, prompts: list[Prompt], rollouts: Rollouts) -> torch.Tensor:
         """(B·G, F) the reward functions' values (NaN for None), checked: one number or None per completion."""
@@ -380,6 +407,7 @@ def train_grpo(
             f"T={o.temperature:g}); "
             f"reward {rewards}; advantage {o.advantage}; loss {loss.loss_type}, β={loss.beta:g}, "
             f"reference {config.reference_source()}; {len(sets['train'])} prompts from {sets['train'].source}"
+            + ("" if trainer.buffer is None else f"; {trainer.buffer.describe()}")
         )
 
     return run(
