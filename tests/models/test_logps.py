@@ -20,7 +20,7 @@ from mmalign.errors import ConfigError
 from mmalign.models import load, preference_logps, sequence_logps
 from mmalign.models.collate import IGNORE, PER_TOKEN, Batch, Collator
 from mmalign.models.examples import Input, as_record, examples_from
-from mmalign.models.logps import LogpOutput, model_device_dtype
+from mmalign.models.logps import LogpOutput, model_device_dtype, tempered
 
 FAMILIES = ("tiny-llava", "tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-idefics3", "tiny-llama")
 TOL = {"atol": 1e-5, "rtol": 0}
@@ -219,3 +219,27 @@ def _token_by_token(model: Any, batch: Batch) -> list[float]:
         logits = model(**inputs, use_cache=False).logits[0, -1].double()
         out.append(float(logits.log_softmax(-1)[labels[t]]))
     return out
+
+
+@pytest.mark.parametrize("preset", ["tiny-llava", "tiny-qwen2-vl"])
+def test_a_tempered_scorer_gives_log_probs_of_the_logits_divided_by_the_temperature(tiny_dir, preset, mk):
+    from mmalign.models.prefix import shared_prefix_logps
+
+    loaded = load(tiny_dir(preset))
+    records = records_for(loaded, mk)
+    batch = loaded.collator()(records)
+    with torch.no_grad():
+        logits = loaded.model(**batch.model_inputs()).logits.double()
+        for scorer in (sequence_logps, shared_prefix_logps):
+            out = tempered(scorer, 0.5)(loaded.model, batch, token_level=True)
+            labels = batch.labels[:, 1:]
+            mask = labels != IGNORE
+            by_hand = (logits[:, :-1] / 0.5).log_softmax(-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            expected = [by_hand[i][mask[i]] for i in range(len(records))]
+            got = [out.token_logps[i][out.token_mask[i]].double() for i in range(len(records))]
+            for e, g in zip(expected, got, strict=True):
+                torch.testing.assert_close(g, e, **TOL)
+        plain = sequence_logps(loaded.model, batch, token_level=True)  # the hook is gone afterwards
+        assert tempered(sequence_logps, 1.0) is sequence_logps
+        assert not torch.allclose(plain.sum, tempered(sequence_logps, 0.5)(loaded.model, batch).sum)
+        torch.testing.assert_close(plain.sum, sequence_logps(loaded.model, batch).sum)

@@ -144,13 +144,15 @@ def scene_prompts(n: int) -> list[Prompt]:
     return [Prompt(f"s{i}", user_prompt("Describe the image.", 1), [im]) for i, im in enumerate(images)]
 
 
-@pytest.mark.parametrize(("grad_accum", "loss_type"), [(1, "grpo"), (2, "dapo")])
-def test_per_step_losses_equal_trl_grpo_trainer_with_num_iterations_2(tiny_dir, tmp_path, grad_accum, loss_type):
+@pytest.mark.parametrize(("grad_accum", "loss_type", "temperature"), [(1, "grpo", 1.0), (2, "dapo", 0.7)])
+def test_per_step_losses_equal_trl_grpo_trainer_with_num_iterations_2(
+    tiny_dir, tmp_path, grad_accum, loss_type, temperature
+):
     """Both trainers from the same weights, SGD, 4 optimiser steps; TRL's generation and ours return the same
     completions (sampled beforehand), so what differs is only how each buffers, reuses and scores them. With
     grad_accum 2 a generation is 2 micro-batches (TRL shuffles completions across them, we keep groups; the step
     total of grpo's loss (equal rows per micro-batch) and of dapo's (a sum over the generation's tokens) is the same
-    either way)."""
+    either way). At temperature 0.7 both score every log-prob (old, current) on the logits divided by it."""
     from datasets import Dataset
     from trl import GRPOConfig as TRLConfig
     from trl import GRPOTrainer as TRLTrainer
@@ -176,7 +178,7 @@ def test_per_step_losses_equal_trl_grpo_trainer_with_num_iterations_2(tiny_dir, 
             "data": {"train": "in-memory"},
             "train": train | {"logging_steps": 1},
             "loss": {"loss_type": loss_type, "beta": 0.0},
-            "grpo": {"group_size": g, "max_new_tokens": 6, "num_iterations": 2},
+            "grpo": {"group_size": g, "max_new_tokens": 6, "num_iterations": 2, "temperature": temperature},
         },
     )
     ours = build_trainer(
@@ -208,6 +210,7 @@ def test_per_step_losses_equal_trl_grpo_trainer_with_num_iterations_2(tiny_dir, 
             gradient_accumulation_steps=grad_accum, num_generations=g, num_iterations=2, max_completion_length=6,
             learning_rate=0.05, lr_scheduler_type="constant", max_grad_norm=1.0, beta=0.0, loss_type=loss_type,
             optim="sgd", bf16=False, fp16=False, shuffle_dataset=False, logging_steps=1, save_strategy="no",
+            temperature=temperature,
             report_to=[], use_cpu=True, disable_tqdm=True,
         ),
     )  # fmt: skip
@@ -227,14 +230,15 @@ def test_per_step_losses_equal_trl_grpo_trainer_with_num_iterations_2(tiny_dir, 
     assert mine_rows[1]["clip_ratio/region_mean"] > 0  # the second use is off-policy, and clipped somewhere
 
 
-MAIN_LOSSES = [5.7121116725511456e-08, 0.0024516715202480555, -0.047117188572883606]
-"""train grpo on main (7ff2109) before num_iterations existed, the run of the test below: per-step losses."""
-MAIN_REWARDS = [0.5104166865348816, 0.5208333134651184, 0.4687499850988388]
+MAIN_LOSSES = [4.22199555316638e-08, 0.0025868515949696302, -0.047560762614011765]
+"""train grpo on main (7ff2109) before num_iterations existed, the run of the test below: per-step losses (at
+temperature 1, where the tempered log-probs of the update, added since, change nothing)."""
+MAIN_REWARDS = [0.5000000298023224, 0.5208333134651184, 0.4479166716337204]
 
 
 def test_one_iteration_is_the_unbuffered_step_of_before(world, tiny_dir, tmp_path):
     model_dir = tiny_dir("tiny-llava")
-    overrides = ("train.max_steps=3", "train.grad_accum=2", "train.lr_scheduler=constant", "grpo.temperature=1.5")
+    overrides = ("train.max_steps=3", "train.grad_accum=2", "train.lr_scheduler=constant", "grpo.temperature=1.0")
     overrides += ("loss.loss_type=bnpo", "loss.beta=0.05", "grpo.steps_per_generation=2")
     config = make_config(world, model_dir, tmp_path / "run", *overrides)
     assert build_trainer(config, load(model_dir)).buffer is None  # μ = 1, S = grad_accum: nothing buffered

@@ -14,6 +14,8 @@ its image and prompt tokens; the model is asked for logits from the first respon
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +77,36 @@ def unwrap_model(model: Any) -> Any:
     while isinstance(model, torch.nn.parallel.DistributedDataParallel):
         model = model.module
     return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+@contextmanager
+def logits_temperature(model: Any, temperature: float) -> Iterator[None]:
+    """The model's logits divided by ``temperature`` for the duration (a forward hook on its output embeddings), so
+    any scoring forward gives log-probs under the tempered distribution the completions were sampled from, as TRL's
+    GRPO computes its policy, old and reference log-probs. ``temperature`` 1: nothing changes."""
+    if temperature == 1.0:
+        yield
+        return
+    head = unwrap_model(model).get_output_embeddings()
+    if head is None:
+        raise ConfigError(f"{type(unwrap_model(model)).__name__} has no output embeddings to apply a temperature to")
+    handle = head.register_forward_hook(lambda module, args, output: output / temperature)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def tempered(scorer: Callable[..., LogpOutput], temperature: float) -> Callable[..., LogpOutput]:
+    """``scorer`` (a row forward: :func:`sequence_logps` or a shared-prefix one) at ``temperature``."""
+    if temperature == 1.0:
+        return scorer
+
+    def score(model: Any, batch: Batch, token_level: bool = False) -> LogpOutput:
+        with logits_temperature(model, temperature):
+            return scorer(model, batch, token_level=token_level)
+
+    return score
 
 
 def _keeps_logits(model: Any) -> bool:

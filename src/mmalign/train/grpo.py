@@ -47,6 +47,7 @@ from mmalign.losses.advantages import SCALE_REWARDS, combine_rewards, group_adva
 from mmalign.losses.grpo import GRPOLoss, RolloutLogps
 from mmalign.models.examples import Example
 from mmalign.models.loading import LoadedModel
+from mmalign.models.logps import tempered
 from mmalign.models.rollout import Rollouts, SamplingOptions, sample_groups
 from mmalign.seeding import derive_seed
 from mmalign.train.config import (
@@ -192,7 +193,7 @@ class GRPOTrainer(CoreTrainer):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.loaded, self.loss, self.options, self.reward_funcs = loaded, loss, options, reward_funcs
-        self.scorer, _ = row_scorer(share_prefix)
+        self.scorer = tempered(row_scorer(share_prefix)[0], options.temperature)  # log-probs as sampled, as TRL
         self.reference_kind = reference
         self.reference_model = frozen_copy(self.model) if reference == "copy" else None
         self._rollouts_made = 0
