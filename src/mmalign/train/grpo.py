@@ -39,7 +39,7 @@ import torch
 
 from mmalign.config import check_ranges, option, section
 from mmalign.errors import ConfigError
-from mmalign.losses.advantages import SCALE_REWARDS, combine_rewards, group_advantages, nanstd, rloo_advantages
+from mmalign.losses.advantages import SCALE_REWARDS, combine_rewards, nanstd
 from mmalign.losses.grpo import GRPOLoss, RolloutLogps
 from mmalign.models.examples import Example
 from mmalign.models.loading import LoadedModel
@@ -53,6 +53,8 @@ from mmalign.train.config import (
     check_share_prefix,
     share_prefix_option,
 )
+from mmalign.train.gathered import sampling_view
+from mmalign.train.grpo_global import global_extremes, step_advantages, token_denominator
 from mmalign.train.guard import GRPO_SIGNALS, GuardConfig, OverOptimisationGuard
 from mmalign.train.pref_batch import fit_width, row_scorer
 from mmalign.train.prompts import Prompt, PromptDataset, read_prompts
@@ -181,19 +183,19 @@ class GRPOTrainer(CoreTrainer):
         per_function = self.rewards(prompts, rollouts)
         weights = [weight for _, _, weight in self.reward_funcs]
         total = combine_rewards(per_function, weights)
-        g = self.options.group_size
-        if self.options.advantage == "rloo":
-            advantages = rloo_advantages(total, g, normalize=self.options.rloo_normalize)
-        else:
-            advantages = group_advantages(total, g, self.options.scale_rewards)
+        advantages = step_advantages(self.options, total, self.accelerator, model.training)  # grpo_global
         batch = rollouts.batch()
         width = rollouts.completion_ids.shape[1]
         policy = fit_width(self.scorer(model, batch, token_level=True).token_logps, width)
         reference = self.reference_logps(model, batch, width) if self.loss.needs_reference else None
         mask = rollouts.completion_mask.to(device=policy.device, dtype=policy.dtype)
-        out = self.loss(RolloutLogps(policy, mask, None, reference), advantages.advantages.to(policy.device))
+        num_tokens = token_denominator(self.loss, mask, self.accelerator, model.training)  # over every process
+        out = self.loss(
+            RolloutLogps(policy, mask, None, reference), advantages.advantages.to(policy.device), num_tokens
+        )
         metrics = self.metrics(rollouts, per_function, total, advantages)
         metrics.update(out.metrics)
+        metrics = global_extremes(metrics, self.accelerator, model.training)
         if not model.training:
             metrics["loss"] = out.loss.item()
         return StepOutput(out.loss, metrics, len(prompts))
@@ -207,9 +209,11 @@ class GRPOTrainer(CoreTrainer):
             seed = derive_seed(seed, "grpo", self.state.global_step, self.args.process_index, self._rollouts_made)
         else:
             seed = derive_seed(seed, "grpo-eval", prompts[0].id)
-        policy = dataclasses.replace(self.loaded, model=unwrap_module(model))
         items = [Example(p.id, p.prompt, list(p.images)) for p in prompts]
-        return sample_groups(policy, items, self.options.group_size, self.options.sampling(), seed, image_root=root)
+        with sampling_view(model) as view:  # whole weights under FSDP2 / ZeRO-3, a loop all processes end together
+            policy = dataclasses.replace(self.loaded, model=view.module)
+            options, g = self.options.sampling(), self.options.group_size
+            return sample_groups(policy, items, g, options, seed, image_root=root, all_done=view.all_done)
 
     def rewards(self, prompts: list[Prompt], rollouts: Rollouts) -> torch.Tensor:
         """(B·G, F) the reward functions' values (NaN for None), checked: one number or None per completion."""
