@@ -5,22 +5,29 @@ together (``train grpo``'s rollouts, :func:`mmalign.models.rollout.sample_groups
         rollouts = sample_groups(replace(loaded, model=view.module), items, g, options, seed, all_done=view.all_done)
 
 The decode loop runs one forward per token, and each process stops when its own rows have ended. That is fine
-when every process holds the whole model; with sharded weights each forward is a collective, so:
+when every process holds the whole model; with sharded weights a forward may be a collective, so:
 
 * **one process, DDP** (and DeepSpeed ZeRO-1/2): every process holds the whole model. The module inside the
   wrapper samples; no collective, each process stops when its rows end;
 * **FSDP2** (``fully_shard``; accelerate's ``fsdp_version: 2``): every FSDP module is unsharded once (one
-  all-gather per module) and kept whole for the rollout (its reshard-after-forward switched off, then restored
-  and the module resharded), so the decode loop's forwards gather nothing. Every process decodes until all have
-  ended (one all-reduce of a flag per token). Peak memory: the whole model on every process while sampling;
+  all-gather per module) and kept whole for the rollout (its reshard-after-forward switched off, then FSDP's own
+  setting put back and the module resharded), so the decode loop's forwards gather nothing. Every process still
+  decodes until all have ended (one all-reduce of one number per token), so a rollout is a fixed number of
+  collectives whatever the wrapping does inside a forward. Peak memory: the whole model on every process while
+  sampling, as ZeRO-3's gathered rollout in TRL;
 * **FSDP1** (``FullyShardedDataParallel``): refused with a :class:`~mmalign.errors.ConfigError`.
   ``summon_full_params`` forbids forwards inside it, and the per-forward gathering path is not tested here: use
   FSDP2 (``configs/accelerate/fsdp.yaml`` is FSDP2);
 * **DeepSpeed ZeRO-3**: the parameters gathered with ``deepspeed.zero.GatheredParameters`` for the rollout, the
-  loop synced. **Not run here** (DeepSpeed is not installed in this project's environment).
+  loop synced. **Not run here** (DeepSpeed is not installed in this project's environment): untested.
 
-Tested on CPU with gloo (tests/train/test_grpo_sharded.py): FSDP2 over two processes samples exactly the greedy
-and seeded completions of the unsharded model; DDP ``train grpo`` in tests/train/test_grpo_ddp.py.
+Under FSDP2 and ZeRO-3 the update's log-probs come from the plain forward, not the shared-prefix one
+(:func:`update_scorer`).
+
+Tested on CPU with two gloo processes (tests/train/test_grpo_processes.py): under FSDP2 (``fully_shard`` by
+hand) the sampled completions and log-probs equal the unsharded model's, greedy and seeded, both processes run
+the same forwards when their completions end at different steps, the shards and FSDP's settings are back after,
+and a GRPO step's gradient equals one process's on the union of the rollouts.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from typing import Any
 import torch
 
 from mmalign.errors import ConfigError
+from mmalign.models.logps import sequence_logps
+from mmalign.train.pref_batch import RowScorer
 from mmalign.train.reference import unwrap_module
 
 
@@ -80,6 +89,15 @@ def synced(device: torch.device) -> Callable[[bool], bool]:
     return all_done
 
 
+def update_scorer(model: Any, scorer: RowScorer) -> RowScorer:
+    """The forward for the update's log-probs: ``scorer``, or the plain one when ``model``'s weights are sharded.
+
+    The shared-prefix forward (:mod:`mmalign.models.prefix`) back-propagates through its KV cache into the
+    prefix's projections, a path FSDP2's backward hooks do not see: the weights are already resharded there and the
+    backward fails (tests/train/test_grpo_processes.py ran into it). The plain forward scores every row whole."""
+    return scorer if sharding(model) == "none" else sequence_logps
+
+
 @contextlib.contextmanager
 def sampling_view(model: Any) -> Iterator[SamplingView]:
     """The module to sample from with its whole weights, for the duration (module docstring)."""
@@ -111,6 +129,9 @@ def _unsharded(model: Any) -> Iterator[None]:
     from torch.distributed.fsdp import FSDPModule
 
     modules = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    # The root's first forward decides its settings (it does not reshard after forward unless told to); settled
+    # here, before they are saved, so the first rollout does not decide them with resharding switched off.
+    modules[0]._get_fsdp_state()._lazy_init()
     saved = [_reshard_setting(m) for m in modules]
     try:
         for m in modules:

@@ -1,5 +1,5 @@
 """What a ``train grpo`` step computes over every process, so that N processes update as one process would on the
-union of their rollouts (``accelerate launch``; tests/train/test_grpo_ddp.py).
+union of their rollouts (``accelerate launch``; tests/train/test_grpo_processes.py).
 
 Each process samples its own prompts' groups (a group never straddles processes), and DDP averages the gradients
 of the processes' losses. Averaging is the union's loss for an aggregation that is a mean over a fixed number of
