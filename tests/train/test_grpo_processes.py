@@ -28,6 +28,7 @@ from mmalign.losses.advantages import group_advantages
 from mmalign.losses.grpo import RolloutLogps
 from mmalign.models import load, sequence_logps
 from mmalign.models.examples import Example
+from mmalign.models.logps import SHARDED
 from mmalign.models.rollout import sample_groups
 from mmalign.seeding import derive_seed
 from mmalign.train.callbacks import read_metrics
@@ -100,6 +101,7 @@ FSDP_CHILD = textwrap.dedent(
     from mmalign.errors import ConfigError
     from mmalign.models import load
     from mmalign.models.examples import Example
+    from mmalign.models.prefix import plan_shared
     from mmalign.models.rollout import SamplingOptions, sample_groups
     from mmalign.train import grpo
     from mmalign.train.gathered import _reshard_setting, sampling_view
@@ -151,6 +153,10 @@ FSDP_CHILD = textwrap.dedent(
     save_file(grads, str(out / f"grads-{rank}.safetensors"))
     mask = made[0].completion_mask.bool()
     report["completions"] = [row[m].tolist() for row, m in zip(made[0].completion_ids, mask)]
+    batch = made[0].batch()  # the update's forward: not the shared-prefix one while gradients flow into shards
+    report["plan"] = [plan_shared(model, batch).reason]
+    with torch.no_grad():
+        report["plan"].append(plan_shared(model, batch).reason)
     try:  # FSDP1 is refused, with the way out
         with sampling_view(FullyShardedDataParallel(torch.nn.Linear(4, 4), device_id=torch.device("cpu"))):
             pass
@@ -336,6 +342,7 @@ def test_fsdp2_samples_the_whole_models_completions_and_steps_as_one_process(fsd
         assert report["resharded"]  # the shards are back, and so are FSDP's own settings: all but the root
         assert report["reshards"] == [[False]] + [[True]] * 5  # reshard after forward
         assert "FSDP1 (FullyShardedDataParallel) model is not supported: use FSDP2" in report["fsdp1"]
+        assert report["plan"] == [SHARDED, None]
     # the processes' own completions ended at different steps, yet both ran the prefill and 12 decode forwards:
     # the one that finished first kept stepping until the other had (and dropped those steps)
     assert [r["draws"]["sampled"]["width"] for r in reports] == [12, 2]

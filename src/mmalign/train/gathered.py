@@ -21,8 +21,9 @@ when every process holds the whole model; with sharded weights a forward may be 
 * **DeepSpeed ZeRO-3**: the parameters gathered with ``deepspeed.zero.GatheredParameters`` for the rollout, the
   loop synced. **Not run here** (DeepSpeed is not installed in this project's environment): untested.
 
-Under FSDP2 and ZeRO-3 the update's log-probs come from the plain forward, not the shared-prefix one
-(:func:`update_scorer`).
+Under FSDP and ZeRO-3 the update's log-probs come from the plain forward, not the shared-prefix one
+(:func:`mmalign.models.prefix.plan_shared` falls back: gradients through the prefix's KV cache would reach weights
+FSDP2 has already resharded, and its backward fails).
 
 Tested on CPU with two gloo processes (tests/train/test_grpo_processes.py): under FSDP2 (``fully_shard`` by
 hand) the sampled completions and log-probs equal the unsharded model's, greedy and seeded, both processes run
@@ -40,8 +41,6 @@ from typing import Any
 import torch
 
 from mmalign.errors import ConfigError
-from mmalign.models.logps import sequence_logps
-from mmalign.train.pref_batch import RowScorer
 from mmalign.train.reference import unwrap_module
 
 
@@ -87,15 +86,6 @@ def synced(device: torch.device) -> Callable[[bool], bool]:
         return float(left.item()) == 0.0
 
     return all_done
-
-
-def update_scorer(model: Any, scorer: RowScorer) -> RowScorer:
-    """The forward for the update's log-probs: ``scorer``, or the plain one when ``model``'s weights are sharded.
-
-    The shared-prefix forward (:mod:`mmalign.models.prefix`) back-propagates through its KV cache into the
-    prefix's projections, a path FSDP2's backward hooks do not see: the weights are already resharded there and the
-    backward fails (tests/train/test_grpo_processes.py ran into it). The plain forward scores every row whole."""
-    return scorer if sharding(model) == "none" else sequence_logps
 
 
 @contextlib.contextmanager

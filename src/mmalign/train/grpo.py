@@ -53,7 +53,7 @@ from mmalign.train.config import (
     check_share_prefix,
     share_prefix_option,
 )
-from mmalign.train.gathered import sampling_view, update_scorer
+from mmalign.train.gathered import sampling_view
 from mmalign.train.grpo_global import global_extremes, step_advantages, token_denominator
 from mmalign.train.guard import GRPO_SIGNALS, GuardConfig, OverOptimisationGuard
 from mmalign.train.pref_batch import fit_width, row_scorer
@@ -186,7 +186,7 @@ class GRPOTrainer(CoreTrainer):
         advantages = step_advantages(self.options, total, self.accelerator, model.training)  # grpo_global
         batch = rollouts.batch()
         width = rollouts.completion_ids.shape[1]
-        policy = fit_width(update_scorer(model, self.scorer)(model, batch, token_level=True).token_logps, width)
+        policy = fit_width(self.scorer(model, batch, token_level=True).token_logps, width)
         reference = self.reference_logps(model, batch, width) if self.loss.needs_reference else None
         mask = rollouts.completion_mask.to(device=policy.device, dtype=policy.dtype)
         num_tokens = token_denominator(self.loss, mask, self.accelerator, model.training)  # over every process
