@@ -37,7 +37,13 @@ from mmalign.train.prompts import read_prompts
 from mmalign.world.config import WorldConfig
 from mmalign.world.generate import generate_world
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.skipif(
+        not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+        reason="this torch build has no gloo backend for processes on CPU",
+    ),
+]
 
 # DDP: records, per process, each training step's prompts, completions and step metrics (batch_loss), the gradient
 # of step 1 after DDP's all-reduce (before the optimiser) and the weights at the end.
