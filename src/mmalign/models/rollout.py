@@ -188,7 +188,7 @@ def sample_groups(
 
     The model runs in eval mode (restored after). Refuses a model whose inputs the shared path cannot split by row
     (with the reason), and ``group_size`` < 1. ``all_done(mine)``: given whether this process's rows have all
-    ended, whether every process's have; the loop decodes until then (a sharded model's forwards are collective,
+    ended, whether every process's have; the loop decodes until then (a sharded model's forwards may be collective,
     so every process must run as many; the steps after this process's own end are dropped). Default: ``mine``."""
     options = options or SamplingOptions()
     if group_size < 1:
