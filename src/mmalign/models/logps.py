@@ -109,6 +109,24 @@ def tempered(scorer: Callable[..., LogpOutput], temperature: float) -> Callable[
     return score
 
 
+def weights_sharded(model: Any) -> bool:
+    """Whether FSDP (``fully_shard`` or ``FullyShardedDataParallel``) or DeepSpeed ZeRO-3 (parameters with a
+    ``ds_id``) shards ``model``'s weights."""
+    if torch.distributed.is_available():
+        from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+
+        if any(isinstance(m, FSDPModule | FullyShardedDataParallel) for m in model.modules()):
+            return True
+    return any(hasattr(p, "ds_id") for p in model.parameters())
+
+
+SHARDED = (
+    "the weights are sharded (FSDP / ZeRO-3): the gradient through the prefix's KV cache reaches weights the "
+    "sharding has already released (FSDP2 fails in backward)"
+)
+"""Why the shared-prefix forward does not train a sharded model (:func:`mmalign.models.prefix.plan_shared`)."""
+
+
 def _keeps_logits(model: Any) -> bool:
     """Whether the model's forward takes ``logits_to_keep``."""
     return "logits_to_keep" in inspect.signature(unwrap_model(model).forward).parameters

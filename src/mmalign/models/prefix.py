@@ -47,6 +47,7 @@ from mmalign.errors import ConfigError
 from mmalign.models.collate import IGNORE, PER_TOKEN, Batch
 from mmalign.models.families import GENERIC_VLM, family_for
 from mmalign.models.logps import (
+    SHARDED,
     LogpOutput,
     PreferenceLogps,
     _keeps_logits,
@@ -55,6 +56,7 @@ from mmalign.models.logps import (
     preference_logps,
     sequence_logps,
     unwrap_model,
+    weights_sharded,
 )
 
 logger = logging.getLogger(__name__)
@@ -343,9 +345,13 @@ def prefix_saving(batch: Batch, plan: PrefixPlan) -> float:
 
 def plan_shared(model: Any, batch: Batch, min_saving: float = 0.0) -> PrefixPlan:
     """:func:`plan_prefixes` after checking the model can share (gradient checkpointing), saying once why a batch
-    cannot share, and with ``reason`` set where sharing would leave out less than ``min_saving`` of the positions."""
+    cannot share, and with ``reason`` set where sharing would leave out less than ``min_saving`` of the positions
+    or where gradients would flow into sharded weights (:data:`~mmalign.models.logps.SHARDED`)."""
     check_shareable_model(model)
-    plan = plan_prefixes(model, batch)
+    if torch.is_grad_enabled() and weights_sharded(model):  # no backward (reference, evaluation): sharing works
+        plan = PrefixPlan(reason=SHARDED)
+    else:
+        plan = plan_prefixes(model, batch)
     if plan.reason is not None and plan.n_prefixes == 0 and plan.reason not in _warned:  # cannot share: say once
         _warned.add(plan.reason)  # asked for (share_prefix: true) it is a warning; under auto, information
         level = logging.INFO if min_saving > 0 else logging.WARNING

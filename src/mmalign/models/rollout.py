@@ -27,6 +27,7 @@ reason; :func:`mmalign.models.generation.generate` on repeated prompts is the fa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,10 @@ def prompt_batch(loaded: LoadedModel, items: list[Input], image_root: str | Path
     )
 
 
+def _mine(done: bool) -> bool:
+    return done
+
+
 def _warpers(options: SamplingOptions) -> list[Any]:
     from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
@@ -177,11 +182,14 @@ def sample_groups(
     options: SamplingOptions | None = None,
     seed: int = 0,
     image_root: str | Path | None = None,
+    all_done: Callable[[bool], bool] | None = None,
 ) -> Rollouts:
     """``group_size`` completions for each item's prompt (in order), each distinct prompt + images prefilled once.
 
     The model runs in eval mode (restored after). Refuses a model whose inputs the shared path cannot split by row
-    (with the reason), and ``group_size`` < 1."""
+    (with the reason), and ``group_size`` < 1. ``all_done(mine)``: given whether this process's rows have all
+    ended, whether every process's have; the loop decodes until then (a sharded model's forwards may be collective,
+    so every process must run as many; the steps after this process's own end are dropped). Default: ``mine``."""
     options = options or SamplingOptions()
     if group_size < 1:
         raise ConfigError(f"group_size must be at least 1, got {group_size}")
@@ -223,6 +231,7 @@ def sample_groups(
         ids: list[Tensor] = []
         logps: list[Tensor] = []
         live: list[Tensor] = []
+        steps = options.max_new_tokens  # the steps this process keeps: up to its own last token
         for step in range(options.max_new_tokens):
             mask = torch.cat([mask, torch.ones(rows, 1, dtype=mask.dtype, device=device)], dim=1)
             positions = (start + step).unsqueeze(-1)
@@ -254,10 +263,14 @@ def sample_groups(
             logps.append(logp.gather(-1, chosen.unsqueeze(-1)).squeeze(-1) * (~done))
             done = done | torch.isin(chosen, eos)
             tokens = chosen
-            if bool(done.all()):
+            mine = bool(done.all())
+            if mine and steps == options.max_new_tokens:
+                steps = step + 1
+            if (all_done or _mine)(mine):
                 break
     finally:
         model.train(was_training)
+    ids, live, logps = ids[:steps], live[:steps], logps[:steps]
     completion_ids = torch.stack(ids, dim=1).cpu()
     completion_mask = torch.stack(live, dim=1).long().cpu()
     eos_ids = eos_token_ids(loaded)

@@ -43,7 +43,7 @@ import torch
 
 from mmalign.config import check_ranges, option, section
 from mmalign.errors import ConfigError
-from mmalign.losses.advantages import SCALE_REWARDS, combine_rewards, group_advantages, nanstd, rloo_advantages
+from mmalign.losses.advantages import SCALE_REWARDS, combine_rewards, nanstd
 from mmalign.losses.grpo import GRPOLoss, RolloutLogps
 from mmalign.models.examples import Example
 from mmalign.models.loading import LoadedModel
@@ -58,7 +58,9 @@ from mmalign.train.config import (
     check_share_prefix,
     share_prefix_option,
 )
+from mmalign.train.gathered import sampling_view
 from mmalign.train.grpo_buffer import check_generation, generation_buffer
+from mmalign.train.grpo_global import global_extremes, step_advantages, token_denominator
 from mmalign.train.guard import GRPO_SIGNALS, GuardConfig, OverOptimisationGuard
 from mmalign.train.pref_batch import fit_width, row_scorer
 from mmalign.train.prompts import Prompt, PromptDataset, read_prompts
@@ -213,15 +215,19 @@ class GRPOTrainer(CoreTrainer):
             return self.buffer.batch_loss(self, model, inputs)
         prompts: list[Prompt] = inputs["prompts"]
         rollouts = self.rollouts(model, prompts, inputs["root"])
-        per_function, total, advantages = self.score(prompts, rollouts)
+        per_function, total, advantages = self.score(prompts, rollouts, model.training)
         batch = rollouts.batch()
         width = rollouts.completion_ids.shape[1]
         policy = fit_width(self.scorer(model, batch, token_level=True).token_logps, width)
         reference = self.reference_logps(model, batch, width) if self.loss.needs_reference else None
         mask = rollouts.completion_mask.to(device=policy.device, dtype=policy.dtype)
-        out = self.loss(RolloutLogps(policy, mask, None, reference), advantages.advantages.to(policy.device))
+        num_tokens = token_denominator(self.loss, mask, self.accelerator, model.training)  # over every process
+        out = self.loss(
+            RolloutLogps(policy, mask, None, reference), advantages.advantages.to(policy.device), num_tokens
+        )
         metrics = self.metrics(rollouts, per_function, total, advantages)
         metrics.update(out.metrics)
+        metrics = global_extremes(metrics, self.accelerator, model.training)
         if not model.training:
             metrics["loss"] = out.loss.item()
         return StepOutput(out.loss, metrics, len(prompts))
@@ -236,8 +242,8 @@ class GRPOTrainer(CoreTrainer):
             seed = derive_seed(self.args.seed, "grpo", step, process, self._rollouts_made)
         elif seed is None:
             seed = derive_seed(self.args.seed, "grpo-eval", prompts[0].id)
-        policy = dataclasses.replace(self.loaded, model=unwrap_module(model))
         if self.options.rollout == "server":
+            policy = dataclasses.replace(self.loaded, model=unwrap_module(model))
             if self.server is None:
                 lora = hasattr(policy.model, "peft_config")
                 self.server = ServerRollouts(self.options.server, lora, self.args.output_dir, self.args.world_size)
@@ -246,16 +252,19 @@ class GRPOTrainer(CoreTrainer):
                 sampling = self.options.sampling()
                 return self.server.rollouts(policy, prompts, root, g, sampling, seed, step, model.training)
         items = [Example(p.id, p.prompt, list(p.images)) for p in prompts]
-        return sample_groups(policy, items, self.options.group_size, self.options.sampling(), seed, image_root=root)
+        with sampling_view(model) as view:  # whole weights under FSDP2 / ZeRO-3, a loop all processes end together
+            policy = dataclasses.replace(self.loaded, model=view.module)
+            options, g = self.options.sampling(), self.options.group_size
+            return sample_groups(policy, items, g, options, seed, image_root=root, all_done=view.all_done)
 
-    def score(self, prompts: list[Prompt], rollouts: Rollouts) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        """The reward functions' values (B·G, F), their weighted sum (B·G,) and the advantages."""
+    def score(
+        self, prompts: list[Prompt], rollouts: Rollouts, training: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """The reward functions' values (B·G, F), their weighted sum (B·G,) and the advantages (batch-wide
+        statistics over every process's rewards in a multi-process training step: :mod:`mmalign.train.grpo_global`)."""
         per_function = self.rewards(prompts, rollouts)
         total = combine_rewards(per_function, [weight for _, _, weight in self.reward_funcs])
-        g = self.options.group_size
-        if self.options.advantage == "rloo":
-            return per_function, total, rloo_advantages(total, g, normalize=self.options.rloo_normalize)
-        return per_function, total, group_advantages(total, g, self.options.scale_rewards)
+        return per_function, total, step_advantages(self.options, total, self.accelerator, training)
 
     def rewards(self, prompts: list[Prompt], rollouts: Rollouts) -> torch.Tensor:
         """(B·G, F) the reward functions' values (NaN for None), checked: one number or None per completion."""
