@@ -43,7 +43,7 @@ import torch
 
 from mmalign.config import check_ranges, option, section
 from mmalign.errors import ConfigError
-from mmalign.losses.advantages import SCALE_REWARDS, combine_rewards, nanstd
+from mmalign.losses.advantages import SCALE_REWARDS, combine_rewards
 from mmalign.losses.grpo import GRPOLoss, RolloutLogps
 from mmalign.models.examples import Example
 from mmalign.models.loading import LoadedModel
@@ -61,6 +61,7 @@ from mmalign.train.config import (
 from mmalign.train.gathered import sampling_view
 from mmalign.train.grpo_buffer import check_generation, generation_buffer
 from mmalign.train.grpo_global import global_extremes, step_advantages, token_denominator
+from mmalign.train.grpo_rewards import RewardFunction, call_rewards, rollout_metrics
 from mmalign.train.guard import GRPO_SIGNALS, GuardConfig, OverOptimisationGuard
 from mmalign.train.pref_batch import fit_width, row_scorer
 from mmalign.train.prompts import Prompt, PromptDataset, read_prompts
@@ -68,9 +69,6 @@ from mmalign.train.reference import eval_mode, frozen_copy, unwrap_module
 from mmalign.train.rollout_server import RolloutServerConfig
 from mmalign.train.server_rollouts import ServerRollouts
 from mmalign.train.trainer import CoreTrainer, StepOutput, TrainResult, core_arguments, run
-
-RewardFunction = Callable[..., Sequence[float | None]]
-"""TRL's ``reward_funcs`` signature: ``f(prompts, completions, completion_ids, **columns) -> [float | None]``."""
 
 
 @dataclass
@@ -268,29 +266,7 @@ class GRPOTrainer(CoreTrainer):
 
     def rewards(self, prompts: list[Prompt], rollouts: Rollouts) -> torch.Tensor:
         """(B·G, F) the reward functions' values (NaN for None), checked: one number or None per completion."""
-        rows = rollouts.prompt_index.tolist()
-        names = sorted({name for p in prompts for name in p.columns})
-        columns = {name: [prompts[r].columns.get(name) for r in rows] for name in names}
-        completions = [[{"role": "assistant", "content": text}] for text in rollouts.texts]
-        ids = [r[m.bool()].tolist() for r, m in zip(rollouts.completion_ids, rollouts.completion_mask, strict=True)]
-        out = torch.full((len(rows), len(self.reward_funcs)), float("nan"), dtype=torch.float32)
-        for j, (name, fn, _) in enumerate(self.reward_funcs):
-            values = fn(
-                prompts=[prompts[r].prompt for r in rows],
-                completions=completions,
-                completion_ids=ids,
-                trainer_state=self.state,
-                **columns,
-            )
-            if len(values) != len(rows):
-                raise ConfigError(f"reward {name!r} returned {len(values)} values for {len(rows)} completions")
-            for i, value in enumerate(values):
-                if value is None:
-                    continue
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise ConfigError(f"reward {name!r} returned {value!r} for a completion: expected a number or None")
-                out[i, j] = float(value)
-        return out
+        return call_rewards(self.reward_funcs, prompts, rollouts, self.state)
 
     def reference_logps(self, model: Any, batch: Any, width: int) -> torch.Tensor:
         """The reference's per-token log-probs of the sampled tokens (no gradients, eval mode)."""
@@ -306,26 +282,7 @@ class GRPOTrainer(CoreTrainer):
             return fit_width(self.scorer(reference, batch, token_level=True).token_logps, width)
 
     def metrics(self, rollouts: Rollouts, per_function: torch.Tensor, total: torch.Tensor, advantages: Any) -> dict:
-        g = self.options.group_size
-        lengths = rollouts.completion_mask.sum(-1).float()
-        out = {
-            "reward": _nanmean(total),
-            "reward_std": _nanmean(advantages.reward_std),
-            "frac_reward_zero_std": advantages.zero_std_fraction,
-            "completions/mean_length": lengths.mean().item(),
-            "completions/min_length": lengths.min().item(),
-            "completions/max_length": lengths.max().item(),
-            "completions/clipped_ratio": 1.0 - rollouts.finished.float().mean().item(),
-        }
-        for j, (name, _, _) in enumerate(self.reward_funcs):
-            values = per_function[:, j]
-            out[f"rewards/{name}/mean"] = _nanmean(values)
-            out[f"rewards/{name}/std"] = _nanmean(nanstd(values.view(-1, g), dim=1))  # mean within-group std
-        return {k: v for k, v in out.items() if not math.isnan(v)}
-
-
-def _nanmean(t: torch.Tensor) -> float:
-    return float(torch.nanmean(t.float())) if t.numel() else float("nan")
+        return rollout_metrics(rollouts, per_function, total, advantages, self.reward_funcs, self.options.group_size)
 
 
 # ------------------------------------------------------------------------------------------------ running
