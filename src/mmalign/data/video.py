@@ -266,7 +266,6 @@ def _decode(
             if not container.streams.video:
                 raise fail("has no video stream")
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
             for i, frame in enumerate(container.decode(stream)):
                 if i >= max_frames:
                     raise fail(f"has more than {max_frames} frames, over the limit")
