@@ -13,14 +13,14 @@ from PIL import Image
 
 from mmalign.cli.main import main
 from mmalign.data.video import Sampling, open_video
-from mmalign.errors import ConfigError
+from mmalign.errors import ConfigError, DataError
 from mmalign.world import video as video_module
 from mmalign.world.clips import make_clip
 from mmalign.world.config import VIDEO_FIELDS, WorldConfig
 from mmalign.world.generate import generate_world
 from mmalign.world.scene import Scene, SceneObject
 from mmalign.world.text import clip_caption, event_sentence
-from mmalign.world.video import generate_video_world
+from mmalign.world.video import generate_video_world, read_clips
 
 CLIPS = WorldConfig(video=True, train_scenes=6, val_scenes=3, test_scenes=3, image_size=48, max_events=4)
 
@@ -176,6 +176,28 @@ def test_clip_options_are_checked_and_event_weights_apply():
         "move"
     }  # a move is always possible: <= 4 objects of 9 cells
     assert all(len(c.frames) == 16 and 5 <= len(c.events) <= 6 for c in clips)
+
+
+def test_read_clips_checks_the_layout(tmp_path, video_world):
+    assert read_clips(video_world, "val") == rows(video_world, "val")
+    good = rows(video_world, "val")[0]
+    cases = [
+        ({k: v for k, v in good.items() if k != "caption"}, "missing keys ['caption']"),
+        (good | {"video": "../x.mp4"}, "field 'video': video path '../x.mp4' escapes the data root"),
+        (good | {"per_frame": good["per_frame"][:-1]}, "field 'per_frame': must list the objects of each of the 8"),
+        (good | {"events": [{"frame": 3}, {"frame": 2}]}, "event frames must be in time order within 1..7"),
+        (good | {"events": [{"frame": 0}]}, "event frames must be in time order"),
+    ]
+    for row, message in cases:
+        (tmp_path / "w" / "val").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "w" / "world.json").write_text((video_world / "world.json").read_text())
+        (tmp_path / "w" / "val" / "clips.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
+        with pytest.raises(DataError, match=r"clips\.jsonl, line 2 \(id 'val-000000'\)") as err:
+            read_clips(tmp_path / "w", "val")
+        assert message in str(err.value), message
+    generate_world(tmp_path / "still", WorldConfig(train_scenes=5, val_scenes=1, test_scenes=1))
+    with pytest.raises(DataError, match="not a video world"):
+        read_clips(tmp_path / "still", "val")
 
 
 def test_a_failed_generation_leaves_nothing_behind(tmp_path, monkeypatch):

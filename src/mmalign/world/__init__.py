@@ -40,6 +40,7 @@ _EXPORTS = {
     "sample_clips": "clips",
     "VideoSummary": "video",
     "generate_video_world": "video",
+    "read_clips": "video",
 }
 __all__ = sorted(_EXPORTS)
 

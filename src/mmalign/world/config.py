@@ -5,7 +5,8 @@ Each field is a key of a world YAML file and a flag of ``mmalign world`` (its ow
 The defaults are the demo's world: 48 px images on a 3×3 grid (one 16 px patch per cell), 5 colours × 4
 shapes = 20 object types, 10 fixed partner pairs added with probability 0.8, 40 000 training scenes and
 caption noise 0.6 (at 0.5, the demo's SFT baseline named absent partners in only 18 % of held-out captions:
-too little hallucination for alignment to measurably remove).
+too little hallucination for alignment to measurably remove). With ``video`` on, the same world moves: clips of
+``clip_frames`` frames with ``min_events``-``max_events`` events drawn by the ``p_*`` weights (docs/video.md).
 """
 
 from __future__ import annotations

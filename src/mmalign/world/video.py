@@ -33,17 +33,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmalign.data.io import write_jsonl
-from mmalign.data.video import ENCODER, write_video
-from mmalign.errors import ConfigError
+from mmalign.data.io import iter_rows, write_jsonl
+from mmalign.data.video import ENCODER, check_video_path, write_video
+from mmalign.errors import ConfigError, DataError
 from mmalign.files import atomic_path
 from mmalign.objects.shapes import BACKGROUND, RGB, position_name
 from mmalign.world.clips import EVENT_TYPES, Clip, sample_clips
 from mmalign.world.config import WorldConfig
 from mmalign.world.draw import render, save_png
-from mmalign.world.generate import FORMAT, Progress, _check_out_dir
+from mmalign.world.generate import FORMAT, Progress, _check_out_dir, read_world
 from mmalign.world.scene import SPLITS, object_types
 from mmalign.world.text import clip_caption
+
+ROW_KEYS: tuple[str, ...] = ("id", "video", "frames", "fps", "n_frames", "size", "per_frame", "events", "caption")
+"""The keys every ``clips.jsonl`` row has (the agreed layout; ``frame_objects`` is extra ground truth)."""
 
 RENDER_CHUNK = 32
 """Clips per rendering job (a clip is ``clip_frames`` images and one mp4)."""
@@ -237,3 +240,43 @@ def generate_video_with_progress(
             bar.update(tasks[stage], completed=done)
 
         return generate_video_world(out, cfg, num_workers=workers, overwrite=overwrite, progress=progress)
+
+
+def read_clips(world_dir: str | Path, split: str) -> list[dict[str, Any]]:
+    """The rows of ``DIR/<split>/clips.jsonl`` of a video world, checked: every key of the layout, safe relative
+    paths, ``per_frame`` with ``n_frames`` entries, events in time order on frames 1 .. n_frames - 1."""
+    world_dir = Path(world_dir)
+    info = read_world(world_dir)
+    if info.get("kind") != "video":
+        raise DataError("not a video world (generate one with `mmalign world --video`)", file=world_dir / "world.json")
+    path = world_dir / split / "clips.jsonl"
+    out = []
+    for row in iter_rows(path):
+        if row.error is not None:
+            raise row.error.located(file=path)
+        data = row.data
+
+        def bad(message: str, field: str | None = None, data: Any = data, row: Any = row) -> DataError:
+            clip_id = data.get("id") if isinstance(data, dict) else None
+            return DataError(message, file=path, line=row.line, record_id=clip_id, field=field)
+
+        if not isinstance(data, dict):
+            raise bad(f"a clip row must be an object, got {type(data).__name__}")
+        missing = [k for k in ROW_KEYS if k not in data]
+        if missing:
+            raise bad(f"missing keys {missing}")
+        for key in ("video", "frames"):
+            try:
+                check_video_path(data[key], key, what=key.rstrip("s"))
+            except DataError as err:
+                raise bad(err.message, key) from None
+        n = data["n_frames"]
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise bad(f"must be a positive integer, got {n!r}", "n_frames")
+        if not isinstance(data["per_frame"], list) or len(data["per_frame"]) != n:
+            raise bad(f"must list the objects of each of the {n} frames", "per_frame")
+        frames = [e.get("frame") if isinstance(e, dict) else None for e in data["events"]]
+        if not all(isinstance(f, int) and 1 <= f < n for f in frames) or frames != sorted(frames):
+            raise bad(f"event frames must be in time order within 1..{n - 1}, got {frames}", "events")
+        out.append(data)
+    return out
