@@ -1,4 +1,5 @@
-"""``mmalign world``: generate the shapes world (scenes, images, SFT data, evaluation items) into a directory.
+"""``mmalign world``: generate the shapes world (scenes, images, SFT data, evaluation items) into a directory;
+with ``--video``, the moving world's clips (:mod:`mmalign.world.video`).
 
 Its world options are the fields of :class:`WorldConfig` (:mod:`mmalign.cli.options`), given on top of an optional
 YAML file of the same keys (``--config``; ``--show-options`` lists them).
@@ -19,6 +20,7 @@ from mmalign.world.config import WorldConfig
 
 if TYPE_CHECKING:
     from mmalign.world.generate import WorldSummary
+    from mmalign.world.video import VideoSummary
 
 
 def build_config(config_file: Path | None, overrides: dict[str, Any]) -> WorldConfig:
@@ -79,6 +81,23 @@ def print_summary(summary: WorldSummary, console: Console) -> None:
     )
 
 
+def print_video_summary(summary: VideoSummary, console: Console) -> None:
+    """Clips and events per split, as a table, and where they went."""
+    cfg = summary.config
+    table = Table(title=f"Clips ({cfg.clip_frames} frames at {cfg.clip_fps:g} fps)", title_justify="left")
+    for col in ("split", "clips", *(f"{t} events" for t in summary.events["train"])):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for split, n in summary.clips.items():
+        table.add_row(split, str(n), *(str(v) for v in summary.events[split].values()))
+    console.print(table)
+    console.print(
+        f"Wrote {sum(summary.clips.values())} clips ({cfg.image_size} px) to [bold]{summary.out_dir}[/bold] in "
+        f"{summary.seconds:.1f} s ({summary.clips_per_second:.0f} clips/s); layout: world.json, <split>/clips.jsonl, "
+        "frames/<split>/<id>/, videos/<split>/<id>.mp4.",
+        highlight=False,
+    )
+
+
 def _show_options(show: bool) -> None:
     if show:
         from mmalign.config import describe
@@ -105,12 +124,21 @@ def world(
         expose_value=False,
     ),
 ) -> None:
-    """Generate a shapes world: scenes with exact ground truth, images, SFT data and evaluation items."""
+    """Generate a shapes world: scenes with exact ground truth, images, SFT data and evaluation items; with
+    --video, moving clips (frames, mp4s, events) instead."""
     cfg = build_config(config, values)
     from mmalign.files import OutputLock
-    from mmalign.world.generate import generate_with_progress
 
     console = Console()
+    if cfg.video:
+        from mmalign.world.video import generate_video_with_progress
+
+        with OutputLock.beside(out, "mmalign world"):
+            video = generate_video_with_progress(out, cfg, workers, overwrite, console)
+        print_video_summary(video, console)
+        return
+    from mmalign.world.generate import generate_with_progress
+
     with OutputLock.beside(out, "mmalign world"):
         summary = generate_with_progress(out, cfg, workers, overwrite, console)
     print_summary(summary, console)

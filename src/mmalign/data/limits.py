@@ -1,5 +1,5 @@
-"""What one input may cost at most: pixels per image, bytes per JSONL line (or text cell), bytes per JSON
-file read whole. Each limit is defined here once.
+"""What one input may cost at most: pixels per image (and per video frame), frames and seconds per video, bytes
+per JSONL line (or text cell), bytes per JSON file read whole. Each limit is defined here once.
 
 This module imports nothing heavy (no PIL), so the CLI and the configs can name the defaults at start-up.
 """
@@ -13,6 +13,13 @@ from mmalign.errors import ConfigError
 DEFAULT_MAX_PIXELS = 89_478_485
 """Largest width × height accepted by default: PIL's own warning threshold (about 9459 × 9459). Larger images
 are refused from their header, before any pixel is decompressed (decompression bombs)."""
+
+DEFAULT_MAX_VIDEO_FRAMES = 100_000
+"""Most frames a video may hold (from its header, and counted again while decoding): about an hour at 30 fps.
+Every frame is decoded to reach the sampled ones, so this bounds the time one video may take."""
+
+DEFAULT_MAX_VIDEO_SECONDS = 3600.0
+"""Longest video accepted by default (its duration from the header, else frames / rate): one hour."""
 
 DEFAULT_MAX_LINE_BYTES = 16 * 2**20
 """Largest JSONL line (one record) read by default: 16 MiB. A longer line is a located error, read no further

@@ -2,6 +2,8 @@
 
 In memory: :func:`sample_scene`, :func:`render`, the text builders in :mod:`mmalign.world.text`.
 On disk: :func:`generate_world` (layout documented in :mod:`mmalign.world.generate`), :func:`read_world`.
+Moving clips (``mmalign world --video``): :func:`sample_clips` (:mod:`mmalign.world.clips`), :func:`clip_caption`,
+:func:`generate_video_world` (layout in :mod:`mmalign.world.video`).
 Names are imported lazily (PEP 562), so ``import mmalign.world.config`` stays light for the CLI.
 """
 
@@ -31,6 +33,14 @@ _EXPORTS = {
     "CooccurrenceStats": "stats",
     "compute_stats": "stats",
     "reference_caption": "text",
+    "clip_caption": "text",
+    "event_sentence": "text",
+    "Clip": "clips",
+    "make_clip": "clips",
+    "sample_clips": "clips",
+    "VideoSummary": "video",
+    "generate_video_world": "video",
+    "read_clips": "video",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -5,7 +5,8 @@ Each field is a key of a world YAML file and a flag of ``mmalign world`` (its ow
 The defaults are the demo's world: 48 px images on a 3×3 grid (one 16 px patch per cell), 5 colours × 4
 shapes = 20 object types, 10 fixed partner pairs added with probability 0.8, 40 000 training scenes and
 caption noise 0.6 (at 0.5, the demo's SFT baseline named absent partners in only 18 % of held-out captions:
-too little hallucination for alignment to measurably remove).
+too little hallucination for alignment to measurably remove). With ``video`` on, the same world moves: clips of
+``clip_frames`` frames with ``min_events``-``max_events`` events drawn by the ``p_*`` weights (docs/video.md).
 """
 
 from __future__ import annotations
@@ -95,6 +96,25 @@ class WorldConfig:
         3, "POPE: present objects asked per image (as many absent ones per strategy), as in POPE.", ge=1
     )
     qa_per_scene: int = option(2, "Question-answer SFT examples per training scene (besides its caption).", ge=0)
+    video: bool = option(
+        False,
+        "Write moving clips instead of still scenes (one clip per scene of each split; layout in docs/video.md).",
+        flag="--video/--still",
+    )
+    clip_frames: int = option(8, "Video: frames per clip (8-16 is typical).", ge=2, le=64)
+    clip_fps: float = option(4.0, "Video: frame rate of each clip's mp4 (frames per second).", gt=0, le=60)
+    min_events: int = option(1, "Video: fewest events (move, appear, disappear, colour change) in a clip.", ge=0)
+    max_events: int = option(
+        3, "Video: most events in a clip, one a frame (at most clip_frames - 1); a clip draws a count between.", ge=0
+    )
+    p_move: float = option(
+        0.4, "Video: relative probability that an event moves an object to a neighbouring free cell.", ge=0
+    )
+    p_appear: float = option(0.2, "Video: relative probability that an event makes an absent object appear.", ge=0)
+    p_disappear: float = option(0.2, "Video: relative probability that an event makes an object disappear.", ge=0)
+    p_change_colour: float = option(
+        0.2, "Video: relative probability that an event changes an object's colour (the four are normalised).", ge=0
+    )
 
     def __post_init__(self) -> None:
         self._check_ints()
@@ -115,6 +135,15 @@ class WorldConfig:
                 f"image_size {self.image_size} is too small for a {self.grid_rows}x{self.grid_cols} grid "
                 f"(at least 4 px a cell: {4 * max(self.grid_rows, self.grid_cols)})"
             )
+        if self.max_events < self.min_events:
+            raise ConfigError(f"max_events ({self.max_events}) is below min_events ({self.min_events})")
+        if self.max_events > self.clip_frames - 1:
+            raise ConfigError(
+                f"max_events ({self.max_events}) exceeds clip_frames - 1 ({self.clip_frames - 1}): one event a frame, "
+                "none on the first"
+            )
+        if self.p_move + self.p_appear + self.p_disappear + self.p_change_colour <= 0:
+            raise ConfigError("p_move, p_appear, p_disappear and p_change_colour are all 0: no event can happen")
         if self.n_partner_pairs > n_types // 2:
             raise ConfigError(
                 f"n_partner_pairs must be between 0 and {n_types // 2} (pairs are disjoint among "
@@ -156,4 +185,33 @@ class WorldConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field; a still world (``video`` off) leaves the video fields out, so its ``world.json`` and the
+        demo's step keys stay what they were before videos existed."""
+        out = dataclasses.asdict(self)
+        return out if self.video else {k: v for k, v in out.items() if k not in VIDEO_FIELDS}
+
+    @property
+    def event_weights(self) -> dict[str, float]:
+        """Event type -> probability (the four ``p_*`` options, normalised)."""
+        raw = {
+            "move": self.p_move,
+            "appear": self.p_appear,
+            "disappear": self.p_disappear,
+            "change_colour": self.p_change_colour,
+        }
+        total = sum(raw.values())
+        return {k: v / total for k, v in raw.items()}
+
+
+VIDEO_FIELDS: tuple[str, ...] = (
+    "video",
+    "clip_frames",
+    "clip_fps",
+    "min_events",
+    "max_events",
+    "p_move",
+    "p_appear",
+    "p_disappear",
+    "p_change_colour",
+)
+"""The fields that only a video world uses (left out of a still world's :meth:`WorldConfig.to_dict`)."""

@@ -67,6 +67,40 @@ def noisy_caption(scene: Scene, cfg: WorldConfig, rng: random.Random) -> tuple[s
     return shapes.caption(phrases), named
 
 
+# --------------------------------------------------------------------------------------- clip captions
+
+NO_CHANGE = "Nothing changes."
+"""What a clip's caption says after the first frame when no event happens."""
+
+
+def event_sentence(event: dict[str, Any], cfg: WorldConfig) -> str:
+    """One event as a sentence: ``The blue star moves down.``, ``A small green square appears.``,
+    ``The red circle disappears.``, ``The blue star turns green.`` (events in the JSON form of
+    :mod:`mmalign.world.clips`; an appearing object is named with its size, as captions name objects)."""
+    from mmalign.world.clips import direction
+
+    kind, name = event["type"], event["object"]
+    if kind == "move":
+        return f"The {name} moves {direction(event['from'], event['to'])}."
+    if kind == "appear":
+        colour, shape = name.split(" ", 1)
+        words = shapes.object_phrase(colour, shape, event.get("size") if cfg.object_sizes else None)
+        return f"{words[0].upper()}{words[1:]} appears."
+    if kind == "disappear":
+        return f"The {name} disappears."
+    if kind == "change_colour":
+        return f"The {name} turns {event['to']}."
+    raise ValueError(f"unknown event type {kind!r}")
+
+
+def clip_caption(start: Scene, events: list[dict[str, Any]] | tuple[dict[str, Any], ...], cfg: WorldConfig) -> str:
+    """A clip's caption, in time order: the first frame as a still caption, then one sentence per event
+    (``There is a small red circle and a large blue star. The blue star moves down. The red circle
+    disappears.``), or :data:`NO_CHANGE` when nothing happens."""
+    sentences = [reference_caption(start, cfg), *(event_sentence(e, cfg) for e in events)]
+    return " ".join(sentences if events else [*sentences, NO_CHANGE])
+
+
 # ---------------------------------------------------------------------------------------------- QA
 
 
