@@ -10,6 +10,7 @@ import pytest
 
 from mmalign.data.io import write_jsonl
 from mmalign.errors import DataError
+from mmalign.eval.results import summary
 from mmalign.eval.scoring.rescore import rescore, score_command
 from mmalign.eval.scoring.score import ScoreOptions, score
 from mmalign.eval.tasks.specs import TASKS, parse_task_list
@@ -111,6 +112,7 @@ def test_videohallucer_world_task_scored_with_pair_accuracy(world, tmp_path):
     m = rescore("video_hallucer", {"questions": q.name, "predictions": a.name}, tmp_path).metrics
     assert (m["basic_accuracy"], m["halluc_accuracy"], m["accuracy"]) == (1.0, 0.75, 0.75)
     assert m["subtasks"]["temporal"]["pairs"] == 1 and m["subtasks"]["existence"]["pairs"] == 2
+    assert summary("video_hallucer", m) == 0.75  # the pair accuracy
 
 
 def test_temporal_pope_catches_a_time_blind_model(world, tmp_path):
@@ -161,6 +163,8 @@ def test_video_captions_chair_over_time_and_event_precision_recall(world, tmp_pa
     assert (m["event_precision"], m["event_recall"], m["event_f1"]) == pytest.approx((2 / 3, 0.8, 8 / 11))
     assert report["items"][0]["invented_events"] == [["appear", YT]]
     assert report["intervals"]["event_recall"]["estimate"] == pytest.approx(0.8)
+    # results.json's summary: object F1 as CHAIR's, precision 1 − 1/6 = 5/6 and recall 2/3 → 2·(5/6)(2/3) / (3/2)
+    assert summary("video_chair", m) == pytest.approx(20 / 27)
     # the reference captions themselves: no hallucination, every event stated
     q, a = _files(items, {i.id: i.answer for i in items}, tmp_path)
     m = score("video_chair", a, questions=q, options=ScoreOptions(n_resamples=10))["metrics"]
