@@ -12,11 +12,12 @@ frame files) when the row has no video file. Three tasks, each deterministic per
     never present;
   - ``temporal``: "Does the red circle disappear before the green square appears?" for two events in their
     true order / in the swapped order (only events whose kinds never occur the other way round);
-  - ``count``: "Are there three different objects in the video altogether?" with the number of distinct objects
-    over the clip / with the largest number in one frame when that differs (the count a model that looks at one
-    frame gives), else one more;
+  - ``count``: "Are there three kinds of object in the video altogether?" with the number of object types (colour
+    and shape, the world's unit: an object that changed colour counts under both names) over the clip / with the
+    largest number in one frame when that differs (the count a model that looks at one frame gives), else one
+    more;
   - ``event``: "Does the blue star change colour?" for an event that happened / for another event type that
-    never happened to that object;
+    never happened to that object (under any of its names, when it changed colour);
 * ``video_pope`` (temporal POPE, scored with POPE's metrics, :mod:`mmalign.eval.metrics.pope`): "Is there a blue
   star at the start of the video?", "... at the end of the video?", "Does a blue star appear in the video?"; per
   clip and scope one present object (yes) and one absent (no), the absent one preferably present at another
@@ -138,6 +139,18 @@ def _temporal(events: list[dict[str, Any]]) -> tuple[tuple[str, str], tuple[str,
     return None
 
 
+def _same_object(events: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Each name an object had in the clip → all its names (a colour change renames ``blue star`` to ``green star``)."""
+    names: dict[str, set[str]] = {}
+    for e in events:
+        if e["type"] == "change_colour" and "to" in e and " " in str(e["object"]):
+            new = f"{e['to']} {str(e['object']).split(' ', 1)[1]}"
+            group = names.get(e["object"], {e["object"]}) | names.get(new, {new})
+            for name in group:
+                names[name] = group
+    return names
+
+
 def hallucer_items(clip: dict[str, Any], objects: list[str]) -> list[EvalItem]:
     rng = random.Random(f"{clip['id']}:video_hallucer")
     present = sorted(union(clip))
@@ -162,13 +175,18 @@ def hallucer_items(clip: dict[str, Any], objects: list[str]) -> list[EvalItem]:
     n, most = len(present), max(len(set(f)) for f in clip["per_frame"])
     wrong = most if most != n else n + 1
     if n < len(shapes.NUMBER_WORDS) and wrong < len(shapes.NUMBER_WORDS):
-        ask = "Are there {} different objects in the video altogether?"
+        ask = "Are there {} kinds of object in the video altogether?"
         items += _pair(clip, "count", ask.format(shapes.NUMBER_WORDS[n]), ask.format(shapes.NUMBER_WORDS[wrong]))
     happened = {(e["type"], e["object"]) for e in clip["events"] if e["type"] in EVENT_QUESTION}
-    options = sorted((t, o) for t, o in happened if any((u, o) not in happened for u in EVENT_QUESTION))
+    names = _same_object(clip["events"])
+
+    def never(obj: str) -> list[str]:  # event types that happened to the object under none of its names
+        return [u for u in EVENT_QUESTION if not any((u, name) in happened for name in names.get(obj, {obj}))]
+
+    options = sorted((t, o) for t, o in happened if never(o))
     if options:
         kind, obj = rng.choice(options)
-        other = rng.choice([u for u in EVENT_QUESTION if (u, obj) not in happened])
+        other = rng.choice(never(obj))
         items += _pair(clip, "event", EVENT_QUESTION[kind].format(obj=obj), EVENT_QUESTION[other].format(obj=obj))
     return items
 
