@@ -66,14 +66,18 @@ def _files(items, answers: dict[str, str], tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _videos(item):
-    return getattr(item, "videos", None) or item.meta["videos"]
+    """The item's video references as dicts (``videos`` where records have them, else ``meta.videos``)."""
+    refs = getattr(item, "videos", None) or item.meta["videos"]
+    return [ref if isinstance(ref, dict) else ref.to_dict() for ref in refs]
 
 
 def test_items_carry_the_clip_as_the_agreed_video_reference(world, tmp_path):
     items = _items("video_hallucer", world, tmp_path)
     a = [i for i in items if i.meta["clip_id"] == "val-000000"]
     b = [i for i in items if i.meta["clip_id"] == "val-000001"]
-    assert _videos(a[0]) == [{"path": "videos/val/val-000000.mp4", "sampling": {"mode": "uniform", "num_frames": 8}}]
+    assert _videos(a[0]) == [
+        {"path": "videos/val/val-000000.mp4", "sampling": {"mode": "uniform", "num_frames": 8, "max_frames": 8}}
+    ]
     assert _videos(b[0]) == [{"frames": [f"frames/val/val-000001/{k:03d}.png" for k in range(8)]}]  # no mp4
     assert not a[0].images
 

@@ -2,8 +2,9 @@
 ``mmalign world --video``; one row per clip with ``per_frame`` objects and time-ordered ``events``).
 
 Every item carries its clip as the agreed video reference: ``{"path": <the clip's mp4>, "sampling": {"mode":
-"uniform", "num_frames": <its frame count>}}`` (every frame, in order), or ``{"frames": [...]}`` (the clip's
-frame files) when the row has no video file. Three tasks, each deterministic per clip:
+"uniform", "num_frames": n, "max_frames": n}}`` (all n frames, in order), or ``{"frames": [...]}`` (the clip's
+frame files) when the row has no video file; in the item's ``videos`` where records have them, else (until the
+records part lands) in ``meta.videos``. Three tasks, each deterministic per clip:
 
 * ``video_hallucer`` (VideoHallucer style, scored with its pair accuracy, :mod:`mmalign.eval.metrics.videohallucer`):
   per clip up to four basic / hallucinated pairs (basic answer yes, hallucinated no), each a sub-task:
@@ -34,6 +35,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from mmalign.data.parse import record_from_dict
 from mmalign.data.records import EvalItem
 from mmalign.errors import DataError
 from mmalign.eval.metrics.official import read_jsonl
@@ -80,7 +82,7 @@ def video_ref(clip: dict[str, Any]) -> dict[str, Any]:
     """The clip as the agreed video reference (its mp4 with every frame, or its frame files in order)."""
     n = len(clip["per_frame"])
     if isinstance(clip.get("video"), str):
-        return {"path": clip["video"], "sampling": {"mode": "uniform", "num_frames": n}}
+        return {"path": clip["video"], "sampling": {"mode": "uniform", "num_frames": n, "max_frames": n}}
     return {"frames": [f"{clip['frames']}/{i:03d}.png" for i in range(n)]}
 
 
@@ -91,8 +93,9 @@ def video_item(clip: dict[str, Any], item_id: str, task: str, question: str, ans
     """An item over the clip; the video reference goes in ``videos`` (in ``meta.videos`` until records have it)."""
     meta = {"clip_id": clip["id"], "group": clip["id"], **kw.pop("meta", {})}
     objects = kw.pop("objects", sorted(union(clip)))
-    if _HAS_VIDEOS:
-        return EvalItem(item_id, task, question, answer, objects=objects, meta=meta, videos=[video_ref(clip)])  # type: ignore[call-arg]
+    if _HAS_VIDEOS:  # parsed and checked as a record's videos are
+        row = {"id": item_id, "task": task, "question": question, "answer": answer, "objects": objects}
+        return record_from_dict({**row, "meta": meta, "videos": [video_ref(clip)]}, kind="eval")  # type: ignore[return-value]
     return EvalItem(item_id, task, question, answer, objects=objects, meta={**meta, "videos": [video_ref(clip)]})
 
 
