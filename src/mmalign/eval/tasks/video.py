@@ -89,10 +89,13 @@ def video_ref(clip: dict[str, Any]) -> dict[str, Any]:
 _HAS_VIDEOS = any(f.name == "videos" for f in dataclasses.fields(EvalItem))
 
 
-def video_item(clip: dict[str, Any], item_id: str, task: str, question: str, answer: str, **kw: Any) -> EvalItem:
-    """An item over the clip; the video reference goes in ``videos`` (in ``meta.videos`` until records have it)."""
-    meta = {"clip_id": clip["id"], "group": clip["id"], **kw.pop("meta", {})}
-    objects = kw.pop("objects", sorted(union(clip)))
+def video_item(
+    clip: dict[str, Any], item_id: str, task: str, question: str, answer: str, meta: dict[str, Any]
+) -> EvalItem:
+    """An item over the clip (``objects``: every object present at some time); the video reference goes in
+    ``videos`` (in ``meta.videos`` until records have it)."""
+    meta = {"clip_id": clip["id"], "group": clip["id"], **meta}
+    objects = sorted(union(clip))
     if _HAS_VIDEOS:  # parsed and checked as a record's videos are
         row = {"id": item_id, "task": task, "question": question, "answer": answer, "objects": objects}
         return record_from_dict({**row, "meta": meta, "videos": [video_ref(clip)]}, kind="eval")  # type: ignore[return-value]
