@@ -27,14 +27,15 @@ def score(
     task: str = typer.Option(
         ...,
         "--task",
-        help="pope, chair, mme, mc, consistency, safety, reward, preference, or a reward-model benchmark: "
-        "vl_rewardbench, multimodal_rewardbench, mm_rlhf_rewardbench.",
+        help="pope, chair, mme, mc, consistency, safety, reward, preference, videohallucer, video_chair, or a "
+        "reward-model benchmark: vl_rewardbench, multimodal_rewardbench, mm_rlhf_rewardbench.",
     ),
     answers: Path = typer.Option(
         ...,
         "--answers",
         help="The predictions: answer JSON lines, a CHAIR caption file, an MME results dir, "
-        "MMMU's output folder or an output.json, a VLGuard result file, reward pairs, judged battles, or a "
+        "MMMU's output folder or an output.json, a VLGuard result file, reward pairs, judged battles, "
+        "VideoHallucer's prediction file(s) (<qa_type>_<model>.json, or their folder), or a "
         "reward-model benchmark's prediction file (judge rows, or reward rows with rewards: [chosen, rejected]).",
     ),
     questions: Path | None = typer.Option(
@@ -46,7 +47,8 @@ def score(
     strict: bool = typer.Option(
         False,
         "--strict",
-        help="Strict parsing: yes/no must be the first word (pope, consistency); "
+        help="Strict parsing: yes/no must be the first word (pope, consistency; videohallucer: re.match, as its "
+        "earlier evaluation_utils.py); "
         "an explicit option letter (mc). Disagreement with the official parser is always reported.",
     ),
     baseline: Path | None = typer.Option(

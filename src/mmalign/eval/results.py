@@ -43,7 +43,8 @@ and reward accuracy; CHAIR's object F1 (precision 1 − CHAIR-i and recall; nami
 consistency's question-pair accuracy (qAcc); MME's total over its maximum (200 a subtask); safety's refusal
 rate on harmful prompts, averaged over harmful kinds (1 − attack success rate); dialogue's relative score / 100;
 preference, the model's win rate against the reference answers; the reward-model benchmarks (VL-RewardBench,
-Multimodal RewardBench, MM-RLHF-RewardBench), their overall accuracy.
+Multimodal RewardBench, MM-RLHF-RewardBench), their overall accuracy; the video tasks: temporal POPE's
+accuracy, the VideoHallucer-style task's pair accuracy, the video captions' object F1 (as CHAIR's).
 """
 
 from __future__ import annotations
@@ -64,9 +65,9 @@ COMPARED = ("schema", "mmalign_version", "model", "reference", "reward_model", "
 
 def summary(task: str, metrics: dict[str, Any], model_name: str | None = None) -> float | None:
     """The task's number in the dimension summary (see the module docstring); None if it has none."""
-    if task.startswith("pope_") or task in ("mc", "reward", *REWARD_BENCHMARKS):
+    if task.startswith("pope_") or task in ("mc", "reward", "video_pope", "video_hallucer", *REWARD_BENCHMARKS):
         return float(metrics["accuracy"])
-    if task == "chair":  # object F1: precision 1 − CHAIR-i, recall; a model that names nothing scores 0, not 1
+    if task in ("chair", "video_chair"):  # object F1: precision 1 − CHAIR-i, recall; naming nothing scores 0, not 1
         precision, recall = 1.0 - float(metrics["chair_i"]), float(metrics["recall"])
         return 2 * precision * recall / (precision + recall) if metrics["n_mentions"] and precision + recall else 0.0
     if task == "consistency":

@@ -62,7 +62,9 @@ def fast_path_plan(spec: TaskSpec, forced: bool | None) -> dict[str, Any]:
     }
     figure = "" if measured is None else f"measured agreement {100 * measured.rate:.1f}% of {measured.n} items"
     if not spec.fast:
-        plan["reason"] = "open answers: always generated"
+        closed = spec.kind in ("yesno", "choice")
+        video = "video: the fast path is not measured on video, always generated"
+        plan["reason"] = video if closed else "open answers: always generated"
     elif forced is False:
         plan["reason"] = "--generate: every answer generated and parsed"
     elif forced:

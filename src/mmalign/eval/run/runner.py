@@ -162,6 +162,7 @@ class Runner:
                 opened,
                 max_new_tokens=max_new_tokens,
                 batch_size=len(batch),
+                image_root=image_root,  # images are open already; videos are opened under it by the collator
                 max_length=self.max_length + max_new_tokens,
                 overflow_hint=self.overflow_hint,
             )

@@ -20,6 +20,8 @@ import numpy as np
 from mmalign.eval.metrics.official import match_answers, read_answers, read_jsonl
 from mmalign.eval.scoring import rewardbench
 from mmalign.eval.scoring.task_score import TaskScore, ratio
+from mmalign.eval.scoring.video import score_video_chair
+from mmalign.eval.scoring.videohallucer import score_videohallucer
 from mmalign.eval.tasks.specs import TaskSpec
 from mmalign.objects.mentions import objects_in
 from mmalign.objects.vocabulary import shapes_vocabulary
@@ -46,8 +48,12 @@ def rescore(task: str, files: dict[str, str], run_dir: Path, *, n_rounds: int = 
 
     path = {k: run_dir / v for k, v in files.items()}
     questions, answers = path.get("questions"), path["predictions"]
-    if task.startswith("pope_"):
+    if task.startswith("pope_") or task == "video_pope":
         return hal.score_pope(questions, answers)
+    if task == "video_hallucer":
+        return score_videohallucer(questions, answers)
+    if task == "video_chair":
+        return score_video_chair(questions, answers)
     if task == "chair":
         if "annotations" in files:
             return hal.score_chair(None, answers, annotations=Path(files["annotations"]))

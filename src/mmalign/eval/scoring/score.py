@@ -1,7 +1,8 @@
 """Score predictions another system produced, from benchmark files: the entry point of ``mmalign eval score``.
 
 :func:`score` reads the files of one task and returns its metrics (:mod:`.hallucination`, :mod:`.general`,
-:mod:`.alignment`, the reward-model benchmarks of :mod:`.rewardbench`, with the metric core
+:mod:`.alignment`, VideoHallucer and the video captions (:mod:`.videohallucer`, :mod:`.video`), the reward-model
+benchmarks of :mod:`.rewardbench`, with the metric core
 :mod:`mmalign.eval.metrics`), percentile-bootstrap 95 % intervals of its
 headline numbers and, given a baseline answer file of the same questions, the paired before/after deltas with
 their intervals.
@@ -15,8 +16,10 @@ from typing import Any
 
 from mmalign.errors import ConfigError, DataError
 from mmalign.eval.metrics.bootstrap import bootstrap_interval, paired_difference
-from mmalign.eval.scoring import rewardbench
+from mmalign.eval.scoring import rewardbench, videohallucer
 from mmalign.eval.scoring.task_score import TaskScore
+from mmalign.eval.scoring.video import score_video_chair, video_summary
+from mmalign.eval.scoring.videohallucer import score_videohallucer
 
 SCORERS: dict[str, str] = {
     "pope": "POPE yes/no object probing (official question + answer JSON lines)",
@@ -24,6 +27,9 @@ SCORERS: dict[str, str] = {
     "mme": "MME yes/no pairs (eval-tool <subtask>.txt files, or items with meta.group)",
     "mc": "multiple choice, MMMU parsing (MMMU output folder or output.json, or items with choices)",
     "consistency": "HallusionBench-style paired questions (its result JSON, or items with meta.pair_id)",
+    "videohallucer": "VideoHallucer basic/hallucinated pairs (its prediction files or folder, or items with "
+    "meta.pair_id and meta.role)",
+    "video_chair": "CHAIR over a clip's objects plus event precision/recall of video captions (video caption items)",
     "safety": "refusal rate / attack success rate, VLGuard detector",
     "reward": "pairwise accuracy of a reward model or DPO implicit rewards",
     "preference": "Bradley-Terry leaderboard with bootstrap intervals from judged battles",
@@ -70,6 +76,10 @@ def _load(task: str, questions: Path | None, answers: Path, opts: ScoreOptions) 
         return hal.score_chair(questions, answers, opts.annotations, opts.caption_key)
     if task == "consistency":
         return hal.score_consistency(questions, answers, opts.strict)
+    if task == "videohallucer":
+        return score_videohallucer(questions, answers, opts.strict)
+    if task == "video_chair":
+        return score_video_chair(questions, answers)
     if task == "mme":
         return gen.score_mme(questions, answers)
     if task == "mc":
@@ -90,8 +100,8 @@ def _check(task: str, questions: Path | None, answers: Path, opts: ScoreOptions)
         raise ConfigError("--annotations is only used by --task chair")
     if opts.annotations is not None and questions is not None:
         raise ConfigError("--task chair takes ground truth from --annotations or from --questions, not both")
-    if opts.strict and task not in ("pope", "consistency", "mc"):
-        raise ConfigError(f"--strict has no meaning for --task {task} (pope, consistency and mc only)")
+    if opts.strict and task not in ("pope", "consistency", "mc", "videohallucer"):
+        raise ConfigError(f"--strict has no meaning for --task {task} (pope, consistency, mc and videohallucer only)")
     if opts.mc_random_seed is not None and task != "mc":
         raise ConfigError(f"--mc-random-seed has no meaning for --task {task} (mc only)")
     if opts.ties not in ("wrong", "half"):
@@ -200,6 +210,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"  {name:<28} {iv['estimate']:.4f}  [{iv['low']:.4f}, {iv['high']:.4f}]  (n={iv['n']})")
     if report["task"] in rewardbench.SCORERS:
         lines += rewardbench.summary(report["task"], metrics)
+    if report["task"] == "videohallucer":
+        lines += videohallucer.summary(metrics)
+    if report["task"] == "video_chair":
+        lines += video_summary(metrics)
     for key in ("parser_disagreements", "unparsed", "n_unparsed", "n_other"):
         if key in metrics and report["task"] not in rewardbench.SCORERS:
             lines.append(f"  {key:<28} {metrics[key]}")

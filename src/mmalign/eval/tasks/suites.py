@@ -22,8 +22,14 @@ SUITES: dict[str, Suite] = {
     for s in (
         Suite(
             "shapes",
-            tuple(name for name, spec in TASKS.items() if spec.kind != "rm_bench"),
+            tuple(name for name, spec in TASKS.items() if spec.kind != "rm_bench" and not spec.video),
             "every task on the shapes world (judge and reference tasks when configured)",
+        ),
+        Suite(
+            "video",
+            tuple(name for name, spec in TASKS.items() if spec.video),
+            "the video tasks on a clip set (`mmalign world --video`): VideoHallucer-style pairs, temporal POPE, "
+            "video captions (CHAIR over time, events)",
         ),
         Suite(
             "hallucination",

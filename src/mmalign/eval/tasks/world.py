@@ -16,6 +16,8 @@ split's scenes (``<split>/scenes.jsonl``), deterministically; images they need a
   rate is expected to be near 1: the numbers are measured, not a claim.
 * ``dialogue`` / ``preference``: open questions (describe; count and colours; where things are) with a
   reference answer from the ground truth and the scene's facts as the judge's context.
+* ``video_hallucer``, ``video_pope``, ``video_chair``: built from a clip set's ``<split>/clips.jsonl``
+  (:mod:`.video`).
 * ``reward``: held-out preference pairs, chosen = the clean caption, rejected = the caption with a
   hallucinated object (an absent co-occurring partner when the scene has one, ``absent_partner``, else a
   random absent object, ``absent_object``) or with one object's colour changed (``attribute``).
@@ -33,6 +35,7 @@ from mmalign.data.records import EvalItem, PreferenceRecord, assistant, user_pro
 from mmalign.errors import DataError
 from mmalign.eval.metrics.official import read_jsonl
 from mmalign.eval.tasks.items import TaskInput, read_eval_items
+from mmalign.eval.tasks.video import VIDEO_TASKS, video_items
 from mmalign.objects import shapes
 from mmalign.seeding import text_seed
 from mmalign.world.config import WorldConfig
@@ -248,6 +251,8 @@ def reward_pairs(world_dir: Path, split: str) -> list[PreferenceRecord]:
 def world_input(task: str, world_file: str | None, world_dir: Path, split: str, inputs_dir: Path) -> TaskInput:
     """The shapes-world items of ``task`` (images of derived tasks go to ``inputs_dir/<task>``)."""
     source = f"shapes world {world_dir} ({split})"
+    if task in VIDEO_TASKS:
+        return TaskInput(video_items(task, world_dir, split), world_dir, f"shapes clips {world_dir} ({split})")
     if world_file is not None:
         return TaskInput(world_items(world_dir, split, world_file), world_dir, source)
     if task == "consistency":
