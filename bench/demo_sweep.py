@@ -16,8 +16,9 @@ Each trained model is evaluated on the world's VALIDATION scenes (never the test
 POPE random / popular / adversarial and CHAIR. Its score is the mean of two numbers in [0, 1]: the mean POPE
 accuracy of the three splits, and the captions' object F1 (precision 1 − CHAIR-i, recall). Per method the point
 with the highest score is picked (a tie: the first in grid order). Printed: every point's score and parts, the
-baseline's, and the picks; written: ``--out``/sweep.json (every point) and ``--out``/picks.json, the file
-``configs/demo/sweep.json`` ships (the demo's configs hold the picked values, and a test checks they agree).
+baseline's, and the picks; written: ``--out``/sweep.json (the picks and every point), which the demo ships as
+``configs/demo/sweep.json``: the demo's configs hold the picked values, a test checks they agree, and the demo's
+report says where each value came from (:mod:`mmalign.demo.tuning`).
 Finished points are skipped on a rerun (the demo's step ledger).
 """
 
@@ -107,6 +108,7 @@ def main() -> None:
     from mmalign.demo.pipeline import Pipeline
     from mmalign.demo.settings import BASELINE, DemoSettings, parse_methods
     from mmalign.demo.training import common_budget, method_config
+    from mmalign.files import atomic_path
 
     settings = DemoSettings(
         out=args.out,
@@ -147,16 +149,17 @@ def main() -> None:
         best = max(mine, key=lambda p: p["score"])  # max keeps the first of equal scores
         picks[method.name] = {k: best[k] for k in ("learning_rate", "beta_key", "beta", "score")}
     summary = {
+        "command": "python bench/demo_sweep.py" + (f" --threads {args.threads}" if args.threads else ""),
         "budget": {"steps": steps, "examples_per_step": per_step},
         "val_scenes": s.val_scenes,
         "seed": s.seed,
         "score": "mean of (mean POPE accuracy over random/popular/adversarial) and (caption object F1)",
+        "picks": picks,
         "baseline": baseline,
         "points": points,
     }
-    (layout.out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    picked = {"budget": summary["budget"], "val_scenes": s.val_scenes, "seed": s.seed, "picks": picks}
-    (layout.out / "picks.json").write_text(json.dumps(picked, indent=2) + "\n", encoding="utf-8")
+    with atomic_path(layout.out / "sweep.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
     print(f"  budget: {steps} steps × {per_step} examples; {s.val_scenes} validation scenes; seed {s.seed}")
     print(f"  score = ({summary['score']}); baseline {baseline['score']:.4f}")
@@ -172,7 +175,7 @@ def main() -> None:
             f"{p['method']:<12} {p['learning_rate']:>7g} {beta:>6} {p['score']:>7.4f} {p['pope_accuracy']:>9.4f} "
             f"{p['object_f1']:>7.4f} {p['chair_i']:>8.4f} {p['recall']:>7.4f}{mark}"
         )
-    print("  * picked; picks in " + str(layout.out / "picks.json"))
+    print(f"  * picked; everything in {layout.out / 'sweep.json'} (the demo ships it as configs/demo/sweep.json)")
 
 
 if __name__ == "__main__":

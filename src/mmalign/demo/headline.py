@@ -187,7 +187,7 @@ def headline_lines(results: dict[str, Any]) -> list[str]:
     if failed:
         lines += wrap(f"Warning: the baseline fails {'; '.join(failed)}: the comparison says little.")
     if results["claims"]:
-        lines.append("Against the SFT-on-chosen control (same pairs, same steps; paired intervals):")
+        lines.append("Against the SFT-on-chosen control (same budget of steps × examples; paired intervals):")
         for sentence in results["claims"].values():
             lines += wrap(sentence)
     return lines

@@ -35,6 +35,7 @@ from mmalign.demo.pairs import read_summary
 from mmalign.demo.plots import plot_chair, plot_curves, plot_pope, read_curves
 from mmalign.demo.settings import BASELINE, CONTROL, Method
 from mmalign.demo.training import config_record, training_log
+from mmalign.demo.tuning import read_tuning, tuning_line
 from mmalign.eval.compare import compare_runs
 from mmalign.eval.report import arrow, fmt
 from mmalign.eval.results import read_results
@@ -111,6 +112,7 @@ def build_results(
         "world": {"config": pipe.world_config.to_dict(), "test_scenes": pipe.s.test_scenes},
         "pairs": read_summary(layout),
         "budget": {"steps": budget[0], "pairs_per_step": budget[1]},
+        "tuning": read_tuning(pipe.configs, configs),
         "baseline": {**pipe.baseline_info, "weights_sha256": weights[BASELINE]},
         "methods": {
             m.name: {
@@ -236,7 +238,7 @@ def timing_table(seconds: dict[str, float]) -> Table:
 
 
 def summary_items(results: dict[str, Any], seconds: dict[str, float]) -> list[str]:
-    """The run in four lines: seed and intervals, baseline, pairs and budget, machine and run time."""
+    """The run in five lines: seed and intervals, baseline, pairs and budget, tuning, machine and run time."""
     import platform
 
     settings, budget, pairs = results["settings"], results["budget"], results["pairs"]
@@ -250,6 +252,7 @@ def summary_items(results: dict[str, Any], seconds: dict[str, float]) -> list[st
         f"pairs: {pairs['pairs']} from the first {pairs['scenes']} training scenes ({kinds}); every method "
         f"{budget['steps']} steps × {budget['pairs_per_step']} examples (pairs; for GRPO, scenes with their samples) "
         "from the same baseline",
+        tuning_line(results.get("tuning")),
         f"machine: {platform.machine()} {platform.system()}, Python {platform.python_version()}; run time "
         f"{sum(seconds.values()) / 60:.1f} min (timings depend on what else runs: see below)",
     ]
@@ -265,7 +268,7 @@ def reproduce_commands(results: dict[str, Any]) -> list[str]:
 
 
 CONTROL_NOTE = (
-    "The control fine-tunes the baseline on the chosen responses of the same pairs, for the same steps. "
+    "The control fine-tunes the baseline on the chosen responses of the same pairs, on the same budget. "
     "A method is said to beat it only where the paired 95 % interval of (method − control) excludes 0."
 )
 TIMING_NOTE = (

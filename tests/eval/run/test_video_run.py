@@ -23,9 +23,8 @@ TASKS = {"video_pope": "pope", "video_hallucer": "videohallucer", "video_chair":
 
 
 def test_video_tasks_run_end_to_end_and_eval_score_reproduces_them(cli, models, tmp_path):
-    from mmalign.world.video import generate_video_world
-
     from mmalign.world import WorldConfig
+    from mmalign.world.video import generate_video_world
 
     world = tmp_path / "clips"
     generate_video_world(world, WorldConfig(video=True, train_scenes=2, val_scenes=3, test_scenes=3, image_size=48))
