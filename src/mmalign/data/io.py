@@ -32,6 +32,7 @@ from mmalign.data.limits import (
 from mmalign.data.parse import record_from_dict
 from mmalign.data.records import RECORD_TYPES, ImageBlob, ImageRef, Origin, Record
 from mmalign.data.staging import remove_empty_dirs, staged_files
+from mmalign.data.video_refs import check_record_videos
 from mmalign.errors import ConfigError, DataError
 from mmalign.files import atomic_path
 
@@ -157,6 +158,7 @@ def parse_row(row: Row, *, file: str | Path, kind: str | None = None, checker: I
         record = record_from_dict(data, kind)
         if checker is not None:
             checker.check_record(record)
+            check_record_videos(checker, record)
     except DataError as err:
         rid = row.data.get("id") if isinstance(row.data, dict) else None
         rid = str(rid) if isinstance(rid, str | int) and not isinstance(rid, bool) else None

@@ -63,6 +63,8 @@ logger = logging.getLogger(__name__)
 
 PIXEL_KEYS = ("pixel_values", "image_grid_thw", "pixel_attention_mask")
 """Image inputs this module knows how to split by row (LLaVA, Qwen2-VL / Qwen2.5-VL, Idefics3 / SmolVLM)."""
+VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+"""Video inputs split by row the same way (Qwen2-VL / Qwen2.5-VL native video; the last one per video)."""
 IMAGE_TOKEN_ATTRS = ("image_token_id", "image_token_index", "video_token_id")
 AUTO_MIN_SAVING = 0.25
 """``share_prefix: auto`` shares a batch's prefixes when that leaves out at least this share of the token positions
@@ -130,23 +132,41 @@ def _image_token_ids(config: Any) -> list[int]:
 
 
 def _split_images(batch: Batch, config: Any) -> list[dict[str, Tensor]]:
-    """Each row's slice of the image inputs. Images come in row order (the collator encodes rows in order)."""
+    """Each row's slice of the image and video inputs. Images (and videos) come in row order (the collator encodes
+    rows in order); a Qwen2-VL video (``pixel_values_videos``, ``video_grid_thw``) splits like an image."""
     n = len(batch)
     extras = {k: v for k, v in batch.extras.items() if k not in PER_TOKEN}
     if not extras:
         return [{} for _ in range(n)]
-    unknown = sorted(set(extras) - set(PIXEL_KEYS))
-    if unknown or "pixel_values" not in extras:
+    unknown = sorted(set(extras) - set(PIXEL_KEYS) - set(VIDEO_KEYS))
+    if unknown or not ({"pixel_values", "pixel_values_videos"} & set(extras)):
         raise _Unshareable(f"model inputs {unknown or sorted(extras)} cannot be split by row")
-    pixels = extras["pixel_values"]
-    if pixels.dim() == 5:  # Idefics3: one entry per row (its images' tiles, padded with blank images)
+    pixels = extras.get("pixel_values")
+    if pixels is not None and pixels.dim() == 5:  # Idefics3: one entry per row (its images' tiles, padded)
         if pixels.shape[0] != n:
             raise _Unshareable("pixel_values has a row count different from the batch")
         return [{k: v[i : i + 1] for k, v in extras.items()} for i in range(n)]
-    ids = torch.tensor(_image_token_ids(config), dtype=torch.long, device=batch.input_ids.device)
+    out: list[dict[str, Tensor]] = [{} for _ in range(n)]
+    video_id = getattr(config, "video_token_id", None)
+    image_ids = [i for i in _image_token_ids(config) if i != video_id]
+    for keys, ids in ((PIXEL_KEYS[:2], image_ids), (VIDEO_KEYS, [video_id])):
+        if keys[0] in extras:
+            for row, part in zip(out, _split_modality(batch, config, extras, keys, ids), strict=True):
+                row.update(part)
+    return out
+
+
+def _split_modality(
+    batch: Batch, config: Any, extras: dict[str, Tensor], keys: tuple[str, ...], token_ids: list[Any]
+) -> list[dict[str, Tensor]]:
+    """Per row, its slice of one modality's pixels found by counting its tokens (``keys``: pixels, grid, then
+    inputs with one entry per image or video)."""
+    pixel_key, grid_key, *per_item = keys
+    pixels = extras[pixel_key]
+    ids = torch.tensor([i for i in token_ids if isinstance(i, int)], dtype=torch.long, device=batch.input_ids.device)
     row_tokens = torch.isin(batch.input_ids, ids).sum(-1).tolist()
-    grid = extras.get("image_grid_thw")
-    if grid is not None:  # Qwen2-VL: t*h*w patch rows per image, merged 2x2 (spatial_merge_size) into tokens
+    grid = extras.get(grid_key)
+    if grid is not None:  # Qwen2-VL: t*h*w patch rows per image or video, merged 2x2 (spatial_merge_size) into tokens
         merge = int(config.vision_config.spatial_merge_size) ** 2
         image_rows = grid.prod(-1).tolist()
         image_tokens = [r // merge for r in image_rows]
@@ -154,7 +174,7 @@ def _split_images(batch: Batch, config: Any) -> list[dict[str, Tensor]]:
         image_rows = [1] * pixels.shape[0]
         image_tokens = [sum(row_tokens) // pixels.shape[0]] * pixels.shape[0]
     else:
-        raise _Unshareable(f"pixel_values of shape {tuple(pixels.shape)} cannot be matched to rows")
+        raise _Unshareable(f"{pixel_key} of shape {tuple(pixels.shape)} cannot be matched to rows")
     out, image, offset = [], 0, 0
     for need in row_tokens:
         first_image, first_offset = image, offset
@@ -164,9 +184,10 @@ def _split_images(batch: Batch, config: Any) -> list[dict[str, Tensor]]:
             image += 1
         if need != 0:
             raise _Unshareable("image tokens of a row do not match its images")
-        row = {"pixel_values": pixels[first_offset:offset]}
+        row = {pixel_key: pixels[first_offset:offset]}
         if grid is not None:
-            row["image_grid_thw"] = grid[first_image:image]
+            row[grid_key] = grid[first_image:image]
+        row.update({key: extras[key][first_image:image] for key in per_item if key in extras})
         out.append(row)
     if image != len(image_tokens):
         raise _Unshareable("more images than image tokens")
@@ -222,7 +243,11 @@ def plan_prefixes(model: Any, batch: Batch) -> PrefixPlan:
 def _gather_images(rows: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     keys = rows[0].keys() if rows else ()
     out = {k: torch.cat([r[k] for r in rows]) for k in keys}
-    return out if out and out["pixel_values"].shape[0] > 0 else {}
+    for pixel_key, *others in (PIXEL_KEYS, VIDEO_KEYS):  # a modality no prefix has is left out
+        if pixel_key in out and out[pixel_key].shape[0] == 0:
+            for key in (pixel_key, *others):
+                out.pop(key, None)
+    return out
 
 
 def _rope_index_owner(model: Any) -> Any:
@@ -250,7 +275,9 @@ def _prefix_forward(model: Any, batch: Batch, plan: PrefixPlan) -> tuple[Any, Te
             inputs["input_ids"],
             inputs["mm_token_type_ids"],
             image_grid_thw=inputs.get("image_grid_thw"),
+            video_grid_thw=inputs.get("video_grid_thw"),
             attention_mask=mask,
+            **({"second_per_grid_ts": inputs["second_per_grid_ts"]} if "second_per_grid_ts" in inputs else {}),
         )
         deltas = deltas.reshape(-1)
     else:

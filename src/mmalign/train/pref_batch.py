@@ -135,6 +135,8 @@ class PreferenceCollator:
             "image_root": None if c.image_root is None else str(c.image_root),
             "token_level": self.loss.needs_token_weights,
         }
+        if c.video_overflow != "error":  # only when set, so caches made before videos keep their key
+            out["video_overflow"] = c.video_overflow
         if self.loss.needs_corrupted_image:
             out["corruption"] = {**corruption_options(self.loss), "seed": self.seed}
         return out
