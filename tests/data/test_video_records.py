@@ -182,3 +182,25 @@ def test_jsonl_with_videos_reads_back_and_validates(tmp_path):
     records = list(read_records(path, check_images="none"))
     assert [r.id for r in records] == ["v-1", "v-2", "v-3"]
     assert records[0].videos[0].frames == tuple(frames) and records[0].to_dict()["videos"][1]["path"] == "videos/c0.mp4"
+
+
+def test_in_memory_frames_are_written_as_png_files_and_columnar_files_refuse_videos(tmp_path):
+    from mmalign.data.io import write_records
+
+    frames = tuple(Image.new("RGB", (8, 8), c) for c in COLOURS[:3])
+    record = PreferenceRecord(
+        "m-1",
+        video_prompt(),
+        assistant("It turns green."),
+        assistant("It stays red."),
+        videos=[VideoRef(frames=frames)],
+    )
+    write_records(tmp_path / "out" / "pairs.jsonl", [record])
+    (back,) = read_records(tmp_path / "out" / "pairs.jsonl")  # checked: the frame files exist and decode
+    assert len(back.videos[0].frames) == 3 and all(f.endswith(".png") for f in back.videos[0].frames)
+    loaded = load_video(back.videos[0], tmp_path / "out")
+    assert [f.getpixel((0, 0)) for f in loaded] == COLOURS[:3]  # PNG: lossless, in order
+    with pytest.raises(DataError, match="carry no videos yet") as err:
+        write_records(tmp_path / "out" / "pairs.parquet", [record])
+    assert err.value.field == "videos" and err.value.record_id == "m-1"
+    assert not (tmp_path / "out" / "pairs.parquet").exists()

@@ -20,6 +20,11 @@ A binary-feedback record (thumbs up / down, for KTO and for reward models traine
      "completion": [{"role": "assistant", "content": [{"type": "text", "text": "A red circle."}]}],
      "label": true, "source": "unpair", "meta": {"pair": "w-0001"}}
 
+A record may also carry ``videos`` (``rejected_videos`` for a pair): each a file read with a frame sampling,
+``{"path": "videos/x.mp4", "sampling": {"mode": "uniform", "num_frames": 8}}``, or an ordered frame list,
+``{"frames": ["f/000.png", ...]}``, one per ``{"type": "video"}`` prompt part (see :class:`VideoRef`); written only
+when present, so image-only records keep TRL's layout.
+
 A message's ``content`` may be given as a plain string (TRL accepts both); it is normalised to a list of
 parts. Response text (what spans index into) is the text parts of the response messages, concatenated, with
 messages joined by a newline: see :func:`response_text`.

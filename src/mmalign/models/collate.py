@@ -12,6 +12,10 @@ Truncation never cuts the prompt (images and template stay whole): the response 
 record whose prompt alone does not fit raises a :class:`DataError` or, with ``on_overflow="skip"``, is
 dropped and counted. A preference pair is kept or dropped as a unit.
 
+A video becomes its frames (:mod:`mmalign.models.video_inputs`: images for LLaVA, the native video inputs for
+Qwen2-VL); a prompt too long because of its video is refused like any other, or, with ``video_overflow="thin"``,
+its videos keep fewer whole frames until it fits. No frame's tokens are ever cut.
+
 Memory follows ``max_length``, not the record: before anything is templated or tokenised, a prompt's and a
 response's text are each cut to :attr:`Collator.text_budget` characters, more than ``max_length`` tokens can
 cover (the longest token in the vocabulary, times two for Unicode normalisation, per token). Text within the
