@@ -142,7 +142,7 @@ def test_a_long_video_never_leaves_a_partial_frame(preset, per_frame, step, tiny
     assert batch.input_ids.shape[1] <= max_length and bool((batch.labels != -100).any(-1).all())
 
 
-@pytest.mark.parametrize("preset", ["tiny-llava", "tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+@pytest.mark.parametrize("preset", ["tiny-llava", "tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-idefics3"])
 def test_shared_prefix_equals_the_plain_forward_on_video_pairs(preset, tiny_dir):
     loaded = load(tiny_dir(preset))
     loaded.model.eval()
@@ -154,3 +154,21 @@ def test_shared_prefix_equals_the_plain_forward_on_video_pairs(preset, tiny_dir)
         shared = shared_prefix_logps(loaded.model, batch)
     torch.testing.assert_close(shared.sum, plain.sum, atol=1e-5, rtol=0)
     assert bool(torch.isfinite(plain.sum).all()) and bool((plain.n_tokens > 0).all())
+
+
+@pytest.mark.parametrize("preset", ["tiny-llava", "tiny-qwen2-vl"])
+def test_generation_reads_a_video_evaluation_item(preset, tiny_dir):
+    from mmalign.data.records import EvalItem
+    from mmalign.models.generation import generate
+
+    loaded = load(tiny_dir(preset))
+    items = [
+        EvalItem(f"q-{i}", "video_pope", "Does the clip turn green?", "yes", videos=[VideoRef(frames=clip(4 + 2 * i))])
+        for i in range(2)
+    ]
+    batch = Collator(loaded.processor, mode="generate")(items)
+    assert batch.padding_side == "left" and batch.labels is None
+    video_rows = batch.extras.get("video_grid_thw", batch.extras.get("pixel_values"))
+    assert video_rows is not None and video_rows.shape[0] == (2 if preset == "tiny-qwen2-vl" else 4 + 6)
+    texts = generate(loaded, items, max_new_tokens=3, batch_size=2)
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
