@@ -172,3 +172,16 @@ def test_generation_reads_a_video_evaluation_item(preset, tiny_dir):
     assert video_rows is not None and video_rows.shape[0] == (2 if preset == "tiny-qwen2-vl" else 4 + 6)
     texts = generate(loaded, items, max_new_tokens=3, batch_size=2)
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+
+
+def test_a_video_that_cannot_fit_even_thinned_is_refused_or_skipped(llava):
+    one = Collator(llava.processor)([video_pair(0, 1)])
+    max_length = int(one.prompt_lengths[0])  # one frame fits, but then no response token: nothing can fit
+    with pytest.raises(DataError, match="leaves no room") as err:
+        Collator(llava.processor, max_length=max_length, video_overflow="thin")([video_pair(0, 8)])
+    assert err.value.record_id == "v-0"
+    collator = Collator(llava.processor, max_length=max_length, video_overflow="thin", on_overflow="skip")
+    batch = collator([video_pair(0, 8), video_pair(1, 8, text="Describe.")])  # the shorter prompt fits at 1 frame
+    assert batch.skipped == ["v-0"] and batch.ids == ["v-1", "v-1"]
+    image_id = llava.model.config.image_token_index
+    assert (batch.input_ids == image_id).sum(-1).tolist() == [9, 9]  # one whole frame on each side

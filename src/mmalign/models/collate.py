@@ -45,7 +45,7 @@ from mmalign.models.examples import (
     examples_from,
     open_images,
 )
-from mmalign.models.video_inputs import frame_cap_steps, log_thinned, open_video_frames, resolve_videos
+from mmalign.models.video_inputs import open_video_frames, resolve_videos, thin_to_fit
 
 IGNORE = -100
 PER_TOKEN = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
@@ -226,32 +226,24 @@ class Collator:
         return lengths
 
     def _thin(self, units: list[list[Example]], opened: list[list[Example]], lengths: list[list[int]]) -> bool:
-        """Thin the videos of each unit that does not fit ``max_length`` (``units`` changed in place): the largest
-        per-video frame cap whose prompts all fit, found by encoding the unit alone; whole frames only, spread
-        uniformly (:func:`~mmalign.models.video_inputs.thin_frames`). True if any unit changed. A unit that does not
-        fit even at the smallest cap is left for :meth:`_fits` (an error, or skipped)."""
+        """Thin the videos of each unit that does not fit ``max_length`` (``units`` changed in place; see
+        :func:`~mmalign.models.video_inputs.thin_to_fit`). True if any unit changed. A unit that does not fit even
+        at the smallest frame count is left for :meth:`_fits` (an error, or skipped)."""
         if self.max_length is None:
             return False
-        need = 1 if self.mode == "train" else 0
+        room = self.max_length - (1 if self.mode == "train" else 0)
         changed = False
         for u, unit in enumerate(opened):
-            if all(n + need <= self.max_length for n in lengths[u]) or not any(e.videos for e in unit):
-                continue
-            frames = [f for e in unit for f in e.video_frames or []]
-            longest = max(len(f) for f in frames)
-            caps = [c for c in frame_cap_steps(max(frames, key=len), self.processor) if c < longest]
-            for cap in caps:
-                trial = [resolve_videos(e, self.processor, cap) for e in unit]
-                _, _, prompts, _ = self._encode([trial])
-                if all(len(p["input_ids"]) + need <= self.max_length for p in prompts):
-                    break
-            if not caps:
-                continue
-            dropped = sum(len(f) - min(len(f), cap) for f in frames)
-            self.n_frames_dropped += dropped
-            log_thinned(unit[0].id, cap, longest, dropped)
-            units[u] = trial
-            changed = True
+            if max(lengths[u]) > room and any(e.videos for e in unit):
+
+                def prompt_lengths(trial: list[Example]) -> list[int]:
+                    return [len(p["input_ids"]) for p in self._encode([trial])[2]]
+
+                thinned = thin_to_fit(unit, self.processor, prompt_lengths, room)
+                if thinned is not None:
+                    units[u], dropped = thinned
+                    self.n_frames_dropped += dropped
+                    changed = True
         return changed
 
     # ---------------------------------------------------------------------------------------------- steps

@@ -23,6 +23,7 @@ largest that fits (even, and at least 2, for a temporal patch of 2); the frames 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,33 @@ def frame_cap_steps(frames: list[Any], processor: Any) -> list[int]:
     longest = len(frames)
     top = longest - longest % step if longest >= step else longest
     return list(range(top, step - 1, -step)) or [longest]
+
+
+def thin_to_fit(
+    unit: list[Example], processor: Any, prompt_lengths: Callable[[list[Example]], list[int]], room: int
+) -> tuple[list[Example], int] | None:
+    """``unit`` (a record's opened sequences) resolved with every video cut to the largest frame cap whose prompts
+    all fit ``room`` tokens (``prompt_lengths`` encodes a trial), whole frames spread uniformly (:func:`thin_frames`),
+    and the frames dropped; the smallest cap when none fits; None when no video can lose a frame.
+
+    Fewer frames give a shorter prompt, so the cap is found by binary search over :func:`frame_cap_steps`."""
+    frames = [f for e in unit for f in e.video_frames or []]
+    longest = max((len(f) for f in frames), default=0)
+    caps = [c for c in frame_cap_steps(max(frames, key=len), processor) if c < longest] if frames else []
+    if not caps:
+        return None
+
+    def trial(cap: int) -> list[Example]:
+        return [resolve_videos(e, processor, cap) for e in unit]
+
+    lo, hi = 0, len(caps) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if max(prompt_lengths(trial(caps[mid]))) <= room else (mid + 1, hi)
+    cap = caps[lo]
+    dropped = sum(len(f) - min(len(f), cap) for f in frames)
+    log_thinned(unit[0].id, cap, longest, dropped)
+    return trial(cap), dropped
 
 
 def log_thinned(record_id: str, cap: int, longest: int, dropped: int) -> None:
