@@ -179,6 +179,10 @@ def test_jsonl_with_videos_reads_back_and_validates(tmp_path):
         and "videos[0].path" in report.errors[1]
         and "cannot be decoded" in report.errors[1]
     )
+    from mmalign.data.validate import stats
+
+    summary = stats(path).to_dict()
+    assert summary["videos_per_record"] == {"1": 2, "2": 1} and summary["images_per_record"] == {"0": 3}
     records = list(read_records(path, check_images="none"))
     assert [r.id for r in records] == ["v-1", "v-2", "v-3"]
     assert records[0].videos[0].frames == tuple(frames) and records[0].to_dict()["videos"][1]["path"] == "videos/c0.mp4"
