@@ -1,5 +1,5 @@
-"""Preference training on video pairs (frame lists of solid-colour clips): the precomputed reference equals the
-in-memory one, mDPO's corrupted video, and a two-step ``mmalign train pref`` run through the CLI."""
+"""Training on video records (frame lists of solid-colour clips): the precomputed reference equals the in-memory
+one, mDPO's corrupted video, a two-step ``mmalign train pref`` run through the CLI, and an SFT step."""
 
 from __future__ import annotations
 
@@ -142,3 +142,33 @@ def test_train_pref_runs_two_steps_on_video_pairs(tiny_dir, data, tmp_path, caps
     rows = [r for r in read_metrics(out_dir / "metrics.jsonl") if "loss" in r]
     assert [r["step"] for r in rows] == [1, 2] and rows[0]["loss"] == pytest.approx(0.6931472, abs=1e-5)
     assert "video_overflow=thin" in caplog.text  # 4 frames x 9 tokens do not fit 36 tokens: thinned, and said
+
+
+def test_an_sft_step_on_video_records_trains_the_vision_tower(tiny_dir, data, tmp_path):
+    """SFT shares the collator: one step on Qwen2-VL video records moves the vision tower (the frames reach it
+    through pixel_values_videos) and the language model."""
+    from mmalign.train.sft import SFTConfig
+    from mmalign.train.sft import build_trainer as build_sft
+
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()]
+    sft = data.parent / "sft.jsonl"
+    sft.write_text(
+        "".join(
+            json.dumps({"id": r["id"], "prompt": r["prompt"], "completion": r["chosen"], "videos": r["videos"]}) + "\n"
+            for r in rows
+        ),
+        encoding="utf-8",
+    )
+    settings = {
+        "model": {"path": str(tiny_dir("tiny-qwen2-vl"))},
+        "data": {"train": str(sft)},
+        "train": {"output_dir": str(tmp_path / "sft"), "batch_size": 4, "max_steps": 1, "learning_rate": 1e-3},
+    }
+    config = config_from_dict(SFTConfig, settings, "test")
+    loaded = load(tiny_dir("tiny-qwen2-vl"), **config.model.load_options())
+    before = {n: p.detach().clone() for n, p in loaded.model.named_parameters()}
+    trainer, _ = build_sft(config, loaded, [])
+    trainer.train()
+    changed = {n for n, p in loaded.model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert any(".visual.patch_embed." in n for n in changed)  # the Conv3d that reads frame pairs
+    assert any(".language_model." in n for n in changed)
