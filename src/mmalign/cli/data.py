@@ -163,7 +163,10 @@ def _print_tables(summary: dict[str, Any]) -> None:
             f"{w['max']} / {c['max']}",
         )
     console.print(lengths)
-    for title, counts in (("images per record", summary["images_per_record"]), ("sources", summary["sources"])):
+    tables = [("images per record", summary["images_per_record"]), ("sources", summary["sources"])]
+    if any(k != "0" for k in summary["videos_per_record"]):  # shown only for files with videos
+        tables.insert(1, ("videos per record", summary["videos_per_record"]))
+    for title, counts in tables:
         table = Table(title=title)
         table.add_column(title.split()[0])
         table.add_column("records", justify="right")

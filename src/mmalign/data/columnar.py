@@ -235,6 +235,13 @@ def write_columnar(tmp: Path, fmt: str, records: Iterable[Record], src_root: Pat
         for record in itertools.chain([] if first is None else [first], iterator):
             if record.kind != kind:
                 raise DataError(f"a {record.kind} record in a {kind} file", index=n, record_id=record.id)
+            if any(record.video_lists().values()):  # not silently dropped: the file would not read back
+                raise DataError(
+                    f"{fmt} files carry no videos yet; write records with videos as JSONL",
+                    index=n,
+                    record_id=record.id,
+                    field="videos",
+                )
             try:
                 batch.append(to_columns(record, src_root))
             except DataError as err:

@@ -30,8 +30,9 @@ from mmalign.data.limits import (
     max_line_bytes,
 )
 from mmalign.data.parse import record_from_dict
-from mmalign.data.records import RECORD_TYPES, ImageBlob, ImageRef, Origin, Record
+from mmalign.data.records import RECORD_TYPES, ImageBlob, ImageRef, Origin, Record, VideoRef
 from mmalign.data.staging import remove_empty_dirs, staged_files
+from mmalign.data.video_refs import check_record_videos
 from mmalign.errors import ConfigError, DataError
 from mmalign.files import atomic_path
 
@@ -157,6 +158,7 @@ def parse_row(row: Row, *, file: str | Path, kind: str | None = None, checker: I
         record = record_from_dict(data, kind)
         if checker is not None:
             checker.check_record(record)
+            check_record_videos(checker, record)
     except DataError as err:
         rid = row.data.get("id") if isinstance(row.data, dict) else None
         rid = str(rid) if isinstance(rid, str | int) and not isinstance(rid, bool) else None
@@ -257,9 +259,9 @@ def write_records(
 ) -> int:
     """Write records atomically; the format comes from ``path`` (see :func:`detect_format`). Returns the count.
 
-    JSONL stores image paths relative to ``root`` (default: the file's folder): in-memory images are saved
-    there as PNG files named by content, blobs at their own relative path, and path images are copied from
-    ``src_root`` (default: ``root``) when it differs; the files appear only if every record is written
+    JSONL stores image paths relative to ``root`` (default: the file's folder): in-memory images (and video
+    frames) are saved there as PNG files named by content, blobs at their own relative path, and path images are
+    copied from ``src_root`` (default: ``root``) when it differs; the files appear only if every record is written
     (:func:`mmalign.data.staging.staged_files`). Parquet and ``datasets`` embed the image bytes as
     ``datasets.Image`` values (``load_from_disk`` gives PIL images, ready for TRL) with their relative paths in
     ``image_paths`` / ``rejected_image_paths``, and ``meta`` as a JSON string. ``kind`` fixes the columnar
@@ -345,7 +347,28 @@ def _jsonl_dict(record: Record, root: Path, stage: Path, src_root: Path, same_ro
     row = record.to_dict()
     for key, refs in record.image_lists().items():
         row[key] = [_image_to_file(ref, root, stage, src_root, same_root, f"{key}[{i}]") for i, ref in enumerate(refs)]
+    for key, videos in record.video_lists().items():  # frames as images; a video file copied like one
+        if key in row:
+            row[key] = [
+                _video_to_files(video, root, stage, src_root, same_root, f"{key}[{i}]")
+                for i, video in enumerate(videos)
+            ]
     return row
+
+
+def _video_to_files(video: VideoRef, root: Path, stage: Path, src_root: Path, same_root: bool, field: str) -> dict:
+    if video.frames is None:
+        assert video.path is not None
+        return {
+            **video.to_dict(),
+            "path": _image_to_file(video.path, root, stage, src_root, same_root, f"{field}.path"),
+        }
+    where = f"{field}.frames"
+    return {
+        "frames": [
+            _image_to_file(f, root, stage, src_root, same_root, f"{where}[{j}]") for j, f in enumerate(video.frames)
+        ]
+    }
 
 
 def _image_to_file(ref: ImageRef, root: Path, stage: Path, src_root: Path, same_root: bool, field: str) -> str:

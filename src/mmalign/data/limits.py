@@ -60,3 +60,12 @@ def _limit(env: str, default: int) -> int:
     if limit <= 0:
         raise ConfigError(f"{env} must be a positive number of bytes, got {value!r}")
     return limit
+
+
+DEFAULT_MAX_FRAMES = 256
+"""Most frames one video may bring into a record by default: listed in ``frames`` or sampled from a file (a
+``sampling`` asking for more is refused when the record is read). Each frame is an image, checked against the
+pixel limit like any other."""
+
+DEFAULT_MAX_VIDEO_SECONDS = 3600.0
+"""Longest video file read by default (from the container's header, before any frame is decoded)."""

@@ -9,11 +9,13 @@ counts, non-empty and different responses, spans inside their text, image paths 
 
 from __future__ import annotations
 
+import math
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 from PIL import Image
 
+from mmalign.data.limits import DEFAULT_MAX_FRAMES
 from mmalign.data.records import (
     RECORD_TYPES,
     ROLES,
@@ -24,8 +26,11 @@ from mmalign.data.records import (
     Message,
     PreferenceRecord,
     Record,
+    Sampling,
     SFTRecord,
+    VideoRef,
     count_image_placeholders,
+    count_video_placeholders,
     response_text,
 )
 from mmalign.errors import DataError
@@ -129,14 +134,14 @@ def parse_messages(value: Any, field_name: str, roles: tuple[str, ...] = ROLES) 
             parts = []
             for j, part in enumerate(content):
                 part_where = f"{where}.content[{j}]"
-                if not isinstance(part, dict) or part.get("type") not in ("text", "image"):
-                    raise DataError("a content part must be {'type': 'text'|'image', ...}", field=part_where)
+                if not isinstance(part, dict) or part.get("type") not in ("text", "image", "video"):
+                    raise DataError("a content part must be {'type': 'text'|'image'|'video', ...}", field=part_where)
                 if part["type"] == "text":
                     if not isinstance(part.get("text"), str):
                         raise DataError("a text part needs a string 'text'", field=part_where)
                     parts.append({"type": "text", "text": part["text"]})
                 else:
-                    parts.append({"type": "image"})
+                    parts.append({"type": part["type"]})
         else:
             raise DataError("content must be a string or a list of parts", field=f"{where}.content")
         out.append({"role": role, "content": parts})
@@ -145,8 +150,8 @@ def parse_messages(value: Any, field_name: str, roles: tuple[str, ...] = ROLES) 
 
 def _response(data: dict[str, Any], key: str) -> list[Message]:
     messages = parse_messages(data[key], key, roles=("assistant",))
-    if count_image_placeholders(messages):
-        raise DataError("a response must not contain image placeholders", field=key)
+    if count_image_placeholders(messages) or count_video_placeholders(messages):
+        raise DataError("a response must not contain image or video placeholders", field=key)
     if not response_text(messages).strip():
         raise DataError("empty response", field=key)
     return messages
@@ -187,6 +192,90 @@ def parse_images(value: Any, field_name: str) -> list[ImageRef]:
     return out
 
 
+# ------------------------------------------------------------------------------------------------ videos
+
+SAMPLING_MODES = ("uniform", "fps")
+SAMPLING_KEYS = ("mode", "num_frames", "fps", "max_frames")
+
+
+def parse_sampling(value: Any, field: str, max_frames: int = DEFAULT_MAX_FRAMES) -> Sampling:
+    """A :class:`Sampling` from its dict (missing keys take the defaults: uniform, 8 frames, at most 16)."""
+    if value is None:
+        return Sampling()
+    if not isinstance(value, dict):
+        raise DataError(f"must be an object, got {type(value).__name__}", field=field)
+    unknown = sorted(set(value) - set(SAMPLING_KEYS))
+    if unknown:
+        raise DataError(f"unknown sampling key(s) {unknown} (allowed: {', '.join(SAMPLING_KEYS)})", field=field)
+    mode = value.get("mode", "uniform")
+    if mode not in SAMPLING_MODES:
+        raise DataError(f"mode must be one of {list(SAMPLING_MODES)}, got {mode!r}", field=f"{field}.mode")
+    cap = _positive_int(value.get("max_frames", 16), f"{field}.max_frames")
+    if cap > max_frames:
+        raise DataError(
+            f"max_frames {cap} is over the limit of {max_frames} frames per video", field=f"{field}.max_frames"
+        )
+    num = value.get("num_frames", 8 if mode == "uniform" else None)
+    num = None if num is None else _positive_int(num, f"{field}.num_frames")
+    fps = value.get("fps")
+    if mode == "fps":
+        if isinstance(fps, bool) or not isinstance(fps, int | float) or not math.isfinite(fps) or fps <= 0:
+            raise DataError(f"fps sampling needs a positive 'fps', got {fps!r}", field=f"{field}.fps")
+        fps = float(fps)
+    elif fps is not None:
+        raise DataError("'fps' is only read with mode 'fps'", field=f"{field}.fps")
+    return Sampling(mode=mode, num_frames=num, fps=fps, max_frames=cap)
+
+
+def _positive_int(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DataError(f"must be a positive integer, got {value!r}", field=field)
+    return value
+
+
+def parse_video(value: Any, field: str, max_frames: int = DEFAULT_MAX_FRAMES) -> VideoRef:
+    """One ``videos`` entry (a dict, or an already built :class:`VideoRef`), checked without file access."""
+    if isinstance(value, VideoRef):
+        value = {"frames": list(value.frames)} if value.frames is not None else value.to_dict()
+    if not isinstance(value, dict):
+        raise DataError(
+            f"a video must be {{'path': ..., 'sampling': ...}} or {{'frames': [...]}}, got {type(value).__name__}",
+            field=field,
+        )
+    has_path, has_frames = value.get("path") is not None, value.get("frames") is not None
+    if has_path == has_frames:
+        raise DataError("a video needs exactly one of 'path' (a file) and 'frames' (a frame list)", field=field)
+    if has_frames:
+        unknown = sorted(set(value) - {"frames"})
+        if unknown:
+            raise DataError(f"unknown key(s) {unknown} beside 'frames' (a frame list is not sampled)", field=field)
+        frames = parse_images(value["frames"], f"{field}.frames")
+        if not frames:
+            raise DataError("a frame list must not be empty", field=f"{field}.frames")
+        if len(frames) > max_frames:
+            raise DataError(
+                f"{len(frames)} frames, over the limit of {max_frames} frames per video", field=f"{field}.frames"
+            )
+        return VideoRef(frames=tuple(frames))
+    unknown = sorted(set(value) - {"path", "sampling"})
+    if unknown:
+        raise DataError(f"unknown key(s) {unknown} (allowed: path, sampling)", field=field)
+    path = value["path"]
+    if not isinstance(path, str):
+        raise DataError(f"must be a path string, got {type(path).__name__}", field=f"{field}.path")
+    check_image_path(path, f"{field}.path")
+    return VideoRef(path=path, sampling=parse_sampling(value.get("sampling"), f"{field}.sampling", max_frames))
+
+
+def parse_videos(value: Any, field: str = "videos") -> list[VideoRef]:
+    """A record's ``videos`` (None or absent: no video)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise DataError(f"must be a list of videos, got {type(value).__name__}", field=field)
+    return [parse_video(video, f"{field}[{i}]") for i, video in enumerate(value)]
+
+
 def parse_spans(value: Any, field_name: str, text: str) -> list[tuple[int, int]] | None:
     if value is None:
         return None
@@ -220,6 +309,17 @@ def _check_placeholders(prompt: list[Message], images: list[ImageRef], field_nam
         )
 
 
+def _check_videos(prompt: list[Message], data: dict[str, Any]) -> list[VideoRef]:
+    """The record's ``videos``, as many as the prompt has ``{"type": "video"}`` parts (``<video>``)."""
+    videos = parse_videos(data.get("videos"), "videos")
+    n = count_video_placeholders(prompt)
+    if n != len(videos):
+        raise DataError(
+            f"the prompt has {n} video placeholder(s) but the record has {len(videos)} video(s)", field="videos"
+        )
+    return videos
+
+
 def _parse_preference(data: dict[str, Any]) -> PreferenceRecord:
     _check_keys(data, PreferenceRecord, ("id", "prompt", "chosen", "rejected"))
     rid = _id(data)
@@ -228,6 +328,16 @@ def _parse_preference(data: dict[str, Any]) -> PreferenceRecord:
     rejected = _response(data, "rejected")
     images = parse_images(data.get("images"), "images")
     _check_placeholders(prompt, images)
+    videos = _check_videos(prompt, data)
+    rejected_videos = None
+    if data.get("rejected_videos") is not None:
+        rejected_videos = parse_videos(data["rejected_videos"], "rejected_videos")
+        if len(rejected_videos) != len(videos):
+            raise DataError(
+                f"has {len(rejected_videos)} video(s) but 'videos' has {len(videos)}: "
+                "the rejected side must fill the same placeholders",
+                field="rejected_videos",
+            )
     rejected_images = None
     if data.get("rejected_images") is not None:
         rejected_images = parse_images(data["rejected_images"], "rejected_images")
@@ -238,7 +348,9 @@ def _parse_preference(data: dict[str, Any]) -> PreferenceRecord:
                 field="rejected_images",
             )
     chosen_text, rejected_text = response_text(chosen), response_text(rejected)
-    if chosen_text.strip() == rejected_text.strip() and (rejected_images is None or rejected_images == images):
+    same_images = rejected_images is None or rejected_images == images
+    same_videos = rejected_videos is None or rejected_videos == videos
+    if chosen_text.strip() == rejected_text.strip() and same_images and same_videos:
         raise DataError("chosen is identical to rejected: the pair prefers nothing", field="rejected")
     return PreferenceRecord(
         id=rid,
@@ -251,6 +363,8 @@ def _parse_preference(data: dict[str, Any]) -> PreferenceRecord:
         rejected_spans=parse_spans(data.get("rejected_spans"), "rejected_spans", rejected_text),
         source=_str(data, "source", ""),
         meta=_meta(data),
+        videos=videos,
+        rejected_videos=rejected_videos,
     )
 
 
@@ -266,6 +380,7 @@ def _parse_sft(data: dict[str, Any]) -> SFTRecord:
         images=images,
         source=_str(data, "source", ""),
         meta=_meta(data),
+        videos=_check_videos(prompt, data),
     )
 
 
@@ -287,6 +402,7 @@ def _parse_feedback(data: dict[str, Any]) -> FeedbackRecord:
         images=images,
         source=_str(data, "source", ""),
         meta=_meta(data),
+        videos=_check_videos(prompt, data),
     )
 
 
@@ -306,6 +422,7 @@ def _parse_eval(data: dict[str, Any]) -> EvalItem:
         objects=_str_list(data, "objects"),
         choices=choices,
         meta=_meta(data),
+        videos=parse_videos(data.get("videos"), "videos"),
     )
 
 

@@ -20,6 +20,11 @@ A binary-feedback record (thumbs up / down, for KTO and for reward models traine
      "completion": [{"role": "assistant", "content": [{"type": "text", "text": "A red circle."}]}],
      "label": true, "source": "unpair", "meta": {"pair": "w-0001"}}
 
+A record may also carry ``videos`` (``rejected_videos`` for a pair): each a file read with a frame sampling,
+``{"path": "videos/x.mp4", "sampling": {"mode": "uniform", "num_frames": 8}}``, or an ordered frame list,
+``{"frames": ["f/000.png", ...]}``, one per ``{"type": "video"}`` prompt part (see :class:`VideoRef`); written only
+when present, so image-only records keep TRL's layout.
+
 A message's ``content`` may be given as a plain string (TRL accepts both); it is normalised to a list of
 parts. Response text (what spans index into) is the text parts of the response messages, concatenated, with
 messages joined by a newline: see :func:`response_text`.
@@ -89,6 +94,42 @@ class ImageBlob:
 ImageRef = str | Image.Image | ImageBlob
 """An image: a path relative to the data root (files on disk), a PIL image (in memory) or an encoded blob."""
 
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames of a video file are read: ``uniform`` (``num_frames`` spread evenly over the clip) or ``fps``
+    (``fps`` frames per second of video), never more than ``max_frames``."""
+
+    mode: str = "uniform"
+    num_frames: int | None = 8
+    fps: float | None = None
+    max_frames: int = 16
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mode": self.mode, "max_frames": self.max_frames}
+        if self.num_frames is not None:
+            out["num_frames"] = self.num_frames
+        if self.fps is not None:
+            out["fps"] = self.fps
+        return out
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    """A video in a record: a file read with ``sampling`` (``{"path": ..., "sampling": {...}}``) or an ordered
+    list of frames (``{"frames": [...]}``), each frame an :data:`ImageRef`. Exactly one of the two is set.
+    Parsing and checks: :mod:`mmalign.data.video_refs`."""
+
+    path: str | None = None
+    frames: tuple[ImageRef, ...] | None = None
+    sampling: Sampling | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.frames is not None:
+            return {"frames": list(self.frames)}
+        return {"path": self.path, "sampling": (self.sampling or Sampling()).to_dict()}
+
+
 Message = dict[str, Any]
 """A chat message: ``{"role": "user" | "assistant" | "system", "content": [part, ...]}``."""
 
@@ -117,6 +158,20 @@ def assistant(text: str) -> list[Message]:
 
 def count_image_placeholders(messages: list[Message]) -> int:
     return sum(1 for m in messages for part in m["content"] if part.get("type") == "image")
+
+
+def count_video_placeholders(messages: list[Message]) -> int:
+    """``{"type": "video"}`` parts: where each of a record's ``videos`` goes (the ``<video>`` placeholder)."""
+    return sum(1 for m in messages for part in m["content"] if part.get("type") == "video")
+
+
+def _videos_out(out: dict[str, Any], **lists: list[VideoRef] | None) -> dict[str, Any]:
+    """``out`` with each video list that is set (written only when present, so image-only records keep TRL's
+    exact layout)."""
+    for key, videos in lists.items():
+        if videos:
+            out[key] = [video.to_dict() for video in videos]
+    return out
 
 
 def message_text(message: Message) -> str:
@@ -158,6 +213,11 @@ class PreferenceRecord:
     """How the pair was made (builder or importer name)."""
     meta: dict[str, Any] = field(default_factory=dict)
     """Anything else: builder options, seeds, ground truth, scores. Must be JSON-serialisable."""
+    videos: list[VideoRef] = field(default_factory=list)
+    """Videos, one per ``{"type": "video"}`` prompt part (see :class:`VideoRef`)."""
+    rejected_videos: list[VideoRef] | None = None
+    """Videos for the rejected side (same count as ``videos``: shuffled or dropped frames, mDPO-style); None when
+    both sides see ``videos``."""
     origin: Origin | None = field(default=None, compare=False, repr=False)
     """Where the record was read from (set by the readers); not part of its content."""
 
@@ -173,6 +233,8 @@ class PreferenceRecord:
         "rejected_spans",
         "source",
         "meta",
+        "videos",
+        "rejected_videos",
     )
 
     @property
@@ -189,6 +251,12 @@ class PreferenceRecord:
             out["rejected_images"] = self.rejected_images
         return out
 
+    def video_lists(self) -> dict[str, list[VideoRef]]:
+        out = {"videos": self.videos}
+        if self.rejected_videos is not None:
+            out["rejected_videos"] = self.rejected_videos
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -201,7 +269,7 @@ class PreferenceRecord:
             "rejected_spans": _spans_out(self.rejected_spans),
             "source": self.source,
             "meta": self.meta,
-        }
+        } | _videos_out({}, videos=self.videos, rejected_videos=self.rejected_videos)
 
 
 @dataclass
@@ -214,11 +282,13 @@ class SFTRecord:
     images: list[ImageRef] = field(default_factory=list)
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    videos: list[VideoRef] = field(default_factory=list)
+    """Videos, one per ``{"type": "video"}`` prompt part (see :class:`VideoRef`)."""
     origin: Origin | None = field(default=None, compare=False, repr=False)
     """Where the record was read from (set by the readers); not part of its content."""
 
     kind: ClassVar[str] = "sft"
-    fields: ClassVar[tuple[str, ...]] = ("id", "images", "prompt", "completion", "source", "meta")
+    fields: ClassVar[tuple[str, ...]] = ("id", "images", "prompt", "completion", "source", "meta", "videos")
 
     @property
     def completion_text(self) -> str:
@@ -226,6 +296,9 @@ class SFTRecord:
 
     def image_lists(self) -> dict[str, list[ImageRef]]:
         return {"images": self.images}
+
+    def video_lists(self) -> dict[str, list[VideoRef]]:
+        return {"videos": self.videos}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -235,7 +308,7 @@ class SFTRecord:
             "completion": self.completion,
             "source": self.source,
             "meta": self.meta,
-        }
+        } | _videos_out({}, videos=self.videos)
 
 
 @dataclass
@@ -251,11 +324,22 @@ class FeedbackRecord:
     images: list[ImageRef] = field(default_factory=list)
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    videos: list[VideoRef] = field(default_factory=list)
+    """Videos, one per ``{"type": "video"}`` prompt part (see :class:`VideoRef`)."""
     origin: Origin | None = field(default=None, compare=False, repr=False)
     """Where the record was read from (set by the readers); not part of its content."""
 
     kind: ClassVar[str] = "feedback"
-    fields: ClassVar[tuple[str, ...]] = ("id", "images", "prompt", "completion", "label", "source", "meta")
+    fields: ClassVar[tuple[str, ...]] = (
+        "id",
+        "images",
+        "prompt",
+        "completion",
+        "label",
+        "source",
+        "meta",
+        "videos",
+    )
 
     @property
     def completion_text(self) -> str:
@@ -263,6 +347,9 @@ class FeedbackRecord:
 
     def image_lists(self) -> dict[str, list[ImageRef]]:
         return {"images": self.images}
+
+    def video_lists(self) -> dict[str, list[VideoRef]]:
+        return {"videos": self.videos}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -273,7 +360,7 @@ class FeedbackRecord:
             "label": self.label,
             "source": self.source,
             "meta": self.meta,
-        }
+        } | _videos_out({}, videos=self.videos)
 
 
 @dataclass
@@ -292,6 +379,8 @@ class EvalItem:
     choices: list[str] | None = None
     """Options of a multiple-choice question, in order (A, B, C, ...); None otherwise."""
     meta: dict[str, Any] = field(default_factory=dict)
+    videos: list[VideoRef] = field(default_factory=list)
+    """Videos, one per ``{"type": "video"}`` prompt part (see :class:`VideoRef`)."""
     origin: Origin | None = field(default=None, compare=False, repr=False)
     """Where the record was read from (set by the readers); not part of its content."""
 
@@ -305,10 +394,14 @@ class EvalItem:
         "objects",
         "choices",
         "meta",
+        "videos",
     )
 
     def image_lists(self) -> dict[str, list[ImageRef]]:
         return {"images": self.images}
+
+    def video_lists(self) -> dict[str, list[VideoRef]]:
+        return {"videos": self.videos}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -320,7 +413,7 @@ class EvalItem:
             "objects": list(self.objects),
             "choices": None if self.choices is None else list(self.choices),
             "meta": self.meta,
-        }
+        } | _videos_out({}, videos=self.videos)
 
 
 Record = PreferenceRecord | FeedbackRecord | SFTRecord | EvalItem

@@ -221,6 +221,7 @@ class DataStats:
     """Per text field (prompt, chosen, rejected, completion, question, answer): length in characters."""
     words: dict[str, Counter[int]] = field(default_factory=dict)
     images_per_record: Counter[int] = field(default_factory=Counter)
+    videos_per_record: Counter[int] = field(default_factory=Counter)
     sources: Counter[str] = field(default_factory=Counter)
     """Preference and SFT records by ``source``; evaluation items by ``task``."""
     image_side_pairs: int = 0
@@ -233,6 +234,7 @@ class DataStats:
     def add(self, record: Record) -> None:
         self.kinds[record.kind] += 1
         self.images_per_record[len(record.images)] += 1
+        self.videos_per_record[len(record.videos)] += 1
         for name, text in _texts(record).items():
             self.chars.setdefault(name, Counter())[len(text)] += 1
             self.words.setdefault(name, Counter())[len(text.split())] += 1
@@ -258,6 +260,7 @@ class DataStats:
                 for name in self.chars
             },
             "images_per_record": {str(k): v for k, v in sorted(self.images_per_record.items())},
+            "videos_per_record": {str(k): v for k, v in sorted(self.videos_per_record.items())},
             "sources": dict(self.sources.most_common()),
             "image_side_pairs": self.image_side_pairs,
             "pairs_with_spans": self.pairs_with_spans,

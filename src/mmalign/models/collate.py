@@ -12,6 +12,10 @@ Truncation never cuts the prompt (images and template stay whole): the response 
 record whose prompt alone does not fit raises a :class:`DataError` or, with ``on_overflow="skip"``, is
 dropped and counted. A preference pair is kept or dropped as a unit.
 
+A video becomes its frames (:mod:`mmalign.models.video_inputs`: images for LLaVA, the native video inputs for
+Qwen2-VL); a prompt too long because of its video is refused like any other, or, with ``video_overflow="thin"``,
+its videos keep fewer whole frames until it fits. No frame's tokens are ever cut.
+
 Memory follows ``max_length``, not the record: before anything is templated or tokenised, a prompt's and a
 response's text are each cut to :attr:`Collator.text_budget` characters, more than ``max_length`` tokens can
 cover (the longest token in the vocabulary, times two for Unicode normalisation, per token). Text within the
@@ -41,6 +45,7 @@ from mmalign.models.examples import (
     examples_from,
     open_images,
 )
+from mmalign.models.video_inputs import open_video_frames, resolve_videos, thin_to_fit
 
 IGNORE = -100
 PER_TOKEN = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
@@ -123,6 +128,12 @@ class Collator:
     """Records skipped so far by this collator (``on_overflow="skip"``)."""
     overflow_hint: str = "raise max_length or use on_overflow='skip'"
     """What the error of a record that does not fit tells the user to do (evaluation names its own flag)."""
+    video_overflow: Literal["error", "thin"] = "error"
+    """A record whose video(s) do not fit ``max_length``: error (as any prompt too long: see ``on_overflow``) or
+    thin (keep fewer whole frames, spread uniformly, until it fits; logged and counted in ``n_frames_dropped``).
+    A frame's tokens are never cut either way."""
+    n_frames_dropped: int = 0
+    """Video frames left out so far by ``video_overflow="thin"`` (per sequence: a pair's two sides both count)."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("train", "generate"):
@@ -131,6 +142,8 @@ class Collator:
             raise ConfigError(f"on_overflow must be 'error' or 'skip', got {self.on_overflow!r}")
         if self.max_length is not None and self.max_length < 2:
             raise ConfigError(f"max_length must be at least 2, got {self.max_length}")
+        if self.video_overflow not in ("error", "thin"):
+            raise ConfigError(f"video_overflow must be 'error' or 'thin', got {self.video_overflow!r}")
 
     @property
     def tokenizer(self) -> Any:
@@ -168,10 +181,13 @@ class Collator:
                 self._check(example)
         units, cut = self._clip(units)
         is_pair = self.mode == "train" and bool(units) and all(pairs)
+        opened = [[open_video_frames(e, self.image_root, self.max_image_pixels) for e in unit] for unit in units]
+        units = [[resolve_videos(e, self.processor) for e in unit] for unit in opened]
         rows, texts, prompts, pixels = self._encode(units)
-        lengths: list[list[int]] = [[] for _ in units]
-        for (u, _), prompt in zip(rows, prompts, strict=True):
-            lengths[u].append(len(prompt["input_ids"]))
+        lengths = self._lengths(units, rows, prompts)
+        if self.video_overflow == "thin" and self._thin(units, opened, lengths):
+            rows, texts, prompts, pixels = self._encode(units)
+            lengths = self._lengths(units, rows, prompts)
         fits = [self._fits(unit, n, c) for unit, n, c in zip(units, lengths, cut, strict=True)]
         skipped = [unit[0].id for unit, ok in zip(units, fits, strict=True) if not ok]
         if skipped:  # rare: encode the rest again, so the pixel inputs hold only the kept records' images
@@ -200,15 +216,46 @@ class Collator:
         prompts, pixels = self._encode_prompts(examples, [t[0] for t in texts]) if examples else ([], {})
         return rows, texts, prompts, pixels
 
+    @staticmethod
+    def _lengths(
+        units: list[list[Example]], rows: list[tuple[int, int]], prompts: list[dict[str, list[int]]]
+    ) -> list[list[int]]:
+        lengths: list[list[int]] = [[] for _ in units]
+        for (u, _), prompt in zip(rows, prompts, strict=True):
+            lengths[u].append(len(prompt["input_ids"]))
+        return lengths
+
+    def _thin(self, units: list[list[Example]], opened: list[list[Example]], lengths: list[list[int]]) -> bool:
+        """Thin the videos of each unit that does not fit ``max_length`` (``units`` changed in place; see
+        :func:`~mmalign.models.video_inputs.thin_to_fit`). True if any unit changed. A unit that does not fit even
+        at the smallest frame count is left for :meth:`_fits` (an error, or skipped)."""
+        if self.max_length is None:
+            return False
+        room = self.max_length - (1 if self.mode == "train" else 0)
+        changed = False
+        for u, unit in enumerate(opened):
+            if max(lengths[u]) > room and any(e.videos for e in unit):
+
+                def prompt_lengths(trial: list[Example]) -> list[int]:
+                    return [len(p["input_ids"]) for p in self._encode([trial])[2]]
+
+                thinned = thin_to_fit(unit, self.processor, prompt_lengths, room)
+                if thinned is not None:
+                    units[u], dropped = thinned
+                    self.n_frames_dropped += dropped
+                    changed = True
+        return changed
+
     # ---------------------------------------------------------------------------------------------- steps
 
     def _check(self, example: Example) -> None:
         check_placeholders(example)
-        if example.images and not self.multimodal:
+        if (example.images or example.videos) and not self.multimodal:
+            what = f"{len(example.images)} image(s)" if example.images else f"{len(example.videos)} video(s)"
             raise DataError(
-                f"the model is text-only but the record has {len(example.images)} image(s)",
+                f"the model is text-only but the record has {what}",
                 record_id=example.id,
-                field=example.images_field,
+                field=example.images_field if example.images else example.videos_field,
             )
         if self.mode == "train" and example.response is None:
             raise DataError("nothing to train on: the record has no response", record_id=example.id)
@@ -245,7 +292,10 @@ class Collator:
     ) -> tuple[list[dict[str, list[int]]], dict[str, Tensor]]:
         """Per example, its prompt's per-token inputs (unpadded lists); and the batch's pixel inputs."""
         images = [img for e in examples for img in open_images(e, self.image_root, self.max_image_pixels)]
+        videos = [video for e in examples for video in e.video_frames or []]  # native video (Qwen2-VL)
         kwargs: dict[str, Any] = {"padding": True, "return_tensors": "pt", "add_special_tokens": False}
+        if videos:
+            kwargs["videos"] = videos
         try:
             if self.multimodal:
                 encoded = self.processor(text=texts, images=images or None, padding_side="right", **kwargs)

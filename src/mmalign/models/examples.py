@@ -27,8 +27,10 @@ from mmalign.data.records import (
     PreferenceRecord,
     Record,
     SFTRecord,
+    VideoRef,
     assistant,
     count_image_placeholders,
+    count_video_placeholders,
     user_prompt,
 )
 from mmalign.errors import DataError
@@ -47,6 +49,12 @@ class Example:
     """Which record field the images came from (named in errors)."""
     origin: Origin | None = None
     """Where the record was read from (file and line, named in errors)."""
+    videos: list[VideoRef] = field(default_factory=list)
+    """Videos, one per ``{"type": "video"}`` prompt part."""
+    videos_field: str = "videos"
+    """Which record field the videos came from (named in errors)."""
+    video_frames: list[list[Image.Image]] | None = None
+    """The videos' frames once opened (native-video processors get them as ``videos=``); None before."""
 
 
 Input = Example | Record | dict[str, Any]
@@ -65,7 +73,8 @@ def eval_example(item: EvalItem) -> Example:
     """An evaluation item as a prompt: one user turn, the images first, then the question."""
     response = assistant(item.answer) if item.answer.strip() else None
     prompt = user_prompt(item.question, len(item.images))
-    return Example(item.id, prompt, list(item.images), response, origin=item.origin)
+    prompt[0]["content"][:0] = [{"type": "video"} for _ in item.videos]
+    return Example(item.id, prompt, list(item.images), response, origin=item.origin, videos=list(item.videos))
 
 
 def examples_from(record: Example | Record) -> list[Example]:
@@ -75,12 +84,17 @@ def examples_from(record: Example | Record) -> list[Example]:
     if isinstance(record, PreferenceRecord):
         rejected_images = record.images if record.rejected_images is None else record.rejected_images
         field_name = "images" if record.rejected_images is None else "rejected_images"
+        rejected_videos = record.videos if record.rejected_videos is None else record.rejected_videos
+        videos_field = "videos" if record.rejected_videos is None else "rejected_videos"
+        chosen = Example(record.id, record.prompt, list(record.images), record.chosen, origin=record.origin)
+        rejected = Example(record.id, record.prompt, list(rejected_images), record.rejected, field_name, record.origin)
         return [
-            Example(record.id, record.prompt, list(record.images), record.chosen, origin=record.origin),
-            Example(record.id, record.prompt, list(rejected_images), record.rejected, field_name, record.origin),
+            replace(chosen, videos=list(record.videos)),
+            replace(rejected, videos=list(rejected_videos), videos_field=videos_field),
         ]
     if isinstance(record, SFTRecord | FeedbackRecord):
-        return [Example(record.id, record.prompt, list(record.images), record.completion, origin=record.origin)]
+        example = Example(record.id, record.prompt, list(record.images), record.completion, origin=record.origin)
+        return [replace(example, videos=list(record.videos))]
     return [eval_example(record)]
 
 
@@ -91,6 +105,13 @@ def check_placeholders(example: Example) -> None:
             f"the prompt has {n} image placeholder(s) but {len(example.images)} image(s) were given",
             record_id=example.id,
             field=example.images_field,
+        )
+    n = count_video_placeholders(example.prompt)
+    if n != len(example.videos):
+        raise DataError(
+            f"the prompt has {n} video placeholder(s) but {len(example.videos)} video(s) were given",
+            record_id=example.id,
+            field=example.videos_field,
         )
 
 

@@ -58,12 +58,10 @@ from mmalign.models.logps import (
     unwrap_model,
     weights_sharded,
 )
+from mmalign.models.pixel_rows import Unshareable, gather_images, image_token_ids, same_images, split_images
 
 logger = logging.getLogger(__name__)
 
-PIXEL_KEYS = ("pixel_values", "image_grid_thw", "pixel_attention_mask")
-"""Image inputs this module knows how to split by row (LLaVA, Qwen2-VL / Qwen2.5-VL, Idefics3 / SmolVLM)."""
-IMAGE_TOKEN_ATTRS = ("image_token_id", "image_token_index", "video_token_id")
 AUTO_MIN_SAVING = 0.25
 """``share_prefix: auto`` shares a batch's prefixes when that leaves out at least this share of the token positions
 (:func:`prefix_saving`); below it the concatenated forward is faster. Measured by ``bench/prefix_breakeven.py``."""
@@ -86,10 +84,6 @@ class PrefixPlan:
     @property
     def n_prefixes(self) -> int:
         return len(self.representatives)
-
-
-class _Unshareable(Exception):
-    """The batch or the model does not allow the shared path; the message says why."""
 
 
 def _gradient_checkpointing(model: Any) -> bool:
@@ -124,59 +118,6 @@ def _model_problem(base: Any) -> str | None:
     return None
 
 
-def _image_token_ids(config: Any) -> list[int]:
-    ids = {getattr(config, name, None) for name in IMAGE_TOKEN_ATTRS}
-    return sorted(i for i in ids if isinstance(i, int))
-
-
-def _split_images(batch: Batch, config: Any) -> list[dict[str, Tensor]]:
-    """Each row's slice of the image inputs. Images come in row order (the collator encodes rows in order)."""
-    n = len(batch)
-    extras = {k: v for k, v in batch.extras.items() if k not in PER_TOKEN}
-    if not extras:
-        return [{} for _ in range(n)]
-    unknown = sorted(set(extras) - set(PIXEL_KEYS))
-    if unknown or "pixel_values" not in extras:
-        raise _Unshareable(f"model inputs {unknown or sorted(extras)} cannot be split by row")
-    pixels = extras["pixel_values"]
-    if pixels.dim() == 5:  # Idefics3: one entry per row (its images' tiles, padded with blank images)
-        if pixels.shape[0] != n:
-            raise _Unshareable("pixel_values has a row count different from the batch")
-        return [{k: v[i : i + 1] for k, v in extras.items()} for i in range(n)]
-    ids = torch.tensor(_image_token_ids(config), dtype=torch.long, device=batch.input_ids.device)
-    row_tokens = torch.isin(batch.input_ids, ids).sum(-1).tolist()
-    grid = extras.get("image_grid_thw")
-    if grid is not None:  # Qwen2-VL: t*h*w patch rows per image, merged 2x2 (spatial_merge_size) into tokens
-        merge = int(config.vision_config.spatial_merge_size) ** 2
-        image_rows = grid.prod(-1).tolist()
-        image_tokens = [r // merge for r in image_rows]
-    elif pixels.dim() == 4 and pixels.shape[0] > 0 and sum(row_tokens) % pixels.shape[0] == 0:  # LLaVA
-        image_rows = [1] * pixels.shape[0]
-        image_tokens = [sum(row_tokens) // pixels.shape[0]] * pixels.shape[0]
-    else:
-        raise _Unshareable(f"pixel_values of shape {tuple(pixels.shape)} cannot be matched to rows")
-    out, image, offset = [], 0, 0
-    for need in row_tokens:
-        first_image, first_offset = image, offset
-        while need > 0 and image < len(image_tokens):
-            need -= image_tokens[image]
-            offset += image_rows[image]
-            image += 1
-        if need != 0:
-            raise _Unshareable("image tokens of a row do not match its images")
-        row = {"pixel_values": pixels[first_offset:offset]}
-        if grid is not None:
-            row["image_grid_thw"] = grid[first_image:image]
-        out.append(row)
-    if image != len(image_tokens):
-        raise _Unshareable("more images than image tokens")
-    return out
-
-
-def _same_images(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
-    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
-
-
 def plan_prefixes(model: Any, batch: Batch) -> PrefixPlan:
     """Group the rows of ``batch`` by identical prompt tokens and images (exact comparison, no hashing)."""
     if len(batch) == 0:
@@ -187,24 +128,24 @@ def plan_prefixes(model: Any, batch: Batch) -> PrefixPlan:
     try:
         problem = _model_problem(base)
         if problem:
-            raise _Unshareable(problem)
+            raise Unshareable(problem)
         lengths = batch.prompt_lengths.tolist()
         if min(lengths) < 2:
-            raise _Unshareable("a prompt of fewer than 2 tokens")
-        ids = torch.tensor(_image_token_ids(base.config), dtype=torch.long, device=batch.input_ids.device)
+            raise Unshareable("a prompt of fewer than 2 tokens")
+        ids = torch.tensor(image_token_ids(base.config), dtype=torch.long, device=batch.input_ids.device)
         columns = torch.arange(batch.input_ids.shape[1], device=ids.device).unsqueeze(0)
         after = columns >= batch.prompt_lengths.to(ids.device).unsqueeze(-1) - 1
         if bool((torch.isin(batch.input_ids, ids) & after).any()):
-            raise _Unshareable("an image token at the last prompt position or in a response")
-        row_images = _split_images(batch, base.config)
-    except _Unshareable as why:
+            raise Unshareable("an image token at the last prompt position or in a response")
+        row_images = split_images(batch, base.config)
+    except Unshareable as why:
         return PrefixPlan(reason=str(why))
     plan = PrefixPlan(row_images=row_images)
     seen: dict[tuple[int, ...], list[int]] = {}  # prompt tokens -> prefixes with those tokens
     for row, length in enumerate(lengths):
         key = tuple(batch.input_ids[row, :length].tolist())
         found = next(
-            (u for u in seen.get(key, []) if _same_images(row_images[plan.representatives[u]], row_images[row])), None
+            (u for u in seen.get(key, []) if same_images(row_images[plan.representatives[u]], row_images[row])), None
         )
         if found is None:
             found = len(plan.representatives)
@@ -217,12 +158,6 @@ def plan_prefixes(model: Any, batch: Batch) -> PrefixPlan:
 
 
 # ------------------------------------------------------------------------------------------------ forward
-
-
-def _gather_images(rows: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-    keys = rows[0].keys() if rows else ()
-    out = {k: torch.cat([r[k] for r in rows]) for k in keys}
-    return out if out and out["pixel_values"].shape[0] > 0 else {}
 
 
 def _rope_index_owner(model: Any) -> Any:
@@ -240,7 +175,7 @@ def _prefix_forward(model: Any, batch: Batch, plan: PrefixPlan) -> tuple[Any, Te
         "input_ids": batch.input_ids[reps, :width],
         "attention_mask": mask,
         **{k: v[reps, :width] * mask for k, v in batch.extras.items() if k in PER_TOKEN},
-        **_gather_images([plan.row_images[r] for r in plan.representatives]),
+        **gather_images([plan.row_images[r] for r in plan.representatives]),
     }
     owner = _rope_index_owner(model)
     if owner is not None:
@@ -250,7 +185,9 @@ def _prefix_forward(model: Any, batch: Batch, plan: PrefixPlan) -> tuple[Any, Te
             inputs["input_ids"],
             inputs["mm_token_type_ids"],
             image_grid_thw=inputs.get("image_grid_thw"),
+            video_grid_thw=inputs.get("video_grid_thw"),
             attention_mask=mask,
+            **({"second_per_grid_ts": inputs["second_per_grid_ts"]} if "second_per_grid_ts" in inputs else {}),
         )
         deltas = deltas.reshape(-1)
     else:

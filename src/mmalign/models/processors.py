@@ -5,7 +5,9 @@ in ``transformers`` needs ``torchvision``, whose CPU build is not installable be
 Images alone need no ``torchvision`` (their image processors have a PIL backend), so on such a machine the
 same processor is built without its video half: the image-token expansion, ``image_grid_thw`` and
 ``mm_token_type_ids`` are exactly the upstream ones (the classes below only drop ``video_processor`` from
-``__init__``). Saved directories keep the upstream layout (``processor_class: Qwen2VLProcessor``).
+``__init__``) and videos come from :class:`mmalign.models.video_inputs.FrameVideoProcessor`, which makes
+``pixel_values_videos`` and ``video_grid_thw`` from the image processor's patches. Saved directories keep the
+upstream layout (``processor_class: Qwen2VLProcessor``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ def _image_only(base: type) -> type:
 
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
-    return type(f"{base.__name__}ImageOnly", (base,), {"__init__": __init__, "__module__": __name__})
+    def video_processor(self: Any) -> Any:
+        """Videos from the image processor (no ``torchvision``): see :class:`FrameVideoProcessor`."""
+        from mmalign.models.video_inputs import FrameVideoProcessor
+
+        return FrameVideoProcessor(self.image_processor)
+
+    namespace = {"__init__": __init__, "__module__": __name__, "video_processor": property(video_processor)}
+    return type(f"{base.__name__}ImageOnly", (base,), namespace)
 
 
 _IMAGE_ONLY_BASES = {"Qwen2VLProcessor": "Qwen2VLProcessor", "Qwen2_5_VLProcessor": "Qwen2_5_VLProcessor"}

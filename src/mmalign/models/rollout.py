@@ -42,9 +42,8 @@ from mmalign.models.examples import Input, as_record, examples_from
 from mmalign.models.generation import decode_response, eos_token_ids
 from mmalign.models.loading import LoadedModel
 from mmalign.models.logps import model_device_dtype, unwrap_model
+from mmalign.models.pixel_rows import gather_images, image_token_ids
 from mmalign.models.prefix import (
-    _gather_images,
-    _image_token_ids,
     _prefix_forward,
     _repeat_cache,
     _rope_index_owner,
@@ -120,7 +119,7 @@ class Rollouts:
             for k, v in prompts.extras.items()
             if k in PER_TOKEN
         }
-        extras.update(_gather_images([self.row_images[int(r)] for r in rows]))
+        extras.update(gather_images([self.row_images[int(r)] for r in rows]))
         return Batch(
             input_ids=input_ids,
             attention_mask=(in_prompt | in_completion).long(),
@@ -213,7 +212,7 @@ def sample_groups(
     pad = int(eos[0]) if pad is None else int(pad)
     generator = torch.Generator(device=device).manual_seed(seed)
     warpers = _warpers(options) if options.do_sample else []
-    banned = torch.tensor(_image_token_ids(base.config), dtype=torch.long, device=device)
+    banned = torch.tensor(image_token_ids(base.config), dtype=torch.long, device=device)
     was_training = model.training
     model.eval()
     try:

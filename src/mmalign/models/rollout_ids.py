@@ -26,7 +26,8 @@ from mmalign.models.examples import Input
 from mmalign.models.generation import eos_token_ids
 from mmalign.models.loading import LoadedModel
 from mmalign.models.logps import unwrap_model
-from mmalign.models.prefix import _image_token_ids, plan_prefixes
+from mmalign.models.pixel_rows import image_token_ids
+from mmalign.models.prefix import plan_prefixes
 from mmalign.models.rollout import Rollouts, prompt_batch
 
 
@@ -84,7 +85,7 @@ def rollouts_from_ids(
     eos = eos_token_ids(loaded)
     pad = loaded.tokenizer.pad_token_id
     pad = eos[0] if pad is None else int(pad)
-    vocabulary, banned = vocabulary_size(loaded), set(_image_token_ids(base.config))
+    vocabulary, banned = vocabulary_size(loaded), set(image_token_ids(base.config))
     rows: list[list[int]] = []
     logps: list[list[float]] = []
     for b, group in enumerate(completions):

@@ -61,6 +61,11 @@ class DataConfig:
     on_overflow: Literal["error", "skip"] = option(
         "error", "A record whose prompt and images cannot fit max_length: fail, or skip and count it."
     )
+    video_overflow: Literal["error", "thin"] = option(
+        "error",
+        "A record whose videos cannot fit max_length: fail (as on_overflow says), or thin them (fewer whole frames, "
+        "spread uniformly; logged). A frame's tokens are never cut.",
+    )
     limit: int | None = option(None, "Use only the first N training records (quick runs).", ge=1)
     max_image_pixels: int = option(
         DEFAULT_MAX_PIXELS, "Refuse images larger than this many pixels (decompression bombs).", ge=1

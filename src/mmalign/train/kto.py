@@ -139,6 +139,7 @@ def build_feedback_trainer(
                 max_length=data.max_length,
                 image_root=dataset.root,
                 on_overflow=data.on_overflow,
+                video_overflow=data.video_overflow,
                 max_image_pixels=data.max_image_pixels,
             ),
             needs_kl=loss.needs_kl,

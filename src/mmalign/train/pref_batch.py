@@ -5,10 +5,10 @@
 when the loss declares it needs them,
 
 * mDPO's conditional rows (Wang et al., 2024, L_CoPO), appended as rows [2n, 3n): each pair's *chosen*
-  response given a corrupted image m'. m' is the record's ``rejected_images`` when it has them (and the loss
-  prefers record images), otherwise each image corrupted on the fly with the loss's own options
-  (:meth:`MDPOLoss.corrupt`), seeded by (seed, record id): a record gets the same m' in every epoch and every
-  pass, so the policy and the reference (live or precomputed) always score the same corrupted image;
+  response given a corrupted image m'. m' is the record's ``rejected_images`` (``rejected_videos``) when it has
+  them (and the loss prefers record images), otherwise each image (each video frame) corrupted on the fly with the
+  loss's own options (:meth:`MDPOLoss.corrupt`), seeded by (seed, record id): a record gets the same m' in every
+  epoch and every pass, so the policy and the reference (live or precomputed) always score the same corrupted image;
 * dense DPO's annotated segments (RLHF-V, Yu et al., 2024) as response-aligned token masks, from the record's
   character spans and the tokenizer's offsets.
 
@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mmalign.data.records import PreferenceRecord, locate
+from mmalign.data.records import PreferenceRecord, VideoRef, locate
+from mmalign.data.video_refs import load_videos
 from mmalign.errors import DataError
 from mmalign.losses import PolicyLogps, PreferenceLoss, ReferenceLogps, span_token_mask
 from mmalign.models.collate import IGNORE, Batch, Collator
@@ -135,6 +136,8 @@ class PreferenceCollator:
             "image_root": None if c.image_root is None else str(c.image_root),
             "token_level": self.loss.needs_token_weights,
         }
+        if c.video_overflow != "error":  # only when set, so caches made before videos keep their key
+            out["video_overflow"] = c.video_overflow
         if self.loss.needs_corrupted_image:
             out["corruption"] = {**corruption_options(self.loss), "seed": self.seed}
         return out
@@ -153,14 +156,22 @@ def corruption_options(loss: PreferenceLoss) -> dict[str, Any]:
 
 
 def corrupted_example(record: PreferenceRecord, loss: PreferenceLoss, seed: int, collator: Collator) -> Example:
-    """The chosen response under the corrupted image(s) m' of mDPO (Wang et al., 2024, L_CoPO)."""
-    if record.rejected_images is not None and getattr(loss, "prefer_record_images", True):
-        return Example(record.id, record.prompt, list(record.rejected_images), record.chosen, "rejected_images")
+    """The chosen response under the corrupted image(s) m' of mDPO (Wang et al., 2024, L_CoPO). A video's m' is
+    its ``rejected_videos`` (shuffled or dropped frames) when the record has them, else every frame corrupted."""
+    has_own = record.rejected_images is not None or record.rejected_videos is not None
+    if has_own and getattr(loss, "prefer_record_images", True):
+        images = record.images if record.rejected_images is None else record.rejected_images
+        videos = record.videos if record.rejected_videos is None else record.rejected_videos
+        field = "images" if record.rejected_images is None else "rejected_images"
+        example = Example(record.id, record.prompt, list(images), record.chosen, field)
+        return replace(example, videos=list(videos), videos_field="rejected_videos")
     source = Example(record.id, record.prompt, list(record.images), record.chosen)
     images = open_images(source, collator.image_root, collator.max_image_pixels)
     rng = record_rng(seed, record.id)
     corrupted = [loss.corrupt(image, rng) for image in images]  # type: ignore[attr-defined]
-    return Example(record.id, record.prompt, corrupted, record.chosen)
+    frames = load_videos(record.videos, collator.image_root, record_id=record.id, max_pixels=collator.max_image_pixels)
+    videos = [VideoRef(frames=tuple(loss.corrupt(f, rng) for f in video)) for video in frames]  # type: ignore[attr-defined]
+    return replace(Example(record.id, record.prompt, corrupted, record.chosen), videos=videos)
 
 
 def span_masks(rows: Batch, records: list[PreferenceRecord]) -> tuple[Tensor, Tensor]:

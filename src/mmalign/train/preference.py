@@ -239,6 +239,7 @@ def build_trainer(
                 max_length=data.max_length,
                 image_root=dataset.root,
                 on_overflow=data.on_overflow,
+                video_overflow=data.video_overflow,
                 max_image_pixels=data.max_image_pixels,
             ),
             loss,

@@ -149,8 +149,8 @@ def processor_fingerprint(processor: Any) -> str:
 
 
 def dataset_fingerprint(records: Sequence[PreferenceRecord], settings: dict[str, Any], processor_hash: str) -> str:
-    """A hash of the records' content (images by path + size + mtime, or by their bytes) and how they are
-    collated: a change to any record, image file or setting gives another fingerprint."""
+    """A hash of the records' content (images, video files and frames by path + size + mtime, or by their bytes)
+    and how they are collated: a change to any record, image or video file or setting gives another fingerprint."""
     h = hashlib.sha256()
     h.update(json.dumps({"settings": settings, "processor": processor_hash}, sort_keys=True, default=str).encode())
     root = None if settings.get("image_root") is None else Path(settings["image_root"])
@@ -158,6 +158,13 @@ def dataset_fingerprint(records: Sequence[PreferenceRecord], settings: dict[str,
         row = record.to_dict()
         for key, images in record.image_lists().items():
             row[key] = [_image_key(image, root, f"{key}[{i}]") for i, image in enumerate(images)]
+        for key, videos in record.video_lists().items():  # a video file or each frame, like an image
+            row[key] = [
+                [_image_key(f, root, key) for f in video.frames]
+                if video.frames is not None
+                else [_image_key(video.path, root, key), video.to_dict()["sampling"]]
+                for video in videos
+            ]
         h.update(json.dumps(row, sort_keys=True, default=str).encode())
         h.update(b"\n")
     return h.hexdigest()

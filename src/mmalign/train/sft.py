@@ -134,6 +134,7 @@ def build_trainer(
         mode="train",
         max_length=data.max_length,
         on_overflow=data.on_overflow,
+        video_overflow=data.video_overflow,
         image_root=train_set.root,
         max_image_pixels=data.max_image_pixels,
     )
