@@ -62,27 +62,9 @@ def score(results: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def evaluate_val(pipe: Any, name: str, key_parts: Any) -> dict[str, float]:
-    """Evaluate ``models/<name>`` on the validation scenes (a step of the ledger); returns its score."""
-    from mmalign.demo.steps import step_key
-    from mmalign.eval.config import EvalConfig
-    from mmalign.eval.run.evaluation import evaluate
-
-    s, out = pipe.s, pipe.layout.out / "val" / name
-    cfg = EvalConfig(
-        model=pipe.layout.model(name),
-        out=out,
-        tasks=",".join(VAL_TASKS),
-        data=pipe.layout.world,
-        split="val",
-        batch_size=s.eval_batch_size,
-        agreement_sample=0,
-        n_resamples=s.bootstrap,
-        seed=s.seed,
-        progress=False,
-    )
-    key = step_key("val", key_parts, pipe.keys["world"], VAL_TASKS)
-    pipe.steps.run(f"val {name}", key, [out], lambda: evaluate(cfg, echo=lambda _: None))
+def evaluate_val(pipe: Any, name: str) -> dict[str, float]:
+    """Evaluate ``models/<name>`` on the validation scenes (a step of the demo's ledger); returns its score."""
+    out = pipe.evaluate(name, split="val", tasks=VAL_TASKS)
     return score(json.loads((out / "results.json").read_text(encoding="utf-8")))
 
 
@@ -126,7 +108,7 @@ def main() -> None:
     pipe.world()
     pipe.baseline()
     pipe.pairs(steps * per_step)
-    baseline = evaluate_val(pipe, BASELINE, pipe.keys[BASELINE])
+    baseline = evaluate_val(pipe, BASELINE)
     points: list[dict[str, Any]] = []
     for method in methods:
         key, betas = BETAS[method.name]
@@ -141,7 +123,7 @@ def main() -> None:
                 pipe.train(point, config)
                 points.append(
                     {"method": method.name, "learning_rate": lr, "beta_key": key, "beta": beta}
-                    | evaluate_val(pipe, name, pipe.keys[name])
+                    | evaluate_val(pipe, name)
                 )
     picks = {}
     for method in methods:

@@ -167,28 +167,35 @@ class Pipeline:
         size = sum((dest / name).stat().st_size for name in manifest["files"]) / 1e6
         self.say(f"exported the baseline to {dest} ({len(manifest['files'])} files, {size:.1f} MB)")
 
-    def evaluate(self, name: str) -> None:
+    def evaluate(self, name: str, split: str = "test", tasks: tuple[str, ...] = EVAL_TASKS) -> Path:
+        """Evaluate ``models/<name>`` on ``split`` (the demo: every task on the test scenes; bench/demo_sweep.py:
+        POPE and CHAIR on the validation scenes), a step of the ledger; returns the run's folder."""
         from mmalign.eval.config import EvalConfig
         from mmalign.eval.run.evaluation import evaluate
 
         s = self.s
-        settings = {"tasks": EVAL_TASKS, "bootstrap": s.bootstrap, "seed": s.seed, "batch": s.eval_batch_size}
+        settings = {"tasks": tasks, "bootstrap": s.bootstrap, "seed": s.seed, "batch": s.eval_batch_size}
         files = checkpoint.model_files(self.layout.model(name))  # keyed on the weights: a retrained, identical
         weights = {p.name: checkpoint.sha256(p) for p in files}  # model is not evaluated again
-        key = step_key("eval", weights, self.keys["world"], settings)
+        if split == "test":
+            key, out, step = step_key("eval", weights, self.keys["world"], settings), self.layout.eval(name), "eval"
+        else:
+            key = step_key("eval", split, weights, self.keys["world"], settings)
+            out, step = self.layout.out / split / name, split
         cfg = EvalConfig(
             model=self.layout.model(name),
-            out=self.layout.eval(name),
-            tasks=",".join(EVAL_TASKS),
+            out=out,
+            tasks=",".join(tasks),
             data=self.layout.world,
-            split="test",
+            split=split,
             batch_size=s.eval_batch_size,
             agreement_sample=0,
             n_resamples=s.bootstrap,
             seed=s.seed,
             progress=s.progress,
         )
-        self.steps.run(f"eval {name}", key, [self.layout.eval(name)], lambda: evaluate(cfg, echo=self.say))
+        self.steps.run(f"{step} {name}", key, [out], lambda: evaluate(cfg, echo=self.say))
+        return out
 
     def pairs(self, n_pairs: int) -> None:
         from mmalign.demo.pairs import build_pairs

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mmalign.data.io import read_json, write_jsonl
 from mmalign.errors import ConfigError, DataError
@@ -53,6 +53,8 @@ from mmalign.world.items import (
 )
 from mmalign.world.scene import SPLITS, Scene, object_types, partner_pairs, sample_split, type_weights
 from mmalign.world.stats import CooccurrenceStats, compute_stats
+
+T = TypeVar("T")
 
 FORMAT = "mmalign.world/1"
 RENDER_CHUNK = 256
@@ -111,17 +113,21 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
             raise ConfigError(f"{out_dir} already holds a world; pass --overwrite to replace it")
 
 
-def _render(jobs: list[tuple[Scene, str]], size: int, num_workers: int, report: Callable[[int], None]) -> None:
+def render_in_chunks(
+    render: Callable[..., int], jobs: list[Any], args: tuple[Any, ...], num_workers: int, report: Callable[[int], None]
+) -> None:
+    """``render(chunk, *args)`` over the jobs in chunks of ``RENDER_CHUNK`` (in ``num_workers`` spawned processes when
+    more than 1), reporting each chunk's count as it finishes (scenes here, clips for :mod:`mmalign.world.video`)."""
     chunks = [jobs[i : i + RENDER_CHUNK] for i in range(0, len(jobs), RENDER_CHUNK)]
     if num_workers <= 1:
         for chunk in chunks:
-            report(render_to_files(chunk, size))
+            report(render(chunk, *args))
         return
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # no fork: the caller may run threads (progress bars)
     with ProcessPoolExecutor(max_workers=num_workers, mp_context=context) as pool:
-        for n in pool.map(render_to_files, chunks, [size] * len(chunks)):
+        for n in pool.map(render, chunks, *([a] * len(chunks) for a in args)):
             report(n)
 
 
@@ -196,7 +202,7 @@ def generate_world(
             report("rendering", done, total)
 
         report("rendering", 0, total)
-        _render(jobs, cfg.image_size, num_workers, rendered)
+        render_in_chunks(render_to_files, jobs, (cfg.image_size,), num_workers, rendered)
         for split in SPLITS:
             files[f"images/{split}"] = len(scenes[split])
 
@@ -247,8 +253,11 @@ def generate_world(
     )
 
 
-def generate_with_progress(out: Path, cfg: WorldConfig, workers: int, overwrite: bool, console: Any) -> WorldSummary:
-    """:func:`generate_world` with a progress bar per stage on a ``rich`` console (``mmalign world``, the demo)."""
+def run_with_progress(
+    generate: Callable[..., T], out: Path, cfg: WorldConfig, workers: int, overwrite: bool, console: Any
+) -> T:
+    """``generate`` (:func:`generate_world`, or the video world's) with a progress bar per stage on a ``rich``
+    console."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -260,7 +269,12 @@ def generate_with_progress(out: Path, cfg: WorldConfig, workers: int, overwrite:
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done)
 
-        return generate_world(out, cfg, num_workers=workers, overwrite=overwrite, progress=progress)
+        return generate(out, cfg, num_workers=workers, overwrite=overwrite, progress=progress)
+
+
+def generate_with_progress(out: Path, cfg: WorldConfig, workers: int, overwrite: bool, console: Any) -> WorldSummary:
+    """:func:`generate_world` with a progress bar per stage on a ``rich`` console (``mmalign world``, the demo)."""
+    return run_with_progress(generate_world, out, cfg, workers, overwrite, console)
 
 
 def read_world(world_dir: str | Path) -> dict[str, Any]:

@@ -27,8 +27,6 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +39,7 @@ from mmalign.objects.shapes import BACKGROUND, RGB, position_name
 from mmalign.world.clips import EVENT_TYPES, Clip, sample_clips
 from mmalign.world.config import WorldConfig
 from mmalign.world.draw import render, save_png
-from mmalign.world.generate import FORMAT, Progress, _check_out_dir, read_world
+from mmalign.world.generate import FORMAT, Progress, _check_out_dir, read_world, render_in_chunks, run_with_progress
 from mmalign.world.scene import SPLITS, object_types
 from mmalign.world.text import clip_caption
 
@@ -104,21 +102,6 @@ def render_clips(jobs: list[tuple[Clip, str, str]], size: int, fps: float) -> in
             save_png(image, Path(frames_dir) / frame_name(i))
         write_video(video, images, fps)
     return len(jobs)
-
-
-def _render(jobs: list[tuple[Clip, str, str]], cfg: WorldConfig, workers: int, report: Callable[[int], None]) -> None:
-    chunks = [jobs[i : i + RENDER_CHUNK] for i in range(0, len(jobs), RENDER_CHUNK)]
-    if workers <= 1:
-        for chunk in chunks:
-            report(render_clips(chunk, cfg.image_size, cfg.clip_fps))
-        return
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")  # no fork: the caller may run threads (progress bars)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        n = len(chunks)
-        for done in pool.map(render_clips, chunks, [cfg.image_size] * n, [cfg.clip_fps] * n):
-            report(done)
 
 
 def event_statistics(clips: list[Clip]) -> dict[str, Any]:
@@ -201,7 +184,7 @@ def generate_video_world(
             report("rendering", done, total)
 
         report("rendering", 0, total)
-        _render(jobs, cfg, num_workers, rendered)
+        render_in_chunks(render_clips, jobs, (cfg.image_size, cfg.clip_fps), num_workers, rendered)
         report("writing", 0, total)
         done = 0
         for split in SPLITS:
@@ -228,18 +211,7 @@ def generate_video_with_progress(
     out: Path, cfg: WorldConfig, workers: int, overwrite: bool, console: Any
 ) -> VideoSummary:
     """:func:`generate_video_world` with a progress bar per stage on a ``rich`` console."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done)
-
-        return generate_video_world(out, cfg, num_workers=workers, overwrite=overwrite, progress=progress)
+    return run_with_progress(generate_video_world, out, cfg, workers, overwrite, console)
 
 
 def read_clips(world_dir: str | Path, split: str) -> list[dict[str, Any]]:
