@@ -29,20 +29,21 @@ CHECK_MODES = ("none", "exists", "decode")
 """How hard to check images: not at all, file present and non-empty, or fully decoded."""
 
 
-def resolve_image(root: str | Path, path: str, field: str | None = None) -> Path:
-    """The real file behind ``path`` under ``root``: inside the root (after symlinks), present, non-empty."""
-    check_image_path(path, field or "image")
+def resolve_image(root: str | Path, path: str, field: str | None = None, what: str = "image") -> Path:
+    """The real file behind ``path`` under ``root``: inside the root (after symlinks), present, non-empty (``what``:
+    the file's kind in the messages, image or video)."""
+    check_image_path(path, field or what, what)
     root_real = Path(root).resolve()
     candidate = root_real / path
     real = candidate.resolve()
     if not real.is_relative_to(root_real):
-        raise DataError(f"image path {path!r} escapes the data root {str(root_real)!r} through a symlink", field=field)
+        raise DataError(f"{what} path {path!r} escapes the data root {str(root_real)!r} through a symlink", field=field)
     if not real.exists():
-        raise DataError(f"image file not found: {str(candidate)!r}", field=field)
+        raise DataError(f"{what} file not found: {str(candidate)!r}", field=field)
     if not real.is_file():
-        raise DataError(f"image path {str(candidate)!r} is not a regular file", field=field)
+        raise DataError(f"{what} path {str(candidate)!r} is not a regular file", field=field)
     if real.stat().st_size == 0:
-        raise DataError(f"image file {str(candidate)!r} is empty (0 bytes)", field=field)
+        raise DataError(f"{what} file {str(candidate)!r} is empty (0 bytes)", field=field)
     return real
 
 

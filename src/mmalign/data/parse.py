@@ -157,21 +157,22 @@ def _response(data: dict[str, Any], key: str) -> list[Message]:
     return messages
 
 
-def check_image_path(path: str, field_name: str) -> None:
-    """Lexical check: a relative path that stays under the data root (symlinks are checked on open)."""
-    if not path.strip():
-        raise DataError("empty image path", field=field_name)
+def check_image_path(path: str, field_name: str | None, what: str = "image") -> None:
+    """Lexical check: a relative path that stays under the data root (symlinks are checked on open); ``what``
+    names the file in the messages (image, video, frame)."""
+    if not isinstance(path, str) or not path.strip():
+        raise DataError(f"empty {what} path", field=field_name)
     if "\x00" in path:
-        raise DataError("image path contains a NUL byte", field=field_name)
+        raise DataError(f"{what} path contains a NUL byte", field=field_name)
     if ".." not in path and ":" not in path and not path.startswith(("/", "\\")):
         return  # no root, drive or parent step is possible: the common case, checked without pathlib
     if PurePosixPath(path).is_absolute() or PureWindowsPath(path).is_absolute() or PureWindowsPath(path).drive:
-        raise DataError(f"image path {path!r} is absolute; paths must be relative to the data root", field=field_name)
+        raise DataError(f"{what} path {path!r} is absolute; paths must be relative to the data root", field=field_name)
     depth = 0
     for part in PurePosixPath(path.replace("\\", "/")).parts:
         depth += -1 if part == ".." else (0 if part == "." else 1)
         if depth < 0:
-            raise DataError(f"image path {path!r} escapes the data root", field=field_name)
+            raise DataError(f"{what} path {path!r} escapes the data root", field=field_name)
 
 
 def parse_images(value: Any, field_name: str) -> list[ImageRef]:
@@ -320,6 +321,20 @@ def _check_videos(prompt: list[Message], data: dict[str, Any]) -> list[VideoRef]
     return videos
 
 
+def _rejected_side(data: dict[str, Any], kind: str, n: int, parse: Any) -> list[Any] | None:
+    """``rejected_<kind>`` (images or videos) parsed, one per placeholder the chosen side fills (None: not given)."""
+    if data.get(f"rejected_{kind}") is None:
+        return None
+    rejected = parse(data[f"rejected_{kind}"], f"rejected_{kind}")
+    if len(rejected) != n:
+        raise DataError(
+            f"has {len(rejected)} {kind[:-1]}(s) but '{kind}' has {n}: the rejected side must fill the same "
+            "placeholders",
+            field=f"rejected_{kind}",
+        )
+    return rejected
+
+
 def _parse_preference(data: dict[str, Any]) -> PreferenceRecord:
     _check_keys(data, PreferenceRecord, ("id", "prompt", "chosen", "rejected"))
     rid = _id(data)
@@ -329,24 +344,8 @@ def _parse_preference(data: dict[str, Any]) -> PreferenceRecord:
     images = parse_images(data.get("images"), "images")
     _check_placeholders(prompt, images)
     videos = _check_videos(prompt, data)
-    rejected_videos = None
-    if data.get("rejected_videos") is not None:
-        rejected_videos = parse_videos(data["rejected_videos"], "rejected_videos")
-        if len(rejected_videos) != len(videos):
-            raise DataError(
-                f"has {len(rejected_videos)} video(s) but 'videos' has {len(videos)}: "
-                "the rejected side must fill the same placeholders",
-                field="rejected_videos",
-            )
-    rejected_images = None
-    if data.get("rejected_images") is not None:
-        rejected_images = parse_images(data["rejected_images"], "rejected_images")
-        if len(rejected_images) != len(images):
-            raise DataError(
-                f"has {len(rejected_images)} image(s) but 'images' has {len(images)}: "
-                "the rejected side must fill the same placeholders",
-                field="rejected_images",
-            )
+    rejected_videos = _rejected_side(data, "videos", len(videos), parse_videos)
+    rejected_images = _rejected_side(data, "images", len(images), parse_images)
     chosen_text, rejected_text = response_text(chosen), response_text(rejected)
     same_images = rejected_images is None or rejected_images == images
     same_videos = rejected_videos is None or rejected_videos == videos

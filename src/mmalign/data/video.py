@@ -24,13 +24,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from mmalign.data.images import resolve_image
 from mmalign.data.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_VIDEO_FRAMES, DEFAULT_MAX_VIDEO_SECONDS
+from mmalign.data.parse import check_image_path
 from mmalign.errors import DataError
 
 SAMPLING_MODES = ("uniform", "fps")
@@ -136,34 +138,12 @@ class Video:
 
 def check_video_path(path: str, field: str | None = None, what: str = "video") -> None:
     """Lexical check: a relative path that stays under the data root (as image paths; symlinks checked on open)."""
-    if not isinstance(path, str) or not path.strip():
-        raise DataError(f"empty {what} path", field=field)
-    if "\x00" in path:
-        raise DataError(f"{what} path contains a NUL byte", field=field)
-    if PurePosixPath(path).is_absolute() or PureWindowsPath(path).is_absolute() or PureWindowsPath(path).drive:
-        raise DataError(f"{what} path {path!r} is absolute; paths must be relative to the data root", field=field)
-    depth = 0
-    for part in PurePosixPath(path.replace("\\", "/")).parts:
-        depth += -1 if part == ".." else (0 if part == "." else 1)
-        if depth < 0:
-            raise DataError(f"{what} path {path!r} escapes the data root", field=field)
+    check_image_path(path, field, what)
 
 
 def resolve_video(root: str | Path, path: str, field: str | None = None) -> Path:
     """The real file behind ``path`` under ``root``: inside the root (after symlinks), present, non-empty."""
-    check_video_path(path, field)
-    root_real = Path(root).resolve()
-    candidate = root_real / path
-    real = candidate.resolve()
-    if not real.is_relative_to(root_real):
-        raise DataError(f"video path {path!r} escapes the data root {str(root_real)!r} through a symlink", field=field)
-    if not real.is_file():
-        missing = not real.exists()
-        what = "not found" if missing else "is not a regular file"
-        raise DataError(f"video file {what}: {str(candidate)!r}", field=field)
-    if real.stat().st_size == 0:
-        raise DataError(f"video file {str(candidate)!r} is empty (0 bytes)", field=field)
-    return real
+    return resolve_image(root, path, field, what="video")
 
 
 # ---------------------------------------------------------------------------------------------- reading
