@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mmalign.data.io import read_records
-from mmalign.errors import ConfigError
+from mmalign.errors import ConfigError, DataError
 from mmalign.pairs import BuildInputs, make_builder, run_build
 from mmalign.pairs.mix import MixSource, mix
 from mmalign.world.config import WorldConfig
@@ -217,3 +217,30 @@ def test_a_mix_from_another_root_carries_the_frames(video_world, tmp_path):
     for row in lines(mixed):
         for frame in row["videos"][0]["frames"] + row["rejected_videos"][0]["frames"]:
             assert (mixed.parent / frame).read_bytes() == (video_world / frame).read_bytes()
+
+
+def test_video_files_are_copied_by_a_build_and_refused_by_a_mix_across_roots(video_world, tmp_path):
+    out = tmp_path / "files" / "vh.jsonl"
+    build(video_world, out, "video-hallucinate", kinds=["static"])
+    for row in lines(out):
+        path = row["videos"][0]["path"]
+        assert (out.parent / path).read_bytes() == (video_world / path).read_bytes()
+    inside = video_world / "pairs" / "files.jsonl"
+    build(video_world, inside, "video-hallucinate", kinds=["static"])
+    with pytest.raises(DataError, match=r"is a video file .* under another data root") as err:
+        mix([MixSource(inside)], tmp_path / "mixed" / "m.jsonl")
+    assert err.value.field == "videos[0].path" and err.value.record_id is not None
+
+
+def test_a_caption_that_is_not_the_ground_truth_is_refused_naming_the_clip(video_world, tmp_path):
+    import shutil
+
+    world = tmp_path / "w"
+    shutil.copytree(video_world, world, ignore=shutil.ignore_patterns("pairs"))
+    rows = lines(world / "train" / "clips.jsonl")
+    rows[2]["caption"] += " The red circle moves up."
+    (world / "train" / "clips.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(DataError, match="is not the ground truth") as err:
+        build(world, tmp_path / "x.jsonl", "video-hallucinate")
+    assert (err.value.record_id, err.value.field) == (rows[2]["id"], "caption")
+    assert str(err.value.file).endswith("clips.jsonl")

@@ -265,7 +265,10 @@ class VideoHallucinateBuilder(Builder):
     def plan(self, inputs: BuildInputs, seed: int) -> Plan:
         clips = read_clip_split(inputs, self.name)
         types = list(clips.info.get("objects", []))
-        skipped = count_skipped(clips.rows, clips.config, types, self.options.kinds)
+        try:
+            skipped = count_skipped(clips.rows, clips.config, types, self.options.kinds)
+        except DataError as err:
+            raise err.located(file=clips.root / clips.split / "clips.jsonl") from None
         what = clips.description
         if any(skipped.values()):
             what += "; skipped as not applicable: " + ", ".join(
