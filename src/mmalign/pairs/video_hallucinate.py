@@ -197,16 +197,29 @@ def _edit(
     return [], {}, list(range(len(t.events))), [0]
 
 
-def kind_pairs(t: Truth, kind: str, seed: int, base: dict[str, Any]) -> list[dict[str, Any]]:
-    """The pairs of one kind for one clip, as (id suffix, question, chosen, rejected, spans, meta) dicts."""
+@dataclass(frozen=True)
+class TextPair:
+    """One pair's text, before it becomes a record (the clip's video is added then)."""
+
+    suffix: str
+    """Appended to the record id (``-yes`` / ``-no`` for the two questions of ``before``; empty otherwise)."""
+    question: str
+    chosen: str
+    rejected: str
+    chosen_spans: list[tuple[int, int]]
+    rejected_spans: list[tuple[int, int]]
+    meta: dict[str, Any]
+
+
+def kind_pairs(t: Truth, kind: str, seed: int, base: dict[str, Any]) -> list[TextPair]:
+    """The pairs of one kind for one clip (none when the kind does not apply)."""
     options = OPTIONS[kind](t)
     if not options:
         return []
     rng = random.Random(f"{seed}:{kind}")
     choice = _pick(rng, options)
     if kind == "before":
-        i, j = choice
-        first, then = t.events[i], t.events[j]
+        first, then = t.events[choice[0]], t.events[choice[1]]
 
         def ask(a: dict[str, Any], b: dict[str, Any]) -> str:
             return f"Does the {a['object']} {BASE_VERB[a['type']]} before the {b['object']} {THIRD_PERSON[b['type']]}?"
@@ -215,35 +228,22 @@ def kind_pairs(t: Truth, kind: str, seed: int, base: dict[str, Any]) -> list[dic
         meta = {**base, "kind": kind, "first": first, "then": then}
         y, n = answer_span(yes), answer_span(no)
         return [
-            {
-                "suffix": "yes",
-                "question": ask(first, then),
-                "chosen": yes,
-                "rejected": no,
-                "spans": (y, n),
-                "meta": meta,
-            },
-            {
-                "suffix": "no",
-                "question": ask(then, first),
-                "chosen": no,
-                "rejected": yes,
-                "spans": (n, y),
-                "meta": meta,
-            },
+            TextPair("-yes", ask(first, then), yes, no, y, n, meta),
+            TextPair("-no", ask(then, first), no, yes, n, y, meta),
         ]
     rejected_sentences, change, chosen_at, rejected_at = _edit(kind, t, choice, rng)
     chosen, chosen_spans = caption_spans(t.still, t.sentences)
     rejected, rejected_spans = caption_spans(t.still, rejected_sentences)
     return [
-        {
-            "suffix": None,
-            "question": DESCRIBE_VIDEO,
-            "chosen": chosen,
-            "rejected": rejected,
-            "spans": ([chosen_spans[i] for i in chosen_at], [rejected_spans[i] for i in rejected_at]),
-            "meta": {**base, "kind": kind, **change},
-        }
+        TextPair(
+            "",
+            DESCRIBE_VIDEO,
+            chosen,
+            rejected,
+            [chosen_spans[i] for i in chosen_at],
+            [rejected_spans[i] for i in rejected_at],
+            {**base, "kind": kind, **change},
+        )
     ]
 
 
@@ -284,18 +284,17 @@ class VideoHallucinateBuilder(Builder):
         out = []
         for kind in self.options.kinds:
             for p in kind_pairs(truth, kind, seed, base):
-                suffix = f"-{p['suffix']}" if p["suffix"] else ""
                 out.append(
                     PreferenceRecord(
-                        id=f"{unit['id']}-vhal-{kind}{suffix}",
-                        prompt=video_prompt(p["question"]),
-                        chosen=assistant(p["chosen"]),
-                        rejected=assistant(p["rejected"]),
-                        chosen_spans=p["spans"][0],
-                        rejected_spans=p["spans"][1],
+                        id=f"{unit['id']}-vhal-{kind}{p.suffix}",
+                        prompt=video_prompt(p.question),
+                        chosen=assistant(p.chosen),
+                        rejected=assistant(p.rejected),
+                        chosen_spans=p.chosen_spans,
+                        rejected_spans=p.rejected_spans,
                         videos=[video],
                         source=self.name,
-                        meta=p["meta"],
+                        meta=p.meta,
                     )
                 )
         return out
