@@ -143,7 +143,7 @@ def before_options(t: Truth) -> list[tuple[int, int]]:
             a, b = keys[i], keys[j]
             later_a = max(k for k, key in enumerate(keys) if key == a)
             earlier_b = min(k for k, key in enumerate(keys) if key == b)
-            if a != b and later_a < earlier_b and (i, j) not in out:
+            if a != b and later_a < earlier_b:
                 out.append((i, j))
     return out
 
