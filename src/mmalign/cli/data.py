@@ -222,10 +222,13 @@ def build(
         ...,
         "--strategy",
         "-s",
-        help="hallucinate, corrupt-image, multi-image, sample-rank, adversarial, or best-of-n (SFT records: see "
-        "`mmalign rm best-of`); --show-options lists its options.",
+        help="hallucinate, corrupt-image, multi-image, sample-rank, adversarial, best-of-n (SFT records: see "
+        "`mmalign rm best-of`), or, from a video world, video-hallucinate or video-corrupt; --show-options lists "
+        "its options.",
     ),
-    world: Path | None = typer.Option(None, "--world", help="A shapes world directory (from `mmalign world`)."),
+    world: Path | None = typer.Option(
+        None, "--world", help="A shapes world directory (from `mmalign world`; `--video` for the video strategies)."
+    ),
     split: str = typer.Option("train", "--split", help="Split of the world: train, val or test."),
     input_path: Path | None = typer.Option(
         None, "--input", help="Input file: records (corrupt-image) or a COCO-style annotation directory (hallucinate)."

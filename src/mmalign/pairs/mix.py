@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mmalign.data.io import default_out_root, default_root, read_records, write_records
-from mmalign.data.records import ImageBlob, ImageRef, Record
+from mmalign.data.records import ImageBlob, ImageRef, Record, VideoRef
 from mmalign.errors import ConfigError, DataError
 
 GROUP_BY: tuple[str, ...] = ("image", "prompt", "id", "none")
@@ -124,7 +124,10 @@ def mix(
         rng = random.Random(f"{seed}:mix:{i}")
         chosen = sorted(rng.sample(range(len(records)), count)) if count < len(records) else range(len(records))
         for j in chosen:
-            record = _rebased(records[j], source.data_root, root)
+            try:
+                record = _rebased(records[j], source.data_root, root)
+            except DataError as err:
+                raise err.located(file=source.path, record_id=records[j].id) from None
             picked.append(replace(record, id=f"{prefixes[i]}-{record.id}") if prefix_ids else record)
         taken[str(source.path)] = count
     seen: dict[str, str] = {}
@@ -148,7 +151,20 @@ def _rebased(record: Record, src_root: Path, out_root: Path) -> Record:
     changes: dict[str, Any] = {}
     for key, refs in record.image_lists().items():
         changes[key] = [_blob(ref, src_root) for ref in refs]
+    for key, videos in record.video_lists().items():
+        changes[key] = [_video_blobs(video, src_root, f"{key}[{i}]") for i, video in enumerate(videos)]
     return replace(record, **changes)
+
+
+def _video_blobs(video: VideoRef, root: Path, field: str) -> VideoRef:
+    """A frame list's path frames as blobs (copied to the output root like images); a video file cannot move."""
+    if video.frames is None:
+        raise DataError(
+            f"{field} is a video file ({video.path!r}) under another data root than the mix's output: give the "
+            "sources one data root (root=DIR) or --out-root, or use frame lists",
+            field=f"{field}.path",
+        )
+    return VideoRef(frames=tuple(_blob(frame, root) for frame in video.frames))
 
 
 def _blob(ref: ImageRef, root: Path) -> ImageRef:

@@ -40,6 +40,8 @@ STRATEGIES: dict[str, str] = {
     "sample-rank": "mmalign.pairs.sample_rank:SampleRankBuilder",
     "adversarial": "mmalign.pairs.adversarial:AdversarialBuilder",
     "best-of-n": "mmalign.pairs.best_of:BestOfBuilder",
+    "video-hallucinate": "mmalign.pairs.video_hallucinate:VideoHallucinateBuilder",
+    "video-corrupt": "mmalign.pairs.video_corrupt:VideoCorruptBuilder",
 }
 """Strategy name → ``module:Class`` of its builder (imported on first use)."""
 

@@ -8,10 +8,11 @@
 
 and, when every shard is there, concatenates them into ``OUT`` (atomically) and removes the directory.
 Image files (new ones, and copies of input images when the output root is not the input root) go straight
-under the output root, named by content. A build that is killed leaves its finished shards; running the
-same command again checks the manifest (same strategy, options, seed, inputs), skips those shards and
-produces exactly the bytes an uninterrupted run would: every unit is built from its own seed, so neither
-shard boundaries nor the number of processes change a record.
+under the output root, named by content; so do a video's frames and video files (``videos``,
+``rejected_videos``). A build that is killed leaves its finished shards; running the same command again
+checks the manifest (same strategy, options, seed, inputs), skips those shards and produces exactly the
+bytes an uninterrupted run would: every unit is built from its own seed, so neither shard boundaries nor
+the number of processes change a record.
 
 With ``num_proc > 1`` each shard's units go through ``datasets.Dataset.map(num_proc=...)`` (one shard at a
 time, so progress and resume keep shard granularity); with 1 they run in this process.
@@ -32,7 +33,7 @@ from typing import Any
 from mmalign.data.images import blob_target, content_path, encode_png, resolve_image, write_image_file
 from mmalign.data.io import default_out_root
 from mmalign.data.parse import record_from_dict
-from mmalign.data.records import ImageBlob, ImageRef, PreferenceRecord, SFTRecord
+from mmalign.data.records import ImageBlob, ImageRef, PreferenceRecord, SFTRecord, VideoRef
 from mmalign.errors import ConfigError, DataError, MMAlignError
 from mmalign.files import atomic_path
 from mmalign.pairs.registry import Builder, BuildInputs, options_dict
@@ -263,6 +264,9 @@ def unit_lines(unit: dict[str, Any], job: ShardJob) -> list[str]:
         row = record.to_dict()
         for key, refs in record.image_lists().items():
             row[key] = [_image_file(ref, in_root, out_root, same_root, f"{key}[{i}]") for i, ref in enumerate(refs)]
+        for key, videos in record.video_lists().items():
+            if key in row:  # written only when present
+                row[key] = [_video_files(v, in_root, out_root, same_root, f"{key}[{i}]") for i, v in enumerate(videos)]
         try:
             record_from_dict(row, builder.record_kind)
         except MMAlignError as err:
@@ -297,6 +301,17 @@ def _image_file(ref: ImageRef, in_root: Path, out_root: Path, same_root: bool, f
         write_image_file(out_root, target, data, field)
         _WRITTEN.add((str(out_root), target))
     return target
+
+
+def _video_files(video: VideoRef, in_root: Path, out_root: Path, same_root: bool, field: str) -> dict[str, Any]:
+    """A video's JSON form with its files under the output root: each frame as an image, a file copied as one."""
+    if video.frames is None:
+        assert video.path is not None
+        return {**video.to_dict(), "path": _image_file(video.path, in_root, out_root, same_root, f"{field}.path")}
+    where = f"{field}.frames"
+    return {
+        "frames": [_image_file(f, in_root, out_root, same_root, f"{where}[{j}]") for j, f in enumerate(video.frames)]
+    }
 
 
 def check_records(records: list[PreferenceRecord] | list[SFTRecord]) -> None:
