@@ -136,21 +136,21 @@ def test_a_response_may_not_hold_a_video():
 
 
 def test_sample_indices_by_hand():
-    # uniform: 4 of 10 frames at the centres of 4 segments of 2.5 frames: 1.25, 3.75, 6.25, 8.75 -> 1, 3, 6, 8
-    assert sample_indices(10, 4.0, Sampling(num_frames=4)) == [1, 3, 6, 8]
-    # fps: a 20-frame clip at 10 fps is 2 s; 2 frames per second -> 4 frames, centres of segments of 5: 2, 7, 12, 17
-    assert sample_indices(20, 10.0, Sampling(mode="fps", num_frames=None, fps=2.0)) == [2, 7, 12, 17]
-    # max_frames caps both; never more frames than the clip has
-    assert sample_indices(20, 10.0, Sampling(num_frames=8, max_frames=2)) == [5, 15]
+    # the reader's rule (LLaVA-Video): uniform 4 of 10 = linspace(0, 9, 4) cut to int: 0, 3, 6, 9
+    assert sample_indices(10, 4.0, Sampling(num_frames=4)) == [0, 3, 6, 9]
+    # fps: 2 frames a second of a 10 fps clip is every round(10 / 2) = 5th frame from 0: 0, 5, 10, 15
+    assert sample_indices(20, 10.0, Sampling(mode="fps", num_frames=None, fps=2.0)) == [0, 5, 10, 15]
+    # max_frames caps both (drawn again uniformly: the first and last); never more frames than the clip has
+    assert sample_indices(20, 10.0, Sampling(num_frames=8, max_frames=2)) == [0, 19]
     assert sample_indices(3, 10.0, Sampling(num_frames=8)) == [0, 1, 2]
 
 
 def test_a_video_file_is_decoded_and_sampled(tmp_path):
     write_mp4(tmp_path / "videos" / "a.mp4", 6)
     frames = read_video_file(tmp_path / "videos" / "a.mp4", Sampling(num_frames=3))
-    # 3 of 6 frames: centres 1, 3, 5 -> colours 1, 3, 5 (lossy codec: compare the dominant channels)
+    # 3 of 6 frames: linspace(0, 5, 3) -> 0, 2, 5 -> colours 0, 2, 5 (lossy codec: compare the dominant channels)
     assert [f.size for f in frames] == [(32, 32)] * 3
-    for frame, i in zip(frames, [1, 3, 5], strict=True):
+    for frame, i in zip(frames, [0, 2, 5], strict=True):
         got = frame.getpixel((16, 16))
         assert all(abs(a - b) < 40 for a, b in zip(got, COLOURS[i], strict=True)), (got, COLOURS[i])
     ref = VideoRef(path="videos/a.mp4", sampling=Sampling(num_frames=3))
@@ -177,7 +177,7 @@ def test_jsonl_with_videos_reads_back_and_validates(tmp_path):
     assert (
         "line 3" in report.errors[1]
         and "videos[0].path" in report.errors[1]
-        and "cannot be decoded" in report.errors[1]
+        and "could not be decoded" in report.errors[1]
     )
     from mmalign.data.validate import stats
 

@@ -171,7 +171,7 @@ def test_the_build_is_deterministic_by_seed_and_frames_can_be_listed(video_world
     build(video_world, tmp_path / "f.jsonl", "video-hallucinate", video="frames", num_frames=4, kinds=["static"])
     row = lines(tmp_path / "f.jsonl")[0]
     folder = clips(video_world)[row["meta"]["clip_id"]]["frames"]
-    assert row["videos"] == [{"frames": [f"{folder}/{i:03d}.png" for i in (1, 3, 5, 7)]}]  # centres of 4 segments of 8
+    assert row["videos"] == [{"frames": [f"{folder}/{i:03d}.png" for i in (0, 2, 4, 7)]}]  # linspace(0, 7, 4) as int
     assert all((tmp_path / f).is_file() for f in row["videos"][0]["frames"])  # copied under the output's root
 
 

@@ -12,8 +12,7 @@ are not empty, each frame is within the pixel limit, and a video brings at most 
 (:data:`mmalign.data.limits.DEFAULT_MAX_FRAMES`). Every failure is a :class:`DataError` naming the field
 (``videos[0].frames[3]``); the readers add the file, line and record id.
 
-Files (``path``) are decoded by :func:`read_video_file`, a small PyAV reader kept here until
-``mmalign.data.video`` (the project's decoder and sampler) is merged, which replaces it.
+Files (``path``) are decoded and sampled by :mod:`mmalign.data.video` (PyAV; LLaVA-Video's sampling rule).
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from mmalign.data import video
 from mmalign.data.images import ImageChecker, load_image, resolve_image
 from mmalign.data.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_VIDEO_SECONDS
 from mmalign.data.records import Record, Sampling, VideoRef
@@ -30,21 +30,16 @@ from mmalign.errors import DataError
 # ------------------------------------------------------------------------------------------------ opening
 
 
+def as_video_sampling(sampling: Sampling) -> video.Sampling:
+    """A record's sampling as the reader's (:class:`mmalign.data.video.Sampling`: the same four fields)."""
+    return video.Sampling(sampling.mode, sampling.num_frames, sampling.fps, sampling.max_frames)
+
+
 def sample_indices(n_frames: int, source_fps: float | None, sampling: Sampling) -> list[int]:
-    """Which of a file's ``n_frames`` frames ``sampling`` keeps, in order: ``uniform`` takes ``num_frames`` at
-    the centres of equal segments of the clip; ``fps`` one every ``source_fps / fps`` frames; both at most
-    ``max_frames`` (thinned uniformly) and never more than the clip has."""
-    if n_frames < 1:
-        return []
-    if sampling.mode == "fps":
-        if not source_fps or source_fps <= 0:
-            raise DataError("fps sampling needs the video's frame rate, which its header does not give")
-        assert sampling.fps is not None
-        want = max(1, int(n_frames * sampling.fps / source_fps))
-    else:
-        want = sampling.num_frames or n_frames
-    want = min(want, sampling.max_frames, n_frames)
-    return [min(n_frames - 1, int((i + 0.5) * n_frames / want)) for i in range(want)]
+    """Which of a file's ``n_frames`` frames ``sampling`` keeps, in order: the reader's rule
+    (:func:`mmalign.data.video.sample_indices`, LLaVA-Video's: ``uniform`` spreads ``num_frames`` evenly with the
+    first and last included, ``fps`` takes every ``round(source_fps / fps)``-th frame, ``max_frames`` caps both)."""
+    return video.sample_indices(n_frames, as_video_sampling(sampling), source_fps)
 
 
 def read_video_file(
@@ -55,32 +50,12 @@ def read_video_file(
     max_seconds: float = DEFAULT_MAX_VIDEO_SECONDS,
     name: str = "video",
 ) -> list[Image.Image]:
-    """The sampled frames of a video file as RGB images, decoded with PyAV (FFmpeg).
-
-    TO BE REPLACED by ``mmalign.data.video.read_video`` at merge; kept minimal on purpose. Size and duration are
-    checked from the stream's header before any frame is decoded."""
-    import av
-
-    try:
-        with av.open(str(real)) as container:
-            if not container.streams.video:
-                raise DataError(f"{name} has no video stream")
-            stream = container.streams.video[0]
-            width, height = stream.codec_context.width, stream.codec_context.height
-            if width * height > max_pixels:
-                raise DataError(f"{name} is {width}x{height}, over the limit of {max_pixels} pixels per frame")
-            seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
-            if seconds is None and container.duration:
-                seconds = container.duration / 1_000_000
-            if seconds is not None and seconds > max_seconds:
-                raise DataError(f"{name} lasts {seconds:.1f} s, over the limit of {max_seconds:g} s")
-            fps = float(stream.average_rate) if stream.average_rate else None
-            frames = [frame.to_image().convert("RGB") for frame in container.decode(stream)]
-    except (av.error.FFmpegError, OSError, ValueError) as err:
-        raise DataError(f"{name} cannot be decoded: {err}") from None
-    if not frames:
-        raise DataError(f"{name} has no frames")
-    return [frames[i] for i in sample_indices(len(frames), fps, sampling)]
+    """The sampled frames of a video file as RGB images (:func:`mmalign.data.video.decode_video`: PyAV, limits
+    checked from the header before any frame is decoded)."""
+    decoded = video.decode_video(
+        real, as_video_sampling(sampling), max_pixels=max_pixels, max_seconds=max_seconds, name=name
+    )
+    return decoded.frames
 
 
 def load_video(
