@@ -99,19 +99,26 @@ class WorldSplit:
         return f"{len(self.rows)} scenes of world {self.root} ({self.split})"
 
 
-def read_world_split(inputs: BuildInputs, strategy: str) -> WorldSplit:
-    """The world split named by ``inputs`` (``--world`` and ``--split``); errors say what is missing."""
+def world_header(inputs: BuildInputs, strategy: str, needs: str) -> tuple[Path, dict[str, Any], WorldConfig]:
+    """The world directory named by ``--world`` (``needs``: what kind, for the message), its world.json and its
+    config, after checking ``--world`` is given, ``--input`` is not, and ``--split`` is a split (the still and the
+    video worlds' builders)."""
     from mmalign.world.generate import read_world
 
     if inputs.world is None:
-        raise ConfigError(f"{strategy} builds from a shapes world: pass --world DIR (and --split)")
+        raise ConfigError(f"{strategy} builds from {needs}: pass --world DIR (and --split)")
     if inputs.input is not None:
         raise ConfigError(f"{strategy} builds from --world; --input {inputs.input} would be ignored: drop one")
     if inputs.split not in SPLITS:
         raise ConfigError(f"unknown split {inputs.split!r}; choose one of {', '.join(SPLITS)}")
     root = Path(inputs.world)
     info = read_world(root)
-    config = config_from_dict(WorldConfig, info.get("config", {}), f"{root / 'world.json'} config")
+    return root, info, config_from_dict(WorldConfig, info.get("config", {}), f"{root / 'world.json'} config")
+
+
+def read_world_split(inputs: BuildInputs, strategy: str) -> WorldSplit:
+    """The world split named by ``inputs`` (``--world`` and ``--split``); errors say what is missing."""
+    root, info, config = world_header(inputs, strategy, "a shapes world")
     path = root / inputs.split / "scenes.jsonl"
     if not path.is_file():
         raise DataError("the world has no scenes for this split", file=path)

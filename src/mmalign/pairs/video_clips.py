@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmalign.config import config_from_dict, option
+from mmalign.config import option
 from mmalign.data.parse import parse_sampling
 from mmalign.data.records import Message, Sampling, VideoRef
 from mmalign.errors import ConfigError, DataError
 from mmalign.pairs.registry import BuildInputs, file_fingerprint
+from mmalign.pairs.sources import world_header
 from mmalign.world.config import WorldConfig
-from mmalign.world.scene import SPLITS, Scene, SceneObject
+from mmalign.world.scene import Scene, SceneObject
 
 DESCRIBE_VIDEO = "Describe the video."
 """The caption prompt, as the ``video_chair`` evaluation task asks it."""
@@ -72,19 +73,10 @@ class ClipSplit:
 
 def read_clip_split(inputs: BuildInputs, strategy: str) -> ClipSplit:
     """The video world split named by ``inputs`` (``--world`` and ``--split``); errors say what is missing."""
-    from mmalign.world.generate import read_world
     from mmalign.world.video import read_clips
 
-    if inputs.world is None:
-        raise ConfigError(f"{strategy} builds from a video world (mmalign world --video): pass --world DIR")
-    if inputs.input is not None:
-        raise ConfigError(f"{strategy} builds from --world; --input {inputs.input} would be ignored: drop one")
-    if inputs.split not in SPLITS:
-        raise ConfigError(f"unknown split {inputs.split!r}; choose one of {', '.join(SPLITS)}")
-    root = Path(inputs.world)
-    info = read_world(root)
+    root, info, config = world_header(inputs, strategy, "a video world (mmalign world --video)")
     rows = read_clips(root, inputs.split)  # DataError (not a video world, a bad row) naming file and line
-    config = config_from_dict(WorldConfig, info.get("config", {}), f"{root / 'world.json'} config")
     if not rows:
         raise ConfigError(
             f"split {inputs.split!r} of video world {root} has no clips: nothing to build "
