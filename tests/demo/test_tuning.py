@@ -26,6 +26,8 @@ def test_the_shipped_configs_hold_the_sweep_s_pick_for_every_method(tmp_path):
     assert configs["grpo"].loss.beta == sweep["picks"]["grpo"]["beta"]
     assert configs["dpo"].loss.options["beta"] == sweep["picks"]["dpo"]["beta"]
     assert "best of a grid on 200 validation scenes" in tuning_line(tuning)
+    assert "budget of 128 steps × 16 (" in tuning_line(tuning, {"steps": 128, "pairs_per_step": 16})
+    assert "not this run's 3 × 8" in tuning_line(tuning, {"steps": 3, "pairs_per_step": 8})  # --quick
 
 
 def test_a_config_changed_since_the_sweep_is_named_and_no_sweep_file_says_untuned(tmp_path):

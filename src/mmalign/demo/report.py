@@ -252,7 +252,7 @@ def summary_items(results: dict[str, Any], seconds: dict[str, float]) -> list[st
         f"pairs: {pairs['pairs']} from the first {pairs['scenes']} training scenes ({kinds}); every method "
         f"{budget['steps']} steps × {budget['pairs_per_step']} examples (pairs; for GRPO, scenes with their samples) "
         "from the same baseline",
-        tuning_line(results.get("tuning")),
+        tuning_line(results.get("tuning"), results["budget"]),
         f"machine: {platform.machine()} {platform.system()}, Python {platform.python_version()}; run time "
         f"{sum(seconds.values()) / 60:.1f} min (timings depend on what else runs: see below)",
     ]

@@ -52,13 +52,21 @@ def read_tuning(configs_dir: Path, configs: dict[str, Any]) -> dict[str, Any] | 
     }
 
 
-def tuning_line(tuning: dict[str, Any] | None) -> str:
-    """One sentence for the report's summary."""
+def tuning_line(tuning: dict[str, Any] | None, budget: dict[str, int] | None = None) -> str:
+    """One sentence for the report's summary (``budget``: this run's steps and examples per step, said when the
+    sweep tuned for another)."""
     if tuning is None:
         return "β and learning rates: as the configs give them (no sweep.json beside them: not tuned by the sweep)"
+    swept = tuning["budget"]
+    at = f"{swept['steps']} steps × {swept['examples_per_step']}"
+    if budget is not None and (budget["steps"], budget["pairs_per_step"]) != (
+        swept["steps"],
+        swept["examples_per_step"],
+    ):
+        at += f", not this run's {budget['steps']} × {budget['pairs_per_step']}"
     line = (
         f"β and learning rates: each method's best of a grid on {tuning['val_scenes']} validation scenes (never the "
-        f"test scenes), on this budget ({tuning['source']}; score: {tuning['score']})"
+        f"test scenes) at a budget of {at} ({tuning['source']}; score: {tuning['score']})"
     )
     if tuning["differs"]:
         line += f"; CHANGED since the sweep: {', '.join(tuning['differs'])}"
