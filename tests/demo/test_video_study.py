@@ -1,0 +1,97 @@
+"""``mmalign video-study``: the whole study runs through the CLI at the quick size; every model is scored on the
+same items, the paired deltas are after − before of the models' own estimates, DPO and the control train the same
+steps on the same pairs, and a rerun redoes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mmalign.demo.video_report import comparison_sentence
+from mmalign.demo.video_study import MODELS, VideoStudySettings, run_video_study
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_comparison_sentence_reads_the_intervals_in_each_metrics_direction():
+    deltas = {
+        "video_chair": {
+            "chair_i": {"before": 0.3, "after": 0.1, "delta": -0.2, "low": -0.3, "high": -0.1},  # ↓: better
+            "recall": {"before": 0.5, "after": 0.4, "delta": -0.1, "low": -0.2, "high": -0.05},  # ↑: worse
+        },
+        "video_pope": {"accuracy": {"before": 0.6, "after": 0.62, "delta": 0.02, "low": -0.01, "high": 0.05}},
+    }
+    assert comparison_sentence("DPO against X", deltas) == (
+        "DPO against X: better on video_chair chair_i (-20.0 [-30.0, -10.0] pp); worse on video_chair recall "
+        "(-10.0 [-20.0, -5.0] pp); no change the intervals can show on the 1 other metrics."
+    )
+    same = {"video_pope": {"f1": {"before": 0.5, "after": 0.5, "delta": 0.0, "low": 0.0, "high": 0.0}}}
+    assert comparison_sentence("A", same) == "A: no change the intervals can show on the 1 metrics."
+    assert comparison_sentence("A", {}) == "A: no paired comparison."
+
+
+def test_quick_study_through_the_cli_is_consistent_and_resumes(cli_run, tmp_path):
+    out = tmp_path / "vs"
+    code, stdout, stderr = cli_run(["video-study", "--quick", "--out", str(out), "--seed", "1"])
+    assert code == 0, stderr + stdout
+    for name in ("report.md", "results.json", "compare/dpo_vs_baseline/compare.json", "pairs/pairs.jsonl"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    quick = VideoStudySettings(quick=True).with_quick_profile()
+    assert results["settings"]["seed"] == 1 and results["settings"]["steps"] == quick.steps
+
+    # the baseline's SFT records: one per training clip, its caption after "Describe the video.", all its frames
+    clips = _jsonl(out / "world" / "train" / "clips.jsonl")
+    sft = _jsonl(out / "sft" / "train.jsonl")
+    assert len(clips) == quick.train_clips == len(sft)
+    assert [r["completion"][0]["content"][0]["text"] for r in sft] == [c["caption"] for c in clips]
+    assert all(len(r["videos"][0]["frames"]) == c["n_frames"] for r, c in zip(sft, clips, strict=True))
+
+    # DPO and the control: the same pairs (the control their chosen captions), the same number of steps
+    pairs, chosen = _jsonl(out / "pairs" / "pairs.jsonl"), _jsonl(out / "pairs" / "chosen.jsonl")
+    assert len(pairs) == quick.steps * quick.batch_size == results["pairs"]["pairs"]
+    assert [p["id"] for p in pairs] == [c["id"] for c in chosen]
+    assert [p["chosen"] for p in pairs] == [c["completion"] for c in chosen]
+    assert [p["videos"] for p in pairs] == [c["videos"] for c in chosen]
+    assert {p["meta"]["kind"] for p in pairs} <= {"order", "invent", "miss", "count", "static"}
+    done = {
+        m: json.loads((out / "train" / m / "train_result.json").read_text())["global_step"] for m in ("dpo", "control")
+    }
+    assert done == {"dpo": quick.steps, "control": quick.steps}
+    assert results["budget"] == {"steps": quick.steps, "pairs_per_step": quick.batch_size}
+    dpo_cfg, control_cfg = (results["methods"][m]["config"]["train"] for m in ("dpo", "control"))
+    assert dpo_cfg["learning_rate"] == control_cfg["learning_rate"]
+
+    # every model on the same items: the same questions, and every test clip captioned once
+    for task in ("video_hallucer", "video_pope", "video_chair"):
+        ids = [[q["id"] for q in _jsonl(out / "eval" / m / "questions" / f"{task}.jsonl")] for m in MODELS]
+        assert ids[0] and ids[0] == ids[1] == ids[2], task
+        assert {results["items"][m][task] for m in MODELS} == {len(ids[0])}
+    assert results["items"]["baseline"]["video_chair"] == quick.test_clips
+
+    # paired deltas: before and after are the two models' own estimates, delta = after − before, inside its interval
+    pairs_of = {"dpo_vs_baseline": ("baseline", "dpo"), "dpo_vs_control": ("control", "dpo")}
+    models = results["models"]
+    for key, (before, after) in pairs_of.items():
+        deltas = results["comparisons"][key]
+        assert set(deltas) == set(models["baseline"])
+        for task, metrics in deltas.items():
+            for metric, d in metrics.items():
+                assert d["before"] == pytest.approx(models[before][task][metric]["estimate"]), (key, task, metric)
+                assert d["after"] == pytest.approx(models[after][task][metric]["estimate"]), (key, task, metric)
+                assert d["delta"] == pytest.approx(d["after"] - d["before"])
+                assert d["low"] - 1e-9 <= d["high"]
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert results["sentences"]["dpo_vs_control"] in report and "| video_chair | chair_i ↓ |" in report
+
+    # a rerun redoes nothing and writes the same results
+    said: list[str] = []
+    again = run_video_study(VideoStudySettings(out=out, quick=True, seed=1), said.append)
+    skipped = [line for line in said if "up to date, skipped" in line]
+    assert len(skipped) == 9 and not [line for line in said if "done in" in line]
+    assert again == results
