@@ -45,12 +45,18 @@ def test_quick_study_through_the_cli_is_consistent_and_resumes(cli_run, tmp_path
     quick = VideoStudySettings(quick=True).with_quick_profile()
     assert results["settings"]["seed"] == 1 and results["settings"]["steps"] == quick.steps
 
-    # the baseline's SFT records: one per training clip, its caption after "Describe the video.", all its frames
+    # the baseline's SFT records: one caption per training clip ("Describe the video.", all its frames), and the
+    # yes/no questions the video tasks ask, of training clips only, answered Yes. / No.
     clips = _jsonl(out / "world" / "train" / "clips.jsonl")
-    sft = _jsonl(out / "sft" / "train.jsonl")
+    records = _jsonl(out / "sft" / "train.jsonl")
+    sft = [r for r in records if r["source"] == "video-caption"]
     assert len(clips) == quick.train_clips == len(sft)
     assert [r["completion"][0]["content"][0]["text"] for r in sft] == [c["caption"] for c in clips]
     assert all(len(r["videos"][0]["frames"]) == c["n_frames"] for r, c in zip(sft, clips, strict=True))
+    questions = [r for r in records if r["source"] == "video-question"]
+    assert len(questions) == len(records) - len(sft) > 0
+    assert {r["completion"][0]["content"][0]["text"] for r in questions} == {"Yes.", "No."}
+    assert {r["meta"]["clip_id"] for r in questions} <= {c["id"] for c in clips}
 
     # DPO and the control: the same pairs (the control their chosen captions), the same number of steps
     pairs, chosen = _jsonl(out / "pairs" / "pairs.jsonl"), _jsonl(out / "pairs" / "chosen.jsonl")
@@ -88,6 +94,7 @@ def test_quick_study_through_the_cli_is_consistent_and_resumes(cli_run, tmp_path
                 assert d["low"] - 1e-9 <= d["high"]
     report = (out / "report.md").read_text(encoding="utf-8")
     assert results["sentences"]["dpo_vs_control"] in report and "| video_chair | chair_i ↓ |" in report
+    assert "how competent the baseline is on the test clips: temporal POPE accuracy " in report
 
     # a rerun redoes nothing and writes the same results
     said: list[str] = []
@@ -95,3 +102,25 @@ def test_quick_study_through_the_cli_is_consistent_and_resumes(cli_run, tmp_path
     skipped = [line for line in said if "up to date, skipped" in line]
     assert len(skipped) == 9 and not [line for line in said if "done in" in line]
     assert again == results
+
+
+def test_baseline_records_are_the_captions_then_each_clips_questions(tmp_path):
+    from mmalign.demo.video_study import caption_records
+    from mmalign.eval.tasks.video import video_items
+    from mmalign.world.config import WorldConfig
+    from mmalign.world.video import generate_video_world
+
+    world = tmp_path / "world"
+    generate_video_world(world, WorldConfig(video=True, train_scenes=3, val_scenes=1, test_scenes=1))
+    captions = caption_records(world, questions=False)
+    assert [r.source for r in captions] == ["video-caption"] * 3
+    both = caption_records(world, questions=True)
+    asked = [i for task in ("video_hallucer", "video_pope") for i in video_items(task, world, "train")]
+    assert len(both) == 3 + len(asked)
+    assert [r.id for r in both if r.source == "video-caption"] == [r.id for r in captions]
+    by_id = {f"{i.id}-qa": i for i in asked}
+    for record in both[1:]:
+        if record.source == "video-question":
+            item = by_id[record.id]
+            assert record.completion_text == {"yes": "Yes.", "no": "No."}[item.answer]
+            assert record.prompt[0]["content"][1]["text"] == item.question

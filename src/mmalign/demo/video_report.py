@@ -132,6 +132,32 @@ def delta_rows(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+COMPETENCE = (
+    ("video_pope", "accuracy", "temporal POPE accuracy"),
+    ("video_pope", "yes_ratio", "yes-ratio"),
+    ("video_hallucer", "accuracy", "VideoHallucer pair accuracy"),
+    ("video_chair", "chair_i", "caption CHAIR-i"),
+    ("video_chair", "recall", "object recall"),
+    ("video_chair", "event_recall", "event recall"),
+)
+"""What the report says of the baseline's competence: (task, metric, name)."""
+
+
+def competence_line(models: dict[str, Any]) -> str:
+    """The baseline's scores on the test tasks, in one line (chance is 50 % for POPE, 25 % for a pair)."""
+    base = models["baseline"]
+    parts = [
+        f"{name} {fmt(metric, base[task][metric]['estimate'])}"
+        for task, metric, name in COMPETENCE
+        if metric in base.get(task, {})
+    ]
+    return (
+        "how competent the baseline is on the test clips: "
+        + ", ".join(parts)
+        + (" (chance: 50 % for POPE, 25 % for a VideoHallucer pair answered at random)")
+    )
+
+
 def write_markdown(results: dict[str, Any], path: Path) -> None:
     """report.md: the settings, what the comparisons show, every metric with its interval, the paired deltas."""
     s, pairs, budget = results["settings"], results["pairs"], results["budget"]
@@ -149,6 +175,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         f"- pairs: {pairs['pairs']} video-hallucinate pairs from the first {pairs['clips']} training clips ({kinds})",
         f"- DPO and the control: {budget['steps']} steps × {budget['pairs_per_step']} pairs each, from the baseline "
         "(configs/video/dpo.yaml, configs/video/control.yaml: same learning rate)",
+        f"- {competence_line(results['models'])}",
         "- test items per task (the same for every model): " + ", ".join(f"{t} {n}" for t, n in items.items()),
         "",
         "## What the paired intervals show",

@@ -63,10 +63,17 @@ class VideoStudySettings:
     val_clips: int = option(10, "Validation clips (written, not used by the study).", ge=1)
     test_clips: int = option(60, "Test clips: every model is evaluated on their video tasks.", ge=1)
     clip_frames: int = option(8, "Frames per clip.", ge=2, le=64)
-    baseline_steps: int = option(300, "SFT steps from the still checkpoint to the video baseline.", ge=1)
+    baseline_steps: int = option(600, "SFT steps from the still checkpoint to the video baseline.", ge=1)
     baseline_batch_size: int = option(16, "Captions per baseline SFT step.", ge=1)
+    baseline_questions: bool = option(
+        True,
+        "The baseline also learns to answer the training clips' yes/no questions (the video_hallucer and "
+        "video_pope templates, asked of training clips only), as the still baseline learned the still world's.",
+        flag="--baseline-questions/--captions-only",
+    )
     steps: int = option(64, "Optimiser steps of DPO and of the control (the same for both).", ge=1)
     batch_size: int = option(8, "Pairs (DPO) or chosen captions (control) per step.", ge=1)
+    learning_rate: float = option(1e-4, "Peak learning rate of DPO and of the control (the same for both).", gt=0)
     eval_batch_size: int = option(32, "Items per generation batch in the evaluation.", ge=1)
     bootstrap: int = option(1000, "Bootstrap resamples of every interval.", ge=1)
     progress: bool = option(False, "Progress bars while training.")
@@ -97,25 +104,47 @@ class VideoStudySettings:
         return data
 
 
-def caption_records(world: Path) -> list[Any]:
-    """One SFT record per training clip: the ``<video>`` prompt "Describe the video.", the clip's caption, the
-    clip as its frame files (every frame, in order)."""
+def caption_records(world: Path, questions: bool) -> list[Any]:
+    """The baseline's SFT records, per training clip in order: the ``<video>`` prompt "Describe the video." with
+    the clip's caption, then (``questions``) the yes/no questions the ``video_hallucer`` and ``video_pope`` tasks
+    would ask of that clip, answered "Yes." / "No."; the clip as its frame files (every frame, in order)."""
     from mmalign.data.records import SFTRecord, assistant
+    from mmalign.eval.tasks.video import video_items
     from mmalign.pairs.video_clips import DESCRIBE_VIDEO, ClipOptions, clip_video, video_prompt
     from mmalign.world.video import read_clips
 
+    rows = read_clips(world, "train")
     opts = ClipOptions()
-    return [
-        SFTRecord(
-            id=f"{row['id']}-caption",
-            prompt=video_prompt(DESCRIBE_VIDEO),
-            completion=assistant(row["caption"]),
-            videos=[clip_video(row, opts, as_frames=True)],
-            source="video-caption",
-            meta={"clip_id": row["id"]},
+    videos = {row["id"]: clip_video(row, opts, as_frames=True) for row in rows}
+    asked: dict[str, list[Any]] = {row["id"]: [] for row in rows}
+    for task in ("video_hallucer", "video_pope") if questions else ():
+        for item in video_items(task, world, "train"):
+            asked[item.meta["clip_id"]].append(item)
+    out = []
+    for row in rows:
+        video = videos[row["id"]]
+        out.append(
+            SFTRecord(
+                id=f"{row['id']}-caption",
+                prompt=video_prompt(DESCRIBE_VIDEO),
+                completion=assistant(row["caption"]),
+                videos=[video],
+                source="video-caption",
+                meta={"clip_id": row["id"]},
+            )
         )
-        for row in read_clips(world, "train")
-    ]
+        out += [
+            SFTRecord(
+                id=f"{item.id}-qa",
+                prompt=video_prompt(item.question),
+                completion=assistant(f"{item.answer.capitalize()}."),
+                videos=[video],
+                source="video-question",
+                meta={"clip_id": row["id"], "task": item.task},
+            )
+            for item in asked[row["id"]]
+        ]
+    return out
 
 
 def build_pairs(world: Path, out: Path, n_pairs: int, seed: int) -> dict[str, Any]:
@@ -228,13 +257,15 @@ class VideoStudy:
         )
         record = config_record(config, self.out)
         self.results["baseline_config"] = record
-        self.keys["baseline"] = step_key("baseline", record, self.keys["world"], self.keys["still"])
+        data = ["questions" if s.baseline_questions else "captions"]
+        self.keys["baseline"] = step_key("baseline", record, data, self.keys["world"], self.keys["still"])
 
         def work() -> None:
             from transformers.utils import logging
 
             logging.disable_progress_bar()
-            write_records(self.path("sft/train.jsonl"), caption_records(self.path("world")), root=self.path("world"))
+            records = caption_records(self.path("world"), s.baseline_questions)
+            write_records(self.path("sft/train.jsonl"), records, root=self.path("world"))
             result = train_sft(config, progress=s.progress)
             assert result.model_dir is not None, "the baseline trains the full model, saved whole"
             checkpoint.copy_model(result.model_dir, self.path("models/baseline"))
@@ -279,6 +310,7 @@ class VideoStudy:
                     f"train.output_dir={self.path(f'train/{name}')}",
                     f"train.max_steps={s.steps}",
                     f"train.batch_size={s.batch_size}",
+                    f"train.learning_rate={s.learning_rate}",
                     "train.grad_accum=1",
                     "train.save_steps=null",
                 ],
