@@ -81,7 +81,12 @@ def test_quick_study_through_the_cli_is_consistent_and_resumes(cli_run, tmp_path
     assert results["items"]["baseline"]["video_chair"] == quick.test_clips
 
     # paired deltas: before and after are the two models' own estimates, delta = after − before, inside its interval
-    pairs_of = {"dpo_vs_baseline": ("baseline", "dpo"), "dpo_vs_control": ("control", "dpo")}
+    pairs_of = {
+        "dpo_vs_baseline": ("baseline", "dpo"),
+        "dpo_vs_control": ("control", "dpo"),
+        "control_vs_baseline": ("baseline", "control"),
+    }
+    assert set(results["comparisons"]) == set(pairs_of) == set(results["sentences"])
     models = results["models"]
     for key, (before, after) in pairs_of.items():
         deltas = results["comparisons"][key]

@@ -6,7 +6,8 @@
     baseline_config, methods    name → {label, config (paths as OUT/...), last_log}
     models         name → task → metric → {estimate, low, high}                       (bootstrap 95 % intervals)
     items          name → task → items evaluated (every model on the same items)
-    comparisons    "dpo_vs_baseline", "dpo_vs_control" → task → metric → {before, after, delta, low, high, ...}
+    comparisons    "dpo_vs_baseline", "dpo_vs_control", "control_vs_baseline"
+                   → task → metric → {before, after, delta, low, high, share_above_zero}
     sentences      the same keys → one plain sentence on what the paired intervals show
 """
 
@@ -29,6 +30,7 @@ LABELS = {"baseline": "video SFT baseline", "dpo": "DPO", "control": "SFT on cho
 COMPARISONS = {
     "dpo_vs_baseline": ("baseline", "dpo", "DPO against the video baseline"),
     "dpo_vs_control": ("control", "dpo", "DPO against the control (SFT on the chosen captions, same budget)"),
+    "control_vs_baseline": ("baseline", "control", "The control against the video baseline"),
 }
 """key → (before run, after run, what the sentence calls it)."""
 
@@ -170,7 +172,9 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         f"- seed {s['seed']} (world seed {world['seed']}); clips: {s['train_clips']} train, {s['test_clips']} test, "
         f"{s['clip_frames']} frames each; intervals: percentile bootstrap 95 %, {s['bootstrap']} resamples"
         + (" (quick profile: a smoke test, numbers meaningless)" if s["quick"] else ""),
-        f"- baseline: the shipped still-world SFT checkpoint fine-tuned on the training clips' captions, "
+        "- baseline: the shipped still-world SFT checkpoint fine-tuned on the training clips' captions"
+        + (" and yes/no questions" if s.get("baseline_questions") else "")
+        + ", "
         f"{s['baseline_steps']} steps × {s['baseline_batch_size']} (configs/video/baseline.yaml)",
         f"- pairs: {pairs['pairs']} video-hallucinate pairs from the first {pairs['clips']} training clips ({kinds})",
         f"- DPO and the control: {budget['steps']} steps × {budget['pairs_per_step']} pairs each, from the baseline "
@@ -193,7 +197,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "## Paired changes",
         "",
         "After − before [paired 95 % interval], in percentage points for rates: `dpo_vs_baseline` is DPO − baseline, "
-        "`dpo_vs_control` is DPO − control. All deltas: `compare/<comparison>/compare.md`.",
+        "`dpo_vs_control` is DPO − control, `control_vs_baseline` is control − baseline. All deltas: "
+        "`compare/<comparison>/compare.md`.",
         "",
         *delta_rows(results),
         "",
@@ -201,7 +206,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "",
         "```bash",
         f"mmalign video-study --seed {s['seed']} --train-clips {s['train_clips']} --test-clips {s['test_clips']} "
-        f"--baseline-steps {s['baseline_steps']} --steps {s['steps']} --batch-size {s['batch_size']}",
+        f"--baseline-steps {s['baseline_steps']} --steps {s['steps']} --batch-size {s['batch_size']} "
+        f"--learning-rate {s['learning_rate']:g}" + ("" if s["baseline_questions"] else " --captions-only"),
         "```",
     ]
     with atomic_path(path) as tmp:
