@@ -129,3 +129,17 @@ def test_baseline_records_are_the_captions_then_each_clips_questions(tmp_path):
             item = by_id[record.id]
             assert record.completion_text == {"yes": "Yes.", "no": "No."}[item.answer]
             assert record.prompt[0]["content"][1]["text"] == item.question
+
+
+def test_the_reproduce_command_gives_the_same_settings(cli_run, tmp_path, monkeypatch):
+    from mmalign.demo.video_report import reproduce_command
+
+    ran = VideoStudySettings(quick=True, seed=2, baseline_questions=False, learning_rate=5e-5).with_quick_profile()
+    command = reproduce_command(ran.to_dict())
+    assert command.startswith("mmalign video-study --seed 2 ") and "--captions-only" in command
+    seen: list[VideoStudySettings] = []
+    monkeypatch.setattr("mmalign.demo.video_study.run_video_study", lambda settings, say: seen.append(settings))
+    code, _, stderr = cli_run([*command.split()[1:], "--out", str(tmp_path / "o")])
+    assert code == 0, stderr
+    expected = {**ran.to_dict(), "quick": False}
+    assert seen[0].with_quick_profile().to_dict() == expected

@@ -160,6 +160,23 @@ def competence_line(models: dict[str, Any]) -> str:
     )
 
 
+def reproduce_command(settings: dict[str, Any]) -> str:
+    """``mmalign video-study`` with every setting of the run as a flag (the sizes as run: after ``--quick``)."""
+    words = ["mmalign video-study"]
+    for key, value in settings.items():
+        if key == "quick":
+            continue  # the sizes below are the quick profile's when it was on
+        if key == "baseline_questions":
+            words.append("--baseline-questions" if value else "--captions-only")
+        else:
+            words.append(
+                f"--{key.replace('_', '-')} {value:g}"
+                if isinstance(value, float)
+                else f"--{key.replace('_', '-')} {value}"
+            )
+    return " ".join(words)
+
+
 def write_markdown(results: dict[str, Any], path: Path) -> None:
     """report.md: the settings, what the comparisons show, every metric with its interval, the paired deltas."""
     s, pairs, budget = results["settings"], results["pairs"], results["budget"]
@@ -205,9 +222,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "## Reproduce",
         "",
         "```bash",
-        f"mmalign video-study --seed {s['seed']} --train-clips {s['train_clips']} --test-clips {s['test_clips']} "
-        f"--baseline-steps {s['baseline_steps']} --steps {s['steps']} --batch-size {s['batch_size']} "
-        f"--learning-rate {s['learning_rate']:g}" + ("" if s["baseline_questions"] else " --captions-only"),
+        reproduce_command(s),
         "```",
     ]
     with atomic_path(path) as tmp:
