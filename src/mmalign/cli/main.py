@@ -14,7 +14,7 @@ import sys
 import typer
 from rich.console import Console
 
-from mmalign.cli import data, demo, eval, model, rm, train, world
+from mmalign.cli import data, demo, eval, model, rm, train, video_study, world
 from mmalign.cli.failures import explain
 from mmalign.cli.help import FlagHelpGroup
 
@@ -33,6 +33,7 @@ app.add_typer(eval.app, name="eval")
 app.add_typer(rm.app, name="rm")
 app.command("world")(world.world)
 app.command("demo")(demo.demo)
+app.command("video-study")(video_study.video_study)
 
 
 @app.callback()

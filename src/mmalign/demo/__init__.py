@@ -10,6 +10,10 @@
 * :mod:`.report`, :mod:`.report_html`, :mod:`.plots`, :mod:`.headline`: results.json, report.md, report.html,
   the PNGs and what is claimed.
 
+Two smaller studies are built from the same pieces: :mod:`.rm_study` (``mmalign rm study``) and
+:mod:`.video_study` (``mmalign video-study``: video DPO against its SFT-on-chosen control, report in
+:mod:`.video_report`).
+
 Names are imported lazily (PEP 562), so importing the package does not import torch.
 """
 
