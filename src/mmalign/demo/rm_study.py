@@ -29,6 +29,7 @@ from typing import Any
 
 from mmalign.config import check_ranges, option
 from mmalign.demo import checkpoint
+from mmalign.demo.settings import settings_record, shrunk
 from mmalign.demo.steps import Steps, step_key
 from mmalign.files import atomic_path
 
@@ -85,13 +86,10 @@ class StudySettings:
             "prompts": 16,
             "bootstrap": 300,
         }
-        return dataclasses.replace(self, **{k: min(v, getattr(self, k)) for k, v in small.items()})
+        return shrunk(self, small)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        for key in ("out", "progress"):
-            data.pop(key)
-        return data
+        return settings_record(self)
 
 
 class Study:

@@ -65,6 +65,21 @@ CORRUPT_IMAGE_OPTIONS: dict[str, Any] = {"modes": ["mask", "crop"], "severity_mi
 """Options of the ``corrupt-image`` builder: the rejected images mDPO's image-conditional term contrasts with."""
 
 
+def shrunk(settings: Any, small: dict[str, Any]) -> Any:
+    """``settings`` with each field of ``small`` at most that size (a value given smaller is kept; None takes the
+    small one): the ``--quick`` profiles of the demo and its studies."""
+    changes = {k: v if getattr(settings, k) is None else min(v, getattr(settings, k)) for k, v in small.items()}
+    return dataclasses.replace(settings, **changes)
+
+
+def settings_record(settings: Any) -> dict[str, Any]:
+    """A study's settings as its results.json records them (the output directory and progress bars left out)."""
+    data = dataclasses.asdict(settings)
+    for key in ("out", "progress"):
+        data.pop(key)
+    return data
+
+
 def parse_methods(text: str | None) -> tuple[str, ...]:
     """``--methods dpo,simpo`` → ("dpo", "simpo"); not given: every method."""
     return tuple(m.strip() for m in text.split(",") if m.strip()) if text else tuple(m.name for m in METHODS)
@@ -158,7 +173,6 @@ class DemoSettings:
             "bootstrap": 200,
             "eval_batch_size": 32,
         }
-        changes = {k: min(v, getattr(self, k)) if getattr(self, k) is not None else v for k, v in small.items()}
         sft = [
             "train.max_steps=12",
             "train.batch_size=16",
@@ -166,7 +180,7 @@ class DemoSettings:
             "train.logging_steps=4",
             "train.save_steps=null",
         ]
-        return dataclasses.replace(self, **changes, sft_overrides=[*sft, *self.sft_overrides])
+        return dataclasses.replace(shrunk(self, small), sft_overrides=[*sft, *self.sft_overrides])
 
     def selected(self) -> list[Method]:
         return [m for m in METHODS if m.name in self.methods]

@@ -29,6 +29,7 @@ from typing import Any
 
 from mmalign.config import check_ranges, load_config, option
 from mmalign.demo import checkpoint
+from mmalign.demo.settings import settings_record, shrunk
 from mmalign.demo.steps import Steps, step_key
 from mmalign.demo.training import config_record
 from mmalign.errors import ConfigError
@@ -95,13 +96,10 @@ class VideoStudySettings:
             "batch_size": 3,
             "bootstrap": 50,
         }
-        return dataclasses.replace(self, **{k: min(v, getattr(self, k)) for k, v in small.items()})
+        return shrunk(self, small)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        for key in ("out", "progress"):
-            data.pop(key)
-        return data
+        return settings_record(self)
 
 
 def caption_records(world: Path, questions: bool) -> list[Any]:
