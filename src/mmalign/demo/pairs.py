@@ -29,34 +29,44 @@ from mmalign.seeding import derive_seed
 SUMMARY = "summary.json"
 
 
-def hallucination_pairs(world: Path, n_pairs: int, seed: int) -> tuple[list[PreferenceRecord], int]:
-    """The first ``n_pairs`` pairs of the hallucinate builder over the training scenes in order, and how many
-    scenes they came from (only those scenes are built)."""
-    builder = make_builder("hallucinate", HALLUCINATE_OPTIONS)
+def first_pairs(
+    world: Path,
+    strategy: str,
+    options: dict[str, Any],
+    n_pairs: int,
+    seed: int,
+    what: str = "scenes",
+    budget: str = "the budget",
+) -> tuple[list[PreferenceRecord], int]:
+    """The first ``n_pairs`` pairs of the ``strategy`` builder over the world's training ``what`` (scenes, or clips
+    of a video world) in order, and how many they came from (only those are built); a ConfigError naming
+    ``--train-<what>`` when the world gives fewer."""
+    builder = make_builder(strategy, options)
     plan = builder.plan(BuildInputs(world=world, split="train"), seed)
     records: list[PreferenceRecord] = []
-    scenes = 0
+    used = 0
     for unit in plan.units:
         if len(records) >= n_pairs:
             break
         records += builder.build(unit, plan.shared, derive_seed(seed, builder.name, str(unit["id"])))
-        scenes += 1
+        used += 1
     if len(records) < n_pairs:
         raise ConfigError(
-            f"the world's {scenes} training scenes give {len(records)} pairs, fewer than the "
-            f"{n_pairs} the budget needs: raise --train-scenes"
+            f"the world's {used} training {what} give {len(records)} pairs, fewer than the {n_pairs} {budget} "
+            f"needs: raise --train-{what}"
         )
-    return records[:n_pairs], scenes
+    return records[:n_pairs], used
 
 
 def chosen_records(pairs: list[PreferenceRecord]) -> list[SFTRecord]:
-    """The chosen response of each pair as an SFT example (same id, prompt and images)."""
+    """The chosen response of each pair as an SFT example (same id, prompt, images and videos)."""
     return [
         SFTRecord(
             id=p.id,
             prompt=p.prompt,
             completion=p.chosen,
             images=list(p.images),
+            videos=list(p.videos),
             source="chosen",
             meta={"from_source": p.source, **p.meta},
         )
@@ -66,7 +76,7 @@ def chosen_records(pairs: list[PreferenceRecord]) -> list[SFTRecord]:
 
 def build_pairs(layout: Layout, n_pairs: int, seed: int, say: Any = print) -> dict[str, Any]:
     """Write the three training files into ``layout.pairs`` and ``summary.json``; returns the summary."""
-    pairs, scenes = hallucination_pairs(layout.world, n_pairs, seed)
+    pairs, scenes = first_pairs(layout.world, "hallucinate", HALLUCINATE_OPTIONS, n_pairs, seed)
     text_file = layout.pair_file("hallucinate")
     write_records(text_file, pairs, root=layout.world)
     write_records(layout.pair_file("chosen"), chosen_records(pairs), root=layout.world)

@@ -20,7 +20,6 @@ training records and run), ``models/{still,baseline,dpo,control}/``, ``pairs/``,
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -151,26 +150,12 @@ def build_pairs(world: Path, out: Path, n_pairs: int, seed: int) -> dict[str, An
     from collections import Counter
 
     from mmalign.data.io import write_records
-    from mmalign.demo.pairs import chosen_records
-    from mmalign.pairs import BuildInputs, make_builder
-    from mmalign.seeding import derive_seed
+    from mmalign.demo.pairs import chosen_records, first_pairs
 
-    builder = make_builder("video-hallucinate", {"kinds": KINDS, "video": "frames"})
-    plan = builder.plan(BuildInputs(world=world, split="train"), seed)
-    pairs: list[Any] = []
-    clips = 0
-    for unit in plan.units:
-        if len(pairs) >= n_pairs:
-            break
-        pairs += builder.build(unit, plan.shared, derive_seed(seed, builder.name, str(unit["id"])))
-        clips += 1
-    if len(pairs) < n_pairs:
-        raise ConfigError(
-            f"the world's {clips} training clips give {len(pairs)} pairs, fewer than the {n_pairs} the budget "
-            "(--steps × --batch-size) needs: raise --train-clips"
-        )
-    pairs = pairs[:n_pairs]
-    chosen = [dataclasses.replace(r, videos=list(p.videos)) for r, p in zip(chosen_records(pairs), pairs, strict=True)]
+    options = {"kinds": KINDS, "video": "frames"}
+    budget = "the budget (--steps × --batch-size)"
+    pairs, clips = first_pairs(world, "video-hallucinate", options, n_pairs, seed, "clips", budget)
+    chosen = chosen_records(pairs)
     out.mkdir(parents=True, exist_ok=True)
     write_records(out / "pairs.jsonl", pairs, root=world)
     write_records(out / "chosen.jsonl", chosen, root=world)
