@@ -84,19 +84,22 @@ class Cooccurrence:
 
 @dataclass
 class WorldSplit:
-    """One split of a shapes world, read for a builder."""
+    """One split of a shapes world (still or video), read for a builder."""
 
     root: Path
     split: str
     config: WorldConfig
     info: dict[str, Any]
     rows: list[dict[str, Any]]
-    """The split's ``scenes.jsonl`` rows, in file order."""
+    """The split's ``scenes.jsonl`` rows (a video world's: ``clips.jsonl``), in file order."""
     fingerprint: str
+    unit: str = "scenes"
+    """What a row is: scenes, or clips of a video world (:func:`mmalign.pairs.video_clips.read_clip_split`)."""
 
     @property
     def description(self) -> str:
-        return f"{len(self.rows)} scenes of world {self.root} ({self.split})"
+        world = "video world" if self.unit == "clips" else "world"
+        return f"{len(self.rows)} {self.unit} of {world} {self.root} ({self.split})"
 
 
 def world_header(inputs: BuildInputs, strategy: str, needs: str) -> tuple[Path, dict[str, Any], WorldConfig]:

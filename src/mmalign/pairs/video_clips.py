@@ -11,7 +11,6 @@ root of the build.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mmalign.config import option
@@ -19,7 +18,7 @@ from mmalign.data.parse import parse_sampling
 from mmalign.data.records import Message, Sampling, VideoRef
 from mmalign.errors import ConfigError, DataError
 from mmalign.pairs.registry import BuildInputs, file_fingerprint
-from mmalign.pairs.sources import world_header
+from mmalign.pairs.sources import WorldSplit, world_header
 from mmalign.world.config import WorldConfig
 from mmalign.world.scene import Scene, SceneObject
 
@@ -54,24 +53,7 @@ class ClipOptions:
             raise ConfigError(f"options sampling/num_frames/fps/max_frames: {err.message}") from None
 
 
-@dataclass
-class ClipSplit:
-    """One split of a video world, read for a builder."""
-
-    root: Path
-    split: str
-    config: WorldConfig
-    info: dict[str, Any]
-    rows: list[dict[str, Any]]
-    """The split's ``clips.jsonl`` rows, in file order (checked by :func:`mmalign.world.video.read_clips`)."""
-    fingerprint: str
-
-    @property
-    def description(self) -> str:
-        return f"{len(self.rows)} clips of video world {self.root} ({self.split})"
-
-
-def read_clip_split(inputs: BuildInputs, strategy: str) -> ClipSplit:
+def read_clip_split(inputs: BuildInputs, strategy: str) -> WorldSplit:
     """The video world split named by ``inputs`` (``--world`` and ``--split``); errors say what is missing."""
     from mmalign.world.video import read_clips
 
@@ -83,7 +65,8 @@ def read_clip_split(inputs: BuildInputs, strategy: str) -> ClipSplit:
             f"(world.json split_sizes: {info.get('split_sizes')})"
         )
     path = root / inputs.split / "clips.jsonl"
-    return ClipSplit(root, inputs.split, config, info, rows, file_fingerprint(root / "world.json", path))
+    fingerprint = file_fingerprint(root / "world.json", path)
+    return WorldSplit(root, inputs.split, config, info, rows, fingerprint, unit="clips")
 
 
 def frame_paths(row: dict[str, Any], sampling: Sampling) -> list[str]:
