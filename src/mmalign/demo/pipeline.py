@@ -34,7 +34,7 @@ from rich.console import Console
 from mmalign.config import load_config, read_yaml
 from mmalign.demo import checkpoint
 from mmalign.demo.settings import BASELINE, EVAL_TASKS, DemoSettings, Method
-from mmalign.demo.steps import Steps, step_key
+from mmalign.demo.steps import Steps, evaluation_step, step_key
 from mmalign.demo.training import Layout, common_budget, config_record, configs_dir, method_config, train_method
 from mmalign.files import atomic_path
 from mmalign.threads import available_cpus
@@ -170,32 +170,17 @@ class Pipeline:
     def evaluate(self, name: str, split: str = "test", tasks: tuple[str, ...] = EVAL_TASKS) -> Path:
         """Evaluate ``models/<name>`` on ``split`` (the demo: every task on the test scenes; bench/demo_sweep.py:
         POPE and CHAIR on the validation scenes), a step of the ledger; returns the run's folder."""
-        from mmalign.eval.config import EvalConfig
-        from mmalign.eval.run.evaluation import evaluate
-
-        s = self.s
-        settings = {"tasks": tasks, "bootstrap": s.bootstrap, "seed": s.seed, "batch": s.eval_batch_size}
-        files = checkpoint.model_files(self.layout.model(name))  # keyed on the weights: a retrained, identical
-        weights = {p.name: checkpoint.sha256(p) for p in files}  # model is not evaluated again
-        if split == "test":
-            key, out, step = step_key("eval", weights, self.keys["world"], settings), self.layout.eval(name), "eval"
-        else:
-            key = step_key("eval", split, weights, self.keys["world"], settings)
-            out, step = self.layout.out / split / name, split
-        cfg = EvalConfig(
-            model=self.layout.model(name),
-            out=out,
-            tasks=",".join(tasks),
-            data=self.layout.world,
-            split=split,
-            batch_size=s.eval_batch_size,
-            agreement_sample=0,
-            n_resamples=s.bootstrap,
-            seed=s.seed,
-            progress=s.progress,
+        out, label = (
+            (self.layout.eval(name), f"eval {name}")
+            if split == "test"
+            else (
+                self.layout.out / split / name,
+                f"{split} {name}",
+            )
         )
-        self.steps.run(f"{step} {name}", key, [out], lambda: evaluate(cfg, echo=self.say))
-        return out
+        world = self.layout.world
+        model = self.layout.model(name)
+        return evaluation_step(self.steps, model, out, world, self.keys["world"], split, tasks, self.s, self.say, label)
 
     def pairs(self, n_pairs: int) -> None:
         from mmalign.demo.pairs import build_pairs

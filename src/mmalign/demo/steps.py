@@ -70,3 +70,46 @@ class Steps:
             tmp.write_text(json.dumps({"key": key, "seconds": round(seconds, 3)}) + "\n", encoding="utf-8")
         self.echo(f"[bold]{name}[/bold]: done in {seconds:.1f} s")
         return True
+
+
+def evaluation_step(
+    steps: Steps,
+    model: Path,
+    out: Path,
+    world: Path,
+    world_key: str,
+    split: str,
+    tasks: tuple[str, ...],
+    settings: Any,
+    echo: Callable[[str], None],
+    label: str,
+) -> Path:
+    """Evaluate ``model`` on the world's ``split`` with ``tasks`` into ``out`` as the step ``label``, keyed on the
+    model's weights (a retrained, identical model is not evaluated again), the world and the evaluation settings
+    (``settings``: a demo's or study's, with ``bootstrap``, ``seed``, ``eval_batch_size`` and ``progress``)."""
+    from mmalign.demo import checkpoint
+    from mmalign.eval.config import EvalConfig
+    from mmalign.eval.run.evaluation import evaluate
+
+    s = settings
+    options = {"tasks": tasks, "bootstrap": s.bootstrap, "seed": s.seed, "batch": s.eval_batch_size}
+    weights = {p.name: checkpoint.sha256(p) for p in checkpoint.model_files(model)}
+    key = (
+        step_key("eval", weights, world_key, options)
+        if split == "test"
+        else step_key("eval", split, weights, world_key, options)
+    )
+    cfg = EvalConfig(
+        model=model,
+        out=out,
+        tasks=",".join(tasks),
+        data=world,
+        split=split,
+        batch_size=s.eval_batch_size,
+        agreement_sample=0,
+        n_resamples=s.bootstrap,
+        seed=s.seed,
+        progress=s.progress,
+    )
+    steps.run(label, key, [out], lambda: evaluate(cfg, echo=echo))
+    return out

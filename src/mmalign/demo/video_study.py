@@ -29,7 +29,7 @@ from typing import Any
 from mmalign.config import check_ranges, load_config, option
 from mmalign.demo import checkpoint
 from mmalign.demo.settings import settings_record, shrunk
-from mmalign.demo.steps import Steps, step_key
+from mmalign.demo.steps import Steps, evaluation_step, step_key
 from mmalign.demo.training import config_record
 from mmalign.errors import ConfigError
 from mmalign.files import atomic_path
@@ -257,27 +257,9 @@ class VideoStudy:
         self.steps.run("baseline", self.keys["baseline"], [self.path("sft"), self.path("models/baseline")], work)
 
     def evaluate(self, name: str) -> None:
-        from mmalign.eval.config import EvalConfig
-        from mmalign.eval.run.evaluation import evaluate
-
-        s = self.s
-        weights = {p.name: checkpoint.sha256(p) for p in checkpoint.model_files(self.path(f"models/{name}"))}
-        settings = {"tasks": VIDEO_TASKS, "bootstrap": s.bootstrap, "seed": s.seed, "batch": s.eval_batch_size}
-        key = step_key("eval", weights, self.keys["world"], settings)
-        out = self.path(f"eval/{name}")
-        cfg = EvalConfig(
-            model=self.path(f"models/{name}"),
-            out=out,
-            tasks=",".join(VIDEO_TASKS),
-            data=self.path("world"),
-            split="test",
-            batch_size=s.eval_batch_size,
-            agreement_sample=0,
-            n_resamples=s.bootstrap,
-            seed=s.seed,
-            progress=s.progress,
-        )
-        self.steps.run(f"eval {name}", key, [out], lambda: evaluate(cfg, echo=self.say))
+        model, out, world = self.path(f"models/{name}"), self.path(f"eval/{name}"), self.path("world")
+        key = self.keys["world"]
+        evaluation_step(self.steps, model, out, world, key, "test", VIDEO_TASKS, self.s, self.say, f"eval {name}")
 
     def method_configs(self) -> dict[str, Any]:
         s = self.s
